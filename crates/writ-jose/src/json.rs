@@ -1,0 +1,138 @@
+//! JSON that refuses duplicate member names.
+//!
+//! RFC 7515 §5.2 and RFC 8259 §4 leave duplicate member names to the parser; parsers differ
+//! (first wins, last wins, error), which is a classic source of verifier confusion. Writ
+//! refuses them at every depth before deserializing into typed claims.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor,
+};
+
+/// JSON could not be read strictly.
+///
+/// The input is at fault: it is not JSON, has a duplicate member name, or does not have the
+/// expected shape.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonError {
+    /// An object has the same member name twice.
+    #[error("duplicate JSON member `{0}`")]
+    DuplicateMember(String),
+    /// The text is not JSON, or not of the expected shape.
+    #[error("invalid JSON: {0}")]
+    Invalid(#[source] serde_json::Error),
+}
+
+/// Deserializes `bytes` into `T` after checking that no object anywhere in it repeats a
+/// member name.
+pub fn from_slice_strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
+    check_no_duplicates(bytes)?;
+    serde_json::from_slice(bytes).map_err(JsonError::Invalid)
+}
+
+fn check_no_duplicates(bytes: &[u8]) -> Result<(), JsonError> {
+    let duplicate = RefCell::new(None);
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let walked = NoDuplicates(&duplicate)
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end());
+    match (walked, duplicate.into_inner()) {
+        (_, Some(name)) => Err(JsonError::DuplicateMember(name)),
+        (Err(error), None) => Err(JsonError::Invalid(error)),
+        (Ok(()), None) => Ok(()),
+    }
+}
+
+/// Walks any JSON value, recording the first repeated member name and stopping there.
+#[derive(Clone, Copy)]
+struct NoDuplicates<'a>(&'a RefCell<Option<String>>);
+
+impl<'de> DeserializeSeed<'de> for NoDuplicates<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NoDuplicates<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if !seen.insert(key.clone()) {
+                *self.0.borrow_mut() = Some(key.into_owned());
+                return Err(de::Error::custom("duplicate member"));
+            }
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn accepts_ordinary_json() {
+        let value: Value = from_slice_strict(br#"{"a":[1,{"b":"\u0063"}],"c":null}"#).unwrap();
+        assert_eq!(value["a"][1]["b"], "c");
+    }
+
+    #[test]
+    fn refuses_duplicates_at_any_depth() {
+        for text in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"x":{"a":1,"a":1}}"#,
+            r#"[{"a":1},{"b":1,"b":2}]"#,
+            r#"{"a":1,"\u0061":2}"#,
+        ] {
+            let error = from_slice_strict::<Value>(text.as_bytes()).unwrap_err();
+            assert!(
+                matches!(&error, JsonError::DuplicateMember(name) if name == "a" || name == "b"),
+                "{text}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_trailing_garbage() {
+        assert!(from_slice_strict::<Value>(br#"{"a":1} x"#).is_err());
+        assert!(from_slice_strict::<Value>(br#"{"a":1}{"a":1}"#).is_err());
+    }
+}
