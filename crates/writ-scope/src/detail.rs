@@ -1,0 +1,584 @@
+//! RFC 9396 authorization details: what a mandate grants and what a writ allows.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::constraint::{Constraint, ConstraintError, Violation};
+use crate::glob;
+use crate::names::{HttpMethod, Label, McpMethod, PathPattern, ServerName, ToolName};
+
+/// The most authorization details one grant list may hold.
+pub const MAX_GRANTS: usize = 64;
+/// The most labels or methods one detail may list.
+pub const MAX_SET: usize = 32;
+
+/// A set of data-classification labels: RFC 9396 `datatypes`.
+///
+/// A detail grants access to data of the listed classes only; a tool whose data carries a
+/// label outside the set is out of scope.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Labels(BTreeSet<Label>);
+
+impl Labels {
+    /// No labels.
+    pub fn new() -> Self {
+        Labels::default()
+    }
+
+    /// Whether every label in `self` is in `other`.
+    pub fn is_subset_of(&self, other: &Labels) -> bool {
+        self.0.is_subset(&other.0)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The labels in `self` missing from `other`.
+    pub fn missing_from<'a>(&'a self, other: &'a Labels) -> impl Iterator<Item = &'a Label> {
+        self.0.difference(&other.0)
+    }
+
+    /// The labels, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Label> {
+        self.0.iter()
+    }
+}
+
+impl FromIterator<Label> for Labels {
+    fn from_iter<I: IntoIterator<Item = Label>>(labels: I) -> Self {
+        Labels(labels.into_iter().collect())
+    }
+}
+
+fn constraint_is_any(constraint: &Constraint) -> bool {
+    *constraint == Constraint::Any
+}
+
+fn any() -> Constraint {
+    Constraint::Any
+}
+
+/// One RFC 9396 authorization detail object.
+///
+/// In a mandate it is a grant; in a writ it describes the one call the writ allows; in a
+/// token request it describes the call the agent wants to make.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthorizationDetail {
+    /// MCP `tools/call` of one tool on one server, with constrained arguments.
+    McpToolCall {
+        /// The tool provider's inventory name.
+        server: ServerName,
+        /// The tool.
+        tool: ToolName,
+        /// The constraint the call's `arguments` must satisfy.
+        #[serde(default = "any", skip_serializing_if = "constraint_is_any")]
+        arguments: Constraint,
+        /// The data classes in scope.
+        #[serde(default, skip_serializing_if = "Labels::is_empty")]
+        datatypes: Labels,
+    },
+    /// Other MCP JSON-RPC methods on one server, such as `initialize` or `tools/list`.
+    McpRequest {
+        /// The tool provider's inventory name.
+        server: ServerName,
+        /// The methods allowed.
+        methods: BTreeSet<McpMethod>,
+    },
+    /// An HTTP request to one API.
+    HttpRequest {
+        /// The API's inventory name.
+        server: ServerName,
+        /// The HTTP methods allowed.
+        methods: BTreeSet<HttpMethod>,
+        /// The request paths allowed.
+        path: PathPattern,
+        /// The data classes in scope.
+        #[serde(default, skip_serializing_if = "Labels::is_empty")]
+        datatypes: Labels,
+    },
+}
+
+/// A real request, as the gateway sees it or as an agent describes it.
+#[derive(Debug, Clone, Copy)]
+pub enum Call<'a> {
+    /// MCP `tools/call`.
+    McpToolCall {
+        /// The server it goes to.
+        server: &'a str,
+        /// `params.name`.
+        tool: &'a str,
+        /// `params.arguments` (`{}` when absent).
+        arguments: &'a Value,
+    },
+    /// Any other MCP JSON-RPC method.
+    McpRequest {
+        /// The server it goes to.
+        server: &'a str,
+        /// The JSON-RPC method.
+        method: &'a str,
+    },
+    /// An HTTP request.
+    HttpRequest {
+        /// The API it goes to.
+        server: &'a str,
+        /// The HTTP method.
+        method: &'a str,
+        /// The request path, without query or fragment.
+        path: &'a str,
+    },
+}
+
+/// Why a call falls outside a detail. Each variant has a stable code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    /// The call is a different kind (tool call, other MCP method, HTTP request).
+    Kind,
+    /// The call goes to another server.
+    Server,
+    /// The call names another tool.
+    Tool,
+    /// The method is not allowed.
+    Method,
+    /// The path is not allowed.
+    Path,
+    /// The arguments fall outside their constraint.
+    Arguments(Violation),
+}
+
+impl Mismatch {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Mismatch::Kind => "call_kind_mismatch",
+            Mismatch::Server => "server_mismatch",
+            Mismatch::Tool => "tool_mismatch",
+            Mismatch::Method => "method_mismatch",
+            Mismatch::Path => "path_mismatch",
+            Mismatch::Arguments(_) => "argument_outside_constraint",
+        }
+    }
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mismatch::Kind => f.write_str("the request is a different kind of call"),
+            Mismatch::Server => f.write_str("the request goes to another server"),
+            Mismatch::Tool => f.write_str("the request calls another tool"),
+            Mismatch::Method => f.write_str("the request method is not allowed"),
+            Mismatch::Path => f.write_str("the request path is not allowed"),
+            Mismatch::Arguments(violation) => write!(f, "argument {violation}"),
+        }
+    }
+}
+
+/// A detail was refused when read.
+///
+/// The detail's author is at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DetailError {
+    /// The argument constraint is too large or inconsistent.
+    #[error("invalid argument constraint: {0}")]
+    Constraint(#[from] ConstraintError),
+    /// A label or method list is longer than [`MAX_SET`], or a method list is empty.
+    #[error("a detail must list between 1 and {MAX_SET} methods and at most {MAX_SET} labels")]
+    SetSize,
+    /// More than [`MAX_GRANTS`] details, or none.
+    #[error("expected between 1 and {MAX_GRANTS} authorization details")]
+    Count,
+}
+
+impl AuthorizationDetail {
+    /// The server this detail is about.
+    pub fn server(&self) -> &ServerName {
+        match self {
+            AuthorizationDetail::McpToolCall { server, .. }
+            | AuthorizationDetail::McpRequest { server, .. }
+            | AuthorizationDetail::HttpRequest { server, .. } => server,
+        }
+    }
+
+    /// The data classes in scope (empty for MCP requests, which touch no tool data).
+    pub fn datatypes(&self) -> &Labels {
+        static NONE: Labels = Labels(BTreeSet::new());
+        match self {
+            AuthorizationDetail::McpToolCall { datatypes, .. }
+            | AuthorizationDetail::HttpRequest { datatypes, .. } => datatypes,
+            AuthorizationDetail::McpRequest { .. } => &NONE,
+        }
+    }
+
+    /// Checks the limits of a detail read from outside.
+    pub fn validate(&self) -> Result<(), DetailError> {
+        match self {
+            AuthorizationDetail::McpToolCall {
+                arguments,
+                datatypes,
+                ..
+            } => {
+                arguments.validate()?;
+                bounded(datatypes.0.len(), 0)
+            }
+            AuthorizationDetail::McpRequest { methods, .. } => bounded(methods.len(), 1),
+            AuthorizationDetail::HttpRequest {
+                methods, datatypes, ..
+            } => bounded(methods.len(), 1).and(bounded(datatypes.0.len(), 0)),
+        }
+    }
+
+    /// Checks that `call` falls inside this detail, saying why not when it does not.
+    pub fn check(&self, call: &Call<'_>) -> Result<(), Mismatch> {
+        match (self, call) {
+            (
+                AuthorizationDetail::McpToolCall {
+                    server,
+                    tool,
+                    arguments,
+                    ..
+                },
+                Call::McpToolCall {
+                    server: call_server,
+                    tool: call_tool,
+                    arguments: call_arguments,
+                },
+            ) => {
+                same(server.as_str(), call_server, Mismatch::Server)?;
+                same(tool.as_str(), call_tool, Mismatch::Tool)?;
+                arguments.check(call_arguments).map_err(Mismatch::Arguments)
+            }
+            (
+                AuthorizationDetail::McpRequest { server, methods },
+                Call::McpRequest {
+                    server: call_server,
+                    method,
+                },
+            ) => {
+                same(server.as_str(), call_server, Mismatch::Server)?;
+                if methods.iter().any(|allowed| allowed.as_str() == *method) {
+                    Ok(())
+                } else {
+                    Err(Mismatch::Method)
+                }
+            }
+            (
+                AuthorizationDetail::HttpRequest {
+                    server,
+                    methods,
+                    path,
+                    ..
+                },
+                Call::HttpRequest {
+                    server: call_server,
+                    method,
+                    path: call_path,
+                },
+            ) => {
+                same(server.as_str(), call_server, Mismatch::Server)?;
+                if !methods.iter().any(|allowed| allowed.as_str() == *method) {
+                    return Err(Mismatch::Method);
+                }
+                if glob::matches(path.as_str(), call_path) {
+                    Ok(())
+                } else {
+                    Err(Mismatch::Path)
+                }
+            }
+            // A detail of one kind never covers a call of another.
+            _ => Err(Mismatch::Kind),
+        }
+    }
+
+    /// Whether this detail is no wider than `parent` in any respect: same kind and server,
+    /// same tool, arguments, methods and paths within the parent's, data classes a subset.
+    pub fn is_subset_of(&self, parent: &AuthorizationDetail) -> bool {
+        match (self, parent) {
+            (
+                AuthorizationDetail::McpToolCall {
+                    server,
+                    tool,
+                    arguments,
+                    datatypes,
+                },
+                AuthorizationDetail::McpToolCall {
+                    server: parent_server,
+                    tool: parent_tool,
+                    arguments: parent_arguments,
+                    datatypes: parent_datatypes,
+                },
+            ) => {
+                server == parent_server
+                    && tool == parent_tool
+                    && arguments.is_subset_of(parent_arguments)
+                    && datatypes.is_subset_of(parent_datatypes)
+            }
+            (
+                AuthorizationDetail::McpRequest { server, methods },
+                AuthorizationDetail::McpRequest {
+                    server: parent_server,
+                    methods: parent_methods,
+                },
+            ) => server == parent_server && methods.is_subset(parent_methods),
+            (
+                AuthorizationDetail::HttpRequest {
+                    server,
+                    methods,
+                    path,
+                    datatypes,
+                },
+                AuthorizationDetail::HttpRequest {
+                    server: parent_server,
+                    methods: parent_methods,
+                    path: parent_path,
+                    datatypes: parent_datatypes,
+                },
+            ) => {
+                server == parent_server
+                    && methods.is_subset(parent_methods)
+                    && glob::is_subset(path.as_str(), parent_path.as_str())
+                    && datatypes.is_subset_of(parent_datatypes)
+            }
+            // Different kinds never cover each other.
+            _ => false,
+        }
+    }
+}
+
+fn same(granted: &str, requested: &str, mismatch: Mismatch) -> Result<(), Mismatch> {
+    if granted == requested {
+        Ok(())
+    } else {
+        Err(mismatch)
+    }
+}
+
+fn bounded(len: usize, min: usize) -> Result<(), DetailError> {
+    if (min..=MAX_SET).contains(&len) {
+        Ok(())
+    } else {
+        Err(DetailError::SetSize)
+    }
+}
+
+/// A mandate's grants: 1 to [`MAX_GRANTS`] validated authorization details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    try_from = "Vec<AuthorizationDetail>",
+    into = "Vec<AuthorizationDetail>"
+)]
+pub struct Grants(Vec<AuthorizationDetail>);
+
+impl Grants {
+    /// Validates each detail and the count.
+    pub fn new(details: Vec<AuthorizationDetail>) -> Result<Self, DetailError> {
+        if details.is_empty() || details.len() > MAX_GRANTS {
+            return Err(DetailError::Count);
+        }
+        details.iter().try_for_each(AuthorizationDetail::validate)?;
+        Ok(Grants(details))
+    }
+
+    /// The details.
+    pub fn as_slice(&self) -> &[AuthorizationDetail] {
+        &self.0
+    }
+
+    /// The first grant that `requested` falls within, if any.
+    pub fn covering(&self, requested: &AuthorizationDetail) -> Option<&AuthorizationDetail> {
+        self.0.iter().find(|grant| requested.is_subset_of(grant))
+    }
+
+    /// Whether each of these grants falls within some grant of `parent` (attenuation).
+    pub fn is_subset_of(&self, parent: &Grants) -> bool {
+        self.0.iter().all(|grant| parent.covering(grant).is_some())
+    }
+}
+
+impl TryFrom<Vec<AuthorizationDetail>> for Grants {
+    type Error = DetailError;
+    fn try_from(details: Vec<AuthorizationDetail>) -> Result<Self, DetailError> {
+        Grants::new(details)
+    }
+}
+
+impl From<Grants> for Vec<AuthorizationDetail> {
+    fn from(grants: Grants) -> Self {
+        grants.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn detail(value: Value) -> AuthorizationDetail {
+        let detail: AuthorizationDetail = serde_json::from_value(value).unwrap();
+        detail.validate().unwrap();
+        detail
+    }
+
+    #[test]
+    fn json_form_is_rfc9396() {
+        let value = json!({
+            "type": "mcp_tool_call",
+            "server": "files",
+            "tool": "read_file",
+            "arguments": {"object": {"required": {"path": {"prefix": "/data/"}}}},
+            "datatypes": ["internal"]
+        });
+        let parsed = detail(value.clone());
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), value);
+        let bare = detail(json!({"type": "mcp_tool_call", "server": "files", "tool": "t"}));
+        assert_eq!(
+            serde_json::to_value(&bare).unwrap(),
+            json!({"type": "mcp_tool_call", "server": "files", "tool": "t"})
+        );
+        for bad in [
+            json!({"type": "mcp_tool_call", "server": "files"}),
+            json!({"type": "mcp_tool_call", "server": "files", "tool": "t", "extra": 1}),
+            json!({"type": "payment_initiation", "server": "files"}),
+            json!({"server": "files", "tool": "t"}),
+            json!({"type": "mcp_request", "server": "files", "methods": ["tools/call"]}),
+            json!({"type": "http_request", "server": "api", "methods": ["get"], "path": "/"}),
+        ] {
+            assert!(
+                serde_json::from_value::<AuthorizationDetail>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+        let empty: AuthorizationDetail = serde_json::from_value(
+            json!({"type": "mcp_request", "server": "files", "methods": []}),
+        )
+        .unwrap();
+        assert_eq!(empty.validate(), Err(DetailError::SetSize));
+    }
+
+    #[test]
+    fn checks_calls() {
+        let tool = detail(json!({
+            "type": "mcp_tool_call", "server": "files", "tool": "read_file",
+            "arguments": {"object": {"required": {"path": {"prefix": "/data/"}}}}
+        }));
+        let args = json!({"path": "/data/a"});
+        let call = |server, tool, arguments| Call::McpToolCall {
+            server,
+            tool,
+            arguments,
+        };
+        assert_eq!(tool.check(&call("files", "read_file", &args)), Ok(()));
+        assert_eq!(
+            tool.check(&call("db", "read_file", &args)),
+            Err(Mismatch::Server)
+        );
+        assert_eq!(
+            tool.check(&call("files", "drop_table", &args)),
+            Err(Mismatch::Tool)
+        );
+        let outside = json!({"path": "/etc/passwd"});
+        let error = tool
+            .check(&call("files", "read_file", &outside))
+            .unwrap_err();
+        assert_eq!(error.code(), "argument_outside_constraint");
+        assert_eq!(
+            error.to_string(),
+            "argument value at `/path` must be a string starting with `/data/`"
+        );
+        let list = Call::McpRequest {
+            server: "files",
+            method: "tools/list",
+        };
+        assert_eq!(tool.check(&list), Err(Mismatch::Kind));
+
+        let methods = detail(json!({
+            "type": "mcp_request", "server": "files", "methods": ["initialize", "tools/list"]
+        }));
+        assert_eq!(methods.check(&list), Ok(()));
+        let ping = Call::McpRequest {
+            server: "files",
+            method: "ping",
+        };
+        assert_eq!(methods.check(&ping), Err(Mismatch::Method));
+
+        let http = detail(json!({
+            "type": "http_request", "server": "api", "methods": ["GET"], "path": "/v1/reports/*"
+        }));
+        let get = |method, path| Call::HttpRequest {
+            server: "api",
+            method,
+            path,
+        };
+        assert_eq!(http.check(&get("GET", "/v1/reports/q1")), Ok(()));
+        assert_eq!(
+            http.check(&get("DELETE", "/v1/reports/q1")),
+            Err(Mismatch::Method)
+        );
+        assert_eq!(http.check(&get("GET", "/v1/users")), Err(Mismatch::Path));
+    }
+
+    #[test]
+    fn attenuation() {
+        let parent = Grants::new(vec![
+            detail(json!({
+                "type": "mcp_tool_call", "server": "files", "tool": "read_file",
+                "arguments": {"object": {"required": {"path": {"prefix": "/data/"}}}},
+                "datatypes": ["internal", "pii"]
+            })),
+            detail(json!({
+                "type": "http_request", "server": "api", "methods": ["GET", "HEAD"],
+                "path": "/v1/*"
+            })),
+        ])
+        .unwrap();
+        let narrower = Grants::new(vec![
+            detail(json!({
+                "type": "mcp_tool_call", "server": "files", "tool": "read_file",
+                "arguments": {"object": {"required": {"path": {"prefix": "/data/team/"}}}},
+                "datatypes": ["internal"]
+            })),
+            detail(json!({
+                "type": "http_request", "server": "api", "methods": ["GET"], "path": "/v1/reports/*"
+            })),
+        ])
+        .unwrap();
+        assert!(narrower.is_subset_of(&parent));
+        assert!(!parent.is_subset_of(&narrower));
+
+        let wider = [
+            json!({"type": "mcp_tool_call", "server": "files", "tool": "write_file"}),
+            json!({
+                "type": "mcp_tool_call", "server": "files", "tool": "read_file",
+                "arguments": {"object": {"required": {"path": {"prefix": "/"}}}}
+            }),
+            json!({
+                "type": "mcp_tool_call", "server": "files", "tool": "read_file",
+                "arguments": {"object": {"required": {"path": {"prefix": "/data/"}}}},
+                "datatypes": ["secret"]
+            }),
+            json!({"type": "http_request", "server": "api", "methods": ["POST"], "path": "/v1/x"}),
+            json!({"type": "http_request", "server": "api", "methods": ["GET"], "path": "/*"}),
+            json!({"type": "http_request", "server": "other", "methods": ["GET"], "path": "/v1/x"}),
+        ];
+        for child in wider {
+            let child = Grants::new(vec![detail(child.clone())]).unwrap();
+            assert!(!child.is_subset_of(&parent), "{child:?}");
+        }
+    }
+
+    #[test]
+    fn grant_lists_are_bounded() {
+        assert_eq!(Grants::new(vec![]), Err(DetailError::Count));
+        let one = detail(json!({"type": "mcp_tool_call", "server": "files", "tool": "t"}));
+        assert_eq!(
+            Grants::new(vec![one; MAX_GRANTS + 1]),
+            Err(DetailError::Count)
+        );
+        assert!(serde_json::from_value::<Grants>(json!([])).is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! Names that appear in grants: servers, tools, MCP methods, HTTP methods, paths, labels.
+//!
+//! Each is a newtype whose constructor checks its form, so an invalid name cannot exist.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A name or pattern was refused.
+///
+/// The caller's input is at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind} `{value}`: {rule}")]
+pub struct NameError {
+    kind: &'static str,
+    value: String,
+    rule: &'static str,
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $rule:literal, $valid:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks `text` and wraps it.
+            pub fn new(text: impl Into<String>) -> Result<Self, NameError> {
+                let text = text.into();
+                let valid: fn(&str) -> bool = $valid;
+                if valid(&text) {
+                    Ok($name(text))
+                } else {
+                    Err(NameError {
+                        kind: $kind,
+                        value: text.chars().take(80).collect(),
+                        rule: $rule,
+                    })
+                }
+            }
+
+            /// The text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = NameError;
+            fn try_from(text: String) -> Result<Self, NameError> {
+                $name::new(text)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(name: $name) -> String {
+                name.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.0)
+            }
+        }
+    };
+}
+
+fn bounded(text: &str, max: usize, allowed: impl Fn(u8) -> bool) -> bool {
+    !text.is_empty() && text.len() <= max && text.bytes().all(allowed)
+}
+
+name_type!(
+    /// The inventory name of a tool provider: an MCP server or an HTTP API.
+    ServerName,
+    "server name",
+    "expected 1 to 64 characters from a-z, 0-9, `.`, `_`, `-`, starting with a letter or digit",
+    |text| {
+        bounded(text, 64, |b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)
+        }) && text.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+    }
+);
+
+name_type!(
+    /// An MCP tool name (MCP 2025-06-18: 1 to 128 characters of `A-Za-z0-9_-.`).
+    ToolName,
+    "tool name",
+    "expected 1 to 128 characters from A-Z, a-z, 0-9, `_`, `-`, `.`",
+    |text| bounded(text, 128, |b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+);
+
+name_type!(
+    /// An MCP JSON-RPC method other than `tools/call`, such as `tools/list` or `ping`.
+    McpMethod,
+    "MCP method",
+    "expected 1 to 64 characters from A-Z, a-z, 0-9, `/`, `_`, `-`, and not `tools/call` (grant tool calls with `mcp_tool_call`)",
+    |text| {
+        text != "tools/call"
+            && bounded(text, 64, |b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
+    }
+);
+
+name_type!(
+    /// An HTTP method token in upper case, such as `GET`.
+    HttpMethod,
+    "HTTP method",
+    "expected 1 to 16 upper-case letters",
+    |text| bounded(text, 16, |b| b.is_ascii_uppercase())
+);
+
+name_type!(
+    /// A glob over request paths: starts with `/`; `*` matches any run of characters and `?`
+    /// any one character.
+    PathPattern,
+    "path pattern",
+    "expected an absolute path of at most 1024 visible ASCII characters",
+    |text| text.starts_with('/') && bounded(text, 1024, |b| b.is_ascii_graphic())
+);
+
+name_type!(
+    /// A data-classification label, such as `public`, `internal` or `pii`.
+    Label,
+    "data label",
+    "expected 1 to 64 characters from a-z, 0-9, `.`, `_`, `:`, `-`",
+    |text| {
+        bounded(text, 64, |b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"._:-".contains(&b)
+        })
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_check_their_form() {
+        assert!(ServerName::new("files-1.internal").is_ok());
+        assert!(ServerName::new("Files").is_err());
+        assert!(ServerName::new("-files").is_err());
+        assert!(ToolName::new("read_file").is_ok());
+        assert!(ToolName::new("read file").is_err());
+        assert!(ToolName::new("x".repeat(129)).is_err());
+        assert!(McpMethod::new("tools/list").is_ok());
+        assert!(McpMethod::new("tools/call").is_err());
+        assert!(HttpMethod::new("GET").is_ok());
+        assert!(HttpMethod::new("get").is_err());
+        assert!(PathPattern::new("/v1/reports/*").is_ok());
+        assert!(PathPattern::new("v1").is_err());
+        assert!(PathPattern::new("/a b").is_err());
+        assert!(Label::new("pii").is_ok());
+        assert!(Label::new("").is_err());
+    }
+
+    #[test]
+    fn deserialization_checks_too() {
+        assert!(serde_json::from_str::<ToolName>(r#""ok_tool""#).is_ok());
+        let error = serde_json::from_str::<ToolName>(r#""bad tool""#).unwrap_err();
+        assert!(
+            error.to_string().contains("invalid tool name `bad tool`"),
+            "{error}"
+        );
+    }
+}
