@@ -1,0 +1,627 @@
+//! DPoP proofs (RFC 9449): creation, verification per §4.3, and replay detection.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use writ_jose::{
+    JwsError, KeyError, SigningKey, Thumbprint, UnverifiedJws, base64url_encode, sha256,
+};
+
+use crate::time::UnixTime;
+
+/// The `typ` of a DPoP proof (RFC 9449 §4.2).
+pub const DPOP_TYP: &str = "dpop+jwt";
+/// The longest proof accepted, in bytes.
+pub const MAX_PROOF_LEN: usize = 4096;
+/// The longest `jti` or `nonce` accepted, in bytes.
+pub const MAX_PROOF_STRING_LEN: usize = 256;
+
+/// The claims of a DPoP proof (RFC 9449 §4.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProofClaims {
+    /// A unique id for this proof.
+    pub jti: String,
+    /// The HTTP method of the request.
+    pub htm: String,
+    /// The HTTP target URI of the request, without query and fragment.
+    pub htu: String,
+    /// When the proof was made.
+    pub iat: UnixTime,
+    /// The base64url SHA-256 of the access token presented with the proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ath: Option<String>,
+    /// A nonce the server provided (§8, §9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+impl ProofClaims {
+    /// Claims for a request with `method` to `uri` at `iat`, with a fresh random `jti`.
+    pub fn new(method: &str, uri: &str, iat: UnixTime, jti: String) -> Self {
+        ProofClaims {
+            jti,
+            htm: method.to_owned(),
+            htu: strip_query_and_fragment(uri).to_owned(),
+            iat,
+            ath: None,
+            nonce: None,
+        }
+    }
+
+    /// Binds the proof to `access_token` (§4.2 `ath`).
+    pub fn with_access_token(mut self, access_token: &str) -> Self {
+        self.ath = Some(access_token_hash(access_token));
+        self
+    }
+
+    /// Echoes a server-provided nonce.
+    pub fn with_nonce(mut self, nonce: &str) -> Self {
+        self.nonce = Some(nonce.to_owned());
+        self
+    }
+
+    /// Signs the proof with the agent's key; the header carries its public `jwk`.
+    pub fn sign(&self, key: &SigningKey) -> Result<String, KeyError> {
+        let payload =
+            serde_json::to_vec(self).map_err(|_| KeyError::Crypto("proof serialization failed"))?;
+        key.sign_compact(DPOP_TYP, None, Some(&key.public_key().to_jwk()), &payload)
+    }
+}
+
+/// The `ath` value for an access token: base64url SHA-256 of its ASCII bytes (§4.2).
+pub fn access_token_hash(access_token: &str) -> String {
+    base64url_encode(sha256(access_token.as_bytes()))
+}
+
+/// What the server knows about the request a proof must match.
+#[derive(Debug, Clone, Copy)]
+pub struct ProofCheck<'a> {
+    /// The request's HTTP method.
+    pub method: &'a str,
+    /// The request's target URI as the server is reached (scheme, authority, path).
+    pub uri: &'a str,
+    /// The current time.
+    pub now: UnixTime,
+    /// How old a proof may be, in seconds.
+    pub max_age: u64,
+    /// How far in the future `iat` may be (clock skew), in seconds.
+    pub max_skew: u64,
+    /// The access token presented with the proof, if any: `ath` must then match it.
+    pub access_token: Option<&'a str>,
+    /// The nonce the server requires, if any.
+    pub nonce: Option<&'a str>,
+}
+
+/// A proof that passed every check: the key it proves possession of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedProof {
+    jkt: Thumbprint,
+    jti: String,
+    iat: UnixTime,
+}
+
+impl VerifiedProof {
+    /// The RFC 7638 thumbprint of the proof's key.
+    pub fn jkt(&self) -> &Thumbprint {
+        &self.jkt
+    }
+
+    /// The proof's id.
+    pub fn jti(&self) -> &str {
+        &self.jti
+    }
+
+    /// When the proof was made.
+    pub fn iat(&self) -> UnixTime {
+        self.iat
+    }
+
+    /// Checks that the proof's key is the one a token is bound to (`cnf.jkt`, §6.1).
+    pub fn ensure_bound_to(&self, jkt: &Thumbprint) -> Result<(), DpopError> {
+        if &self.jkt == jkt {
+            Ok(())
+        } else {
+            Err(DpopError::KeyMismatch)
+        }
+    }
+}
+
+/// A DPoP proof was refused. Each variant has a stable [`DpopError::code`]; all are the
+/// client's fault except [`DpopError::ReplayCacheUnavailable`], which is the server's.
+#[derive(Debug, thiserror::Error)]
+pub enum DpopError {
+    /// Not a well-formed proof JWT, or claims missing or of the wrong type.
+    #[error("malformed DPoP proof: {0}")]
+    Malformed(String),
+    /// `typ` is not `dpop+jwt`.
+    #[error("DPoP proof `typ` must be `dpop+jwt`")]
+    WrongType,
+    /// The algorithm is unsupported or does not match the key.
+    #[error("DPoP proof algorithm is not accepted: {0}")]
+    Algorithm(String),
+    /// No `jwk` header, a private key in it, or an unsupported key.
+    #[error("DPoP proof key is not acceptable: {0}")]
+    BadKey(String),
+    /// The signature does not verify with the `jwk`.
+    #[error("DPoP proof signature does not verify")]
+    BadSignature,
+    /// `htm` differs from the request method.
+    #[error("DPoP proof is for method `{0}`, not this request's")]
+    MethodMismatch(String),
+    /// `htu` differs from the request URI.
+    #[error("DPoP proof is for `{0}`, not this request's URI")]
+    UriMismatch(String),
+    /// `iat` is too old or too far in the future.
+    #[error("DPoP proof `iat` {iat} is outside the accepted window around {now}")]
+    Stale {
+        /// The proof's `iat`.
+        iat: UnixTime,
+        /// The server's time.
+        now: UnixTime,
+    },
+    /// An access token was presented but the proof has no `ath`.
+    #[error("DPoP proof has no `ath` for the presented token")]
+    MissingAth,
+    /// `ath` is not the hash of the presented access token.
+    #[error("DPoP proof `ath` does not match the presented token")]
+    AthMismatch,
+    /// The server requires a nonce and the proof's is missing or wrong (§8).
+    #[error("DPoP proof must carry the server's current nonce")]
+    NonceRequired,
+    /// This proof was seen before.
+    #[error("DPoP proof was already used")]
+    Replayed,
+    /// The replay cache could not answer; the proof is refused (fail closed).
+    #[error("DPoP replay cache unavailable: {0}")]
+    ReplayCacheUnavailable(String),
+    /// The proof's key is not the key the token is bound to.
+    #[error("DPoP proof key does not match the token's `cnf.jkt`")]
+    KeyMismatch,
+}
+
+impl DpopError {
+    /// A stable machine-readable reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DpopError::Malformed(_) => "dpop_malformed",
+            DpopError::WrongType => "dpop_wrong_type",
+            DpopError::Algorithm(_) => "dpop_bad_algorithm",
+            DpopError::BadKey(_) => "dpop_bad_key",
+            DpopError::BadSignature => "dpop_bad_signature",
+            DpopError::MethodMismatch(_) => "dpop_method_mismatch",
+            DpopError::UriMismatch(_) => "dpop_uri_mismatch",
+            DpopError::Stale { .. } => "dpop_stale",
+            DpopError::MissingAth => "dpop_missing_ath",
+            DpopError::AthMismatch => "dpop_ath_mismatch",
+            DpopError::NonceRequired => "dpop_nonce_required",
+            DpopError::Replayed => "dpop_replayed",
+            DpopError::ReplayCacheUnavailable(_) => "dpop_replay_cache_unavailable",
+            DpopError::KeyMismatch => "dpop_key_mismatch",
+        }
+    }
+
+    /// The OAuth error code for the response (RFC 9449 §7.1, §8, §12.2).
+    pub fn oauth_error(&self) -> &'static str {
+        match self {
+            DpopError::NonceRequired => "use_dpop_nonce",
+            DpopError::ReplayCacheUnavailable(_) => "temporarily_unavailable",
+            _ => "invalid_dpop_proof",
+        }
+    }
+}
+
+/// Records ids (proof or token `jti`s) as used, so each is accepted once.
+///
+/// Implementations must make "check and record" atomic. When they cannot answer they
+/// return [`ReplayError::Unavailable`], and the verifier refuses the proof.
+pub trait ReplayCache: Send + Sync {
+    /// Records `id` until `expires`; [`ReplayError::Seen`] if it is already recorded.
+    fn first_use(&self, id: &str, expires: UnixTime, now: UnixTime) -> Result<(), ReplayError>;
+}
+
+/// Why a replay cache refused an id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// The id was used before.
+    #[error("already used")]
+    Seen,
+    /// The cache cannot answer (full, poisoned, or its store failed).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A bounded in-process replay cache.
+///
+/// When full it first drops expired entries; if it is still full it refuses new ids
+/// (fail closed) rather than forgetting live ones.
+#[derive(Debug)]
+pub struct MemoryReplayCache {
+    capacity: usize,
+    seen: Mutex<HashMap<String, UnixTime>>,
+}
+
+impl MemoryReplayCache {
+    /// A cache that holds at most `capacity` live ids.
+    pub fn new(capacity: usize) -> Self {
+        MemoryReplayCache {
+            capacity,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl ReplayCache for MemoryReplayCache {
+    fn first_use(&self, id: &str, expires: UnixTime, now: UnixTime) -> Result<(), ReplayError> {
+        let mut seen = self
+            .seen
+            .lock()
+            .map_err(|_| ReplayError::Unavailable("replay cache lock poisoned".to_owned()))?;
+        if let Some(&until) = seen.get(id)
+            && until > now
+        {
+            return Err(ReplayError::Seen);
+        }
+        if seen.len() >= self.capacity {
+            seen.retain(|_, until| *until > now);
+            if seen.len() >= self.capacity {
+                return Err(ReplayError::Unavailable(format!(
+                    "replay cache full ({} live ids)",
+                    self.capacity
+                )));
+            }
+        }
+        seen.insert(id.to_owned(), expires);
+        Ok(())
+    }
+}
+
+/// Verifies a DPoP proof against the request it came with, per RFC 9449 §4.3, and returns
+/// the thumbprint of the key it proves possession of.
+///
+/// The replay check comes last, so a forged proof cannot fill the cache.
+pub fn verify_proof(
+    proof: &str,
+    check: &ProofCheck<'_>,
+    replay: &dyn ReplayCache,
+) -> Result<VerifiedProof, DpopError> {
+    // Step 2: a well-formed JWS.
+    let jws = UnverifiedJws::parse(proof, MAX_PROOF_LEN).map_err(jws_error)?;
+    // Steps 4-7: `typ`, an allowed asymmetric `alg` matching a public `jwk`, and the
+    // signature by that key. The `jwk` header is used here and nowhere else.
+    let jwk = jws
+        .embedded_jwk()
+        .ok_or_else(|| DpopError::BadKey("no `jwk` header".to_owned()))?;
+    let key = jwk
+        .to_public_key()
+        .map_err(|error| DpopError::BadKey(error.to_string()))?;
+    let payload = jws.verify_with_key(&key, DPOP_TYP).map_err(jws_error)?;
+    // Step 3: all required claims, of the right types, no duplicates.
+    let claims: ProofClaims = writ_jose::from_slice_strict(payload)
+        .map_err(|error| DpopError::Malformed(error.to_string()))?;
+    if claims.jti.is_empty() || claims.jti.len() > MAX_PROOF_STRING_LEN {
+        return Err(DpopError::Malformed(
+            "`jti` must be 1 to 256 bytes".to_owned(),
+        ));
+    }
+    // Step 8: `htm` matches the method (methods are case-sensitive, RFC 9110 §9.1).
+    if claims.htm != check.method {
+        return Err(DpopError::MethodMismatch(truncate(&claims.htm)));
+    }
+    // Step 9: `htu` matches the URI, ignoring query and fragment, after normalization.
+    if !same_target_uri(&claims.htu, check.uri) {
+        return Err(DpopError::UriMismatch(truncate(&claims.htu)));
+    }
+    // Step 10: the server's nonce, when it requires one.
+    if let Some(nonce) = check.nonce
+        && claims.nonce.as_deref() != Some(nonce)
+    {
+        return Err(DpopError::NonceRequired);
+    }
+    // Step 11: `iat` within the acceptable window.
+    if claims.iat < check.now.minus(check.max_age) || claims.iat > check.now.plus(check.max_skew) {
+        return Err(DpopError::Stale {
+            iat: claims.iat,
+            now: check.now,
+        });
+    }
+    // Step 12: `ath` binds the proof to the presented access token.
+    if let Some(token) = check.access_token {
+        match &claims.ath {
+            None => return Err(DpopError::MissingAth),
+            Some(ath) if *ath != access_token_hash(token) => return Err(DpopError::AthMismatch),
+            Some(_) => {}
+        }
+    }
+    // §11.1: each proof once. Ids are scoped to the key, so one client cannot collide
+    // with another's; they are kept until the proof could no longer be accepted anyway.
+    let jkt = key.thumbprint().clone();
+    let replay_id = format!("dpop:{jkt}:{}", claims.jti);
+    let expires = claims.iat.plus(check.max_age).plus(check.max_skew);
+    replay
+        .first_use(&replay_id, expires, check.now)
+        .map_err(|error| match error {
+            ReplayError::Seen => DpopError::Replayed,
+            ReplayError::Unavailable(why) => DpopError::ReplayCacheUnavailable(why),
+        })?;
+    Ok(VerifiedProof {
+        jkt,
+        jti: claims.jti,
+        iat: claims.iat,
+    })
+}
+
+fn jws_error(error: JwsError) -> DpopError {
+    match error {
+        JwsError::WrongType { .. } => DpopError::WrongType,
+        JwsError::UnsupportedAlgorithm(_) | JwsError::AlgorithmMismatch { .. } => {
+            DpopError::Algorithm(error.to_string())
+        }
+        JwsError::BadSignature => DpopError::BadSignature,
+        other => DpopError::Malformed(other.to_string()),
+    }
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(128).collect()
+}
+
+fn strip_query_and_fragment(uri: &str) -> &str {
+    uri.split(['?', '#']).next().unwrap_or(uri)
+}
+
+/// RFC 9449 §4.3 step 9 with RFC 3986 §6.2.2 and §6.2.3 normalization: scheme and host
+/// compared case-insensitively, default ports dropped, an empty path is `/`, dot segments
+/// removed, percent-encoding hex compared case-insensitively; query and fragment ignored.
+fn same_target_uri(htu: &str, request_uri: &str) -> bool {
+    match (normalize_uri(htu), normalize_uri(request_uri)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+fn normalize_uri(uri: &str) -> Option<String> {
+    let url = url::Url::parse(uri).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() {
+        return None;
+    }
+    let host = url.host_str()?;
+    let port = url
+        .port()
+        .map(|port| format!(":{port}"))
+        .unwrap_or_default();
+    let mut path = String::with_capacity(url.path().len());
+    let mut chars = url.path().chars();
+    while let Some(c) = chars.next() {
+        path.push(c);
+        if c == '%' {
+            for _ in 0..2 {
+                if let Some(hex) = chars.next() {
+                    path.push(hex.to_ascii_uppercase());
+                }
+            }
+        }
+    }
+    Some(format!("{}://{host}{port}{path}", url.scheme()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use writ_jose::Algorithm;
+
+    const NOW: UnixTime = UnixTime::from_secs(1_700_000_000);
+    const URI: &str = "https://gw.example/mcp/files";
+
+    fn check<'a>() -> ProofCheck<'a> {
+        ProofCheck {
+            method: "POST",
+            uri: URI,
+            now: NOW,
+            max_age: 60,
+            max_skew: 5,
+            access_token: None,
+            nonce: None,
+        }
+    }
+
+    fn proof(key: &SigningKey, claims: ProofClaims) -> String {
+        claims.sign(key).unwrap()
+    }
+
+    #[test]
+    fn uri_normalization() {
+        let same = [
+            ("https://gw.example/a", "HTTPS://GW.EXAMPLE/a"),
+            ("https://gw.example:443/a", "https://gw.example/a"),
+            ("https://gw.example", "https://gw.example/"),
+            ("https://gw.example/a/./b/../c", "https://gw.example/a/c"),
+            ("https://gw.example/a%2fb", "https://gw.example/a%2Fb"),
+            ("https://gw.example/a?x=1#f", "https://gw.example/a?y=2"),
+        ];
+        for (a, b) in same {
+            assert!(same_target_uri(a, b), "{a} == {b}");
+        }
+        let different = [
+            ("https://gw.example/a", "http://gw.example/a"),
+            ("https://gw.example/a", "https://gw.example:8443/a"),
+            ("https://gw.example/a", "https://gw.example/A"),
+            ("https://gw.example/a", "https://other.example/a"),
+            ("https://user@gw.example/a", "https://gw.example/a"),
+            ("not a uri", "not a uri"),
+        ];
+        for (a, b) in different {
+            assert!(!same_target_uri(a, b), "{a} != {b}");
+        }
+    }
+
+    #[test]
+    fn a_good_proof_verifies_once() {
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let cache = MemoryReplayCache::new(16);
+        let token = "the-writ";
+        let claims = ProofClaims::new("POST", URI, NOW, "j1".into()).with_access_token(token);
+        let proof = proof(&key, claims);
+        let check = ProofCheck {
+            access_token: Some(token),
+            ..check()
+        };
+        let verified = verify_proof(&proof, &check, &cache).unwrap();
+        assert_eq!(verified.jkt(), key.public_key().thumbprint());
+        verified
+            .ensure_bound_to(key.public_key().thumbprint())
+            .unwrap();
+        let other = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        assert!(matches!(
+            verified.ensure_bound_to(other.public_key().thumbprint()),
+            Err(DpopError::KeyMismatch)
+        ));
+        assert!(matches!(
+            verify_proof(&proof, &check, &cache),
+            Err(DpopError::Replayed)
+        ));
+    }
+
+    #[test]
+    fn each_check_refuses() {
+        let key = SigningKey::generate(Algorithm::ES256).unwrap();
+        let base = || ProofClaims::new("POST", URI, NOW, "j".into());
+        let cases: Vec<(ProofClaims, ProofCheck<'_>, &str)> = vec![
+            (
+                ProofClaims {
+                    htm: "GET".into(),
+                    ..base()
+                },
+                check(),
+                "dpop_method_mismatch",
+            ),
+            (
+                ProofClaims {
+                    htu: "https://gw.example/other".into(),
+                    ..base()
+                },
+                check(),
+                "dpop_uri_mismatch",
+            ),
+            (
+                ProofClaims {
+                    iat: NOW.minus(61),
+                    ..base()
+                },
+                check(),
+                "dpop_stale",
+            ),
+            (
+                ProofClaims {
+                    iat: NOW.plus(6),
+                    ..base()
+                },
+                check(),
+                "dpop_stale",
+            ),
+            (
+                base(),
+                ProofCheck {
+                    access_token: Some("t"),
+                    ..check()
+                },
+                "dpop_missing_ath",
+            ),
+            (
+                base().with_access_token("other"),
+                ProofCheck {
+                    access_token: Some("t"),
+                    ..check()
+                },
+                "dpop_ath_mismatch",
+            ),
+            (
+                base(),
+                ProofCheck {
+                    nonce: Some("n1"),
+                    ..check()
+                },
+                "dpop_nonce_required",
+            ),
+            (
+                base().with_nonce("n0"),
+                ProofCheck {
+                    nonce: Some("n1"),
+                    ..check()
+                },
+                "dpop_nonce_required",
+            ),
+            (
+                ProofClaims {
+                    jti: String::new(),
+                    ..base()
+                },
+                check(),
+                "dpop_malformed",
+            ),
+        ];
+        for (claims, check, code) in cases {
+            let cache = MemoryReplayCache::new(16);
+            let error = verify_proof(&proof(&key, claims.clone()), &check, &cache).unwrap_err();
+            assert_eq!(error.code(), code, "{claims:?}: {error}");
+        }
+        assert_eq!(DpopError::NonceRequired.oauth_error(), "use_dpop_nonce");
+    }
+
+    #[test]
+    fn header_rules() {
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let cache = MemoryReplayCache::new(16);
+        let payload = serde_json::to_vec(&ProofClaims::new("POST", URI, NOW, "j".into())).unwrap();
+        let jwk = key.public_key().to_jwk();
+        let wrong_typ = key.sign_compact("jwt", None, Some(&jwk), &payload).unwrap();
+        let no_jwk = key
+            .sign_compact(DPOP_TYP, Some("k"), None, &payload)
+            .unwrap();
+        let other = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let wrong_key = key
+            .sign_compact(DPOP_TYP, None, Some(&other.public_key().to_jwk()), &payload)
+            .unwrap();
+        for (proof, code) in [
+            (wrong_typ, "dpop_wrong_type"),
+            (no_jwk, "dpop_bad_key"),
+            (wrong_key, "dpop_bad_signature"),
+            ("a.b.c".to_owned(), "dpop_malformed"),
+            ("x".repeat(MAX_PROOF_LEN + 1), "dpop_malformed"),
+        ] {
+            let error = verify_proof(&proof, &check(), &cache).unwrap_err();
+            assert_eq!(error.code(), code, "{error}");
+        }
+    }
+
+    #[test]
+    fn replay_ids_are_scoped_to_the_key() {
+        let cache = MemoryReplayCache::new(16);
+        for _ in 0..2 {
+            let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+            let claims = ProofClaims::new("POST", URI, NOW, "same-jti".into());
+            verify_proof(&proof(&key, claims), &check(), &cache).unwrap();
+        }
+    }
+
+    #[test]
+    fn memory_cache_expires_and_fails_closed_when_full() {
+        let cache = MemoryReplayCache::new(2);
+        cache.first_use("a", NOW.plus(10), NOW).unwrap();
+        assert_eq!(
+            cache.first_use("a", NOW.plus(10), NOW),
+            Err(ReplayError::Seen)
+        );
+        cache.first_use("b", NOW.plus(20), NOW).unwrap();
+        assert!(matches!(
+            cache.first_use("c", NOW.plus(10), NOW),
+            Err(ReplayError::Unavailable(_))
+        ));
+        // After `a` expires there is room again, and `a` may be recorded anew.
+        cache.first_use("c", NOW.plus(30), NOW.plus(11)).unwrap();
+        assert_eq!(
+            cache.first_use("b", NOW.plus(20), NOW.plus(11)),
+            Err(ReplayError::Seen)
+        );
+    }
+}
