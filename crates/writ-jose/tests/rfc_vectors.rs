@@ -1,5 +1,13 @@
 //! Test vectors published in RFC 8037 (Ed25519 JOSE) and RFC 9449 (DPoP).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use writ_jose::{
     Algorithm, Jwk, JwsError, SigningKey, UnverifiedJws, base64url_decode, base64url_encode,
     from_slice_strict,

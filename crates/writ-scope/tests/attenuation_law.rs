@@ -6,6 +6,14 @@
 //! `a`, `b`, `/`; integers from -3 to 3; three member names) so that subsets and admitted
 //! values are common and the implication is exercised, not vacuously true.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;

@@ -10,6 +10,14 @@
 //! WRIT_UPDATE_GOLDEN=1 cargo test -p writ-token --test golden
 //! ```
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code"
+)]
+
 #[path = "../fixtures/mod.rs"]
 mod fixtures;
 
@@ -111,7 +119,8 @@ fn generate() -> Vectors {
     let mandate = sign(&mandate_claims(), &issuer_key, ISSUER_KID).unwrap();
     let writ = sign(&writ_claims(), &issuer_key, ISSUER_KID).unwrap();
     let proof = |claims: ProofClaims, key: &SigningKey| claims.sign(key).unwrap();
-    let good_proof = || ProofClaims::new("POST", GATEWAY, NOW, "proof-1".into()).with_access_token(&writ);
+    let good_proof =
+        || ProofClaims::new("POST", GATEWAY, NOW, "proof-1".into()).with_access_token(&writ);
 
     let mut cases = vec![
         case("mandate", Kind::Mandate, mandate.clone(), "ok"),
@@ -143,51 +152,150 @@ fn generate() -> Vectors {
         raw(&issuer_key, "writ+jwt", ISSUER_KID, &claims)
     };
 
-    writ_case("fail_writ_wrong_audience", edited(&|c| c["aud"] = json!("https://other.writ.example/api")), "token_wrong_audience");
-    writ_case("fail_writ_wrong_issuer", edited(&|c| c["iss"] = json!("https://rogue.writ.example")), "token_wrong_issuer");
-    writ_case("fail_writ_not_yet_valid", edited(&|c| {
-        c["iat"] = json!(NOW.as_secs() + 60);
-        c["nbf"] = json!(NOW.as_secs() + 60);
-        c["exp"] = json!(NOW.as_secs() + 90);
-    }), "token_not_yet_valid");
-    writ_case("fail_writ_lifetime_over_300s", edited(&|c| c["exp"] = json!(NOW.as_secs() + 301)), "token_invalid_claims");
-    writ_case("fail_writ_key_binding_mismatch", edited(&|c| c["cnf"]["jkt"] = json!(attacker.public_key().thumbprint().as_str())), "token_invalid_claims");
-    writ_case("fail_writ_two_details", edited(&|c| {
-        let detail = c["authorization_details"][0].clone();
-        c["authorization_details"] = json!([detail.clone(), detail]);
-    }), "token_malformed");
-    writ_case("fail_writ_unknown_claim", edited(&|c| c["admin"] = json!(true)), "token_malformed");
-    writ_case("fail_writ_missing_claim", edited(&|c| { c.as_object_mut().unwrap().remove("cnf"); }), "token_malformed");
-    writ_case("fail_writ_wrong_claim_type", edited(&|c| c["log_index"] = json!("42")), "token_malformed");
+    writ_case(
+        "fail_writ_wrong_audience",
+        edited(&|c| c["aud"] = json!("https://other.writ.example/api")),
+        "token_wrong_audience",
+    );
+    writ_case(
+        "fail_writ_wrong_issuer",
+        edited(&|c| c["iss"] = json!("https://rogue.writ.example")),
+        "token_wrong_issuer",
+    );
+    writ_case(
+        "fail_writ_not_yet_valid",
+        edited(&|c| {
+            c["iat"] = json!(NOW.as_secs() + 60);
+            c["nbf"] = json!(NOW.as_secs() + 60);
+            c["exp"] = json!(NOW.as_secs() + 90);
+        }),
+        "token_not_yet_valid",
+    );
+    writ_case(
+        "fail_writ_lifetime_over_300s",
+        edited(&|c| c["exp"] = json!(NOW.as_secs() + 301)),
+        "token_invalid_claims",
+    );
+    writ_case(
+        "fail_writ_key_binding_mismatch",
+        edited(&|c| c["cnf"]["jkt"] = json!(attacker.public_key().thumbprint().as_str())),
+        "token_invalid_claims",
+    );
+    writ_case(
+        "fail_writ_two_details",
+        edited(&|c| {
+            let detail = c["authorization_details"][0].clone();
+            c["authorization_details"] = json!([detail.clone(), detail]);
+        }),
+        "token_malformed",
+    );
+    writ_case(
+        "fail_writ_unknown_claim",
+        edited(&|c| c["admin"] = json!(true)),
+        "token_malformed",
+    );
+    writ_case(
+        "fail_writ_missing_claim",
+        edited(&|c| {
+            c.as_object_mut().unwrap().remove("cnf");
+        }),
+        "token_malformed",
+    );
+    writ_case(
+        "fail_writ_wrong_claim_type",
+        edited(&|c| c["log_index"] = json!("42")),
+        "token_malformed",
+    );
 
     // Duplicate member: `sub` twice, the second naming someone else. Signed correctly.
-    let text = serde_json::to_string(&writ_json()).unwrap().replacen("\"sub\":\"alice\"", "\"sub\":\"alice\",\"sub\":\"mallory\"", 1);
-    let duplicate = issuer_key.sign_compact("writ+jwt", Some(ISSUER_KID), None, text.as_bytes()).unwrap();
+    let text = serde_json::to_string(&writ_json()).unwrap().replacen(
+        "\"sub\":\"alice\"",
+        "\"sub\":\"alice\",\"sub\":\"mallory\"",
+        1,
+    );
+    let duplicate = issuer_key
+        .sign_compact("writ+jwt", Some(ISSUER_KID), None, text.as_bytes())
+        .unwrap();
     writ_case("fail_writ_duplicate_claim", duplicate, "token_malformed");
 
     let (header, rest) = writ.split_once('.').unwrap();
     let (payload, signature) = rest.split_once('.').unwrap();
     let header_json = |value: Value| base64url_encode(serde_json::to_vec(&value).unwrap());
-    writ_case("fail_writ_alg_none", format!("{}.{payload}.", header_json(json!({"alg": "none", "typ": "writ+jwt", "kid": ISSUER_KID}))), "token_bad_algorithm");
-    writ_case("fail_writ_alg_mismatch", format!("{}.{payload}.{signature}", header_json(json!({"alg": "ES256", "typ": "writ+jwt", "kid": ISSUER_KID}))), "token_bad_algorithm");
-    writ_case("fail_writ_unknown_kid", raw(&issuer_key, "writ+jwt", "issuer-unknown", &writ_json()), "token_unknown_key");
-    writ_case("fail_writ_signed_by_other_key", raw(&attacker, "writ+jwt", ISSUER_KID, &writ_json()), "token_bad_signature");
+    writ_case(
+        "fail_writ_alg_none",
+        format!(
+            "{}.{payload}.",
+            header_json(json!({"alg": "none", "typ": "writ+jwt", "kid": ISSUER_KID}))
+        ),
+        "token_bad_algorithm",
+    );
+    writ_case(
+        "fail_writ_alg_mismatch",
+        format!(
+            "{}.{payload}.{signature}",
+            header_json(json!({"alg": "ES256", "typ": "writ+jwt", "kid": ISSUER_KID}))
+        ),
+        "token_bad_algorithm",
+    );
+    writ_case(
+        "fail_writ_unknown_kid",
+        raw(&issuer_key, "writ+jwt", "issuer-unknown", &writ_json()),
+        "token_unknown_key",
+    );
+    writ_case(
+        "fail_writ_signed_by_other_key",
+        raw(&attacker, "writ+jwt", ISSUER_KID, &writ_json()),
+        "token_bad_signature",
+    );
     let jwk = serde_json::to_value(attacker.public_key().to_jwk()).unwrap();
-    let embedded = format!("{}.{payload}", header_json(json!({"alg": "EdDSA", "typ": "writ+jwt", "kid": ISSUER_KID, "jwk": jwk})));
+    let embedded = format!(
+        "{}.{payload}",
+        header_json(json!({"alg": "EdDSA", "typ": "writ+jwt", "kid": ISSUER_KID, "jwk": jwk}))
+    );
     let embedded_signature = base64url_encode(attacker.sign(embedded.as_bytes()).unwrap());
-    writ_case("fail_writ_embedded_jwk", format!("{embedded}.{embedded_signature}"), "token_bad_signature");
+    writ_case(
+        "fail_writ_embedded_jwk",
+        format!("{embedded}.{embedded_signature}"),
+        "token_bad_signature",
+    );
     let mut tampered = writ_json();
     tampered["authorization_details"][0]["tool"] = json!("delete_file");
     let tampered_payload = base64url_encode(serde_json::to_vec(&tampered).unwrap());
-    writ_case("fail_writ_tampered_payload", format!("{header}.{tampered_payload}.{signature}"), "token_bad_signature");
-    writ_case("fail_writ_mandate_as_writ", mandate.clone(), "token_wrong_type");
-    writ_case("fail_writ_oversized", format!("{writ}{}", "A".repeat(MAX_TOKEN_LEN)), "token_too_large");
-    writ_case("fail_writ_garbage", "not.a.token".to_owned(), "token_malformed");
+    writ_case(
+        "fail_writ_tampered_payload",
+        format!("{header}.{tampered_payload}.{signature}"),
+        "token_bad_signature",
+    );
+    writ_case(
+        "fail_writ_mandate_as_writ",
+        mandate.clone(),
+        "token_wrong_type",
+    );
+    writ_case(
+        "fail_writ_oversized",
+        format!("{writ}{}", "A".repeat(MAX_TOKEN_LEN)),
+        "token_too_large",
+    );
+    writ_case(
+        "fail_writ_garbage",
+        "not.a.token".to_owned(),
+        "token_malformed",
+    );
 
-    let mut expired = case("fail_writ_expired", Kind::Writ, writ.clone(), "token_expired");
+    let mut expired = case(
+        "fail_writ_expired",
+        Kind::Writ,
+        writ.clone(),
+        "token_expired",
+    );
     expired.now = Some(NOW.as_secs() + DEFAULT_WRIT_LIFETIME + 5);
     cases.push(expired);
-    cases.push(case("fail_mandate_writ_as_mandate", Kind::Mandate, writ.clone(), "token_wrong_type"));
+    cases.push(case(
+        "fail_mandate_writ_as_mandate",
+        Kind::Mandate,
+        writ.clone(),
+        "token_wrong_type",
+    ));
     let mut bad_depth = serde_json::to_value(mandate_claims()).unwrap();
     bad_depth["depth"] = json!(1);
     cases.push(case(
@@ -198,18 +306,56 @@ fn generate() -> Vectors {
     ));
 
     let other = |claims: ProofClaims| proof(claims, &agent);
-    cases.push(dpop_case("fail_dpop_other_uri", other(ProofClaims::new("POST", "https://gateway.writ.example/api", NOW, "p".into()).with_access_token(&writ)), &writ, "dpop_uri_mismatch"));
-    cases.push(dpop_case("fail_dpop_other_method", other(ProofClaims::new("GET", GATEWAY, NOW, "p".into()).with_access_token(&writ)), &writ, "dpop_method_mismatch"));
-    cases.push(dpop_case("fail_dpop_other_token", other(ProofClaims::new("POST", GATEWAY, NOW, "p".into()).with_access_token(&mandate)), &writ, "dpop_ath_mismatch"));
-    cases.push(dpop_case("fail_dpop_no_ath", other(ProofClaims::new("POST", GATEWAY, NOW, "p".into())), &writ, "dpop_missing_ath"));
-    cases.push(dpop_case("fail_dpop_stale", other(ProofClaims::new("POST", GATEWAY, NOW.minus(120), "p".into()).with_access_token(&writ)), &writ, "dpop_stale"));
+    cases.push(dpop_case(
+        "fail_dpop_other_uri",
+        other(
+            ProofClaims::new("POST", "https://gateway.writ.example/api", NOW, "p".into())
+                .with_access_token(&writ),
+        ),
+        &writ,
+        "dpop_uri_mismatch",
+    ));
+    cases.push(dpop_case(
+        "fail_dpop_other_method",
+        other(ProofClaims::new("GET", GATEWAY, NOW, "p".into()).with_access_token(&writ)),
+        &writ,
+        "dpop_method_mismatch",
+    ));
+    cases.push(dpop_case(
+        "fail_dpop_other_token",
+        other(ProofClaims::new("POST", GATEWAY, NOW, "p".into()).with_access_token(&mandate)),
+        &writ,
+        "dpop_ath_mismatch",
+    ));
+    cases.push(dpop_case(
+        "fail_dpop_no_ath",
+        other(ProofClaims::new("POST", GATEWAY, NOW, "p".into())),
+        &writ,
+        "dpop_missing_ath",
+    ));
+    cases.push(dpop_case(
+        "fail_dpop_stale",
+        other(
+            ProofClaims::new("POST", GATEWAY, NOW.minus(120), "p".into()).with_access_token(&writ),
+        ),
+        &writ,
+        "dpop_stale",
+    ));
     let mut private_jwk = serde_json::to_value(agent.public_key().to_jwk()).unwrap();
     private_jwk["d"] = json!(base64url_encode([7; 32]));
     let proof_payload = serde_json::to_vec(&good_proof()).unwrap();
     let header = header_json(json!({"typ": "dpop+jwt", "alg": "EdDSA", "jwk": private_jwk}));
     let input = format!("{header}.{}", base64url_encode(&proof_payload));
-    let private_proof = format!("{input}.{}", base64url_encode(agent.sign(input.as_bytes()).unwrap()));
-    cases.push(dpop_case("fail_dpop_private_key_in_jwk", private_proof, &writ, "dpop_bad_key"));
+    let private_proof = format!(
+        "{input}.{}",
+        base64url_encode(agent.sign(input.as_bytes()).unwrap())
+    );
+    cases.push(dpop_case(
+        "fail_dpop_private_key_in_jwk",
+        private_proof,
+        &writ,
+        "dpop_bad_key",
+    ));
 
     Vectors {
         about: "Writ token golden vectors. Ed25519 keys derived from fixed seeds; regenerate with \
@@ -231,10 +377,19 @@ fn outcome(vectors: &Vectors, case: &Case) -> String {
     match case.kind {
         Kind::Mandate | Kind::Writ => {
             let audience = Audience::new(case.audience.clone().unwrap()).unwrap();
-            let expect = Expectations { issuer: &issuer, audience: &audience, now, skew: 5 };
+            let expect = Expectations {
+                issuer: &issuer,
+                audience: &audience,
+                now,
+                skew: 5,
+            };
             let result = match case.kind {
-                Kind::Mandate => UnverifiedMandate::parse(&case.token).and_then(|t| t.verify(&keys, &expect)).map(drop),
-                _ => UnverifiedWrit::parse(&case.token).and_then(|t| t.verify(&keys, &expect)).map(drop),
+                Kind::Mandate => UnverifiedMandate::parse(&case.token)
+                    .and_then(|t| t.verify(&keys, &expect))
+                    .map(drop),
+                _ => UnverifiedWrit::parse(&case.token)
+                    .and_then(|t| t.verify(&keys, &expect))
+                    .map(drop),
             };
             code(result.map_err(|error| error.code()))
         }
@@ -274,12 +429,23 @@ fn golden_file_matches_generator() {
 
 #[test]
 fn every_vector_has_its_expected_outcome() {
-    let vectors: Vectors =
-        serde_json::from_str(&std::fs::read_to_string(PATH).unwrap()).unwrap();
+    let vectors: Vectors = serde_json::from_str(&std::fs::read_to_string(PATH).unwrap()).unwrap();
     assert!(vectors.cases.len() >= 30);
-    assert!(vectors.cases.iter().filter(|c| c.name.starts_with("fail_")).count() >= 25);
+    assert!(
+        vectors
+            .cases
+            .iter()
+            .filter(|c| c.name.starts_with("fail_"))
+            .count()
+            >= 25
+    );
     for case in &vectors.cases {
         assert_eq!(outcome(&vectors, case), case.expect, "case {}", case.name);
-        assert_eq!(case.name.starts_with("fail_"), case.expect != "ok", "case {}", case.name);
+        assert_eq!(
+            case.name.starts_with("fail_"),
+            case.expect != "ok",
+            "case {}",
+            case.name
+        );
     }
 }

@@ -1,5 +1,13 @@
 //! Verification never accepts a token or proof with any single byte changed.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code"
+)]
+
 #[path = "../fixtures/mod.rs"]
 mod fixtures;
 
