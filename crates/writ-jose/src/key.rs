@@ -70,9 +70,17 @@ pub enum KeyError {
 
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let digest = digest::digest(&digest::SHA256, bytes);
+    sha256_concat(&[bytes])
+}
+
+/// SHA-256 of the concatenation of `parts`, without copying them together.
+pub fn sha256_concat(parts: &[&[u8]]) -> [u8; 32] {
+    let mut context = digest::Context::new(&digest::SHA256);
+    for part in parts {
+        context.update(part);
+    }
     let mut out = [0_u8; 32];
-    out.copy_from_slice(digest.as_ref());
+    out.copy_from_slice(context.finish().as_ref());
     out
 }
 
@@ -130,6 +138,12 @@ impl PublicKey {
     /// The one algorithm this key verifies.
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
+    }
+
+    /// The raw public key: 32 bytes for Ed25519 (RFC 8032), the 65-byte uncompressed SEC1
+    /// point for P-256.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.parsed.as_ref()
     }
 
     /// The RFC 7638 JWK SHA-256 thumbprint, computed once.

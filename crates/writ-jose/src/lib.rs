@@ -46,4 +46,4 @@ pub use b64::{Base64Error, decode as base64url_decode, encode as base64url_encod
 pub use json::{JsonError, from_slice_strict};
 pub use jwk::{Jwk, JwkError, KeySet, KeySetError, Thumbprint, ThumbprintError};
 pub use jws::{Header, JwsError, UnverifiedJws};
-pub use key::{Algorithm, KeyError, PublicKey, SigningKey, sha256};
+pub use key::{Algorithm, KeyError, PublicKey, SigningKey, sha256, sha256_concat};
