@@ -1,0 +1,344 @@
+//! Policy decisions: the default policies, every deny reason, validation, slicing, and
+//! fail-closed evaluation.
+
+#![allow(clippy::unwrap_used, clippy::panic, reason = "test code")]
+
+use writ_policy::*;
+
+const ALICE: Human<'static> = Human {
+    id: "alice",
+    role: Role::Member,
+    active: true,
+};
+const BOB: Human<'static> = Human {
+    id: "bob",
+    role: Role::Member,
+    active: true,
+};
+const ROOT: Human<'static> = Human {
+    id: "root",
+    role: Role::Admin,
+    active: true,
+};
+const TOOLS: &[&str] = &["files/read_file", "files/list_dir"];
+const AGENT: Agent<'static> = Agent {
+    id: "agent-1",
+    owner: "alice",
+    active: true,
+    tools: TOOLS,
+};
+const READ: Tool<'static> = Tool {
+    server: "files",
+    name: "read_file",
+    labels: &["internal"],
+};
+
+fn grant<'a>(
+    human: &'a Human<'a>,
+    agent: &'a Agent<'a>,
+    tools: &'a [&'a str],
+) -> PolicyRequest<'a> {
+    PolicyRequest::GrantMandate {
+        human,
+        agent,
+        tools,
+        labels: &["internal"],
+        ttl_seconds: 900,
+        max_depth: 2,
+    }
+}
+
+fn invoke<'a>(
+    agent: &'a Agent<'a>,
+    human: &'a Human<'a>,
+    tool: &'a Tool<'a>,
+    labels: &'a [&'a str],
+) -> PolicyRequest<'a> {
+    PolicyRequest::Invoke {
+        agent,
+        human,
+        tool,
+        labels,
+        depth: 0,
+    }
+}
+
+fn allowed_by(decision: &Decision) -> Vec<String> {
+    match decision {
+        Decision::Allow(permit) => permit.policy_ids.clone(),
+        Decision::Deny(denial) => panic!("denied: {}", denial.reason.message()),
+    }
+}
+
+fn denied_with(decision: &Decision) -> &'static str {
+    match decision {
+        Decision::Deny(denial) => denial.reason.code(),
+        Decision::Allow(permit) => panic!("allowed by {:?}", permit.policy_ids),
+    }
+}
+
+fn source(name: &str, text: &str) -> PolicySource {
+    PolicySource {
+        name: name.to_owned(),
+        text: text.to_owned(),
+    }
+}
+
+#[test]
+fn owners_and_admins_may_grant_within_registered_tools() {
+    let engine = Engine::with_defaults().unwrap();
+    assert_eq!(
+        allowed_by(&engine.decide(&grant(&ALICE, &AGENT, &["files/read_file"]))),
+        ["owner-grants-to-own-agent"]
+    );
+    assert_eq!(
+        allowed_by(&engine.decide(&grant(&ROOT, &AGENT, &["files/read_file"]))),
+        ["admin-grants-to-any-agent"]
+    );
+    assert_eq!(
+        denied_with(&engine.decide(&grant(&BOB, &AGENT, &["files/read_file"]))),
+        "policy_no_permit"
+    );
+    assert_eq!(
+        denied_with(&engine.decide(&grant(&ALICE, &AGENT, &["db/drop_table"]))),
+        "policy_no_permit"
+    );
+    let suspended = Human {
+        active: false,
+        ..ALICE
+    };
+    assert_eq!(
+        denied_with(&engine.decide(&grant(&suspended, &AGENT, &["files/read_file"]))),
+        "policy_no_permit"
+    );
+    let retired = Agent {
+        active: false,
+        ..AGENT
+    };
+    assert_eq!(
+        denied_with(&engine.decide(&grant(&ALICE, &retired, &["files/read_file"]))),
+        "policy_no_permit"
+    );
+}
+
+#[test]
+fn invoke_needs_registration_an_active_human_and_data_clearance() {
+    let engine = Engine::with_defaults().unwrap();
+    assert_eq!(
+        allowed_by(&engine.decide(&invoke(&AGENT, &ALICE, &READ, &["internal"]))),
+        ["invoke-registered-tool"]
+    );
+    let decision = engine.decide(&invoke(&AGENT, &ALICE, &READ, &[]));
+    assert_eq!(denied_with(&decision), "policy_forbid");
+    let Decision::Deny(denial) = decision else {
+        unreachable!()
+    };
+    assert_eq!(
+        denial.reason,
+        DenyReason::Forbidden {
+            policy_ids: vec!["invoke-needs-data-clearance".into()]
+        }
+    );
+    assert_eq!(denial.policy_set, engine.version());
+    let offboarded = Human {
+        active: false,
+        ..ALICE
+    };
+    assert_eq!(
+        denied_with(&engine.decide(&invoke(&AGENT, &offboarded, &READ, &["internal"]))),
+        "policy_no_permit"
+    );
+    let unregistered = Tool {
+        name: "write_file",
+        ..READ
+    };
+    assert_eq!(
+        denied_with(&engine.decide(&invoke(&AGENT, &ALICE, &unregistered, &["internal"]))),
+        "policy_no_permit"
+    );
+}
+
+#[test]
+fn delegation_is_bounded_in_depth() {
+    let engine = Engine::with_defaults().unwrap();
+    let helper = Agent {
+        id: "agent-2",
+        ..AGENT
+    };
+    let delegate = |depth| PolicyRequest::Delegate {
+        agent: &AGENT,
+        delegate: &helper,
+        human: &ALICE,
+        tools: &["files/read_file"],
+        depth,
+    };
+    assert_eq!(
+        allowed_by(&engine.decide(&delegate(4))),
+        ["delegate-within-depth"]
+    );
+    assert_eq!(
+        denied_with(&engine.decide(&delegate(5))),
+        "policy_no_permit"
+    );
+}
+
+#[test]
+fn version_depends_on_content_not_order() {
+    let a = source(
+        "a.cedar",
+        "@id(\"p1\") permit (principal, action == Writ::Action::\"Invoke\", resource);",
+    );
+    let b = source(
+        "b.cedar",
+        "@id(\"p2\") forbid (principal, action == Writ::Action::\"Delegate\", resource);",
+    );
+    let one = Engine::load(&[a.clone(), b.clone()]).unwrap();
+    let two = Engine::load(&[b.clone(), a.clone()]).unwrap();
+    assert_eq!(one.version(), two.version());
+    assert!(one.version().starts_with("ps_") && one.version().len() == 19);
+    let changed = source(
+        "b.cedar",
+        "@id(\"p2\") forbid (principal, action == Writ::Action::\"GrantMandate\", resource);",
+    );
+    assert_ne!(
+        Engine::load(&[a, changed]).unwrap().version(),
+        one.version()
+    );
+    assert_ne!(Engine::with_defaults().unwrap().version(), one.version());
+}
+
+#[test]
+fn bad_policy_sets_are_refused_with_a_reason() {
+    let cases = [
+        (
+            vec![source("x.cedar", "permit (principal, action, resource")],
+            "does not parse",
+        ),
+        (
+            vec![source(
+                "x.cedar",
+                "@id(\"p\") permit (principal, action == Writ::Action::\"Invoke\", resource) when { principal.nickname == \"x\" };",
+            )],
+            "validate",
+        ),
+        (
+            vec![source(
+                "x.cedar",
+                "@id(\"p\") permit (principal, action == Writ::Action::\"Invoke\", resource) when { context.depth == \"deep\" };",
+            )],
+            "validate",
+        ),
+        (
+            vec![
+                source(
+                    "x.cedar",
+                    "@id(\"p\") permit (principal, action, resource);",
+                ),
+                source(
+                    "y.cedar",
+                    "@id(\"p\") permit (principal, action, resource);",
+                ),
+            ],
+            "used twice",
+        ),
+        (
+            vec![source(
+                "x.cedar",
+                "permit (principal == ?principal, action, resource);",
+            )],
+            "templates",
+        ),
+    ];
+    for (sources, expected) in cases {
+        let error = Engine::load(&sources).unwrap_err().to_string();
+        assert!(error.contains(expected), "{expected}: {error}");
+    }
+    // Without @id, policies are named after their source and position.
+    let engine = Engine::load(&[source(
+        "mine.cedar",
+        "permit (principal, action == Writ::Action::\"Invoke\", resource);",
+    )])
+    .unwrap();
+    assert_eq!(
+        allowed_by(&engine.decide(&invoke(&AGENT, &ALICE, &READ, &[]))),
+        ["mine.cedar#0"]
+    );
+}
+
+#[test]
+fn an_evaluation_error_denies_even_when_a_permit_matches() {
+    let engine = Engine::load(&[source(
+        "x.cedar",
+        r#"
+        @id("allow-all") permit (principal, action == Writ::Action::"Invoke", resource);
+        @id("overflows") forbid (principal, action == Writ::Action::"Invoke", resource)
+          when { context.depth + 9223372036854775807 > 0 };
+        "#,
+    )])
+    .unwrap();
+    let at_depth = |depth| PolicyRequest::Invoke {
+        agent: &AGENT,
+        human: &ALICE,
+        tool: &READ,
+        labels: &[],
+        depth,
+    };
+    // depth 0: no overflow; the forbid matches.
+    assert_eq!(denied_with(&engine.decide(&at_depth(0))), "policy_forbid");
+    // depth 1: the forbid overflows. Cedar alone would skip it and allow; Writ denies.
+    assert_eq!(denied_with(&engine.decide(&at_depth(1))), "policy_error");
+    // Negative depth makes the forbid false and the permit alone decides.
+    assert_eq!(
+        allowed_by(&engine.decide(&at_depth(-9223372036854775807))),
+        ["allow-all"]
+    );
+}
+
+#[test]
+fn requests_see_only_their_slice() {
+    // A thousand tool-specific forbids; each applies to its own tool only.
+    let mut text = String::from(
+        "@id(\"base\") permit (principal, action == Writ::Action::\"Invoke\", resource);\n",
+    );
+    for i in 0..1000 {
+        text.push_str(&format!(
+            "@id(\"forbid-{i}\") forbid (principal, action == Writ::Action::\"Invoke\", resource == Writ::Tool::\"files/tool_{i}\");\n"
+        ));
+    }
+    let engine = Engine::load(&[source("many.cedar", &text)]).unwrap();
+    assert_eq!(engine.len(), 1001);
+    let tool = Tool {
+        server: "files",
+        name: "tool_7",
+        labels: &[],
+    };
+    let decision = engine.decide(&invoke(&AGENT, &ALICE, &tool, &[]));
+    let Decision::Deny(denial) = decision else {
+        panic!("expected a deny")
+    };
+    assert_eq!(
+        denial.reason,
+        DenyReason::Forbidden {
+            policy_ids: vec!["forbid-7".into()]
+        }
+    );
+    let free = Tool {
+        server: "files",
+        name: "other",
+        labels: &[],
+    };
+    assert_eq!(
+        allowed_by(&engine.decide(&invoke(&AGENT, &ALICE, &free, &[]))),
+        ["base"]
+    );
+}
+
+#[test]
+fn an_empty_set_denies_everything() {
+    let engine = Engine::load(&[]).unwrap();
+    assert!(engine.is_empty());
+    assert_eq!(
+        denied_with(&engine.decide(&grant(&ROOT, &AGENT, &[]))),
+        "policy_no_permit"
+    );
+}
