@@ -72,7 +72,7 @@ fn split(n: u64) -> u64 {
 
 /// MTH of the `len` leaves starting at `start`, where the range is one the RFC 9162
 /// recursion produces: every left part is a complete, aligned subtree read from the store.
-fn subtree<N: Nodes>(nodes: &N, start: u64, len: u64) -> Result<Hash, TreeError> {
+fn subtree<N: Nodes + ?Sized>(nodes: &N, start: u64, len: u64) -> Result<Hash, TreeError> {
     if len.is_power_of_two() && start.is_multiple_of(len) {
         let level = len.trailing_zeros();
         return nodes.node(level, start >> level).map_err(store);
@@ -85,7 +85,7 @@ fn subtree<N: Nodes>(nodes: &N, start: u64, len: u64) -> Result<Hash, TreeError>
 }
 
 /// The root of the tree of the first `size` leaves.
-pub fn root<N: Nodes>(nodes: &N, size: u64) -> Result<Hash, TreeError> {
+pub fn root<N: Nodes + ?Sized>(nodes: &N, size: u64) -> Result<Hash, TreeError> {
     if size == 0 {
         Ok(EMPTY_ROOT)
     } else {
@@ -95,7 +95,11 @@ pub fn root<N: Nodes>(nodes: &N, size: u64) -> Result<Hash, TreeError> {
 
 /// The inclusion proof (audit path, RFC 9162 §2.1.3.1) of leaf `index` in the tree of the
 /// first `size` leaves.
-pub fn inclusion_proof<N: Nodes>(nodes: &N, index: u64, size: u64) -> Result<Vec<Hash>, TreeError> {
+pub fn inclusion_proof<N: Nodes + ?Sized>(
+    nodes: &N,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, TreeError> {
     if index >= size {
         return Err(TreeError::OutOfRange(format!(
             "leaf {index} is not in a tree of size {size}"
@@ -107,7 +111,7 @@ pub fn inclusion_proof<N: Nodes>(nodes: &N, index: u64, size: u64) -> Result<Vec
 }
 
 /// PATH(m, D[start:start+len]), appended to `proof` innermost first.
-fn path<N: Nodes>(
+fn path<N: Nodes + ?Sized>(
     nodes: &N,
     m: u64,
     start: u64,
@@ -130,7 +134,11 @@ fn path<N: Nodes>(
 
 /// The consistency proof (RFC 9162 §2.1.4.1) that the tree of size `new` extends the tree
 /// of size `old`.
-pub fn consistency_proof<N: Nodes>(nodes: &N, old: u64, new: u64) -> Result<Vec<Hash>, TreeError> {
+pub fn consistency_proof<N: Nodes + ?Sized>(
+    nodes: &N,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, TreeError> {
     if old > new {
         return Err(TreeError::OutOfRange(format!(
             "tree size {old} is larger than {new}"
@@ -144,7 +152,7 @@ pub fn consistency_proof<N: Nodes>(nodes: &N, old: u64, new: u64) -> Result<Vec<
 }
 
 /// SUBPROOF(m, D[start:start+n], b).
-fn subproof<N: Nodes>(
+fn subproof<N: Nodes + ?Sized>(
     nodes: &N,
     m: u64,
     start: u64,
@@ -171,7 +179,7 @@ fn subproof<N: Nodes>(
 
 /// The complete-subtree nodes created by appending `leaf` to a tree of `size` leaves, as
 /// `(level, index, hash)`, starting with the leaf itself at level 0.
-pub fn append<N: Nodes>(
+pub fn append<N: Nodes + ?Sized>(
     nodes: &N,
     size: u64,
     leaf: Hash,

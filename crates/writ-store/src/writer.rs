@@ -1,0 +1,596 @@
+//! The single writer: every change is an audit leaf plus its effect, committed together, and
+//! concurrent changes share one transaction and one fsync (group commit).
+
+use std::collections::HashMap;
+
+use sqlx::{Connection as _, SqliteConnection};
+use tokio::sync::{mpsc, oneshot, watch};
+use writ_log::{Hash, Nodes, leaf_hash, node_hash};
+
+use crate::StoreError;
+use crate::records::{
+    AgentRecord, GatewayRecord, HumanKeyRecord, HumanRecord, MandateRecord, ProviderRecord,
+    RevocationRecord, ToolRecord,
+};
+
+/// The most changes committed in one transaction.
+pub(crate) const MAX_BATCH: usize = 256;
+
+/// An audit event: the leaf's bytes, its kind, and keys to find it by.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The event kind, such as `writ_issued`.
+    pub kind: String,
+    /// The leaf's bytes: canonical JSON of the event.
+    pub data: Vec<u8>,
+    /// Lookup keys, such as `writ:wrt_...`, for trace.
+    pub keys: Vec<String>,
+    /// When it happened, Unix seconds.
+    pub time: i64,
+}
+
+/// The change an audit event records, applied in the same transaction as its leaf.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Nothing beyond the leaf (issuances, denials, gateway decisions).
+    Nothing,
+    /// The agent obtained a writ: update `last_seen`.
+    AgentSeen {
+        /// The agent.
+        jkt: String,
+    },
+    /// Register a human.
+    InsertHuman(HumanRecord),
+    /// Change a human's status.
+    SetHumanStatus {
+        /// The human.
+        id: String,
+        /// The new status.
+        status: String,
+    },
+    /// Bind a key to a human.
+    AddHumanKey(HumanKeyRecord),
+    /// Register an agent.
+    InsertAgent(AgentRecord),
+    /// Change an agent's status.
+    SetAgentStatus {
+        /// The agent.
+        jkt: String,
+        /// The new status.
+        status: String,
+        /// Why, when not active.
+        reason: Option<String>,
+    },
+    /// Give an agent a new owner.
+    SetAgentOwner {
+        /// The agent.
+        jkt: String,
+        /// The new owner.
+        owner: String,
+    },
+    /// Extend an agent's lifetime.
+    SetAgentExpiry {
+        /// The agent.
+        jkt: String,
+        /// The new end of its lifetime.
+        expires_at: i64,
+    },
+    /// Register or update a tool provider and replace its tools.
+    UpsertProvider(ProviderRecord, Vec<ToolRecord>),
+    /// Register a gateway.
+    InsertGateway(GatewayRecord),
+    /// Record a granted mandate (its `log_index` is set to the leaf's).
+    InsertMandate(MandateRecord),
+    /// Record revocations (each `seq` and `log_index` set by the store). Subjects already
+    /// revoked are skipped.
+    Revoke(Vec<RevocationRecord>),
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The leaf's index.
+    pub index: u64,
+    /// The feed sequence numbers of new revocations, if any.
+    pub revocations: Vec<i64>,
+}
+
+/// The size and root of the log after the last commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeHead {
+    /// The number of leaves.
+    pub size: u64,
+    /// The root hash.
+    pub root: Hash,
+}
+
+pub(crate) enum Job {
+    Append {
+        event: Event,
+        write: Box<Write>,
+        reply: oneshot::Sender<Result<Appended, StoreError>>,
+    },
+    Checkpoint {
+        size: u64,
+        note: String,
+        time: i64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// The right edge of the tree: the complete subtrees future appends combine with.
+#[derive(Debug, Clone, Default)]
+struct Frontier(HashMap<(u32, u64), Hash>);
+
+#[derive(Debug, thiserror::Error)]
+#[error("frontier node ({0}, {1}) missing")]
+struct MissingNode(u32, u64);
+
+impl Nodes for Frontier {
+    type Error = MissingNode;
+    fn node(&self, level: u32, index: u64) -> Result<Hash, MissingNode> {
+        self.0
+            .get(&(level, index))
+            .copied()
+            .ok_or(MissingNode(level, index))
+    }
+}
+
+/// The frontier coordinates of a tree of `size` leaves: one per set bit.
+fn frontier_coordinates(size: u64) -> impl Iterator<Item = (u32, u64)> {
+    (0..64_u32)
+        .filter(move |level| size >> level & 1 == 1)
+        .map(move |level| (level, (size >> level) - 1))
+}
+
+impl Frontier {
+    fn prune(&mut self, size: u64) {
+        let keep: Vec<(u32, u64)> = frontier_coordinates(size).collect();
+        self.0.retain(|coordinate, _| keep.contains(coordinate));
+    }
+
+    /// The root: fold the frontier's subtrees from the smallest (rightmost) up.
+    fn root(&self, size: u64) -> Option<Hash> {
+        if size == 0 {
+            return Some(writ_log::EMPTY_ROOT);
+        }
+        let mut root: Option<Hash> = None;
+        for coordinate in frontier_coordinates(size) {
+            let hash = *self.0.get(&coordinate)?;
+            root = Some(match root {
+                None => hash,
+                Some(right) => node_hash(&hash, &right),
+            });
+        }
+        root
+    }
+}
+
+pub(crate) struct Writer {
+    conn: SqliteConnection,
+    size: u64,
+    frontier: Frontier,
+    head: watch::Sender<TreeHead>,
+}
+
+impl Writer {
+    pub(crate) async fn start(
+        mut conn: SqliteConnection,
+    ) -> Result<(mpsc::Sender<Job>, watch::Receiver<TreeHead>), StoreError> {
+        let (size,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_leaves")
+            .fetch_one(&mut conn)
+            .await?;
+        let size =
+            u64::try_from(size).map_err(|_| StoreError::Corrupt("negative log size".into()))?;
+        let mut frontier = Frontier::default();
+        for (level, index) in frontier_coordinates(size) {
+            let hash: Option<(Vec<u8>,)> =
+                sqlx::query_as("SELECT hash FROM merkle_nodes WHERE level = $1 AND idx = $2")
+                    .bind(i64::from(level))
+                    .bind(to_i64(index)?)
+                    .fetch_optional(&mut conn)
+                    .await?;
+            let hash = hash
+                .and_then(|(bytes,)| Hash::try_from(bytes).ok())
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("Merkle node ({level}, {index}) missing"))
+                })?;
+            frontier.0.insert((level, index), hash);
+        }
+        let root = frontier
+            .root(size)
+            .ok_or_else(|| StoreError::Corrupt("Merkle frontier incomplete".into()))?;
+        let (head, head_rx) = watch::channel(TreeHead { size, root });
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        let writer = Writer {
+            conn,
+            size,
+            frontier,
+            head,
+        };
+        tokio::spawn(writer.run(rx));
+        Ok((tx, head_rx))
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch).await;
+        }
+    }
+
+    async fn commit(&mut self, batch: Vec<Job>) {
+        if let Err(error) = sqlx::query("BEGIN IMMEDIATE").execute(&mut self.conn).await {
+            let error = StoreError::from(error);
+            fail_all(batch, &error);
+            return;
+        }
+        let mut size = self.size;
+        let mut frontier = self.frontier.clone();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for job in &batch {
+            let outcome = match job {
+                Job::Append { event, write, .. } => self
+                    .append_one(event, write, &mut size, &mut frontier)
+                    .await
+                    .map(Outcome::Appended),
+                Job::Checkpoint {
+                    size, note, time, ..
+                } => self
+                    .checkpoint(*size, note, *time)
+                    .await
+                    .map(|()| Outcome::Checkpoint),
+            };
+            // A storage failure (disk full, I/O error) ends the transaction for everyone:
+            // SQLite may already have rolled it back. Refuse the whole batch with its cause.
+            if let Err(error @ (StoreError::Unavailable(_) | StoreError::Corrupt(_))) = &outcome {
+                let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+                tracing::error!(%error, "audit log write failed; refusing the whole batch");
+                fail_all(batch, error);
+                return;
+            }
+            outcomes.push(outcome);
+        }
+        let committed = sqlx::query("COMMIT").execute(&mut self.conn).await;
+        match committed {
+            Ok(_) => {
+                frontier.prune(size);
+                self.size = size;
+                if let Some(root) = frontier.root(size) {
+                    self.head.send_replace(TreeHead { size, root });
+                }
+                self.frontier = frontier;
+                for (job, outcome) in batch.into_iter().zip(outcomes) {
+                    reply(job, outcome);
+                }
+            }
+            Err(error) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+                let error = StoreError::from(error);
+                tracing::error!(%error, "audit log commit failed; refusing the whole batch");
+                fail_all(batch, &error);
+            }
+        }
+    }
+
+    /// One change inside a savepoint, so a refused change does not spoil the batch.
+    async fn append_one(
+        &mut self,
+        event: &Event,
+        write: &Write,
+        size: &mut u64,
+        frontier: &mut Frontier,
+    ) -> Result<Appended, StoreError> {
+        sqlx::query("SAVEPOINT change")
+            .execute(&mut self.conn)
+            .await?;
+        let index = *size;
+        match self.apply(event, write, index, frontier).await {
+            Ok((revocations, nodes)) => {
+                sqlx::query("RELEASE change")
+                    .execute(&mut self.conn)
+                    .await?;
+                for (level, at, hash) in nodes {
+                    frontier.0.insert((level, at), hash);
+                }
+                *size += 1;
+                Ok(Appended { index, revocations })
+            }
+            Err(error) => {
+                // Undo this change only. If even that fails, the transaction is lost: report
+                // the original cause as a storage failure so the batch is refused.
+                let undone = sqlx::query("ROLLBACK TO change")
+                    .execute(&mut self.conn)
+                    .await;
+                let released = sqlx::query("RELEASE change").execute(&mut self.conn).await;
+                match (undone, released) {
+                    (Ok(_), Ok(_)) => Err(error),
+                    _ => Err(StoreError::Unavailable(error.to_string())),
+                }
+            }
+        }
+    }
+
+    async fn apply(
+        &mut self,
+        event: &Event,
+        write: &Write,
+        index: u64,
+        frontier: &Frontier,
+    ) -> Result<(Vec<i64>, Vec<(u32, u64, Hash)>), StoreError> {
+        let log_index = to_i64(index)?;
+        let revocations = apply_write(&mut self.conn, write, log_index, event.time).await?;
+        sqlx::query(
+            "INSERT INTO audit_leaves (idx, kind, data, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(log_index)
+        .bind(&event.kind)
+        .bind(&event.data)
+        .bind(event.time)
+        .execute(&mut self.conn)
+        .await?;
+        for key in &event.keys {
+            sqlx::query("INSERT INTO audit_keys (key, idx) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(key)
+                .bind(log_index)
+                .execute(&mut self.conn)
+                .await?;
+        }
+        let nodes = writ_log::append(frontier, index, leaf_hash(&event.data))
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        for (level, at, hash) in &nodes {
+            sqlx::query("INSERT INTO merkle_nodes (level, idx, hash) VALUES ($1, $2, $3)")
+                .bind(i64::from(*level))
+                .bind(to_i64(*at)?)
+                .bind(hash.as_slice())
+                .execute(&mut self.conn)
+                .await?;
+        }
+        Ok((revocations, nodes))
+    }
+
+    async fn checkpoint(&mut self, size: u64, note: &str, time: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO checkpoints (size, note, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(to_i64(size)?)
+            .bind(note)
+            .bind(time)
+            .execute(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+}
+
+enum Outcome {
+    Appended(Appended),
+    Checkpoint,
+}
+
+fn reply(job: Job, outcome: Result<Outcome, StoreError>) {
+    match (job, outcome) {
+        (Job::Append { reply, .. }, Ok(Outcome::Appended(appended))) => {
+            let _ = reply.send(Ok(appended));
+        }
+        (Job::Checkpoint { reply, .. }, Ok(Outcome::Checkpoint)) => {
+            let _ = reply.send(Ok(()));
+        }
+        (Job::Append { reply, .. }, Err(error)) => {
+            let _ = reply.send(Err(error));
+        }
+        (Job::Checkpoint { reply, .. }, Err(error)) => {
+            let _ = reply.send(Err(error));
+        }
+        // A job's outcome always matches its kind.
+        (Job::Append { reply, .. }, Ok(Outcome::Checkpoint)) => {
+            let _ = reply.send(Err(StoreError::Corrupt("mismatched outcome".into())));
+        }
+        (Job::Checkpoint { reply, .. }, Ok(Outcome::Appended(_))) => {
+            let _ = reply.send(Err(StoreError::Corrupt("mismatched outcome".into())));
+        }
+    }
+}
+
+fn fail_all(batch: Vec<Job>, error: &StoreError) {
+    let unavailable = || match error {
+        StoreError::Unavailable(_) => error.clone(),
+        other => StoreError::Unavailable(other.to_string()),
+    };
+    for job in batch {
+        match job {
+            Job::Append { reply, .. } => {
+                let _ = reply.send(Err(unavailable()));
+            }
+            Job::Checkpoint { reply, .. } => {
+                let _ = reply.send(Err(unavailable()));
+            }
+        }
+    }
+}
+
+pub(crate) fn to_i64(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{value} does not fit the store")))
+}
+
+fn json_list(values: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(values).map_err(|error| StoreError::Corrupt(error.to_string()))
+}
+
+/// Applies one change; returns the sequence numbers of new revocations.
+async fn apply_write(
+    conn: &mut SqliteConnection,
+    write: &Write,
+    log_index: i64,
+    time: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let expect_one = |rows: u64, what: &str| {
+        if rows == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(what.to_owned()))
+        }
+    };
+    match write {
+        Write::Nothing => {}
+        Write::AgentSeen { jkt } => {
+            sqlx::query("UPDATE agents SET last_seen = $1 WHERE jkt = $2")
+                .bind(time)
+                .bind(jkt)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Write::InsertHuman(human) => {
+            sqlx::query("INSERT INTO humans (id, display_name, role, status, oidc_issuer, oidc_subject, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(&human.id)
+                .bind(&human.display_name)
+                .bind(&human.role)
+                .bind(&human.status)
+                .bind(&human.oidc_issuer)
+                .bind(&human.oidc_subject)
+                .bind(human.created_at)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Write::SetHumanStatus { id, status } => {
+            let rows = sqlx::query("UPDATE humans SET status = $1 WHERE id = $2")
+                .bind(status)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            expect_one(rows, &format!("human `{id}`"))?;
+        }
+        Write::AddHumanKey(key) => {
+            sqlx::query(
+                "INSERT INTO human_keys (jkt, human_id, jwk, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&key.jkt)
+            .bind(&key.human_id)
+            .bind(&key.jwk)
+            .bind(key.created_at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Write::InsertAgent(agent) => {
+            sqlx::query("INSERT INTO agents (jkt, name, owner, jwk, tools, status, status_reason, created_at, expires_at, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+                .bind(&agent.jkt)
+                .bind(&agent.name)
+                .bind(&agent.owner)
+                .bind(&agent.jwk)
+                .bind(json_list(&agent.tools)?)
+                .bind(&agent.status)
+                .bind(&agent.status_reason)
+                .bind(agent.created_at)
+                .bind(agent.expires_at)
+                .bind(agent.last_seen)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Write::SetAgentStatus {
+            jkt,
+            status,
+            reason,
+        } => {
+            let rows =
+                sqlx::query("UPDATE agents SET status = $1, status_reason = $2 WHERE jkt = $3")
+                    .bind(status)
+                    .bind(reason)
+                    .bind(jkt)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+            expect_one(rows, &format!("agent `{jkt}`"))?;
+        }
+        Write::SetAgentOwner { jkt, owner } => {
+            let rows = sqlx::query("UPDATE agents SET owner = $1 WHERE jkt = $2")
+                .bind(owner)
+                .bind(jkt)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            expect_one(rows, &format!("agent `{jkt}`"))?;
+        }
+        Write::SetAgentExpiry { jkt, expires_at } => {
+            let rows = sqlx::query("UPDATE agents SET expires_at = $1 WHERE jkt = $2")
+                .bind(expires_at)
+                .bind(jkt)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            expect_one(rows, &format!("agent `{jkt}`"))?;
+        }
+        Write::UpsertProvider(provider, tools) => {
+            sqlx::query("INSERT INTO tool_providers (name, kind, url, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, url = excluded.url")
+                .bind(&provider.name)
+                .bind(&provider.kind)
+                .bind(&provider.url)
+                .bind(provider.created_at)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("DELETE FROM tools WHERE server = $1")
+                .bind(&provider.name)
+                .execute(&mut *conn)
+                .await?;
+            for tool in tools {
+                sqlx::query("INSERT INTO tools (server, name, labels) VALUES ($1, $2, $3)")
+                    .bind(&provider.name)
+                    .bind(&tool.name)
+                    .bind(json_list(&tool.labels)?)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Write::InsertGateway(gateway) => {
+            sqlx::query("INSERT INTO gateways (jkt, name, audience, jwk, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&gateway.jkt)
+                .bind(&gateway.name)
+                .bind(&gateway.audience)
+                .bind(&gateway.jwk)
+                .bind(gateway.created_at)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Write::InsertMandate(mandate) => {
+            sqlx::query("INSERT INTO mandates (id, human_id, agent_jkt, parent, depth, expires_at, task_digest, task_text, created_at, log_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+                .bind(&mandate.id)
+                .bind(&mandate.human_id)
+                .bind(&mandate.agent_jkt)
+                .bind(&mandate.parent)
+                .bind(mandate.depth)
+                .bind(mandate.expires_at)
+                .bind(&mandate.task_digest)
+                .bind(&mandate.task_text)
+                .bind(mandate.created_at)
+                .bind(log_index)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Write::Revoke(revocations) => {
+            let mut seqs = Vec::with_capacity(revocations.len());
+            for revocation in revocations {
+                let seq: Option<(i64,)> = sqlx::query_as("INSERT INTO revocations (kind, subject, reason, created_at, log_index) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, subject) DO NOTHING RETURNING seq")
+                    .bind(&revocation.kind)
+                    .bind(&revocation.subject)
+                    .bind(&revocation.reason)
+                    .bind(revocation.created_at)
+                    .bind(log_index)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                seqs.extend(seq.map(|(seq,)| seq));
+            }
+            return Ok(seqs);
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// Closes the writer's connection when the store is dropped.
+pub(crate) async fn open_writer_connection(
+    options: &sqlx::sqlite::SqliteConnectOptions,
+) -> Result<SqliteConnection, StoreError> {
+    Ok(SqliteConnection::connect_with(options).await?)
+}

@@ -1,0 +1,227 @@
+//! The store: changes and their audit leaves commit together, survive restarts, group
+//! under concurrency, and fail closed.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use writ_log::{MemoryTree, leaf_hash, verify_consistency, verify_inclusion};
+use writ_store::*;
+
+fn event(n: u64) -> Event {
+    Event {
+        kind: "test".into(),
+        data: format!("{{\"n\":{n}}}").into_bytes(),
+        keys: vec![format!("n:{n}")],
+        time: 1_700_000_000 + n as i64,
+    }
+}
+
+fn human(id: &str) -> HumanRecord {
+    HumanRecord {
+        id: id.into(),
+        display_name: id.into(),
+        role: "member".into(),
+        status: "active".into(),
+        oidc_issuer: None,
+        oidc_subject: None,
+        created_at: 1,
+    }
+}
+
+fn agent(jkt: &str, name: &str, owner: &str) -> AgentRecord {
+    AgentRecord {
+        jkt: jkt.into(),
+        name: name.into(),
+        owner: owner.into(),
+        jwk: "{}".into(),
+        tools: vec!["files/read_file".into()],
+        status: "active".into(),
+        status_reason: None,
+        created_at: 1,
+        expires_at: 2,
+        last_seen: None,
+    }
+}
+
+async fn expected_tree(store: &Store) -> MemoryTree {
+    let mut tree = MemoryTree::new();
+    for leaf in store.leaves(0, 1_000_000).await.unwrap() {
+        tree.push(leaf_hash(&leaf.data));
+    }
+    tree
+}
+
+#[tokio::test]
+async fn changes_commit_with_their_leaves_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).await.unwrap();
+        let appended = store
+            .append(event(0), Write::InsertHuman(human("alice")))
+            .await
+            .unwrap();
+        assert_eq!(appended.index, 0);
+        store
+            .append(event(1), Write::InsertAgent(agent("jkt-1", "bot", "alice")))
+            .await
+            .unwrap();
+        for n in 2..23 {
+            store.append(event(n), Write::Nothing).await.unwrap();
+        }
+        assert_eq!(store.tree_head().size, 23);
+        assert_eq!(store.agent("jkt-1").await.unwrap().unwrap().owner, "alice");
+    }
+    let store = Store::open(dir.path()).await.unwrap();
+    let head = store.tree_head();
+    assert_eq!(head.size, 23);
+    assert_eq!(
+        store.human("alice").await.unwrap().unwrap().status,
+        "active"
+    );
+    // Appends after the restart continue the same tree.
+    for n in 23..40 {
+        assert_eq!(
+            store.append(event(n), Write::Nothing).await.unwrap().index,
+            n
+        );
+    }
+    let expected = expected_tree(&store).await;
+    assert_eq!(store.tree_head().root, expected.root(40).unwrap());
+    assert_eq!(store.root(23).await.unwrap(), head.root);
+    for index in [0, 7, 22, 39] {
+        let proof = store.inclusion_proof(index, 40).await.unwrap();
+        let leaf = store.leaf(index).await.unwrap().unwrap();
+        verify_inclusion(
+            &leaf_hash(&leaf.data),
+            index,
+            40,
+            &proof,
+            &store.tree_head().root,
+        )
+        .unwrap();
+    }
+    let proof = store.consistency_proof(23, 40).await.unwrap();
+    verify_consistency(23, 40, &head.root, &store.tree_head().root, &proof).unwrap();
+    assert_eq!(store.lookup("n:7").await.unwrap(), vec![7]);
+    assert!(store.inclusion_proof(0, 41).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_changes_share_commits_and_a_refused_one_spoils_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    store
+        .append(event(0), Write::InsertHuman(human("alice")))
+        .await
+        .unwrap();
+    store
+        .append(event(1), Write::InsertAgent(agent("jkt-1", "bot", "alice")))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for n in 2..202 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            // Every tenth change registers an agent under a name already taken.
+            let write = if n % 10 == 0 {
+                Write::InsertAgent(agent(&format!("jkt-{n}"), "bot", "alice"))
+            } else {
+                Write::Nothing
+            };
+            store.append(event(n), write).await
+        }));
+    }
+    let mut indices = Vec::new();
+    let mut conflicts = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(appended) => indices.push(appended.index),
+            Err(StoreError::Conflict(_)) => conflicts += 1,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(conflicts, 20);
+    indices.sort_unstable();
+    assert_eq!(
+        indices,
+        (2..182).collect::<Vec<u64>>(),
+        "refused changes take no leaf"
+    );
+    let head = store.tree_head();
+    assert_eq!(head.size, 182);
+    assert_eq!(head.root, expected_tree(&store).await.root(182).unwrap());
+    assert_eq!(store.agents().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn revocations_feed_in_order_and_subjects_are_revoked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let revoke = |kind: &str, subject: &str| RevocationRecord {
+        seq: 0,
+        kind: kind.into(),
+        subject: subject.into(),
+        reason: "test".into(),
+        created_at: 5,
+        log_index: 0,
+    };
+    let first = store
+        .append(
+            event(0),
+            Write::Revoke(vec![revoke("mandate", "m1"), revoke("mandate", "m2")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.revocations, vec![1, 2]);
+    let again = store
+        .append(
+            event(1),
+            Write::Revoke(vec![revoke("mandate", "m2"), revoke("agent", "a1")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.revocations, vec![3], "m2 was already revoked");
+    assert!(store.is_revoked("mandate", "m1").await.unwrap());
+    assert!(!store.is_revoked("mandate", "m3").await.unwrap());
+    let feed = store.revocations_since(1, 10).await.unwrap();
+    assert_eq!(feed.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(feed[1].log_index, 1);
+}
+
+#[tokio::test]
+async fn a_full_store_refuses_changes_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        max_database_bytes: Some(256 * 1024),
+    };
+    let store = Store::open_with(dir.path(), options).await.unwrap();
+    let big = |n: u64| Event {
+        data: vec![b'x'; 16 * 1024],
+        ..event(n)
+    };
+    let mut failure = None;
+    for n in 0..100 {
+        match store.append(big(n), Write::Nothing).await {
+            Ok(_) => {}
+            Err(error) => {
+                failure = Some((n, error));
+                break;
+            }
+        }
+    }
+    let (n, error) = failure.expect("the quota stops appends");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert!(error.to_string().contains("full"), "{error}");
+    let head = store.tree_head();
+    assert_eq!(head.size, n, "the failed append left no leaf");
+    assert!(store.leaf(n).await.unwrap().is_none());
+    assert_eq!(head.root, expected_tree(&store).await.root(n).unwrap());
+    // Still refusing, still consistent.
+    assert!(store.append(big(n), Write::Nothing).await.is_err());
+    assert_eq!(store.tree_head(), head);
+}
