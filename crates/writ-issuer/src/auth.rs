@@ -1,0 +1,131 @@
+//! Caller authentication: every `/v1` request carries a DPoP proof (RFC 9449) for its exact
+//! method and URL, made with a registered key. The key says who is calling. There is no
+//! bearer secret to steal, and each proof is single use.
+
+use axum::http::{HeaderMap, Method};
+use writ_store::{AgentRecord, GatewayRecord, HumanRecord};
+use writ_token::{MAX_PROOF_LEN, ProofCheck, VerifiedProof, verify_proof};
+
+use crate::Issuer;
+use crate::error::ApiError;
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub(crate) enum Caller {
+    /// A human (or administrator) by a key bound to them.
+    Human(HumanRecord),
+    /// A registered agent by its own key.
+    Agent(AgentRecord),
+    /// A registered gateway by its key.
+    Gateway(GatewayRecord),
+}
+
+impl Caller {
+    pub(crate) fn is_admin(&self) -> bool {
+        matches!(self, Caller::Human(human) if human.role == "admin")
+    }
+
+    /// The human, or a 403 naming what the route needs.
+    pub(crate) fn human(&self) -> Result<&HumanRecord, ApiError> {
+        match self {
+            Caller::Human(human) => Ok(human),
+            _ => Err(ApiError::denied(
+                "human_required",
+                "only a human may do this",
+            )),
+        }
+    }
+
+    /// The administrator, or a 403.
+    pub(crate) fn admin(&self) -> Result<&HumanRecord, ApiError> {
+        match self {
+            Caller::Human(human) if human.role == "admin" => Ok(human),
+            _ => Err(ApiError::denied(
+                "admin_required",
+                "only an administrator may do this",
+            )),
+        }
+    }
+
+    /// A name for the audit log.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Caller::Human(human) => format!("human:{}", human.id),
+            Caller::Agent(agent) => format!("agent:{}", agent.jkt),
+            Caller::Gateway(gateway) => format!("gateway:{}", gateway.jkt),
+        }
+    }
+}
+
+/// The single `DPoP` header, bounded in size.
+pub(crate) fn dpop_header(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let mut values = headers.get_all("dpop").iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(ApiError::from(writ_token::DpopError::Malformed(
+            "exactly one DPoP header is required (RFC 9449 §4.3)".to_owned(),
+        )));
+    };
+    if value.len() > MAX_PROOF_LEN {
+        return Err(ApiError::from(writ_token::DpopError::Malformed(
+            "DPoP header is too large".to_owned(),
+        )));
+    }
+    value.to_str().map_err(|_| {
+        ApiError::from(writ_token::DpopError::Malformed(
+            "DPoP header is not ASCII".to_owned(),
+        ))
+    })
+}
+
+/// Verifies the request's proof for `method` and the issuer URL of `path`.
+pub(crate) fn proof(
+    issuer: &Issuer,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    access_token: Option<&str>,
+) -> Result<VerifiedProof, ApiError> {
+    let uri = issuer.url(path);
+    let check = ProofCheck {
+        method: method.as_str(),
+        uri: &uri,
+        now: issuer.now(),
+        max_age: issuer.settings.proof_max_age,
+        max_skew: issuer.settings.skew,
+        access_token,
+        nonce: None,
+    };
+    Ok(verify_proof(dpop_header(headers)?, &check, &issuer.replay)?)
+}
+
+/// Authenticates a `/v1` request.
+pub(crate) async fn authenticate(
+    issuer: &Issuer,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
+    let proof = proof(issuer, method, path, headers, None)?;
+    let jkt = proof.jkt().as_str();
+    if let Some(human) = issuer.store.human_by_key(jkt).await? {
+        if human.status != "active" {
+            return Err(ApiError::denied(
+                "human_inactive",
+                format!("human `{}` is {}", human.id, human.status),
+            ));
+        }
+        return Ok(Caller::Human(human));
+    }
+    if let Some(gateway) = issuer.store.gateway(jkt).await? {
+        return Ok(Caller::Gateway(gateway));
+    }
+    if let Some(agent) = issuer.store.agent(jkt).await? {
+        return Ok(Caller::Agent(agent));
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "invalid_token",
+        "unknown_key",
+        format!("key {jkt} is not registered with this issuer"),
+    ))
+}

@@ -1,0 +1,451 @@
+//! The inventory: humans, agents, tool providers and gateways. Every change is audited.
+//! No agent without an owner.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use writ_jose::{Jwk, SigningKey};
+use writ_scope::{Label, ServerName, ToolName};
+use writ_store::{
+    AgentRecord, GatewayRecord, HumanKeyRecord, HumanRecord, ProviderRecord, Store, StoreError,
+    ToolRecord, Write,
+};
+use writ_token::{Audience, HumanId, UnixTime};
+
+use crate::Issuer;
+use crate::audit::record;
+use crate::auth::authenticate;
+use crate::error::ApiError;
+
+/// Parses a JSON body strictly: no unknown or duplicate members, right types.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    writ_jose::from_slice_strict(body).map_err(|error| {
+        ApiError::invalid_request("invalid_body", format!("request body: {error}"))
+    })
+}
+
+fn seconds(time: UnixTime) -> i64 {
+    i64::try_from(time.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The public key in a JWK, and its thumbprint.
+fn public_key(jwk: &Jwk) -> Result<(String, String), ApiError> {
+    let key = jwk
+        .to_public_key()
+        .map_err(|error| ApiError::invalid_request("invalid_jwk", error.to_string()))?;
+    let json = serde_json::to_string(&key.to_jwk())
+        .map_err(|error| ApiError::invalid_request("invalid_jwk", error.to_string()))?;
+    Ok((key.thumbprint().to_string(), json))
+}
+
+/// Registers the first administrator in a new data directory.
+pub(crate) async fn register_first_admin(
+    store: &Store,
+    id: &str,
+    key: &SigningKey,
+    now: UnixTime,
+) -> Result<(), StoreError> {
+    let time = seconds(now);
+    let human = HumanRecord {
+        id: id.to_owned(),
+        display_name: id.to_owned(),
+        role: "admin".to_owned(),
+        status: "active".to_owned(),
+        oidc_issuer: None,
+        oidc_subject: None,
+        created_at: time,
+    };
+    let event = |kind: &str, body: serde_json::Value| writ_store::Event {
+        kind: kind.to_owned(),
+        data: serde_json::to_vec(&json!({"kind": kind, "time": time, "event": body}))
+            .unwrap_or_default(),
+        keys: vec![format!("human:{id}")],
+        time,
+    };
+    store
+        .append(
+            event(
+                "human_registered",
+                json!({"human": id, "role": "admin", "by": "init"}),
+            ),
+            Write::InsertHuman(human),
+        )
+        .await?;
+    let jkt = key.public_key().thumbprint().to_string();
+    let jwk = serde_json::to_string(&key.public_key().to_jwk())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    store
+        .append(
+            event(
+                "human_key_bound",
+                json!({"human": id, "jkt": jkt, "by": "init"}),
+            ),
+            Write::AddHumanKey(HumanKeyRecord {
+                jkt,
+                human_id: id.to_owned(),
+                jwk,
+                created_at: time,
+            }),
+        )
+        .await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewHuman {
+    id: HumanId,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    admin: bool,
+    /// A public key the human will authenticate with.
+    #[serde(default)]
+    jwk: Option<Jwk>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Registered {
+    id: String,
+    log_index: u64,
+}
+
+pub(crate) async fn register_human(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    let caller = authenticate(&issuer, &method, "/v1/humans", &headers).await?;
+    let admin = caller.admin()?;
+    let new: NewHuman = parse_json(&body)?;
+    let display_name = new.display_name.unwrap_or_else(|| new.id.to_string());
+    if display_name.is_empty() || display_name.chars().count() > 128 {
+        return Err(ApiError::invalid_request(
+            "invalid_display_name",
+            "display_name must be 1 to 128 characters",
+        ));
+    }
+    let key = new.jwk.as_ref().map(public_key).transpose()?;
+    let time = seconds(issuer.now());
+    let id = new.id.to_string();
+    let role = if new.admin { "admin" } else { "member" };
+    let appended = record(
+        &issuer,
+        "human_registered",
+        json!({"human": id, "role": role, "by": admin.id}),
+        vec![format!("human:{id}")],
+        Write::InsertHuman(HumanRecord {
+            id: id.clone(),
+            display_name,
+            role: role.to_owned(),
+            status: "active".to_owned(),
+            oidc_issuer: None,
+            oidc_subject: None,
+            created_at: time,
+        }),
+    )
+    .await?;
+    if let Some((jkt, jwk)) = key {
+        record(
+            &issuer,
+            "human_key_bound",
+            json!({"human": id, "jkt": jkt, "by": admin.id}),
+            vec![format!("human:{id}")],
+            Write::AddHumanKey(HumanKeyRecord {
+                jkt,
+                human_id: id.clone(),
+                jwk,
+                created_at: time,
+            }),
+        )
+        .await?;
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(Registered {
+            id,
+            log_index: appended.index,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewAgent {
+    name: ServerName,
+    jwk: Jwk,
+    tools: Vec<String>,
+    /// Defaults to the caller; only an administrator may name another owner.
+    #[serde(default)]
+    owner: Option<HumanId>,
+    #[serde(default)]
+    lifetime_days: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct AgentRegistered {
+    name: String,
+    jkt: String,
+    owner: String,
+    expires_at: i64,
+    log_index: u64,
+}
+
+/// `server/tool`, both parts valid names.
+fn tool_ref(text: &str) -> Result<(ServerName, ToolName), ApiError> {
+    let invalid =
+        || ApiError::invalid_request("invalid_tool", format!("`{text}` is not `server/tool`"));
+    let (server, tool) = text.split_once('/').ok_or_else(invalid)?;
+    Ok((
+        ServerName::new(server).map_err(|_| invalid())?,
+        ToolName::new(tool).map_err(|_| invalid())?,
+    ))
+}
+
+pub(crate) async fn register_agent(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<AgentRegistered>), ApiError> {
+    let caller = authenticate(&issuer, &method, "/v1/agents", &headers).await?;
+    let human = caller.human()?;
+    let new: NewAgent = parse_json(&body)?;
+    let owner = match &new.owner {
+        Some(owner) if owner.as_str() != human.id && !caller.is_admin() => {
+            return Err(ApiError::denied(
+                "owner_mismatch",
+                "only an administrator may register an agent for someone else",
+            ));
+        }
+        Some(owner) => issuer
+            .store
+            .human(owner.as_str())
+            .await?
+            .filter(|owner| owner.status == "active")
+            .ok_or_else(|| {
+                ApiError::invalid_request("unknown_owner", format!("no active human `{owner}`"))
+            })?,
+        None => human.clone(),
+    };
+    if new.tools.len() > 256 {
+        return Err(ApiError::invalid_request(
+            "too_many_tools",
+            "at most 256 tools",
+        ));
+    }
+    for tool in &new.tools {
+        tool_ref(tool)?;
+    }
+    let days = new
+        .lifetime_days
+        .unwrap_or(issuer.settings.agent_lifetime_days);
+    if days == 0 || days > 3650 {
+        return Err(ApiError::invalid_request(
+            "invalid_lifetime",
+            "lifetime_days must be 1 to 3650",
+        ));
+    }
+    let (jkt, jwk) = public_key(&new.jwk)?;
+    let now = issuer.now();
+    let expires_at = seconds(now.plus(days * 86_400));
+    let name = new.name.to_string();
+    let appended = record(
+        &issuer,
+        "agent_registered",
+        json!({"agent": jkt, "name": name, "owner": owner.id, "tools": new.tools, "expires_at": expires_at, "by": human.id}),
+        vec![format!("agent:{jkt}"), format!("human:{}", owner.id)],
+        Write::InsertAgent(AgentRecord {
+            jkt: jkt.clone(),
+            name: name.clone(),
+            owner: owner.id.clone(),
+            jwk,
+            tools: new.tools,
+            status: "active".to_owned(),
+            status_reason: None,
+            created_at: seconds(now),
+            expires_at,
+            last_seen: None,
+        }),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AgentRegistered {
+            name,
+            jkt,
+            owner: owner.id,
+            expires_at,
+            log_index: appended.index,
+        }),
+    ))
+}
+
+#[derive(Serialize)]
+pub(crate) struct AgentView {
+    name: String,
+    jkt: String,
+    owner: String,
+    status: String,
+    status_reason: Option<String>,
+    tools: Vec<String>,
+    created_at: i64,
+    expires_at: i64,
+    last_seen: Option<i64>,
+}
+
+pub(crate) async fn list_agents(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Vec<AgentView>>, ApiError> {
+    let caller = authenticate(&issuer, &method, "/v1/agents", &headers).await?;
+    let human = caller.human()?;
+    let agents = issuer.store.agents().await?;
+    Ok(Json(
+        agents
+            .into_iter()
+            .filter(|agent| caller.is_admin() || agent.owner == human.id)
+            .map(|agent| AgentView {
+                name: agent.name,
+                jkt: agent.jkt,
+                owner: agent.owner,
+                status: agent.status,
+                status_reason: agent.status_reason,
+                tools: agent.tools,
+                created_at: agent.created_at,
+                expires_at: agent.expires_at,
+                last_seen: agent.last_seen,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewProvider {
+    name: ServerName,
+    kind: ProviderKind,
+    #[serde(default)]
+    url: Option<String>,
+    tools: Vec<NewTool>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum ProviderKind {
+    Mcp,
+    Http,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct NewTool {
+    name: ToolName,
+    #[serde(default)]
+    labels: Vec<Label>,
+}
+
+pub(crate) async fn register_provider(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    let caller = authenticate(&issuer, &method, "/v1/providers", &headers).await?;
+    let admin = caller.admin()?;
+    let new: NewProvider = parse_json(&body)?;
+    if new.tools.len() > 1024 || new.url.as_ref().is_some_and(|url| url.len() > 1024) {
+        return Err(ApiError::invalid_request(
+            "too_large",
+            "at most 1024 tools and a URL of 1024 characters",
+        ));
+    }
+    let name = new.name.to_string();
+    let kind = match new.kind {
+        ProviderKind::Mcp => "mcp",
+        ProviderKind::Http => "http",
+    };
+    let tools: Vec<ToolRecord> = new
+        .tools
+        .iter()
+        .map(|tool| ToolRecord {
+            server: name.clone(),
+            name: tool.name.to_string(),
+            labels: tool.labels.iter().map(ToString::to_string).collect(),
+        })
+        .collect();
+    let appended = record(
+        &issuer,
+        "provider_registered",
+        json!({"provider": name, "kind": kind, "tools": new.tools, "by": admin.id}),
+        vec![format!("provider:{name}")],
+        Write::UpsertProvider(
+            ProviderRecord {
+                name: name.clone(),
+                kind: kind.to_owned(),
+                url: new.url,
+                created_at: seconds(issuer.now()),
+            },
+            tools,
+        ),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Registered {
+            id: name,
+            log_index: appended.index,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewGateway {
+    name: ServerName,
+    jwk: Jwk,
+    /// The resource URL writs for this gateway name as `aud`.
+    audience: Audience,
+}
+
+pub(crate) async fn register_gateway(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    let caller = authenticate(&issuer, &method, "/v1/gateways", &headers).await?;
+    let admin = caller.admin()?;
+    let new: NewGateway = parse_json(&body)?;
+    let (jkt, jwk) = public_key(&new.jwk)?;
+    let name = new.name.to_string();
+    let appended = record(
+        &issuer,
+        "gateway_registered",
+        json!({"gateway": jkt, "name": name, "audience": new.audience, "by": admin.id}),
+        vec![format!("gateway:{jkt}")],
+        Write::InsertGateway(GatewayRecord {
+            jkt,
+            name: name.clone(),
+            audience: new.audience.to_string(),
+            jwk,
+            created_at: seconds(issuer.now()),
+        }),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Registered {
+            id: name,
+            log_index: appended.index,
+        }),
+    ))
+}

@@ -1,0 +1,464 @@
+//! The Writ issuer: the certificate authority for intent.
+//!
+//! It keeps the inventory (humans, agents, tool providers, gateways), grants mandates,
+//! exchanges a mandate and a DPoP proof for a writ that allows exactly one call (RFC 8693
+//! token exchange), revokes, and records every one of those steps in the Merkle audit log
+//! before answering. No audit record, no writ.
+//!
+//! Every caller proves possession of a registered key with a DPoP proof (RFC 9449) on every
+//! request: there are no bearer secrets. Humans and administrators use keys bound to them,
+//! agents their own key, gateways theirs.
+//!
+//! [`router`] builds the HTTP service from an [`Issuer`], so tests run the real thing
+//! in-process; [`init`] creates a data directory and [`Issuer::open`] opens one.
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `GET /healthz` | anyone | liveness and the audit log's size |
+//! | `GET /.well-known/jwks.json` | anyone | the issuer's public keys |
+//! | `GET /.well-known/oauth-authorization-server` | anyone | RFC 8414 metadata |
+//! | `POST /token` | agents | RFC 8693 token exchange: mandate + DPoP → writ |
+//! | `POST /v1/humans` | admins | register a human, optionally with a key |
+//! | `POST /v1/agents` | humans | register an agent they own |
+//! | `POST /v1/providers` | admins | register a tool provider and its tools |
+//! | `POST /v1/gateways` | admins | register a gateway and the resource it serves |
+//! | `POST /v1/mandates` | humans | grant a mandate to an agent |
+//! | `POST /v1/revocations` | humans, admins | revoke an agent, mandate (and subtree), human, writ or key |
+//! | `GET /v1/revocations?after=N&wait=S` | gateways, admins | the revocation feed, long-polled |
+//! | `GET /v1/audit/checkpoint` | anyone registered | the newest signed checkpoint |
+//! | `GET /v1/audit/leaves/{index}?size=N` | anyone registered | a leaf and its inclusion proof |
+//! | `GET /v1/audit/consistency?old=M&new=N` | anyone registered | a consistency proof |
+
+mod audit;
+mod auth;
+mod error;
+mod inventory;
+mod mandates;
+mod revocation;
+mod token;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use writ_jose::{Algorithm, KeySet, SigningKey};
+use writ_log::NoteSigner;
+use writ_policy::Engine;
+use writ_store::{Store, StoreOptions};
+use writ_token::{Audience, MemoryReplayCache, UnixTime};
+
+pub use error::ApiError;
+
+/// The largest request body accepted, in bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+/// The issuer's configuration file inside the data directory.
+pub const CONFIG_FILE: &str = "issuer.json";
+
+/// A source of the current time, so tests can move it.
+pub trait Clock: Send + Sync + 'static {
+    /// Now.
+    fn now(&self) -> UnixTime;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixTime {
+        let seconds = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or_default();
+        UnixTime::from_secs(seconds)
+    }
+}
+
+/// What a data directory records about its issuer (`issuer.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// The issuer's public URL: `iss` of every token and the base of every route.
+    pub issuer: String,
+    /// The `kid` of the key new tokens are signed with.
+    pub active_kid: String,
+    /// The audit log's checkpoint origin and note key name.
+    pub log_origin: String,
+}
+
+/// Tunables, with conservative defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Writ lifetime in seconds (at most 300).
+    pub writ_lifetime: u64,
+    /// Default mandate lifetime in seconds.
+    pub mandate_lifetime: u64,
+    /// The longest mandate lifetime a human may ask for.
+    pub max_mandate_lifetime: u64,
+    /// The deepest delegation allowed.
+    pub max_depth: u8,
+    /// Default agent lifetime in days.
+    pub agent_lifetime_days: u64,
+    /// Keep task texts, or only their digests.
+    pub store_task_text: bool,
+    /// Clock skew allowed on tokens and proofs, in seconds.
+    pub skew: u64,
+    /// How old a DPoP proof may be, in seconds.
+    pub proof_max_age: u64,
+    /// How often a checkpoint is signed when the log has grown.
+    pub checkpoint_interval: Duration,
+    /// The policy directory; Writ's default policies when `None`.
+    pub policy_dir: Option<PathBuf>,
+    /// The store's options.
+    pub store: StoreOptions,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            writ_lifetime: writ_token::DEFAULT_WRIT_LIFETIME,
+            mandate_lifetime: 15 * 60,
+            max_mandate_lifetime: 60 * 60,
+            max_depth: 4,
+            agent_lifetime_days: 90,
+            store_task_text: true,
+            skew: 5,
+            proof_max_age: 60,
+            checkpoint_interval: Duration::from_secs(1),
+            policy_dir: None,
+            store: StoreOptions::default(),
+        }
+    }
+}
+
+/// The running issuer's state, shared by every request.
+pub struct Issuer {
+    id: Audience,
+    token_endpoint: String,
+    identity: Identity,
+    settings: Settings,
+    store: Store,
+    signing_key: SigningKey,
+    keys: KeySet,
+    note_signer: NoteSigner,
+    policy: std::sync::RwLock<Arc<Engine>>,
+    replay: MemoryReplayCache,
+    clock: Arc<dyn Clock>,
+    revoked: Notify,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer")
+            .field("issuer", &self.identity.issuer)
+            .field("active_kid", &self.identity.active_kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Setting up or opening a data directory failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The directory or a file in it could not be created or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The data directory is already initialized.
+    #[error("`{0}` already holds an issuer; refusing to overwrite it")]
+    Exists(PathBuf),
+    /// `issuer.json` is not valid.
+    #[error("`{path}` is not a valid issuer configuration: {message}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A key file could not be used.
+    #[error(transparent)]
+    Keystore(#[from] writ_keystore::KeystoreError),
+    /// The store could not be opened or written.
+    #[error(transparent)]
+    Store(#[from] writ_store::StoreError),
+    /// The policy set is invalid.
+    #[error(transparent)]
+    Policy(#[from] writ_policy::LoadError),
+    /// A key could not be generated or used.
+    #[error(transparent)]
+    Key(#[from] writ_jose::KeyError),
+    /// An argument is invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> SetupError + '_ {
+    move |source| SetupError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What [`init`] created.
+#[derive(Debug, Clone)]
+pub struct Initialized {
+    /// The issuer's identity.
+    pub identity: Identity,
+    /// Where the first administrator's key was written.
+    pub admin_key: PathBuf,
+    /// The administrator's human id.
+    pub admin: String,
+    /// The audit log's verifier key, for witnesses and `writ audit verify`.
+    pub log_verifier_key: String,
+}
+
+fn kid_for(key: &SigningKey) -> String {
+    format!(
+        "iss-{}",
+        key.public_key()
+            .thumbprint()
+            .as_str()
+            .get(..12)
+            .unwrap_or_default()
+    )
+}
+
+fn issuer_key_path(data_dir: &Path, kid: &str) -> PathBuf {
+    data_dir.join("keys").join(format!("{kid}.key"))
+}
+
+fn log_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("keys").join("log.key")
+}
+
+/// Creates a data directory: the issuer's signing key and the audit log's note key (in
+/// `keys/`, mode 0600), `issuer.json`, the database, and the first administrator with a
+/// new key written to `admin_key` (mode 0600). The registration is the log's first leaf.
+pub async fn init(
+    data_dir: &Path,
+    issuer_url: &str,
+    admin: &str,
+    admin_key: &Path,
+) -> Result<Initialized, SetupError> {
+    let issuer = Audience::new(issuer_url).map_err(|e| SetupError::Invalid(e.to_string()))?;
+    let admin_id =
+        writ_token::HumanId::new(admin).map_err(|e| SetupError::Invalid(e.to_string()))?;
+    let config_path = data_dir.join(CONFIG_FILE);
+    if config_path.exists() {
+        return Err(SetupError::Exists(data_dir.to_owned()));
+    }
+    let keys_dir = data_dir.join("keys");
+    std::fs::create_dir_all(&keys_dir).map_err(io(&keys_dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for dir in [data_dir, keys_dir.as_path()] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(dir))?;
+        }
+    }
+    let signing_key = SigningKey::generate(Algorithm::EdDSA)?;
+    let kid = kid_for(&signing_key);
+    writ_keystore::create(&issuer_key_path(data_dir, &kid), &signing_key)?;
+    let log_key = SigningKey::generate(Algorithm::EdDSA)?;
+    writ_keystore::create(&log_key_path(data_dir), &log_key)?;
+    let host = issuer_url
+        .split("://")
+        .nth(1)
+        .unwrap_or(issuer_url)
+        .trim_end_matches('/')
+        .to_owned();
+    let identity = Identity {
+        issuer: issuer.as_str().trim_end_matches('/').to_owned(),
+        active_kid: kid,
+        log_origin: format!("{host}/audit"),
+    };
+    let note_signer = NoteSigner::new(&identity.log_origin, log_key)
+        .map_err(|e| SetupError::Invalid(format!("log origin: {e}")))?;
+    let config =
+        serde_json::to_vec_pretty(&identity).map_err(|e| SetupError::Invalid(e.to_string()))?;
+    std::fs::write(&config_path, config).map_err(io(&config_path))?;
+
+    let admin_signing = SigningKey::generate(Algorithm::EdDSA)?;
+    writ_keystore::create(admin_key, &admin_signing)?;
+    let store = Store::open(data_dir).await?;
+    inventory::register_first_admin(&store, admin_id.as_str(), &admin_signing, SystemClock.now())
+        .await?;
+    Ok(Initialized {
+        identity,
+        admin_key: admin_key.to_owned(),
+        admin: admin_id.as_str().to_owned(),
+        log_verifier_key: note_signer.verifier().to_vkey(),
+    })
+}
+
+impl Issuer {
+    /// Opens an initialized data directory with the system clock.
+    pub async fn open(data_dir: &Path, settings: Settings) -> Result<Arc<Issuer>, SetupError> {
+        Issuer::open_with_clock(data_dir, settings, Arc::new(SystemClock)).await
+    }
+
+    /// Opens an initialized data directory with the given clock.
+    pub async fn open_with_clock(
+        data_dir: &Path,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Issuer>, SetupError> {
+        let config_path = data_dir.join(CONFIG_FILE);
+        let text = std::fs::read(&config_path).map_err(io(&config_path))?;
+        let identity: Identity =
+            writ_jose::from_slice_strict(&text).map_err(|e| SetupError::Config {
+                path: config_path.clone(),
+                message: e.to_string(),
+            })?;
+        let id = Audience::new(identity.issuer.clone()).map_err(|e| SetupError::Config {
+            path: config_path.clone(),
+            message: e.to_string(),
+        })?;
+        if settings.writ_lifetime == 0 || settings.writ_lifetime > writ_token::MAX_WRIT_LIFETIME {
+            return Err(SetupError::Invalid(format!(
+                "writ lifetime must be 1 to {} seconds",
+                writ_token::MAX_WRIT_LIFETIME
+            )));
+        }
+        let signing_key = writ_keystore::load(&issuer_key_path(data_dir, &identity.active_kid))?;
+        let mut keys = KeySet::new();
+        keys.insert(&identity.active_kid, signing_key.public_key().clone())
+            .map_err(|e| SetupError::Invalid(e.to_string()))?;
+        let note_signer = NoteSigner::new(
+            &identity.log_origin,
+            writ_keystore::load(&log_key_path(data_dir))?,
+        )
+        .map_err(|e| SetupError::Invalid(format!("log origin: {e}")))?;
+        let policy = load_policy(settings.policy_dir.as_deref())?;
+        let store = Store::open_with(data_dir, settings.store).await?;
+        let issuer = Arc::new(Issuer {
+            token_endpoint: format!("{}/token", identity.issuer),
+            id,
+            identity,
+            settings,
+            store,
+            signing_key,
+            keys,
+            note_signer,
+            policy: std::sync::RwLock::new(Arc::new(policy)),
+            replay: MemoryReplayCache::new(1 << 20),
+            clock,
+            revoked: Notify::new(),
+        });
+        audit::spawn_checkpointer(&issuer);
+        Ok(issuer)
+    }
+
+    /// The issuer's identifier (`iss`).
+    pub fn id(&self) -> &Audience {
+        &self.id
+    }
+
+    /// The issuer's public keys.
+    pub fn key_set(&self) -> &KeySet {
+        &self.keys
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The audit log's verifier key.
+    pub fn log_verifier_key(&self) -> String {
+        self.note_signer.verifier().to_vkey()
+    }
+
+    /// The current policy set's version.
+    pub fn policy_version(&self) -> String {
+        self.engine().version().to_owned()
+    }
+
+    /// Replaces the policy set with the one in `dir`. On error the old set stays in force.
+    pub fn reload_policy(&self, dir: Option<&Path>) -> Result<String, SetupError> {
+        let engine = load_policy(dir)?;
+        let version = engine.version().to_owned();
+        if let Ok(mut current) = self.policy.write() {
+            *current = Arc::new(engine);
+        }
+        Ok(version)
+    }
+
+    fn engine(&self) -> Arc<Engine> {
+        match self.policy.read() {
+            Ok(engine) => Arc::clone(&engine),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.identity.issuer)
+    }
+}
+
+/// Reads every `*.cedar` file in `dir`, or Writ's defaults when `dir` is `None`.
+pub fn load_policy(dir: Option<&Path>) -> Result<Engine, SetupError> {
+    let Some(dir) = dir else {
+        return Ok(Engine::with_defaults()?);
+    };
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.extension().is_some_and(|ext| ext == "cedar") {
+            let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            sources.push(writ_policy::PolicySource { name, text });
+        }
+    }
+    Ok(Engine::load(&sources)?)
+}
+
+/// The issuer's HTTP service.
+pub fn router(issuer: Arc<Issuer>) -> Router {
+    Router::new()
+        .route("/healthz", get(audit::healthz))
+        .route("/.well-known/jwks.json", get(token::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(token::metadata),
+        )
+        .route("/token", post(token::exchange))
+        .route("/v1/humans", post(inventory::register_human))
+        .route(
+            "/v1/agents",
+            post(inventory::register_agent).get(inventory::list_agents),
+        )
+        .route("/v1/providers", post(inventory::register_provider))
+        .route("/v1/gateways", post(inventory::register_gateway))
+        .route("/v1/mandates", post(mandates::grant))
+        .route(
+            "/v1/revocations",
+            post(revocation::revoke).get(revocation::feed),
+        )
+        .route("/v1/audit/checkpoint", get(audit::checkpoint))
+        .route("/v1/audit/leaves/{index}", get(audit::leaf))
+        .route("/v1/audit/consistency", get(audit::consistency))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(issuer)
+}
+
+/// Serves the issuer on `listener` until the process stops.
+pub async fn serve(listener: tokio::net::TcpListener, issuer: Arc<Issuer>) -> std::io::Result<()> {
+    axum::serve(listener, router(issuer)).await
+}

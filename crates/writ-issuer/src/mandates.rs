@@ -1,0 +1,318 @@
+//! Granting mandates: a human gives an agent a task, with grants, for minutes.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use writ_jose::Thumbprint;
+use writ_policy::{Decision, PolicyRequest};
+use writ_scope::{AuthorizationDetail, Grants};
+use writ_store::{AgentRecord, HumanRecord, MandateRecord, Write};
+use writ_token::{Actor, Confirmation, HumanId, MandateClaims, MandateId, Task, TaskDigest};
+
+use crate::Issuer;
+use crate::audit::{record, record_denial};
+use crate::auth::authenticate;
+use crate::error::ApiError;
+use crate::inventory::parse_json;
+
+/// The longest task text, in characters.
+pub const MAX_TASK_LEN: usize = 4096;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GrantRequest {
+    /// The agent's name.
+    agent: String,
+    /// What the agent is asked to do.
+    task: String,
+    /// A short summary to carry in the token.
+    #[serde(default)]
+    summary: Option<String>,
+    grants: Grants,
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+    #[serde(default)]
+    max_depth: Option<u8>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Granted {
+    mandate: String,
+    id: String,
+    expires_at: u64,
+    log_index: u64,
+    policy: writ_token::PolicyRef,
+}
+
+pub(crate) fn random_id() -> Result<[u8; 16], ApiError> {
+    let mut bytes = [0; 16];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "random_failed",
+            "the random generator failed",
+        )
+    })?;
+    Ok(bytes)
+}
+
+/// The tools a detail names, for policy: `server/tool` for tool calls, `server/*` for HTTP.
+pub(crate) fn tools_of(detail: &AuthorizationDetail) -> Option<String> {
+    match detail {
+        AuthorizationDetail::McpToolCall { server, tool, .. } => Some(format!("{server}/{tool}")),
+        AuthorizationDetail::HttpRequest { server, .. } => Some(format!("{server}/*")),
+        AuthorizationDetail::McpRequest { .. } => None,
+    }
+}
+
+/// Whether an agent is usable now: active and within its lifetime.
+pub(crate) fn agent_usable(agent: &AgentRecord, now: u64) -> Result<(), ApiError> {
+    if agent.status != "active" {
+        return Err(ApiError::denied(
+            "agent_inactive",
+            format!(
+                "agent `{}` is {}{}",
+                agent.name,
+                agent.status,
+                agent
+                    .status_reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    if u64::try_from(agent.expires_at).unwrap_or(0) <= now {
+        return Err(ApiError::denied(
+            "agent_expired",
+            format!("agent `{}` reached the end of its lifetime", agent.name),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn policy_human(human: &HumanRecord) -> writ_policy::Human<'_> {
+    writ_policy::Human {
+        id: &human.id,
+        role: if human.role == "admin" {
+            writ_policy::Role::Admin
+        } else {
+            writ_policy::Role::Member
+        },
+        active: human.status == "active",
+    }
+}
+
+pub(crate) async fn grant(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Granted>), ApiError> {
+    let caller = authenticate(&issuer, &method, "/v1/mandates", &headers).await?;
+    let human = caller.human()?.clone();
+    let request: GrantRequest = parse_json(&body)?;
+    match grant_checked(&issuer, &human, request).await {
+        Ok(granted) => Ok((StatusCode::CREATED, Json(granted))),
+        Err((error, agent)) => {
+            record_denial(
+                &issuer,
+                "mandate_denied",
+                &error,
+                json!({"human": human.id, "agent": agent}),
+                vec![format!("human:{}", human.id)],
+            )
+            .await;
+            Err(error)
+        }
+    }
+}
+
+async fn grant_checked(
+    issuer: &Issuer,
+    human: &HumanRecord,
+    request: GrantRequest,
+) -> Result<Granted, (ApiError, String)> {
+    let agent_name = request.agent.clone();
+    let fail = |error: ApiError| (error, agent_name.clone());
+    let now = issuer.now();
+    if request.task.is_empty() || request.task.chars().count() > MAX_TASK_LEN {
+        return Err(fail(ApiError::invalid_request(
+            "invalid_task",
+            format!("task must be 1 to {MAX_TASK_LEN} characters"),
+        )));
+    }
+    let agent = issuer
+        .store
+        .agent_by_name(&request.agent)
+        .await
+        .map_err(|e| fail(e.into()))?
+        .ok_or_else(|| {
+            fail(ApiError::not_found(
+                "unknown_agent",
+                format!("no agent named `{}`", request.agent),
+            ))
+        })?;
+    agent_usable(&agent, now.as_secs()).map_err(fail)?;
+    let ttl = request
+        .ttl_seconds
+        .unwrap_or(issuer.settings.mandate_lifetime);
+    if ttl == 0 || ttl > issuer.settings.max_mandate_lifetime {
+        return Err(fail(ApiError::invalid_request(
+            "invalid_ttl",
+            format!(
+                "ttl_seconds must be 1 to {}",
+                issuer.settings.max_mandate_lifetime
+            ),
+        )));
+    }
+    let max_depth = request
+        .max_depth
+        .unwrap_or(issuer.settings.max_depth.min(2));
+    if max_depth > issuer.settings.max_depth {
+        return Err(fail(ApiError::invalid_request(
+            "invalid_max_depth",
+            format!("max_depth must be at most {}", issuer.settings.max_depth),
+        )));
+    }
+    // Every granted tool must exist in the inventory.
+    for detail in request.grants.as_slice() {
+        let AuthorizationDetail::McpToolCall { server, tool, .. } = detail else {
+            continue;
+        };
+        let known = issuer
+            .store
+            .tool(server.as_str(), tool.as_str())
+            .await
+            .map_err(|e| fail(e.into()))?;
+        if known.is_none() {
+            return Err(fail(ApiError::invalid_request(
+                "unknown_tool",
+                format!("no tool `{server}/{tool}` in the inventory"),
+            )));
+        }
+    }
+    let tools: Vec<String> = request
+        .grants
+        .as_slice()
+        .iter()
+        .filter_map(tools_of)
+        .collect();
+    let tool_refs: Vec<&str> = tools.iter().map(String::as_str).collect();
+    let labels: Vec<String> = request
+        .grants
+        .as_slice()
+        .iter()
+        .flat_map(|detail| detail.datatypes().iter().map(ToString::to_string))
+        .collect();
+    let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let agent_tools: Vec<&str> = agent.tools.iter().map(String::as_str).collect();
+    let policy_agent = writ_policy::Agent {
+        id: &agent.jkt,
+        owner: &agent.owner,
+        active: true,
+        tools: &agent_tools,
+    };
+    let decision = issuer.engine().decide(&PolicyRequest::GrantMandate {
+        human: &policy_human(human),
+        agent: &policy_agent,
+        tools: &tool_refs,
+        labels: &label_refs,
+        ttl_seconds: i64::try_from(ttl).unwrap_or(i64::MAX),
+        max_depth: i64::from(max_depth),
+    });
+    let permit = match decision {
+        Decision::Allow(permit) => permit,
+        Decision::Deny(denial) => {
+            return Err(fail(ApiError::denied(
+                denial.reason.code(),
+                format!(
+                    "policy {} denies `{}` granting to `{}`: {}",
+                    denial.policy_set,
+                    human.id,
+                    agent.name,
+                    denial.reason.message()
+                ),
+            )));
+        }
+    };
+    let agent_key = Thumbprint::parse(&agent.jkt).map_err(|e| {
+        fail(ApiError::unavailable(&writ_store::StoreError::Corrupt(
+            e.to_string(),
+        )))
+    })?;
+    let id = MandateId::from_random(random_id().map_err(fail)?);
+    let digest = TaskDigest::of(&request.task);
+    let claims = MandateClaims {
+        iss: issuer.id.clone(),
+        sub: HumanId::new(human.id.clone())
+            .map_err(|e| fail(ApiError::invalid_request("invalid_human", e.to_string())))?,
+        act: Actor::new(agent_key.clone()),
+        aud: issuer.id.clone(),
+        iat: now,
+        exp: now.plus(ttl),
+        jti: id.clone(),
+        cnf: Confirmation { jkt: agent_key },
+        grants: request.grants,
+        task: Task {
+            digest: digest.clone(),
+            summary: request.summary,
+        },
+        depth: 0,
+        max_depth,
+        parent: None,
+    };
+    // Check the claims before recording, so nothing is recorded that cannot be signed.
+    writ_token::TokenClaims::check(&claims)
+        .map_err(|e| fail(ApiError::invalid_request("invalid_mandate", e.to_string())))?;
+    let policy = writ_token::PolicyRef {
+        set: permit.policy_set,
+        ids: permit.policy_ids,
+    };
+    let appended = record(
+        issuer,
+        "mandate_granted",
+        json!({
+            "mandate": id, "human": human.id, "agent": agent.jkt, "agent_name": agent.name,
+            "task_digest": digest, "task": if issuer.settings.store_task_text { Some(&request.task) } else { None },
+            "grants": claims.grants, "exp": claims.exp, "max_depth": max_depth, "policy": policy,
+        }),
+        vec![format!("mandate:{id}"), format!("human:{}", human.id), format!("agent:{}", agent.jkt)],
+        Write::InsertMandate(MandateRecord {
+            id: id.to_string(),
+            human_id: human.id.clone(),
+            agent_jkt: agent.jkt.clone(),
+            parent: None,
+            depth: 0,
+            expires_at: i64::try_from(claims.exp.as_secs()).unwrap_or(i64::MAX),
+            task_digest: digest.as_str().to_owned(),
+            task_text: issuer.settings.store_task_text.then(|| request.task.clone()),
+            created_at: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+            log_index: 0,
+        }),
+    )
+    .await
+    .map_err(|e| fail(e.into()))?;
+    let mandate = writ_token::sign(&claims, &issuer.signing_key, &issuer.identity.active_kid)
+        .map_err(|e| {
+            fail(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "signing_failed",
+                e.to_string(),
+            ))
+        })?;
+    Ok(Granted {
+        mandate,
+        id: id.to_string(),
+        expires_at: claims.exp.as_secs(),
+        log_index: appended.index,
+        policy,
+    })
+}

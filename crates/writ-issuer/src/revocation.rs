@@ -1,0 +1,268 @@
+//! Revocation, and the resumable feed gateways follow.
+//!
+//! Revoking a mandate revokes its whole delegation subtree; revoking a human revokes the
+//! human and every mandate they granted (with subtrees), in one audited, atomic step.
+//! Issuance checks revocation too, so a revoked mandate earns no new writ.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use writ_store::{RevocationRecord, Write};
+
+use crate::Issuer;
+use crate::audit::record;
+use crate::auth::{Caller, authenticate};
+use crate::error::ApiError;
+use crate::inventory::parse_json;
+
+/// The longest a feed request waits for news, in seconds.
+pub const MAX_WAIT: u64 = 30;
+/// The most revocations one feed response carries.
+pub const FEED_PAGE: i64 = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Kind {
+    Agent,
+    Mandate,
+    Human,
+    Writ,
+    Key,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Agent => "agent",
+            Kind::Mandate => "mandate",
+            Kind::Human => "human",
+            Kind::Writ => "writ",
+            Kind::Key => "key",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RevokeRequest {
+    kind: Kind,
+    subject: String,
+    reason: String,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Revoked {
+    /// Every subject revoked by this request (a mandate's subtree, a human's mandates).
+    revoked: Vec<RevocationView>,
+    log_index: u64,
+}
+
+#[derive(Serialize)]
+pub(crate) struct RevocationView {
+    seq: i64,
+    kind: String,
+    subject: String,
+    reason: String,
+    created_at: i64,
+}
+
+impl From<RevocationRecord> for RevocationView {
+    fn from(record: RevocationRecord) -> Self {
+        RevocationView {
+            seq: record.seq,
+            kind: record.kind,
+            subject: record.subject,
+            reason: record.reason,
+            created_at: record.created_at,
+        }
+    }
+}
+
+/// Whether `caller` may revoke this subject: administrators anything; humans their own
+/// agents, the mandates they granted, and themselves.
+async fn authorized(
+    issuer: &Issuer,
+    caller: &Caller,
+    kind: Kind,
+    subject: &str,
+) -> Result<(), ApiError> {
+    if caller.is_admin() {
+        return Ok(());
+    }
+    let human = caller.human()?;
+    let allowed = match kind {
+        Kind::Agent => issuer
+            .store
+            .agent(subject)
+            .await?
+            .is_some_and(|agent| agent.owner == human.id),
+        Kind::Mandate => issuer
+            .store
+            .mandate(subject)
+            .await?
+            .is_some_and(|mandate| mandate.human_id == human.id),
+        Kind::Human => subject == human.id,
+        Kind::Writ | Kind::Key => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::denied(
+            "not_authorized_to_revoke",
+            format!(
+                "`{}` may not revoke {} `{subject}`",
+                human.id,
+                kind.as_str()
+            ),
+        ))
+    }
+}
+
+pub(crate) async fn revoke(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Revoked>), ApiError> {
+    let caller = authenticate(&issuer, &method, "/v1/revocations", &headers).await?;
+    let request: RevokeRequest = parse_json(&body)?;
+    if request.subject.is_empty() || request.subject.len() > 256 {
+        return Err(ApiError::invalid_request(
+            "invalid_subject",
+            "subject must be 1 to 256 characters",
+        ));
+    }
+    if request.reason.is_empty() || request.reason.chars().count() > 512 {
+        return Err(ApiError::invalid_request(
+            "invalid_reason",
+            "reason must be 1 to 512 characters",
+        ));
+    }
+    authorized(&issuer, &caller, request.kind, &request.subject).await?;
+    let time = i64::try_from(issuer.now().as_secs()).unwrap_or(i64::MAX);
+    let revocation = |kind: &str, subject: &str| RevocationRecord {
+        seq: 0,
+        kind: kind.to_owned(),
+        subject: subject.to_owned(),
+        reason: request.reason.clone(),
+        created_at: time,
+        log_index: 0,
+    };
+    let mut records = vec![revocation(request.kind.as_str(), &request.subject)];
+    let mandates = match request.kind {
+        Kind::Mandate => {
+            if issuer.store.mandate(&request.subject).await?.is_none() {
+                return Err(ApiError::not_found(
+                    "unknown_mandate",
+                    format!("no mandate `{}`", request.subject),
+                ));
+            }
+            issuer.store.mandate_subtree(&request.subject).await?
+        }
+        Kind::Human => {
+            let mut all = Vec::new();
+            for root in issuer
+                .store
+                .mandates_of(Some(&request.subject), None)
+                .await?
+            {
+                all.extend(issuer.store.mandate_subtree(&root).await?);
+            }
+            all
+        }
+        Kind::Agent | Kind::Writ | Kind::Key => Vec::new(),
+    };
+    for id in mandates.iter().filter(|id| **id != request.subject) {
+        records.push(revocation("mandate", id));
+    }
+    let subjects: Vec<String> = records
+        .iter()
+        .map(|r| format!("{}:{}", r.kind, r.subject))
+        .collect();
+    let appended = record(
+        &issuer,
+        "revoked",
+        json!({"kind": request.kind, "subject": request.subject, "reason": request.reason, "by": caller.describe(), "subjects": subjects}),
+        subjects.clone(),
+        Write::Revoke(records.clone()),
+    )
+    .await?;
+    issuer.revoked.notify_waiters();
+    let revoked = records
+        .into_iter()
+        .zip(
+            appended
+                .revocations
+                .iter()
+                .copied()
+                .map(Some)
+                .chain(std::iter::repeat(None)),
+        )
+        .map(|(mut record, seq)| {
+            record.seq = seq.unwrap_or_default();
+            record.into()
+        })
+        .collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(Revoked {
+            revoked,
+            log_index: appended.index,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FeedQuery {
+    #[serde(default)]
+    after: i64,
+    #[serde(default)]
+    wait: u64,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Feed {
+    revocations: Vec<RevocationView>,
+    /// Pass as `after` to resume.
+    next: i64,
+}
+
+pub(crate) async fn feed(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    Query(query): Query<FeedQuery>,
+) -> Result<Json<Feed>, ApiError> {
+    let caller = authenticate(&issuer, &method, "/v1/revocations", &headers).await?;
+    if !matches!(caller, Caller::Gateway(_)) && !caller.is_admin() {
+        return Err(ApiError::denied(
+            "gateway_required",
+            "only gateways and administrators read the revocation feed",
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(query.wait.min(MAX_WAIT));
+    loop {
+        // Register interest before reading, so a revocation between the read and the wait
+        // is not missed.
+        let notified = issuer.revoked.notified();
+        let page = issuer
+            .store
+            .revocations_since(query.after, FEED_PAGE)
+            .await?;
+        if !page.is_empty() || tokio::time::Instant::now() >= deadline {
+            let next = page.last().map_or(query.after, |record| record.seq);
+            return Ok(Json(Feed {
+                revocations: page.into_iter().map(Into::into).collect(),
+                next,
+            }));
+        }
+        let _ = tokio::time::timeout_at(deadline, notified).await;
+    }
+}

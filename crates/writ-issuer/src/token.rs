@@ -1,0 +1,456 @@
+//! The token endpoint (RFC 8693 token exchange), the JWKS and RFC 8414 metadata.
+//!
+//! ```text
+//! POST /token
+//! DPoP: <proof by the agent key for POST {issuer}/token>
+//! Content-Type: application/x-www-form-urlencoded
+//!
+//! grant_type=urn:ietf:params:oauth:grant-type:token-exchange
+//! &subject_token=<mandate>
+//! &subject_token_type=urn:writ:params:oauth:token-type:mandate
+//! &resource=<the gateway route's URL>
+//! &authorization_details=[{"type":"mcp_tool_call",...}]
+//! ```
+//!
+//! Checks, in order: the form, the DPoP proof, the mandate (signature, type, issuer,
+//! audience, expiry), the proof's key is the mandate's `cnf.jkt`, nothing in the chain is
+//! revoked, the agent is active and within its lifetime, the human is active, the resource
+//! is a registered gateway, the call is one detail inside the mandate's grants, the tool is
+//! in the inventory, and policy permits. Then the issuance is appended durably to the audit
+//! log, and only then is the writ signed, carrying its `log_index`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+use writ_policy::{Decision, PolicyRequest};
+use writ_scope::AuthorizationDetail;
+use writ_store::Write;
+use writ_token::{
+    Audience, PolicyRef, SingleDetail, Task, UnverifiedMandate, VerifiedMandate, WritClaims, WritId,
+};
+
+use crate::Issuer;
+use crate::audit::{record, record_denial};
+use crate::auth::proof;
+use crate::error::{ApiError, mandate_error};
+use crate::mandates::{agent_usable, policy_human, random_id, tools_of};
+
+/// RFC 8693 §2.1.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The token type of a mandate presented as `subject_token`.
+pub const MANDATE_TOKEN_TYPE: &str = "urn:writ:params:oauth:token-type:mandate";
+/// The token type of the writ returned.
+pub const WRIT_TOKEN_TYPE: &str = "urn:writ:params:oauth:token-type:writ";
+
+pub(crate) async fn jwks(State(issuer): State<Arc<Issuer>>) -> Response {
+    let mut response = (
+        [(header::CONTENT_TYPE, "application/jwk-set+json")],
+        issuer.keys.to_jwks_json(),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=60"),
+    );
+    response
+}
+
+pub(crate) async fn metadata(State(issuer): State<Arc<Issuer>>) -> Json<Value> {
+    // RFC 8414 §2, with RFC 9449 §5.1 and RFC 9396 §10.
+    Json(json!({
+        "issuer": issuer.identity.issuer,
+        "token_endpoint": issuer.token_endpoint,
+        "jwks_uri": issuer.url("/.well-known/jwks.json"),
+        "grant_types_supported": [TOKEN_EXCHANGE],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "dpop_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "authorization_details_types_supported": ["mcp_tool_call", "mcp_request", "http_request"],
+        "response_types_supported": [],
+        "revocation_feed_endpoint": issuer.url("/v1/revocations"),
+        "audit_checkpoint_endpoint": issuer.url("/v1/audit/checkpoint"),
+    }))
+}
+
+#[derive(Serialize)]
+struct TokenResponse {
+    access_token: String,
+    issued_token_type: &'static str,
+    token_type: &'static str,
+    expires_in: u64,
+    log_index: u64,
+}
+
+/// The form, with RFC 6749 §3.2's rule that no parameter appears twice.
+fn form(body: &Bytes) -> Result<HashMap<String, String>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| {
+        ApiError::invalid_request("invalid_form", format!("request body is not a form: {e}"))
+    })?;
+    let mut form = HashMap::new();
+    for (name, value) in pairs {
+        if form.insert(name.clone(), value).is_some() {
+            return Err(ApiError::invalid_request(
+                "repeated_parameter",
+                format!("parameter `{name}` appears more than once"),
+            ));
+        }
+    }
+    Ok(form)
+}
+
+fn required<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
+    form.get(name).map(String::as_str).ok_or_else(|| {
+        ApiError::invalid_request(
+            "missing_parameter",
+            format!("parameter `{name}` is required"),
+        )
+    })
+}
+
+pub(crate) async fn exchange(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut context = json!({});
+    match exchange_checked(&issuer, &method, &headers, &body, &mut context).await {
+        Ok(response) => {
+            let mut response = Json(response).into_response();
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(error) => {
+            let keys = ["mandate", "agent", "human"]
+                .iter()
+                .filter_map(|key| {
+                    context
+                        .get(*key)
+                        .and_then(Value::as_str)
+                        .map(|value| format!("{key}:{value}"))
+                })
+                .collect();
+            record_denial(&issuer, "writ_denied", &error, context, keys).await;
+            error.into_response()
+        }
+    }
+}
+
+async fn exchange_checked(
+    issuer: &Issuer,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &Bytes,
+    context: &mut Value,
+) -> Result<TokenResponse, ApiError> {
+    let now = issuer.now();
+    let form = form(body)?;
+    let grant_type = required(&form, "grant_type")?;
+    if grant_type != TOKEN_EXCHANGE {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "unsupported_grant_type",
+            format!("grant_type must be `{TOKEN_EXCHANGE}`"),
+        ));
+    }
+    if required(&form, "subject_token_type")? != MANDATE_TOKEN_TYPE {
+        return Err(ApiError::invalid_request(
+            "unsupported_token_type",
+            format!("subject_token_type must be `{MANDATE_TOKEN_TYPE}`"),
+        ));
+    }
+    if form
+        .get("requested_token_type")
+        .is_some_and(|t| t != WRIT_TOKEN_TYPE)
+    {
+        return Err(ApiError::invalid_request(
+            "unsupported_token_type",
+            format!("requested_token_type must be `{WRIT_TOKEN_TYPE}`"),
+        ));
+    }
+    let resource = Audience::new(required(&form, "resource")?).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+            "invalid_resource",
+            e.to_string(),
+        )
+    })?;
+    let details: Vec<AuthorizationDetail> =
+        writ_jose::from_slice_strict(required(&form, "authorization_details")?.as_bytes())
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_authorization_details",
+                    "invalid_authorization_details",
+                    e.to_string(),
+                )
+            })?;
+    let detail = SingleDetail::try_from(details).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_authorization_details",
+            "invalid_authorization_details",
+            e.to_string(),
+        )
+    })?;
+
+    // RFC 9449 §4.3 at the token endpoint.
+    let proof = proof(issuer, method, "/token", headers, None)?;
+    let mandate = verify_mandate(issuer, required(&form, "subject_token")?, now)?;
+    let claims = mandate.claims();
+    context["mandate"] = json!(claims.jti);
+    context["agent"] = json!(claims.cnf.jkt);
+    context["human"] = json!(claims.sub);
+    // RFC 9449 §6: the proof's key is the key the mandate is bound to.
+    proof.ensure_bound_to(&claims.cnf.jkt)?;
+    check_not_revoked(issuer, &mandate).await?;
+    let agent = issuer
+        .store
+        .agent(claims.cnf.jkt.as_str())
+        .await?
+        .ok_or_else(|| {
+            ApiError::denied("unknown_agent", "the mandate's agent is not registered")
+        })?;
+    agent_usable(&agent, now.as_secs())?;
+    let human = issuer
+        .store
+        .human(claims.sub.as_str())
+        .await?
+        .ok_or_else(|| {
+            ApiError::denied(
+                "unknown_human",
+                format!("human `{}` is not registered", claims.sub),
+            )
+        })?;
+    if human.status != "active" {
+        return Err(ApiError::denied(
+            "human_inactive",
+            format!("human `{}` is {}", human.id, human.status),
+        ));
+    }
+    if !issuer.store.audience_known(resource.as_str()).await? {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+            "unknown_resource",
+            format!("no registered gateway serves `{resource}`"),
+        ));
+    }
+    // The requested call must fall inside one grant of the mandate.
+    let requested = detail.detail();
+    context["call"] = json!(requested);
+    if claims.grants.covering(requested).is_none() {
+        return Err(ApiError::denied(
+            "outside_mandate",
+            format!(
+                "the requested call is outside mandate {} granted by {} for task {}",
+                claims.jti,
+                claims.sub,
+                claims
+                    .task
+                    .summary
+                    .as_deref()
+                    .unwrap_or(claims.task.digest.as_str())
+            ),
+        ));
+    }
+    let tool_labels = match requested {
+        AuthorizationDetail::McpToolCall { server, tool, .. } => {
+            issuer
+                .store
+                .tool(server.as_str(), tool.as_str())
+                .await?
+                .ok_or_else(|| {
+                    ApiError::denied(
+                        "unknown_tool",
+                        format!("no tool `{server}/{tool}` in the inventory"),
+                    )
+                })?
+                .labels
+        }
+        _ => Vec::new(),
+    };
+    let permit = decide(
+        issuer,
+        &agent,
+        &human,
+        requested,
+        &tool_labels,
+        i64::from(claims.depth),
+    )?;
+
+    let jti = WritId::from_random(random_id()?);
+    let mut writ = WritClaims {
+        iss: issuer.id.clone(),
+        sub: claims.sub.clone(),
+        act: claims.act.clone(),
+        aud: resource,
+        iat: now,
+        nbf: now,
+        exp: now.plus(issuer.settings.writ_lifetime),
+        jti: jti.clone(),
+        cnf: claims.cnf.clone(),
+        authorization_details: detail.clone(),
+        mandate: claims.jti.clone(),
+        task: Task {
+            digest: claims.task.digest.clone(),
+            summary: None,
+        },
+        policy: PolicyRef {
+            set: permit.policy_set,
+            ids: permit.policy_ids,
+        },
+        log_index: 0,
+    };
+    writ_token::TokenClaims::check(&writ)
+        .map_err(|e| ApiError::invalid_request("invalid_writ", e.to_string()))?;
+    // No audit record, no writ: the issuance is durable before the writ exists.
+    let appended = record(
+        issuer,
+        "writ_issued",
+        json!({
+            "writ": jti, "mandate": claims.jti, "human": claims.sub, "agent": claims.cnf.jkt,
+            "actors": claims.act, "aud": writ.aud, "call": requested, "exp": writ.exp, "policy": writ.policy,
+        }),
+        vec![format!("writ:{jti}"), format!("mandate:{}", claims.jti), format!("agent:{}", claims.cnf.jkt)],
+        Write::AgentSeen { jkt: agent.jkt.clone() },
+    )
+    .await
+    .map_err(|e| {
+        let error = ApiError::unavailable(&e);
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", error.reason(), "the issuance could not be recorded in the audit log, so no writ was issued")
+    })?;
+    writ.log_index = appended.index;
+    let token =
+        writ_token::sign(&writ, &issuer.signing_key, &issuer.identity.active_kid).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "signing_failed",
+                e.to_string(),
+            )
+        })?;
+    Ok(TokenResponse {
+        access_token: token,
+        issued_token_type: WRIT_TOKEN_TYPE,
+        token_type: "DPoP",
+        expires_in: issuer.settings.writ_lifetime,
+        log_index: appended.index,
+    })
+}
+
+fn verify_mandate(
+    issuer: &Issuer,
+    token: &str,
+    now: writ_token::UnixTime,
+) -> Result<VerifiedMandate, ApiError> {
+    let expect = writ_token::Expectations {
+        issuer: &issuer.id,
+        audience: &issuer.id,
+        now,
+        skew: issuer.settings.skew,
+    };
+    UnverifiedMandate::parse(token)
+        .and_then(|mandate| mandate.verify(&issuer.keys, &expect))
+        .map_err(mandate_error)
+}
+
+/// The mandate, its ancestors, its human, its agent and the key that signed it must all be
+/// unrevoked.
+async fn check_not_revoked(issuer: &Issuer, mandate: &VerifiedMandate) -> Result<(), ApiError> {
+    let claims = mandate.claims();
+    let store = &issuer.store;
+    if store.is_revoked("human", claims.sub.as_str()).await? {
+        return Err(ApiError::invalid_grant(
+            "human_revoked",
+            format!("human `{}` was offboarded or revoked", claims.sub),
+        ));
+    }
+    for agent in claims.act.chain() {
+        if store.is_revoked("agent", agent.as_str()).await? {
+            return Err(ApiError::invalid_grant(
+                "agent_revoked",
+                format!("agent {agent} in the chain was revoked"),
+            ));
+        }
+    }
+    if store.is_revoked("key", &issuer.identity.active_kid).await? {
+        return Err(ApiError::invalid_grant(
+            "key_revoked",
+            "the issuer key that signed the mandate was revoked",
+        ));
+    }
+    let mut next = Some(claims.jti.to_string());
+    let mut hops = 0;
+    while let Some(id) = next {
+        if store.is_revoked("mandate", &id).await? {
+            return Err(ApiError::invalid_grant(
+                "mandate_revoked",
+                format!("mandate {id} was revoked"),
+            ));
+        }
+        hops += 1;
+        if hops > usize::from(writ_token::MAX_DELEGATION_DEPTH) + 1 {
+            return Err(ApiError::invalid_grant(
+                "chain_too_long",
+                "the mandate chain is longer than allowed",
+            ));
+        }
+        next = store.mandate(&id).await?.and_then(|record| record.parent);
+    }
+    Ok(())
+}
+
+fn decide(
+    issuer: &Issuer,
+    agent: &writ_store::AgentRecord,
+    human: &writ_store::HumanRecord,
+    requested: &AuthorizationDetail,
+    tool_labels: &[String],
+    depth: i64,
+) -> Result<writ_policy::Permit, ApiError> {
+    let agent_tools: Vec<&str> = agent.tools.iter().map(String::as_str).collect();
+    let labels: Vec<&str> = requested
+        .datatypes()
+        .iter()
+        .map(|label| label.as_str())
+        .collect();
+    let tool_label_refs: Vec<&str> = tool_labels.iter().map(String::as_str).collect();
+    let name = tools_of(requested).unwrap_or_default();
+    let (server, tool_name) = name
+        .split_once('/')
+        .unwrap_or((requested.server().as_str(), "*"));
+    let decision = issuer.engine().decide(&PolicyRequest::Invoke {
+        agent: &writ_policy::Agent {
+            id: &agent.jkt,
+            owner: &agent.owner,
+            active: true,
+            tools: &agent_tools,
+        },
+        human: &policy_human(human),
+        tool: &writ_policy::Tool {
+            server,
+            name: tool_name,
+            labels: &tool_label_refs,
+        },
+        labels: &labels,
+        depth,
+    });
+    match decision {
+        Decision::Allow(permit) => Ok(permit),
+        Decision::Deny(denial) => Err(ApiError::denied(
+            denial.reason.code(),
+            format!("policy {}: {}", denial.policy_set, denial.reason.message()),
+        )),
+    }
+}
