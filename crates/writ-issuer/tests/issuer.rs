@@ -1,0 +1,765 @@
+//! The issuer through its HTTP API, in-process: init, register, grant, exchange, verify the
+//! writ against the JWKS, and every way it refuses.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+use writ_issuer::{Clock, Issuer, Settings};
+use writ_jose::{Algorithm, KeySet, SigningKey};
+use writ_token::{Audience, Expectations, ProofClaims, UnixTime, UnverifiedWrit};
+
+const ISSUER: &str = "https://issuer.test";
+const GATEWAY: &str = "https://gateway.test/mcp/files";
+const START: u64 = 1_800_000_000;
+
+#[derive(Default)]
+struct TestClock(AtomicU64);
+
+impl Clock for TestClock {
+    fn now(&self) -> UnixTime {
+        UnixTime::from_secs(START + self.0.load(Ordering::SeqCst))
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    issuer: Arc<Issuer>,
+    clock: Arc<TestClock>,
+    admin: SigningKey,
+    alice: SigningKey,
+    agent: SigningKey,
+    gateway: SigningKey,
+    jti: AtomicU64,
+}
+
+impl World {
+    async fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        writ_issuer::init(&path, ISSUER, "root", &dir.path().join("admin.key"))
+            .await
+            .unwrap();
+        let admin = writ_keystore::load(&dir.path().join("admin.key")).unwrap();
+        let clock = Arc::new(TestClock::default());
+        let issuer = open(&path, &clock, Settings::default()).await;
+        let world = World {
+            dir: path,
+            _dir: dir,
+            issuer,
+            clock,
+            admin,
+            alice: SigningKey::generate(Algorithm::EdDSA).unwrap(),
+            agent: SigningKey::generate(Algorithm::EdDSA).unwrap(),
+            gateway: SigningKey::generate(Algorithm::EdDSA).unwrap(),
+            jti: AtomicU64::new(0),
+        };
+        world.setup().await;
+        world
+    }
+
+    async fn setup(&self) {
+        let jwk = |key: &SigningKey| serde_json::to_value(key.public_key().to_jwk()).unwrap();
+        let (status, body) = self
+            .call(
+                &self.admin,
+                Method::POST,
+                "/v1/humans",
+                json!({"id": "alice", "jwk": jwk(&self.alice)}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = self
+            .call(
+                &self.admin,
+                Method::POST,
+                "/v1/providers",
+                json!({
+                    "name": "files", "kind": "mcp",
+                    "tools": [{"name": "read_file", "labels": ["internal"]}, {"name": "drop_table"}]
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = self
+            .call(
+                &self.admin,
+                Method::POST,
+                "/v1/gateways",
+                json!({"name": "gw", "jwk": jwk(&self.gateway), "audience": GATEWAY}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = self
+            .call(&self.alice, Method::POST, "/v1/agents", json!({
+                "name": "report-bot", "jwk": jwk(&self.agent), "tools": ["files/read_file", "files/drop_table"]
+            }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    fn proof(&self, key: &SigningKey, method: &Method, path: &str) -> String {
+        let jti = format!("p{}", self.jti.fetch_add(1, Ordering::SeqCst));
+        ProofClaims::new(
+            method.as_str(),
+            &format!("{ISSUER}{path}"),
+            self.clock.now(),
+            jti,
+        )
+        .sign(key)
+        .unwrap()
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = writ_issuer::router(Arc::clone(&self.issuer))
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn call(
+        &self,
+        key: &SigningKey,
+        method: Method,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(
+                "dpop",
+                self.proof(key, &method, path.split('?').next().unwrap()),
+            )
+            .header("content-type", "application/json")
+            .body(if method == Method::GET {
+                Body::empty()
+            } else {
+                Body::from(body.to_string())
+            })
+            .unwrap();
+        self.send(request).await
+    }
+
+    async fn grant(&self, path_glob: &str, datatypes: Value) -> Value {
+        let (status, body) = self
+            .call(
+                &self.alice,
+                Method::POST,
+                "/v1/mandates",
+                json!({
+                    "agent": "report-bot",
+                    "task": "Summarize the Q3 reports in /data",
+                    "summary": "Q3 summary",
+                    "grants": [{
+                        "type": "mcp_tool_call", "server": "files", "tool": "read_file",
+                        "arguments": {"object": {"required": {"path": {"glob": path_glob}}}},
+                        "datatypes": datatypes
+                    }]
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    fn form(mandate: &str, path: &str, resource: &str) -> String {
+        let details = json!([{
+            "type": "mcp_tool_call", "server": "files", "tool": "read_file",
+            "arguments": {"object": {"required": {"path": {"exact": path}}}},
+            "datatypes": ["internal"]
+        }]);
+        serde_urlencoded::to_string([
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", mandate),
+            (
+                "subject_token_type",
+                "urn:writ:params:oauth:token-type:mandate",
+            ),
+            ("resource", resource),
+            ("authorization_details", &details.to_string()),
+        ])
+        .unwrap()
+    }
+
+    async fn exchange_form(&self, key: &SigningKey, form: String) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/token")
+            .header("dpop", self.proof(key, &Method::POST, "/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(form))
+            .unwrap();
+        self.send(request).await
+    }
+
+    async fn exchange(&self, mandate: &str, path: &str) -> (StatusCode, Value) {
+        self.exchange_form(&self.agent, World::form(mandate, path, GATEWAY))
+            .await
+    }
+
+    async fn key_set(&self) -> KeySet {
+        let request = Request::builder()
+            .uri("/.well-known/jwks.json")
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = self.send(request).await;
+        assert_eq!(status, StatusCode::OK);
+        KeySet::from_jwks_json(body.to_string().as_bytes()).unwrap()
+    }
+}
+
+async fn open(path: &Path, clock: &Arc<TestClock>, settings: Settings) -> Arc<Issuer> {
+    let settings = Settings {
+        checkpoint_interval: std::time::Duration::from_millis(50),
+        ..settings
+    };
+    Issuer::open_with_clock(path, settings, Arc::clone(clock) as Arc<dyn Clock>)
+        .await
+        .unwrap()
+}
+
+fn reason(body: &Value) -> &str {
+    body["reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no reason in {body}"))
+}
+
+#[tokio::test]
+async fn a_granted_call_earns_a_writ_that_verifies_against_the_jwks() {
+    let world = World::new().await;
+    let granted = world.grant("/data/*", json!(["internal"])).await;
+    let mandate = granted["mandate"].as_str().unwrap();
+    let (status, body) = world.exchange(mandate, "/data/q3.csv").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    assert_eq!(body["expires_in"], 30);
+    let writ = body["access_token"].as_str().unwrap();
+
+    let keys = world.key_set().await;
+    let issuer = Audience::new(ISSUER).unwrap();
+    let gateway = Audience::new(GATEWAY).unwrap();
+    let expect = Expectations {
+        issuer: &issuer,
+        audience: &gateway,
+        now: world.clock.now(),
+        skew: 5,
+    };
+    let verified = UnverifiedWrit::parse(writ)
+        .unwrap()
+        .verify(&keys, &expect)
+        .unwrap();
+    let claims = verified.claims();
+    assert_eq!(claims.sub.as_str(), "alice");
+    assert_eq!(claims.cnf.jkt, *world.agent.public_key().thumbprint());
+    assert_eq!(claims.mandate.as_str(), granted["id"].as_str().unwrap());
+    assert_eq!(claims.log_index, body["log_index"].as_u64().unwrap());
+    assert_eq!(claims.policy.ids, vec!["invoke-registered-tool".to_owned()]);
+    assert_eq!(claims.exp.seconds_since(claims.iat), 30);
+
+    // The issuance is a leaf of the audit log, provably in the signed checkpoint.
+    let (status, leaf) = world
+        .call(
+            &world.admin,
+            Method::GET,
+            &format!("/v1/audit/leaves/{}", claims.log_index),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{leaf}");
+    assert_eq!(leaf["kind"], "writ_issued");
+    assert_eq!(leaf["event"]["event"]["writ"], claims.jti.as_str());
+    let (status, checkpoint) = world
+        .call(
+            &world.admin,
+            Method::GET,
+            "/v1/audit/checkpoint",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{checkpoint}");
+    let verifier =
+        writ_log::NoteVerifier::parse(checkpoint["verifier_key"].as_str().unwrap()).unwrap();
+    assert_eq!(verifier.to_vkey(), world.issuer.log_verifier_key());
+    let text = writ_log::verify_note(checkpoint["note"].as_str().unwrap(), &[verifier]).unwrap();
+    let signed = writ_log::Checkpoint::parse(text).unwrap();
+    let size = signed.size;
+    let (_, leaf) = world
+        .call(
+            &world.admin,
+            Method::GET,
+            &format!("/v1/audit/leaves/{}?size={size}", claims.log_index),
+            Value::Null,
+        )
+        .await;
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let data = b64.decode(leaf["data"].as_str().unwrap()).unwrap();
+    let proof: Vec<writ_log::Hash> = leaf["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| b64.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect();
+    writ_log::verify_inclusion(
+        &writ_log::leaf_hash(&data),
+        claims.log_index,
+        size,
+        &proof,
+        &signed.root,
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn every_refusal_names_its_reason_and_is_recorded() {
+    let world = World::new().await;
+    let mandate = world.grant("/data/*", json!(["internal"])).await["mandate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stranger = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let size_before = world.issuer.store().tree_head().size;
+
+    let cases: Vec<(&str, (StatusCode, Value))> = vec![
+        (
+            "outside_mandate",
+            world.exchange(&mandate, "/etc/passwd").await,
+        ),
+        (
+            "dpop_key_mismatch",
+            world
+                .exchange_form(&stranger, World::form(&mandate, "/data/a", GATEWAY))
+                .await,
+        ),
+        (
+            "unknown_resource",
+            world
+                .exchange_form(
+                    &world.agent,
+                    World::form(&mandate, "/data/a", "https://elsewhere.test/x"),
+                )
+                .await,
+        ),
+        (
+            "token_malformed",
+            world.exchange("garbage.garbage.garbage", "/data/a").await,
+        ),
+        (
+            "unsupported_grant_type",
+            world
+                .exchange_form(
+                    &world.agent,
+                    World::form(&mandate, "/data/a", GATEWAY)
+                        .replace("token-exchange", "client_credentials"),
+                )
+                .await,
+        ),
+        (
+            "repeated_parameter",
+            world
+                .exchange_form(
+                    &world.agent,
+                    format!(
+                        "{}&resource={GATEWAY}",
+                        World::form(&mandate, "/data/a", GATEWAY)
+                    ),
+                )
+                .await,
+        ),
+        (
+            "invalid_authorization_details",
+            world
+                .exchange_form(
+                    &world.agent,
+                    World::form(&mandate, "/data/a", GATEWAY).replace(
+                        "authorization_details=%5B",
+                        "authorization_details=%5B%7B%7D%2C",
+                    ),
+                )
+                .await,
+        ),
+    ];
+    for (expected, (status, body)) in &cases {
+        assert!(status.is_client_error(), "{expected}: {status} {body}");
+        assert_eq!(reason(body), *expected, "{body}");
+        assert!(!body["error_description"].as_str().unwrap().is_empty());
+    }
+    // Each refusal at the token endpoint is an audit leaf.
+    assert!(world.issuer.store().tree_head().size >= size_before + cases.len() as u64);
+
+    // A replayed proof.
+    let form = World::form(&mandate, "/data/a", GATEWAY);
+    let proof = world.proof(&world.agent, &Method::POST, "/token");
+    let request = |proof: &str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/token")
+            .header("dpop", proof)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(form.clone()))
+            .unwrap()
+    };
+    assert_eq!(world.send(request(&proof)).await.0, StatusCode::OK);
+    let (status, body) = world.send(request(&proof)).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::UNAUTHORIZED, "dpop_replayed")
+    );
+
+    // A call the policy forbids: the tool's data label is not granted.
+    let unlabelled = world.grant("/data/*", json!([])).await["mandate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let details = json!([{
+        "type": "mcp_tool_call", "server": "files", "tool": "read_file",
+        "arguments": {"object": {"required": {"path": {"exact": "/data/a"}}}}
+    }]);
+    let form = serde_urlencoded::to_string([
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
+        ("subject_token", unlabelled.as_str()),
+        (
+            "subject_token_type",
+            "urn:writ:params:oauth:token-type:mandate",
+        ),
+        ("resource", GATEWAY),
+        ("authorization_details", &details.to_string()),
+    ])
+    .unwrap();
+    let (status, body) = world.exchange_form(&world.agent, form).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::FORBIDDEN, "policy_forbid"),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("invoke-needs-data-clearance")
+    );
+
+    // Revoking the mandate stops the next exchange.
+    let id = {
+        let claims: Value = serde_json::from_slice(
+            &writ_jose::base64url_decode(mandate.split('.').nth(1).unwrap()).unwrap(),
+        )
+        .unwrap();
+        claims["jti"].as_str().unwrap().to_owned()
+    };
+    let (status, body) = world
+        .call(
+            &world.alice,
+            Method::POST,
+            "/v1/revocations",
+            json!({"kind": "mandate", "subject": id, "reason": "task done"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = world.exchange(&mandate, "/data/a").await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::BAD_REQUEST, "mandate_revoked")
+    );
+
+    // An expired mandate.
+    let fresh = world.grant("/data/*", json!(["internal"])).await["mandate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    world.clock.0.store(16 * 60, Ordering::SeqCst);
+    let (status, body) = world.exchange(&fresh, "/data/a").await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::BAD_REQUEST, "token_expired")
+    );
+}
+
+#[tokio::test]
+async fn inventory_and_grants_refuse_bad_input_and_change_nothing() {
+    let world = World::new().await;
+    let size = world.issuer.store().tree_head().size;
+    let cases = [
+        (
+            world
+                .call(
+                    &world.alice,
+                    Method::POST,
+                    "/v1/humans",
+                    json!({"id": "mallory"}),
+                )
+                .await,
+            "admin_required",
+        ),
+        (
+            world
+                .call(
+                    &world.admin,
+                    Method::POST,
+                    "/v1/humans",
+                    json!({"id": "bob", "extra": 1}),
+                )
+                .await,
+            "invalid_body",
+        ),
+        (
+            world
+                .call(
+                    &world.admin,
+                    Method::POST,
+                    "/v1/humans",
+                    json!({"id": "b o b"}),
+                )
+                .await,
+            "invalid_body",
+        ),
+        (
+            world
+                .call(
+                    &world.admin,
+                    Method::POST,
+                    "/v1/humans",
+                    json!({"id": "alice"}),
+                )
+                .await,
+            "already_exists",
+        ),
+        (
+            world
+                .call(
+                    &world.alice,
+                    Method::POST,
+                    "/v1/agents",
+                    json!({"name": "x", "jwk": {"kty": "RSA", "crv": "", "x": ""}, "tools": []}),
+                )
+                .await,
+            "invalid_jwk",
+        ),
+        (
+            world
+                .call(
+                    &SigningKey::generate(Algorithm::EdDSA).unwrap(),
+                    Method::POST,
+                    "/v1/agents",
+                    json!({}),
+                )
+                .await,
+            "unknown_key",
+        ),
+    ];
+    for ((status, body), expected) in cases {
+        assert!(status.is_client_error(), "{expected}: {status}");
+        assert_eq!(reason(&body), expected, "{body}");
+    }
+    assert_eq!(
+        world.issuer.store().tree_head().size,
+        size,
+        "refused inventory changes leave no trace in the data"
+    );
+    // A grant for a tool the inventory does not have, or an agent someone else owns.
+    let (status, body) = world
+        .call(
+            &world.alice,
+            Method::POST,
+            "/v1/mandates",
+            json!({
+                "agent": "report-bot", "task": "t",
+                "grants": [{"type": "mcp_tool_call", "server": "files", "tool": "format_disk"}]
+            }),
+        )
+        .await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::BAD_REQUEST, "unknown_tool")
+    );
+    let (status, body) = world
+        .call(&world.admin, Method::POST, "/v1/humans", json!({"id": "bob", "jwk": serde_json::to_value(SigningKey::generate(Algorithm::EdDSA).unwrap().public_key().to_jwk()).unwrap()}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Oversized bodies are refused before parsing.
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/humans")
+        .header(
+            "dpop",
+            world.proof(&world.admin, &Method::POST, "/v1/humans"),
+        )
+        .body(Body::from(vec![b' '; writ_issuer::MAX_BODY + 1]))
+        .unwrap();
+    assert_eq!(world.send(request).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_restart_keeps_everything() {
+    let world = World::new().await;
+    let mandate = world.grant("/data/*", json!(["internal"])).await["mandate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let size = world.issuer.store().tree_head().size;
+    let kid = world.key_set().await;
+    drop(world.issuer);
+    let issuer = open(&world.dir, &world.clock, Settings::default()).await;
+    let world = World { issuer, ..world };
+    assert_eq!(world.issuer.store().tree_head().size, size);
+    assert_eq!(world.key_set().await, kid);
+    let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["log_index"].as_u64().unwrap(), size);
+}
+
+#[tokio::test]
+async fn no_audit_record_no_writ() {
+    let world = World::new().await;
+    let mandate = world.grant("/data/*", json!(["internal"])).await["mandate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(world.issuer);
+    // Reopen with the smallest quota: SQLite holds the database at its current size, so
+    // the log fills up after the free space left in its pages.
+    let settings = Settings {
+        store: writ_store::StoreOptions {
+            max_database_bytes: Some(1),
+        },
+        ..Settings::default()
+    };
+    let issuer = open(&world.dir, &world.clock, settings).await;
+    let world = World { issuer, ..world };
+    let mut refusal = None;
+    for _ in 0..500 {
+        let size = world.issuer.store().tree_head().size;
+        let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
+        if status == StatusCode::OK {
+            assert_eq!(
+                body["log_index"].as_u64().unwrap(),
+                size,
+                "each writ issued is a leaf"
+            );
+            continue;
+        }
+        refusal = Some((size, status, body));
+        break;
+    }
+    let (size, status, body) = refusal.expect("the full store refuses");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(reason(&body), "audit_log_unavailable");
+    assert!(body.get("access_token").is_none());
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("no writ was issued")
+    );
+    // No issuance was recorded; the refusal itself may have been, if it still fitted.
+    let after = world.issuer.store().tree_head().size;
+    assert!(after <= size + 1);
+    for index in size..after {
+        let leaf = world.issuer.store().leaf(index).await.unwrap().unwrap();
+        assert_eq!(leaf.kind, "writ_denied");
+        assert!(
+            String::from_utf8(leaf.data)
+                .unwrap()
+                .contains("audit_log_unavailable")
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_revocation_feed_resumes_and_wakes_waiters() {
+    let world = World::new().await;
+    let granted = world.grant("/data/*", json!(["internal"])).await;
+    let id = granted["id"].as_str().unwrap().to_owned();
+    let (status, feed) = world
+        .call(
+            &world.gateway,
+            Method::GET,
+            "/v1/revocations?after=0",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{feed}");
+    assert_eq!(feed["revocations"].as_array().unwrap().len(), 0);
+    let waiter = {
+        let world = &world;
+        async move {
+            world
+                .call(
+                    &world.gateway,
+                    Method::GET,
+                    "/v1/revocations?after=0&wait=10",
+                    Value::Null,
+                )
+                .await
+        }
+    };
+    let revoker = async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        world
+            .call(
+                &world.alice,
+                Method::POST,
+                "/v1/revocations",
+                json!({"kind": "human", "subject": "alice", "reason": "offboarded"}),
+            )
+            .await
+    };
+    let ((status, feed), (revoked_status, revoked)) = tokio::join!(waiter, revoker);
+    assert_eq!(revoked_status, StatusCode::CREATED, "{revoked}");
+    assert_eq!(status, StatusCode::OK);
+    let items = feed["revocations"].as_array().unwrap();
+    let subjects: Vec<(&str, &str)> = items
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap(), r["subject"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        subjects,
+        vec![("human", "alice"), ("mandate", id.as_str())],
+        "the human and their mandates"
+    );
+    let next = feed["next"].as_i64().unwrap();
+    let (_, rest) = world
+        .call(
+            &world.gateway,
+            Method::GET,
+            &format!("/v1/revocations?after={next}"),
+            Value::Null,
+        )
+        .await;
+    assert!(rest["revocations"].as_array().unwrap().is_empty());
+    // Agents may not read the feed.
+    let (status, body) = world
+        .call(&world.agent, Method::GET, "/v1/revocations", Value::Null)
+        .await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::FORBIDDEN, "gateway_required")
+    );
+}
