@@ -16,8 +16,9 @@ use crate::Issuer;
 use crate::auth::authenticate;
 use crate::error::ApiError;
 
-/// Appends one event: `{"kind", "time", "event"}` as canonical JSON (sorted members), with
-/// its lookup keys, applying `write` in the same transaction.
+/// Appends one event: `{"event", "kind", "time"}` as canonical JSON (members sorted at
+/// every depth, whatever the build's `serde_json` features), with its lookup keys,
+/// applying `write` in the same transaction.
 pub(crate) async fn record(
     issuer: &Issuer,
     kind: &str,
@@ -27,8 +28,9 @@ pub(crate) async fn record(
 ) -> Result<Appended, StoreError> {
     let time = issuer.now().as_secs();
     let time = i64::try_from(time).unwrap_or(i64::MAX);
-    let data = serde_json::to_vec(&json!({"kind": kind, "time": time, "event": event}))
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut leaf = json!({"kind": kind, "time": time, "event": event});
+    writ_jose::sort_members(&mut leaf);
+    let data = serde_json::to_vec(&leaf).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     issuer
         .store
         .append(

@@ -36,6 +36,7 @@ mod inventory;
 mod mandates;
 mod revocation;
 mod token;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,6 +54,7 @@ use writ_store::{Store, StoreOptions};
 use writ_token::{Audience, MemoryReplayCache, UnixTime};
 
 pub use error::ApiError;
+pub use verify::{AuditError, AuditReport, verify_data_dir, verify_store};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -371,6 +373,11 @@ impl Issuer {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Signs and stores a checkpoint of the log as it is now; returns its size.
+    pub async fn checkpoint_now(&self) -> Result<u64, writ_store::StoreError> {
+        audit::sign_checkpoint(self).await
     }
 
     /// The audit log's verifier key.

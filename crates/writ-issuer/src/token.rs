@@ -128,6 +128,15 @@ pub(crate) async fn exchange(
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
+        // Refusals are recorded once the caller has proven a key; before that, anyone could
+        // fill the log, so they go to the structured log only.
+        Err(error) if context.get("caller").is_none() => {
+            tracing::info!(
+                reason = error.reason(),
+                "token request refused before authentication"
+            );
+            error.into_response()
+        }
         Err(error) => {
             let keys = ["mandate", "agent", "human"]
                 .iter()
@@ -206,6 +215,7 @@ async fn exchange_checked(
 
     // RFC 9449 §4.3 at the token endpoint.
     let proof = proof(issuer, method, "/token", headers, None)?;
+    context["caller"] = json!(proof.jkt());
     let mandate = verify_mandate(issuer, required(&form, "subject_token")?, now)?;
     let claims = mandate.claims();
     context["mandate"] = json!(claims.jti);

@@ -26,6 +26,20 @@ pub enum JsonError {
     Invalid(#[source] serde_json::Error),
 }
 
+/// Sorts the members of every object in `value`, recursively, so that its serialization is
+/// the same whichever `serde_json` features the build enables (`preserve_order` keeps
+/// insertion order; without it members are sorted already).
+pub fn sort_members(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(members) => {
+            members.sort_keys();
+            members.values_mut().for_each(sort_members);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(sort_members),
+        _ => {}
+    }
+}
+
 /// Deserializes `bytes` into `T` after checking that no object anywhere in it repeats a
 /// member name.
 pub fn from_slice_strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
@@ -157,6 +171,18 @@ mod tests {
                 "{text}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn sorted_members_serialize_the_same_whatever_the_insertion_order() {
+        let mut a = serde_json::json!({"b": 1, "a": {"d": [{"z": 1, "y": 2}], "c": 3}});
+        let mut b: Value =
+            from_slice_strict(br#"{"a":{"c":3,"d":[{"y":2,"z":1}]},"b":1}"#).unwrap();
+        sort_members(&mut a);
+        sort_members(&mut b);
+        let text = serde_json::to_string(&a).unwrap();
+        assert_eq!(text, r#"{"a":{"c":3,"d":[{"y":2,"z":1}]},"b":1}"#);
+        assert_eq!(text, serde_json::to_string(&b).unwrap());
     }
 
     #[test]

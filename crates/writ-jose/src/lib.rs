@@ -43,7 +43,7 @@ mod jws;
 mod key;
 
 pub use b64::{Base64Error, decode as base64url_decode, encode as base64url_encode};
-pub use json::{JsonError, from_slice_strict};
+pub use json::{JsonError, from_slice_strict, sort_members};
 pub use jwk::{Jwk, JwkError, KeySet, KeySetError, Thumbprint, ThumbprintError};
 pub use jws::{Header, JwsError, UnverifiedJws};
 pub use key::{Algorithm, KeyError, PublicKey, SigningKey, sha256, sha256_concat};

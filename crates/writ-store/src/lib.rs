@@ -447,6 +447,16 @@ impl Store {
             .collect()
     }
 
+    /// The leaf hash the writer recorded for leaf `index` (its level-0 Merkle node).
+    pub async fn leaf_node(&self, index: u64) -> Result<Option<Hash>, StoreError> {
+        let row: Option<(Vec<u8>,)> =
+            sqlx::query_as("SELECT hash FROM merkle_nodes WHERE level = 0 AND idx = $1")
+                .bind(to_i64(index)?)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(bytes,)| Hash::try_from(bytes).ok()))
+    }
+
     /// The root of the first `size` leaves.
     pub async fn root(&self, size: u64) -> Result<Hash, StoreError> {
         self.with_nodes(|nodes| writ_log::root(nodes, size)).await

@@ -73,14 +73,19 @@ enum Kind {
     Dpop,
 }
 
-/// Signs arbitrary JSON, bypassing the structural checks `sign` applies.
+/// Signs arbitrary JSON, bypassing the structural checks `sign` applies. Members are sorted
+/// so the bytes do not depend on `serde_json`'s features in this build.
 fn raw(key: &SigningKey, typ: &str, kid: &str, claims: &Value) -> String {
-    key.sign_compact(typ, Some(kid), None, &serde_json::to_vec(claims).unwrap())
+    let mut claims = claims.clone();
+    writ_jose::sort_members(&mut claims);
+    key.sign_compact(typ, Some(kid), None, &serde_json::to_vec(&claims).unwrap())
         .unwrap()
 }
 
 fn writ_json() -> Value {
-    serde_json::to_value(writ_claims()).unwrap()
+    let mut claims = serde_json::to_value(writ_claims()).unwrap();
+    writ_jose::sort_members(&mut claims);
+    claims
 }
 
 fn case(name: &str, kind: Kind, token: String, expect: &str) -> Case {
@@ -220,7 +225,10 @@ fn generate() -> Vectors {
 
     let (header, rest) = writ.split_once('.').unwrap();
     let (payload, signature) = rest.split_once('.').unwrap();
-    let header_json = |value: Value| base64url_encode(serde_json::to_vec(&value).unwrap());
+    let header_json = |mut value: Value| {
+        writ_jose::sort_members(&mut value);
+        base64url_encode(serde_json::to_vec(&value).unwrap())
+    };
     writ_case(
         "fail_writ_alg_none",
         format!(
@@ -260,6 +268,7 @@ fn generate() -> Vectors {
     );
     let mut tampered = writ_json();
     tampered["authorization_details"][0]["tool"] = json!("delete_file");
+    writ_jose::sort_members(&mut tampered);
     let tampered_payload = base64url_encode(serde_json::to_vec(&tampered).unwrap());
     writ_case(
         "fail_writ_tampered_payload",
@@ -363,7 +372,11 @@ fn generate() -> Vectors {
             .to_owned(),
         issuer: ISSUER.to_owned(),
         now: NOW.as_secs(),
-        jwks: serde_json::from_str(&key_set().to_jwks_json()).unwrap(),
+        jwks: {
+            let mut jwks: Value = serde_json::from_str(&key_set().to_jwks_json()).unwrap();
+            writ_jose::sort_members(&mut jwks);
+            jwks
+        },
         cases,
     }
 }
