@@ -127,9 +127,13 @@ async fn setup() -> Bench {
     bench
 }
 
+/// Every proof in a run needs its own `jti`: the issuer refuses replays.
+static NEXT_JTI: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn requests(bench: &Bench, count: usize, tag: &str) -> Vec<Request<Body>> {
     (0..count)
-        .map(|i| {
+        .map(|_| {
+            let i = NEXT_JTI.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Request::builder()
                 .method(Method::POST)
                 .uri("/token")

@@ -58,7 +58,8 @@ pub(crate) struct RevokeRequest {
 
 #[derive(Serialize)]
 pub(crate) struct Revoked {
-    /// Every subject revoked by this request (a mandate's subtree, a human's mandates).
+    /// Every subject this request newly revoked (a mandate's subtree, a human's mandates);
+    /// subjects revoked before are not repeated.
     revoked: Vec<RevocationView>,
     log_index: u64,
 }
@@ -194,19 +195,13 @@ pub(crate) async fn revoke(
     )
     .await?;
     issuer.revoked.notify_waiters();
+    // Report what this request newly revoked; subjects revoked earlier are not repeated.
     let revoked = records
         .into_iter()
-        .zip(
-            appended
-                .revocations
-                .iter()
-                .copied()
-                .map(Some)
-                .chain(std::iter::repeat(None)),
-        )
-        .map(|(mut record, seq)| {
-            record.seq = seq.unwrap_or_default();
-            record.into()
+        .zip(appended.revocations)
+        .filter_map(|(mut record, seq)| {
+            record.seq = seq?;
+            Some(record.into())
         })
         .collect();
     Ok((

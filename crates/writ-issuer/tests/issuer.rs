@@ -767,3 +767,49 @@ async fn the_revocation_feed_resumes_and_wakes_waiters() {
         (StatusCode::FORBIDDEN, "gateway_required")
     );
 }
+
+#[tokio::test]
+async fn revocation_responses_report_new_subjects_with_their_feed_numbers() {
+    let world = World::new().await;
+    let first = world.grant("/data/*", json!(["internal"])).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = world
+        .call(
+            &world.alice,
+            Method::POST,
+            "/v1/revocations",
+            json!({"kind": "mandate", "subject": first, "reason": "done"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["revoked"][0]["seq"], 1);
+    // Revoking alice covers her mandate again, which was already revoked: the response lists
+    // only the human, with the sequence number the feed gives it.
+    let (status, body) = world
+        .call(
+            &world.alice,
+            Method::POST,
+            "/v1/revocations",
+            json!({"kind": "human", "subject": "alice", "reason": "left"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let revoked = body["revoked"].as_array().unwrap();
+    assert_eq!(revoked.len(), 1, "{body}");
+    assert_eq!(
+        (revoked[0]["kind"].as_str(), revoked[0]["seq"].as_i64()),
+        (Some("human"), Some(2))
+    );
+    let (_, feed) = world
+        .call(
+            &world.gateway,
+            Method::GET,
+            "/v1/revocations?after=1",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(feed["revocations"][0]["subject"], "alice");
+    assert_eq!(feed["revocations"][0]["seq"], 2);
+}

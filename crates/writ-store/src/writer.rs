@@ -82,7 +82,7 @@ pub enum Write {
     /// Record a granted mandate (its `log_index` is set to the leaf's).
     InsertMandate(MandateRecord),
     /// Record revocations (each `seq` and `log_index` set by the store). Subjects already
-    /// revoked are skipped.
+    /// revoked are skipped; [`Appended::revocations`] says which.
     Revoke(Vec<RevocationRecord>),
 }
 
@@ -91,8 +91,9 @@ pub enum Write {
 pub struct Appended {
     /// The leaf's index.
     pub index: u64,
-    /// The feed sequence numbers of new revocations, if any.
-    pub revocations: Vec<i64>,
+    /// For [`Write::Revoke`], one entry per record in order: its feed sequence number, or
+    /// `None` where the subject was already revoked. Empty for other writes.
+    pub revocations: Vec<Option<i64>>,
 }
 
 /// The size and root of the log after the last commit.
@@ -323,7 +324,7 @@ impl Writer {
         write: &Write,
         index: u64,
         frontier: &Frontier,
-    ) -> Result<(Vec<i64>, Vec<(u32, u64, Hash)>), StoreError> {
+    ) -> Result<(Vec<Option<i64>>, Vec<(u32, u64, Hash)>), StoreError> {
         let log_index = to_i64(index)?;
         let revocations = apply_write(&mut self.conn, write, log_index, event.time).await?;
         sqlx::query(
@@ -420,13 +421,13 @@ fn json_list(values: &[String]) -> Result<String, StoreError> {
     serde_json::to_string(values).map_err(|error| StoreError::Corrupt(error.to_string()))
 }
 
-/// Applies one change; returns the sequence numbers of new revocations.
+/// Applies one change; for revocations, returns each record's new sequence number.
 async fn apply_write(
     conn: &mut SqliteConnection,
     write: &Write,
     log_index: i64,
     time: i64,
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<Vec<Option<i64>>, StoreError> {
     let expect_one = |rows: u64, what: &str| {
         if rows == 1 {
             Ok(())
@@ -580,7 +581,7 @@ async fn apply_write(
                     .bind(log_index)
                     .fetch_optional(&mut *conn)
                     .await?;
-                seqs.extend(seq.map(|(seq,)| seq));
+                seqs.push(seq.map(|(seq,)| seq));
             }
             return Ok(seqs);
         }
