@@ -41,6 +41,7 @@ mod json;
 mod jwk;
 mod jws;
 mod key;
+mod newtype;
 
 pub use b64::{Base64Error, decode as base64url_decode, encode as base64url_encode};
 pub use json::{JsonError, from_slice_strict, sort_members};

@@ -2,10 +2,6 @@
 //!
 //! Each is a newtype whose constructor checks its form, so an invalid name cannot exist.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
 /// A name or pattern was refused.
 ///
 /// The caller's input is at fault.
@@ -17,69 +13,14 @@ pub struct NameError {
     rule: &'static str,
 }
 
-macro_rules! name_type {
-    ($(#[$doc:meta])* $name:ident, $kind:literal, $rule:literal, $valid:expr) => {
-        $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
-        impl $name {
-            /// Checks `text` and wraps it.
-            pub fn new(text: impl Into<String>) -> Result<Self, NameError> {
-                let text = text.into();
-                let valid: fn(&str) -> bool = $valid;
-                if valid(&text) {
-                    Ok($name(text))
-                } else {
-                    Err(NameError {
-                        kind: $kind,
-                        value: text.chars().take(80).collect(),
-                        rule: $rule,
-                    })
-                }
-            }
-
-            /// The text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = NameError;
-            fn try_from(text: String) -> Result<Self, NameError> {
-                $name::new(text)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(name: $name) -> String {
-                name.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({:?})", stringify!($name), self.0)
-            }
-        }
-    };
-}
-
 fn bounded(text: &str, max: usize, allowed: impl Fn(u8) -> bool) -> bool {
     !text.is_empty() && text.len() <= max && text.bytes().all(allowed)
 }
 
-name_type!(
+writ_jose::checked_string!(
     /// The inventory name of a tool provider: an MCP server or an HTTP API.
     ServerName,
+    NameError,
     "server name",
     "expected 1 to 64 characters from a-z, 0-9, `.`, `_`, `-`, starting with a letter or digit",
     |text| {
@@ -89,17 +30,19 @@ name_type!(
     }
 );
 
-name_type!(
+writ_jose::checked_string!(
     /// An MCP tool name (MCP 2025-06-18: 1 to 128 characters of `A-Za-z0-9_-.`).
     ToolName,
+    NameError,
     "tool name",
     "expected 1 to 128 characters from A-Z, a-z, 0-9, `_`, `-`, `.`",
     |text| bounded(text, 128, |b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 );
 
-name_type!(
+writ_jose::checked_string!(
     /// An MCP JSON-RPC method other than `tools/call`, such as `tools/list` or `ping`.
     McpMethod,
+    NameError,
     "MCP method",
     "expected 1 to 64 characters from A-Z, a-z, 0-9, `/`, `_`, `-`, and not `tools/call` (grant tool calls with `mcp_tool_call`)",
     |text| {
@@ -108,26 +51,29 @@ name_type!(
     }
 );
 
-name_type!(
+writ_jose::checked_string!(
     /// An HTTP method token in upper case, such as `GET`.
     HttpMethod,
+    NameError,
     "HTTP method",
     "expected 1 to 16 upper-case letters",
     |text| bounded(text, 16, |b| b.is_ascii_uppercase())
 );
 
-name_type!(
+writ_jose::checked_string!(
     /// A glob over request paths: starts with `/`; `*` matches any run of characters and `?`
     /// any one character.
     PathPattern,
+    NameError,
     "path pattern",
     "expected an absolute path of at most 1024 visible ASCII characters",
     |text| text.starts_with('/') && bounded(text, 1024, |b| b.is_ascii_graphic())
 );
 
-name_type!(
+writ_jose::checked_string!(
     /// A data-classification label, such as `public`, `internal` or `pii`.
     Label,
+    NameError,
     "data label",
     "expected 1 to 64 characters from a-z, 0-9, `.`, `_`, `:`, `-`",
     |text| {

@@ -1,8 +1,5 @@
 //! Identifiers carried in tokens.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
 use writ_jose::{base64url_decode, base64url_encode};
 
 /// An identifier was refused.
@@ -16,71 +13,10 @@ pub struct IdError {
     rule: &'static str,
 }
 
-impl IdError {
-    fn new(kind: &'static str, value: &str, rule: &'static str) -> Self {
-        IdError {
-            kind,
-            value: value.chars().take(80).collect(),
-            rule,
-        }
-    }
-}
-
-macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident, $kind:literal, $rule:literal, $valid:expr) => {
-        $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
-        impl $name {
-            /// Checks `text` and wraps it.
-            pub fn new(text: impl Into<String>) -> Result<Self, IdError> {
-                let text = text.into();
-                let valid: fn(&str) -> bool = $valid;
-                if valid(&text) {
-                    Ok($name(text))
-                } else {
-                    Err(IdError::new($kind, &text, $rule))
-                }
-            }
-
-            /// The text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = IdError;
-            fn try_from(text: String) -> Result<Self, IdError> {
-                $name::new(text)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(id: $name) -> String {
-                id.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({:?})", stringify!($name), self.0)
-            }
-        }
-    };
-}
-
-string_id!(
+writ_jose::checked_string!(
     /// A human's inventory id: the `sub` of every mandate and writ.
     HumanId,
+    IdError,
     "human id",
     "expected 1 to 128 characters from A-Z, a-z, 0-9, `.`, `_`, `-`, `@`, `+`, `:`",
     |text| !text.is_empty()
@@ -90,9 +26,10 @@ string_id!(
             .all(|b| b.is_ascii_alphanumeric() || b"._-@+:".contains(&b))
 );
 
-string_id!(
+writ_jose::checked_string!(
     /// An `iss` or `aud` value: an `https` URL, or `http` on a loopback host for development.
     Audience,
+    IdError,
     "issuer or audience",
     "expected an https URL (http only for localhost) of at most 512 characters",
     |text| text.len() <= 512 && text.bytes().all(|b| b.is_ascii_graphic()) && is_https_or_loopback(text)
@@ -118,12 +55,24 @@ fn is_https_or_loopback(text: &str) -> bool {
 /// An `iss` value is an [`Audience`]-shaped URL: the issuer's own identifier.
 pub type Issuer = Audience;
 
+/// Whether `text` is `prefix` followed by 22 characters of base64url encoding 16 bytes.
+fn is_token_id(text: &str, prefix: &str) -> bool {
+    text.strip_prefix(prefix)
+        .filter(|rest| rest.len() == 22)
+        .and_then(|rest| base64url_decode(rest).ok())
+        .is_some_and(|bytes| bytes.len() == 16)
+}
+
 macro_rules! token_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
-        $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        writ_jose::checked_string!(
+            $(#[$doc])*
+            $name,
+            IdError,
+            $kind,
+            concat!("expected `", $prefix, "` and 22 base64url characters"),
+            |text| is_token_id(text, $prefix)
+        );
 
         impl $name {
             /// The prefix every id of this kind starts with.
@@ -136,50 +85,7 @@ macro_rules! token_id {
 
             /// Parses an id: the prefix, then 22 characters of base64url (16 bytes).
             pub fn parse(text: &str) -> Result<Self, IdError> {
-                let valid = text
-                    .strip_prefix($prefix)
-                    .filter(|rest| rest.len() == 22)
-                    .and_then(|rest| base64url_decode(rest).ok())
-                    .is_some_and(|bytes| bytes.len() == 16);
-                if valid {
-                    Ok($name(text.to_owned()))
-                } else {
-                    Err(IdError::new(
-                        $kind,
-                        text,
-                        concat!("expected `", $prefix, "` and 22 base64url characters"),
-                    ))
-                }
-            }
-
-            /// The text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = IdError;
-            fn try_from(text: String) -> Result<Self, IdError> {
-                $name::parse(&text)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(id: $name) -> String {
-                id.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({})", stringify!($name), self.0)
+                $name::new(text)
             }
         }
     };
