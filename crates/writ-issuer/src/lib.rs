@@ -148,7 +148,7 @@ pub struct Issuer {
     signing_key: SigningKey,
     keys: KeySet,
     note_signer: NoteSigner,
-    policy: std::sync::RwLock<Arc<Engine>>,
+    policy: Engine,
     replay: MemoryReplayCache,
     clock: Arc<dyn Clock>,
     revoked: Notify,
@@ -351,7 +351,7 @@ impl Issuer {
             signing_key,
             keys,
             note_signer,
-            policy: std::sync::RwLock::new(Arc::new(policy)),
+            policy,
             replay: MemoryReplayCache::new(1 << 20),
             clock,
             revoked: Notify::new(),
@@ -385,26 +385,9 @@ impl Issuer {
         self.note_signer.verifier().to_vkey()
     }
 
-    /// The current policy set's version.
-    pub fn policy_version(&self) -> String {
-        self.engine().version().to_owned()
-    }
-
-    /// Replaces the policy set with the one in `dir`. On error the old set stays in force.
-    pub fn reload_policy(&self, dir: Option<&Path>) -> Result<String, SetupError> {
-        let engine = load_policy(dir)?;
-        let version = engine.version().to_owned();
-        if let Ok(mut current) = self.policy.write() {
-            *current = Arc::new(engine);
-        }
-        Ok(version)
-    }
-
-    fn engine(&self) -> Arc<Engine> {
-        match self.policy.read() {
-            Ok(engine) => Arc::clone(&engine),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+    /// The policy set's version.
+    pub fn policy_version(&self) -> &str {
+        self.policy.version()
     }
 
     fn now(&self) -> UnixTime {

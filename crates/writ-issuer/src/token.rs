@@ -440,7 +440,7 @@ fn decide(
     let (server, tool_name) = name
         .split_once('/')
         .unwrap_or((requested.server().as_str(), "*"));
-    let decision = issuer.engine().decide(&PolicyRequest::Invoke {
+    let decision = issuer.policy.decide(&PolicyRequest::Invoke {
         agent: &writ_policy::Agent {
             id: &agent.jkt,
             owner: &agent.owner,

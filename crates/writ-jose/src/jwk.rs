@@ -103,11 +103,6 @@ impl Jwk {
         self
     }
 
-    /// The key id, if any.
-    pub fn kid(&self) -> Option<&str> {
-        self.kid.as_deref()
-    }
-
     /// Validates the JWK and returns the public key it describes.
     pub fn to_public_key(&self) -> Result<PublicKey, JwkError> {
         if self.has_private {

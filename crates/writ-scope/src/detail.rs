@@ -24,11 +24,6 @@ pub const MAX_SET: usize = 32;
 pub struct Labels(BTreeSet<Label>);
 
 impl Labels {
-    /// No labels.
-    pub fn new() -> Self {
-        Labels::default()
-    }
-
     /// Whether every label in `self` is in `other`.
     pub fn is_subset_of(&self, other: &Labels) -> bool {
         self.0.is_subset(&other.0)
@@ -39,20 +34,9 @@ impl Labels {
         self.0.is_empty()
     }
 
-    /// The labels in `self` missing from `other`.
-    pub fn missing_from<'a>(&'a self, other: &'a Labels) -> impl Iterator<Item = &'a Label> {
-        self.0.difference(&other.0)
-    }
-
     /// The labels, in order.
     pub fn iter(&self) -> impl Iterator<Item = &Label> {
         self.0.iter()
-    }
-}
-
-impl FromIterator<Label> for Labels {
-    fn from_iter<I: IntoIterator<Item = Label>>(labels: I) -> Self {
-        Labels(labels.into_iter().collect())
     }
 }
 

@@ -184,11 +184,6 @@ impl Store {
         *self.head.borrow()
     }
 
-    /// A receiver that sees every new tree head.
-    pub fn watch_tree_head(&self) -> watch::Receiver<TreeHead> {
-        self.head.clone()
-    }
-
     // ---- inventory --------------------------------------------------------------------
 
     /// A human by id.
@@ -211,14 +206,6 @@ impl Store {
             Some((id,)) => self.human(&id).await,
             None => Ok(None),
         }
-    }
-
-    /// All humans, by id.
-    pub async fn humans(&self) -> Result<Vec<HumanRecord>, StoreError> {
-        let rows: Vec<HumanRow> = sqlx::query_as(HUMAN_SELECT_ALL)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(HumanRow::into_record).collect())
     }
 
     /// An agent by key thumbprint.
@@ -264,42 +251,6 @@ impl Store {
             })
         })
         .transpose()
-    }
-
-    /// All providers with their tools.
-    pub async fn providers(&self) -> Result<Vec<(ProviderRecord, Vec<ToolRecord>)>, StoreError> {
-        let providers: Vec<(String, String, Option<String>, i64)> =
-            sqlx::query_as("SELECT name, kind, url, created_at FROM tool_providers ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
-        let mut out = Vec::with_capacity(providers.len());
-        for (name, kind, url, created_at) in providers {
-            let tools: Vec<(String, String)> =
-                sqlx::query_as("SELECT name, labels FROM tools WHERE server = $1 ORDER BY name")
-                    .bind(&name)
-                    .fetch_all(&self.pool)
-                    .await?;
-            let tools = tools
-                .into_iter()
-                .map(|(tool, labels)| {
-                    Ok(ToolRecord {
-                        server: name.clone(),
-                        name: tool,
-                        labels: parse_list(&labels)?,
-                    })
-                })
-                .collect::<Result<_, StoreError>>()?;
-            out.push((
-                ProviderRecord {
-                    name,
-                    kind,
-                    url,
-                    created_at,
-                },
-                tools,
-            ));
-        }
-        Ok(out)
     }
 
     /// A gateway by key thumbprint.
@@ -593,7 +544,6 @@ fn leaf_record(
 }
 
 const HUMAN_SELECT_BY_ID: &str = "SELECT id, display_name, role, status, oidc_issuer, oidc_subject, created_at FROM humans WHERE id = $1";
-const HUMAN_SELECT_ALL: &str = "SELECT id, display_name, role, status, oidc_issuer, oidc_subject, created_at FROM humans ORDER BY id";
 const MANDATE_SELECT_BY_ID: &str = "SELECT id, human_id, agent_jkt, parent, depth, expires_at, task_digest, task_text, created_at, log_index FROM mandates WHERE id = $1";
 
 type HumanRow = (

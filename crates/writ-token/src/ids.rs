@@ -75,9 +75,6 @@ macro_rules! token_id {
         );
 
         impl $name {
-            /// The prefix every id of this kind starts with.
-            pub const PREFIX: &'static str = $prefix;
-
             /// An id from 16 random bytes (128 bits of entropy).
             pub fn from_random(bytes: [u8; 16]) -> Self {
                 $name(format!("{}{}", $prefix, base64url_encode(bytes)))

@@ -85,11 +85,6 @@ impl<'a, C: TokenClaims> Unverified<'a, C> {
         Ok(Verified { claims })
     }
 
-    /// The `kid` the token names, untrusted.
-    pub fn kid(&self) -> Option<&str> {
-        self.jws.header().kid()
-    }
-
     /// The claims read without verifying anything, for display and diagnostics only.
     pub fn unverified_claims(&self) -> Result<C, VerifyError> {
         writ_jose::from_slice_strict(self.jws.unverified_payload())
@@ -101,10 +96,5 @@ impl<C> Verified<C> {
     /// The verified claims.
     pub fn claims(&self) -> &C {
         &self.claims
-    }
-
-    /// The verified claims, by value.
-    pub fn into_claims(self) -> C {
-        self.claims
     }
 }
