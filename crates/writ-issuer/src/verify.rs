@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use writ_log::{Checkpoint, NoteVerifier, leaf_hash, verify_note};
+use writ_log::{Checkpoint, Nodes as _, NoteVerifier, verify_note};
 use writ_store::{Store, StoreError};
 
 /// What a successful verification checked.
@@ -82,7 +82,7 @@ pub async fn verify_store(
     store: &Store,
     verifier: &NoteVerifier,
 ) -> Result<AuditReport, AuditError> {
-    let (tree, leaves) = writ_store::recompute_tree(store).await?;
+    let tree = writ_store::recompute_tree(store).await?;
     let mut checked = 0;
     let mut latest = None;
     for (size, note) in store.checkpoints().await? {
@@ -106,13 +106,15 @@ pub async fn verify_store(
             .root(checkpoint.size)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         if root != checkpoint.root {
+            // The writer recorded each leaf's hash as it appended; the first leaf whose data
+            // no longer hashes to it is where the log was changed.
             let mut first_changed = None;
-            for leaf in leaves
-                .iter()
-                .take_while(|leaf| leaf.index < checkpoint.size)
-            {
-                if node_differs(store, leaf.index, &leaf_hash(&leaf.data)).await {
-                    first_changed = Some(leaf.index);
+            for index in 0..checkpoint.size {
+                let rebuilt = tree
+                    .node(0, index)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if !matches!(store.leaf_node(index).await, Ok(recorded) if recorded == rebuilt) {
+                    first_changed = Some(index);
                     break;
                 }
             }
@@ -129,12 +131,4 @@ pub async fn verify_store(
         checkpoints: checked,
         latest_checkpoint: latest,
     })
-}
-
-/// Whether the leaf hash the writer recorded for `index` differs from `hash`.
-async fn node_differs(store: &Store, index: u64, hash: &writ_log::Hash) -> bool {
-    match store.leaf_node(index).await {
-        Ok(Some(stored)) => &stored != hash,
-        _ => false,
-    }
 }

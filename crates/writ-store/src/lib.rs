@@ -33,7 +33,7 @@ pub use records::{
 };
 pub use writer::{Appended, Event, TreeHead, Write};
 
-use writer::{Job, Writer, to_i64};
+use writer::{Job, Writer, fetch_node, to_i64, to_u64};
 
 macro_rules! agent_select {
     ($tail:literal) => {
@@ -392,20 +392,13 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?;
         rows.into_iter()
-            .map(|(idx,)| {
-                u64::try_from(idx).map_err(|_| StoreError::Corrupt("negative index".into()))
-            })
+            .map(|(idx,)| to_u64(idx, "index"))
             .collect()
     }
 
     /// The leaf hash the writer recorded for leaf `index` (its level-0 Merkle node).
-    pub async fn leaf_node(&self, index: u64) -> Result<Option<Hash>, StoreError> {
-        let row: Option<(Vec<u8>,)> =
-            sqlx::query_as("SELECT hash FROM merkle_nodes WHERE level = 0 AND idx = $1")
-                .bind(to_i64(index)?)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.and_then(|(bytes,)| Hash::try_from(bytes).ok()))
+    pub async fn leaf_node(&self, index: u64) -> Result<Hash, StoreError> {
+        fetch_node(&self.pool, 0, index).await
     }
 
     /// The root of the first `size` leaves.
@@ -433,12 +426,8 @@ impl Store {
             sqlx::query_as("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
                 .fetch_optional(&self.pool)
                 .await?;
-        row.map(|(size, note)| {
-            u64::try_from(size)
-                .map(|size| (size, note))
-                .map_err(|_| StoreError::Corrupt("negative checkpoint size".into()))
-        })
-        .transpose()
+        row.map(|(size, note)| Ok((to_u64(size, "checkpoint size")?, note)))
+            .transpose()
     }
 
     /// Every stored checkpoint note, oldest first.
@@ -448,11 +437,7 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?;
         rows.into_iter()
-            .map(|(size, note)| {
-                u64::try_from(size)
-                    .map(|size| (size, note))
-                    .map_err(|_| StoreError::Corrupt("negative checkpoint size".into()))
-            })
+            .map(|(size, note)| Ok((to_u64(size, "checkpoint size")?, note)))
             .collect()
     }
 
@@ -476,17 +461,7 @@ impl Store {
         compute(&recorder).map_err(|error| StoreError::NotFound(error.to_string()))?;
         let mut fetched = Fetched::default();
         for (level, index) in recorder.0.into_inner() {
-            let row: Option<(Vec<u8>,)> =
-                sqlx::query_as("SELECT hash FROM merkle_nodes WHERE level = $1 AND idx = $2")
-                    .bind(i64::from(level))
-                    .bind(to_i64(index)?)
-                    .fetch_optional(&self.pool)
-                    .await?;
-            let hash = row
-                .and_then(|(bytes,)| Hash::try_from(bytes).ok())
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("Merkle node ({level}, {index}) missing"))
-                })?;
+            let hash = fetch_node(&self.pool, level, index).await?;
             fetched.0.insert((level, index), hash);
         }
         compute(&fetched).map_err(|error| StoreError::Corrupt(error.to_string()))
@@ -536,7 +511,7 @@ fn leaf_record(
     (idx, kind, data, created_at): (i64, String, Vec<u8>, i64),
 ) -> Result<LeafRecord, StoreError> {
     Ok(LeafRecord {
-        index: u64::try_from(idx).map_err(|_| StoreError::Corrupt("negative index".into()))?,
+        index: to_u64(idx, "index")?,
         kind,
         data,
         created_at,
@@ -546,31 +521,27 @@ fn leaf_record(
 const HUMAN_SELECT_BY_ID: &str = "SELECT id, display_name, role, status, oidc_issuer, oidc_subject, created_at FROM humans WHERE id = $1";
 const MANDATE_SELECT_BY_ID: &str = "SELECT id, human_id, agent_jkt, parent, depth, expires_at, task_digest, task_text, created_at, log_index FROM mandates WHERE id = $1";
 
-type HumanRow = (
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    i64,
-);
-
-trait IntoRecord<T> {
-    fn into_record(self) -> T;
+#[derive(sqlx::FromRow)]
+struct HumanRow {
+    id: String,
+    display_name: String,
+    role: String,
+    status: String,
+    oidc_issuer: Option<String>,
+    oidc_subject: Option<String>,
+    created_at: i64,
 }
 
-impl IntoRecord<HumanRecord> for HumanRow {
+impl HumanRow {
     fn into_record(self) -> HumanRecord {
-        let (id, display_name, role, status, oidc_issuer, oidc_subject, created_at) = self;
         HumanRecord {
-            id,
-            display_name,
-            role,
-            status,
-            oidc_issuer,
-            oidc_subject,
-            created_at,
+            id: self.id,
+            display_name: self.display_name,
+            role: self.role,
+            status: self.status,
+            oidc_issuer: self.oidc_issuer,
+            oidc_subject: self.oidc_subject,
+            created_at: self.created_at,
         }
     }
 }
@@ -637,13 +608,10 @@ impl MandateRow {
     }
 }
 
-/// The stored log's size and root, recomputed from the stored leaves alone, and checked
-/// against the stored nodes: for `writ audit verify` on a data directory.
-pub async fn recompute_tree(
-    store: &Store,
-) -> Result<(writ_log::MemoryTree, Vec<LeafRecord>), StoreError> {
+/// The log rebuilt from its stored leaves alone, ignoring the stored Merkle nodes: for
+/// `writ audit verify` on a data directory. A gap in the leaf indices is corruption.
+pub async fn recompute_tree(store: &Store) -> Result<writ_log::MemoryTree, StoreError> {
     let mut tree = writ_log::MemoryTree::new();
-    let mut leaves = Vec::new();
     let mut start = 0;
     loop {
         let batch = store.leaves(start, 10_000).await?;
@@ -658,8 +626,7 @@ pub async fn recompute_tree(
                 )));
             }
             tree.push(writ_log::leaf_hash(&leaf.data));
-            leaves.push(leaf);
         }
     }
-    Ok((tree, leaves))
+    Ok(tree)
 }

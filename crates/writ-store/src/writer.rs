@@ -181,21 +181,10 @@ impl Writer {
         let (size,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_leaves")
             .fetch_one(&mut conn)
             .await?;
-        let size =
-            u64::try_from(size).map_err(|_| StoreError::Corrupt("negative log size".into()))?;
+        let size = to_u64(size, "log size")?;
         let mut frontier = Frontier::default();
         for (level, index) in frontier_coordinates(size) {
-            let hash: Option<(Vec<u8>,)> =
-                sqlx::query_as("SELECT hash FROM merkle_nodes WHERE level = $1 AND idx = $2")
-                    .bind(i64::from(level))
-                    .bind(to_i64(index)?)
-                    .fetch_optional(&mut conn)
-                    .await?;
-            let hash = hash
-                .and_then(|(bytes,)| Hash::try_from(bytes).ok())
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("Merkle node ({level}, {index}) missing"))
-                })?;
+            let hash = fetch_node(&mut conn, level, index).await?;
             frontier.0.insert((level, index), hash);
         }
         let root = frontier
@@ -229,37 +218,46 @@ impl Writer {
     async fn commit(&mut self, batch: Vec<Job>) {
         if let Err(error) = sqlx::query("BEGIN IMMEDIATE").execute(&mut self.conn).await {
             let error = StoreError::from(error);
-            fail_all(batch, &error);
+            batch.into_iter().for_each(|job| job.fail(&error));
             return;
         }
         let mut size = self.size;
         let mut frontier = self.frontier.clone();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for job in &batch {
-            let outcome = match job {
-                Job::Append { event, write, .. } => self
-                    .append_one(event, write, &mut size, &mut frontier)
-                    .await
-                    .map(Outcome::Appended),
+        let mut done = Vec::with_capacity(batch.len());
+        let mut jobs = batch.into_iter();
+        while let Some(job) = jobs.next() {
+            let finished = match job {
+                Job::Append {
+                    event,
+                    write,
+                    reply,
+                } => {
+                    let result = self
+                        .append_one(&event, &write, &mut size, &mut frontier)
+                        .await;
+                    Finished::Append(reply, result)
+                }
                 Job::Checkpoint {
-                    size, note, time, ..
-                } => self
-                    .checkpoint(*size, note, *time)
-                    .await
-                    .map(|()| Outcome::Checkpoint),
+                    size: at,
+                    note,
+                    time,
+                    reply,
+                } => Finished::Checkpoint(reply, self.checkpoint(at, &note, time).await),
             };
             // A storage failure (disk full, I/O error) ends the transaction for everyone:
             // SQLite may already have rolled it back. Refuse the whole batch with its cause.
-            if let Err(error @ (StoreError::Unavailable(_) | StoreError::Corrupt(_))) = &outcome {
+            if let Some(error) = finished.storage_failure() {
                 let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
                 tracing::error!(%error, "audit log write failed; refusing the whole batch");
-                fail_all(batch, error);
+                done.into_iter()
+                    .for_each(|earlier: Finished| earlier.fail(&error));
+                jobs.for_each(|later| later.fail(&error));
+                finished.fail(&error);
                 return;
             }
-            outcomes.push(outcome);
+            done.push(finished);
         }
-        let committed = sqlx::query("COMMIT").execute(&mut self.conn).await;
-        match committed {
+        match sqlx::query("COMMIT").execute(&mut self.conn).await {
             Ok(_) => {
                 frontier.prune(size);
                 self.size = size;
@@ -267,15 +265,13 @@ impl Writer {
                     self.head.send_replace(TreeHead { size, root });
                 }
                 self.frontier = frontier;
-                for (job, outcome) in batch.into_iter().zip(outcomes) {
-                    reply(job, outcome);
-                }
+                done.into_iter().for_each(Finished::send);
             }
             Err(error) => {
                 let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
                 let error = StoreError::from(error);
                 tracing::error!(%error, "audit log commit failed; refusing the whole batch");
-                fail_all(batch, &error);
+                done.into_iter().for_each(|finished| finished.fail(&error));
             }
         }
     }
@@ -367,50 +363,84 @@ impl Writer {
     }
 }
 
-enum Outcome {
-    Appended(Appended),
-    Checkpoint,
+/// A job done inside the open transaction, with its reply held until the commit.
+enum Finished {
+    Append(
+        oneshot::Sender<Result<Appended, StoreError>>,
+        Result<Appended, StoreError>,
+    ),
+    Checkpoint(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
 }
 
-fn reply(job: Job, outcome: Result<Outcome, StoreError>) {
-    match (job, outcome) {
-        (Job::Append { reply, .. }, Ok(Outcome::Appended(appended))) => {
-            let _ = reply.send(Ok(appended));
-        }
-        (Job::Checkpoint { reply, .. }, Ok(Outcome::Checkpoint)) => {
-            let _ = reply.send(Ok(()));
-        }
-        (Job::Append { reply, .. }, Err(error)) => {
-            let _ = reply.send(Err(error));
-        }
-        (Job::Checkpoint { reply, .. }, Err(error)) => {
-            let _ = reply.send(Err(error));
-        }
-        // A job's outcome always matches its kind.
-        (Job::Append { reply, .. }, Ok(Outcome::Checkpoint)) => {
-            let _ = reply.send(Err(StoreError::Corrupt("mismatched outcome".into())));
-        }
-        (Job::Checkpoint { reply, .. }, Ok(Outcome::Appended(_))) => {
-            let _ = reply.send(Err(StoreError::Corrupt("mismatched outcome".into())));
-        }
-    }
-}
-
-fn fail_all(batch: Vec<Job>, error: &StoreError) {
-    let unavailable = || match error {
+/// Whatever the cause, a refused batch is reported as the store being unavailable.
+fn unavailable(error: &StoreError) -> StoreError {
+    match error {
         StoreError::Unavailable(_) => error.clone(),
         other => StoreError::Unavailable(other.to_string()),
-    };
-    for job in batch {
-        match job {
-            Job::Append { reply, .. } => {
-                let _ = reply.send(Err(unavailable()));
-            }
-            Job::Checkpoint { reply, .. } => {
-                let _ = reply.send(Err(unavailable()));
-            }
+    }
+}
+
+impl Finished {
+    /// The error, if the job failed in a way that spoils the whole transaction.
+    fn storage_failure(&self) -> Option<StoreError> {
+        let error = match self {
+            Finished::Append(_, Err(error)) | Finished::Checkpoint(_, Err(error)) => error,
+            _ => return None,
+        };
+        matches!(error, StoreError::Unavailable(_) | StoreError::Corrupt(_)).then(|| error.clone())
+    }
+
+    /// Sends the result, now that it is durable.
+    fn send(self) {
+        match self {
+            Finished::Append(reply, result) => drop(reply.send(result)),
+            Finished::Checkpoint(reply, result) => drop(reply.send(result)),
         }
     }
+
+    /// Refuses the job: its transaction did not commit.
+    fn fail(self, error: &StoreError) {
+        match self {
+            Finished::Append(reply, _) => drop(reply.send(Err(unavailable(error)))),
+            Finished::Checkpoint(reply, _) => drop(reply.send(Err(unavailable(error)))),
+        }
+    }
+}
+
+impl Job {
+    /// Refuses a job that never ran.
+    fn fail(self, error: &StoreError) {
+        match self {
+            Job::Append { reply, .. } => drop(reply.send(Err(unavailable(error)))),
+            Job::Checkpoint { reply, .. } => drop(reply.send(Err(unavailable(error)))),
+        }
+    }
+}
+
+pub(crate) async fn fetch_node<'c, E>(
+    executor: E,
+    level: u32,
+    index: u64,
+) -> Result<Hash, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    let row: Option<(Vec<u8>,)> =
+        sqlx::query_as("SELECT hash FROM merkle_nodes WHERE level = $1 AND idx = $2")
+            .bind(i64::from(level))
+            .bind(to_i64(index)?)
+            .fetch_optional(executor)
+            .await?;
+    row.and_then(|(bytes,)| Hash::try_from(bytes).ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("Merkle node ({level}, {index}) missing")))
+}
+
+/// A stored integer that must not be negative: a size or an index.
+pub(crate) fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what} {value}")))
 }
 
 pub(crate) fn to_i64(value: u64) -> Result<i64, StoreError> {
@@ -589,7 +619,7 @@ async fn apply_write(
     Ok(Vec::new())
 }
 
-/// Closes the writer's connection when the store is dropped.
+/// Opens the writer's own connection.
 pub(crate) async fn open_writer_connection(
     options: &sqlx::sqlite::SqliteConnectOptions,
 ) -> Result<SqliteConnection, StoreError> {
