@@ -11,37 +11,42 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use writ_log::Checkpoint;
 use writ_store::{Appended, Event, StoreError, Write};
+use writ_token::UnixTime;
 
 use crate::Issuer;
 use crate::auth::authenticate;
 use crate::error::ApiError;
 
-/// Appends one event: `{"event", "kind", "time"}` as canonical JSON (members sorted at
-/// every depth, whatever the build's `serde_json` features), with its lookup keys,
-/// applying `write` in the same transaction.
+/// An audit event: the leaf is `{"event", "kind", "time"}` as canonical JSON (members
+/// sorted at every depth, whatever the build's `serde_json` features), with lookup keys.
+pub(crate) fn event(
+    kind: &str,
+    time: UnixTime,
+    event: Value,
+    keys: Vec<String>,
+) -> Result<Event, StoreError> {
+    let time = crate::seconds(time);
+    let mut leaf = json!({"kind": kind, "time": time, "event": event});
+    writ_jose::sort_members(&mut leaf);
+    Ok(Event {
+        kind: kind.to_owned(),
+        data: serde_json::to_vec(&leaf).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        keys,
+        time,
+    })
+}
+
+/// Appends an event now, applying `write` in the same transaction.
 pub(crate) async fn record(
     issuer: &Issuer,
     kind: &str,
-    event: Value,
+    body: Value,
     keys: Vec<String>,
     write: Write,
 ) -> Result<Appended, StoreError> {
-    let time = issuer.now().as_secs();
-    let time = i64::try_from(time).unwrap_or(i64::MAX);
-    let mut leaf = json!({"kind": kind, "time": time, "event": event});
-    writ_jose::sort_members(&mut leaf);
-    let data = serde_json::to_vec(&leaf).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     issuer
         .store
-        .append(
-            Event {
-                kind: kind.to_owned(),
-                data,
-                keys,
-                time,
-            },
-            write,
-        )
+        .append(event(kind, issuer.now(), body, keys)?, write)
         .await
 }
 
@@ -95,8 +100,10 @@ pub(crate) async fn sign_checkpoint(issuer: &Issuer) -> Result<u64, StoreError> 
     };
     let note = writ_log::sign_note(&checkpoint.to_text(), &issuer.note_signer)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let time = i64::try_from(issuer.now().as_secs()).unwrap_or(i64::MAX);
-    issuer.store.put_checkpoint(head.size, note, time).await?;
+    issuer
+        .store
+        .put_checkpoint(head.size, note, crate::seconds(issuer.now()))
+        .await?;
     Ok(head.size)
 }
 
@@ -173,13 +180,15 @@ pub(crate) async fn leaf(
     Path(index): Path<u64>,
     Query(query): Query<SizeQuery>,
 ) -> Result<Json<LeafBody>, ApiError> {
+    // Leaves carry task texts and who asked for what: administrators only.
     authenticate(
         &issuer,
         &method,
         &format!("/v1/audit/leaves/{index}"),
         &headers,
     )
-    .await?;
+    .await?
+    .admin()?;
     let size = query.size.unwrap_or_else(|| issuer.store.tree_head().size);
     let leaf = issuer
         .store

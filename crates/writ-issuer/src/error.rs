@@ -81,6 +81,12 @@ impl ApiError {
         )
     }
 
+    /// The same refusal with another sentence.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     /// The stable reason code.
     pub fn reason(&self) -> &'static str {
         self.reason

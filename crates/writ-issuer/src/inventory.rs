@@ -18,20 +18,16 @@ use writ_store::{
 };
 use writ_token::{Audience, HumanId, UnixTime};
 
-use crate::Issuer;
-use crate::audit::record;
+use crate::audit::{event, record};
 use crate::auth::authenticate;
 use crate::error::ApiError;
+use crate::{Issuer, seconds};
 
 /// Parses a JSON body strictly: no unknown or duplicate members, right types.
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     writ_jose::from_slice_strict(body).map_err(|error| {
         ApiError::invalid_request("invalid_body", format!("request body: {error}"))
     })
-}
-
-fn seconds(time: UnixTime) -> i64 {
-    i64::try_from(time.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// The public key in a JWK, and its thumbprint.
@@ -61,19 +57,15 @@ pub(crate) async fn register_first_admin(
         oidc_subject: None,
         created_at: time,
     };
-    let event = |kind: &str, body: serde_json::Value| writ_store::Event {
-        kind: kind.to_owned(),
-        data: serde_json::to_vec(&json!({"kind": kind, "time": time, "event": body}))
-            .unwrap_or_default(),
-        keys: vec![format!("human:{id}")],
-        time,
-    };
+    let keys = || vec![format!("human:{id}")];
     store
         .append(
             event(
                 "human_registered",
+                now,
                 json!({"human": id, "role": "admin", "by": "init"}),
-            ),
+                keys(),
+            )?,
             Write::InsertHuman(human),
         )
         .await?;
@@ -84,8 +76,10 @@ pub(crate) async fn register_first_admin(
         .append(
             event(
                 "human_key_bound",
+                now,
                 json!({"human": id, "jkt": jkt, "by": "init"}),
-            ),
+                keys(),
+            )?,
             Write::AddHumanKey(HumanKeyRecord {
                 jkt,
                 human_id: id.to_owned(),
@@ -198,15 +192,20 @@ pub(crate) struct AgentRegistered {
     log_index: u64,
 }
 
-/// `server/tool`, both parts valid names.
-fn tool_ref(text: &str) -> Result<(ServerName, ToolName), ApiError> {
-    let invalid =
-        || ApiError::invalid_request("invalid_tool", format!("`{text}` is not `server/tool`"));
-    let (server, tool) = text.split_once('/').ok_or_else(invalid)?;
-    Ok((
-        ServerName::new(server).map_err(|_| invalid())?,
-        ToolName::new(tool).map_err(|_| invalid())?,
-    ))
+/// Checks an agent's registered tool: `server/tool`, or `server/*` for the server as a
+/// whole (its other MCP methods, or an HTTP API).
+fn check_tool_ref(text: &str) -> Result<(), ApiError> {
+    let valid = text.split_once('/').is_some_and(|(server, tool)| {
+        ServerName::new(server).is_ok() && (tool == "*" || ToolName::new(tool).is_ok())
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_request(
+            "invalid_tool",
+            format!("`{text}` is not `server/tool` or `server/*`"),
+        ))
+    }
 }
 
 pub(crate) async fn register_agent(
@@ -242,7 +241,7 @@ pub(crate) async fn register_agent(
         ));
     }
     for tool in &new.tools {
-        tool_ref(tool)?;
+        check_tool_ref(tool)?;
     }
     let days = new
         .lifetime_days

@@ -26,7 +26,7 @@
 //! | `POST /v1/revocations` | humans, admins | revoke an agent, mandate (and subtree), human, writ or key |
 //! | `GET /v1/revocations?after=N&wait=S` | gateways, admins | the revocation feed, long-polled |
 //! | `GET /v1/audit/checkpoint` | anyone registered | the newest signed checkpoint |
-//! | `GET /v1/audit/leaves/{index}?size=N` | anyone registered | a leaf and its inclusion proof |
+//! | `GET /v1/audit/leaves/{index}?size=N` | admins | a leaf and its inclusion proof |
 //! | `GET /v1/audit/consistency?old=M&new=N` | anyone registered | a consistency proof |
 
 mod audit;
@@ -397,6 +397,11 @@ impl Issuer {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.identity.issuer)
     }
+}
+
+/// A time as the store keeps it: Unix seconds in an `i64`.
+pub(crate) fn seconds(time: UnixTime) -> i64 {
+    i64::try_from(time.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Reads every `*.cedar` file in `dir`, or Writ's defaults when `dir` is `None`.

@@ -62,12 +62,14 @@ pub(crate) fn random_id() -> Result<[u8; 16], ApiError> {
     Ok(bytes)
 }
 
-/// The tools a detail names, for policy: `server/tool` for tool calls, `server/*` for HTTP.
-pub(crate) fn tools_of(detail: &AuthorizationDetail) -> Option<String> {
+/// The server and tool a detail names, for policy: the tool for a tool call, and `*` (the
+/// server as a whole) for its other MCP methods and for HTTP routes. Agents are registered
+/// for `server/tool` or `server/*` accordingly.
+pub(crate) fn tool_of(detail: &AuthorizationDetail) -> (&str, &str) {
     match detail {
-        AuthorizationDetail::McpToolCall { server, tool, .. } => Some(format!("{server}/{tool}")),
-        AuthorizationDetail::HttpRequest { server, .. } => Some(format!("{server}/*")),
-        AuthorizationDetail::McpRequest { .. } => None,
+        AuthorizationDetail::McpToolCall { server, tool, .. } => (server.as_str(), tool.as_str()),
+        AuthorizationDetail::McpRequest { server, .. }
+        | AuthorizationDetail::HttpRequest { server, .. } => (server.as_str(), "*"),
     }
 }
 
@@ -118,9 +120,10 @@ pub(crate) async fn grant(
     let caller = authenticate(&issuer, &method, "/v1/mandates", &headers).await?;
     let human = caller.human()?.clone();
     let request: GrantRequest = parse_json(&body)?;
+    let agent = request.agent.clone();
     match grant_checked(&issuer, &human, request).await {
         Ok(granted) => Ok((StatusCode::CREATED, Json(granted))),
-        Err((error, agent)) => {
+        Err(error) => {
             record_denial(
                 &issuer,
                 "mandate_denied",
@@ -138,71 +141,67 @@ async fn grant_checked(
     issuer: &Issuer,
     human: &HumanRecord,
     request: GrantRequest,
-) -> Result<Granted, (ApiError, String)> {
-    let agent_name = request.agent.clone();
-    let fail = |error: ApiError| (error, agent_name.clone());
+) -> Result<Granted, ApiError> {
     let now = issuer.now();
     if request.task.is_empty() || request.task.chars().count() > MAX_TASK_LEN {
-        return Err(fail(ApiError::invalid_request(
+        return Err(ApiError::invalid_request(
             "invalid_task",
             format!("task must be 1 to {MAX_TASK_LEN} characters"),
-        )));
+        ));
     }
     let agent = issuer
         .store
         .agent_by_name(&request.agent)
-        .await
-        .map_err(|e| fail(e.into()))?
+        .await?
         .ok_or_else(|| {
-            fail(ApiError::not_found(
+            ApiError::not_found(
                 "unknown_agent",
                 format!("no agent named `{}`", request.agent),
-            ))
+            )
         })?;
-    agent_usable(&agent, now.as_secs()).map_err(fail)?;
+    agent_usable(&agent, now.as_secs())?;
     let ttl = request
         .ttl_seconds
         .unwrap_or(issuer.settings.mandate_lifetime);
     if ttl == 0 || ttl > issuer.settings.max_mandate_lifetime {
-        return Err(fail(ApiError::invalid_request(
+        return Err(ApiError::invalid_request(
             "invalid_ttl",
             format!(
                 "ttl_seconds must be 1 to {}",
                 issuer.settings.max_mandate_lifetime
             ),
-        )));
+        ));
     }
     let max_depth = request
         .max_depth
         .unwrap_or(issuer.settings.max_depth.min(2));
     if max_depth > issuer.settings.max_depth {
-        return Err(fail(ApiError::invalid_request(
+        return Err(ApiError::invalid_request(
             "invalid_max_depth",
             format!("max_depth must be at most {}", issuer.settings.max_depth),
-        )));
+        ));
     }
     // Every granted tool must exist in the inventory.
     for detail in request.grants.as_slice() {
         let AuthorizationDetail::McpToolCall { server, tool, .. } = detail else {
             continue;
         };
-        let known = issuer
-            .store
-            .tool(server.as_str(), tool.as_str())
-            .await
-            .map_err(|e| fail(e.into()))?;
+        let known = issuer.store.tool(server.as_str(), tool.as_str()).await?;
         if known.is_none() {
-            return Err(fail(ApiError::invalid_request(
+            return Err(ApiError::invalid_request(
                 "unknown_tool",
                 format!("no tool `{server}/{tool}` in the inventory"),
-            )));
+            ));
         }
     }
     let tools: Vec<String> = request
         .grants
         .as_slice()
         .iter()
-        .filter_map(tools_of)
+        .map(|detail| {
+            let (server, tool) = tool_of(detail);
+            format!("{server}/{tool}")
+        })
         .collect();
     let tool_refs: Vec<&str> = tools.iter().map(String::as_str).collect();
     let labels: Vec<String> = request
@@ -230,7 +229,7 @@ async fn grant_checked(
     let permit = match decision {
         Decision::Allow(permit) => permit,
         Decision::Deny(denial) => {
-            return Err(fail(ApiError::denied(
+            return Err(ApiError::denied(
                 denial.reason.code(),
                 format!(
                     "policy {} denies `{}` granting to `{}`: {}",
@@ -239,20 +238,17 @@ async fn grant_checked(
                     agent.name,
                     denial.reason.message()
                 ),
-            )));
+            ));
         }
     };
-    let agent_key = Thumbprint::parse(&agent.jkt).map_err(|e| {
-        fail(ApiError::unavailable(&writ_store::StoreError::Corrupt(
-            e.to_string(),
-        )))
-    })?;
-    let id = MandateId::from_random(random_id().map_err(fail)?);
+    let agent_key = Thumbprint::parse(&agent.jkt)
+        .map_err(|e| ApiError::unavailable(&writ_store::StoreError::Corrupt(e.to_string())))?;
+    let id = MandateId::from_random(random_id()?);
     let digest = TaskDigest::of(&request.task);
     let claims = MandateClaims {
         iss: issuer.id.clone(),
         sub: HumanId::new(human.id.clone())
-            .map_err(|e| fail(ApiError::invalid_request("invalid_human", e.to_string())))?,
+            .map_err(|e| ApiError::invalid_request("invalid_human", e.to_string()))?,
         act: Actor::new(agent_key.clone()),
         aud: issuer.id.clone(),
         iat: now,
@@ -270,7 +266,7 @@ async fn grant_checked(
     };
     // Check the claims before recording, so nothing is recorded that cannot be signed.
     writ_token::TokenClaims::check(&claims)
-        .map_err(|e| fail(ApiError::invalid_request("invalid_mandate", e.to_string())))?;
+        .map_err(|e| ApiError::invalid_request("invalid_mandate", e.to_string()))?;
     let policy = writ_token::PolicyRef {
         set: permit.policy_set,
         ids: permit.policy_ids,
@@ -290,23 +286,23 @@ async fn grant_checked(
             agent_jkt: agent.jkt.clone(),
             parent: None,
             depth: 0,
-            expires_at: i64::try_from(claims.exp.as_secs()).unwrap_or(i64::MAX),
+            expires_at: crate::seconds(claims.exp),
             task_digest: digest.as_str().to_owned(),
             task_text: issuer.settings.store_task_text.then(|| request.task.clone()),
-            created_at: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+            created_at: crate::seconds(now),
             log_index: 0,
         }),
     )
     .await
-    .map_err(|e| fail(e.into()))?;
+    ?;
     let mandate = writ_token::sign(&claims, &issuer.signing_key, &issuer.identity.active_kid)
         .map_err(|e| {
-            fail(ApiError::new(
+            ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "signing_failed",
                 e.to_string(),
-            ))
+            )
         })?;
     Ok(Granted {
         mandate,

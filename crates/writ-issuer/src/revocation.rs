@@ -146,7 +146,7 @@ pub(crate) async fn revoke(
         ));
     }
     authorized(&issuer, &caller, request.kind, &request.subject).await?;
-    let time = i64::try_from(issuer.now().as_secs()).unwrap_or(i64::MAX);
+    let time = crate::seconds(issuer.now());
     let revocation = |kind: &str, subject: &str| RevocationRecord {
         seq: 0,
         kind: kind.to_owned(),

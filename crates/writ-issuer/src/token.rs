@@ -40,7 +40,7 @@ use crate::Issuer;
 use crate::audit::{record, record_denial};
 use crate::auth::proof;
 use crate::error::{ApiError, mandate_error};
-use crate::mandates::{agent_usable, policy_human, random_id, tools_of};
+use crate::mandates::{agent_usable, policy_human, random_id, tool_of};
 
 /// RFC 8693 §2.1.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -194,24 +194,19 @@ async fn exchange_checked(
             e.to_string(),
         )
     })?;
-    let details: Vec<AuthorizationDetail> =
-        writ_jose::from_slice_strict(required(&form, "authorization_details")?.as_bytes())
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_authorization_details",
-                    "invalid_authorization_details",
-                    e.to_string(),
-                )
-            })?;
-    let detail = SingleDetail::try_from(details).map_err(|e| {
+    // RFC 9396 §5: details that are malformed, or not exactly one call.
+    let invalid_details = |message: String| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_authorization_details",
             "invalid_authorization_details",
-            e.to_string(),
+            message,
         )
-    })?;
+    };
+    let details: Vec<AuthorizationDetail> =
+        writ_jose::from_slice_strict(required(&form, "authorization_details")?.as_bytes())
+            .map_err(|e| invalid_details(e.to_string()))?;
+    let detail = SingleDetail::try_from(details).map_err(|e| invalid_details(e.to_string()))?;
 
     // RFC 9449 §4.3 at the token endpoint.
     let proof = proof(issuer, method, "/token", headers, None)?;
@@ -337,8 +332,9 @@ async fn exchange_checked(
     )
     .await
     .map_err(|e| {
-        let error = ApiError::unavailable(&e);
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", error.reason(), "the issuance could not be recorded in the audit log, so no writ was issued")
+        ApiError::unavailable(&e).with_message(
+            "the issuance could not be recorded in the audit log, so no writ was issued",
+        )
     })?;
     writ.log_index = appended.index;
     let token =
@@ -436,10 +432,7 @@ fn decide(
         .map(|label| label.as_str())
         .collect();
     let tool_label_refs: Vec<&str> = tool_labels.iter().map(String::as_str).collect();
-    let name = tools_of(requested).unwrap_or_default();
-    let (server, tool_name) = name
-        .split_once('/')
-        .unwrap_or((requested.server().as_str(), "*"));
+    let (server, tool_name) = tool_of(requested);
     let decision = issuer.policy.decide(&PolicyRequest::Invoke {
         agent: &writ_policy::Agent {
             id: &agent.jkt,

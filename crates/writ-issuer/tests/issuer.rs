@@ -813,3 +813,101 @@ async fn revocation_responses_report_new_subjects_with_their_feed_numbers() {
     assert_eq!(feed["revocations"][0]["subject"], "alice");
     assert_eq!(feed["revocations"][0]["seq"], 2);
 }
+
+#[tokio::test]
+async fn leaf_contents_are_for_administrators_only() {
+    let world = World::new().await;
+    world.grant("/data/*", json!(["internal"])).await;
+    for key in [&world.alice, &world.agent, &world.gateway] {
+        let (status, body) = world
+            .call(key, Method::GET, "/v1/audit/leaves/0", Value::Null)
+            .await;
+        assert_eq!(
+            (status, reason(&body)),
+            (StatusCode::FORBIDDEN, "admin_required"),
+            "{body}"
+        );
+    }
+    // Checkpoints reveal nothing but size and root.
+    let (status, _) = world
+        .call(
+            &world.agent,
+            Method::GET,
+            "/v1/audit/checkpoint",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn protocol_methods_need_the_server_as_a_whole() {
+    let world = World::new().await;
+    let grant = |agent: &str| {
+        json!({
+            "agent": agent, "task": "list the tools",
+            "grants": [{"type": "mcp_request", "server": "files", "methods": ["tools/list"]}]
+        })
+    };
+    // report-bot is registered for single tools only, not `files/*`.
+    let (status, body) = world
+        .call(
+            &world.alice,
+            Method::POST,
+            "/v1/mandates",
+            grant("report-bot"),
+        )
+        .await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::FORBIDDEN, "policy_no_permit"),
+        "{body}"
+    );
+    // An agent registered for `files/*` may be granted and issued `tools/list`.
+    let lister = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let (status, body) = world
+        .call(&world.alice, Method::POST, "/v1/agents", json!({
+            "name": "lister", "jwk": serde_json::to_value(lister.public_key().to_jwk()).unwrap(), "tools": ["files/*"]
+        }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, granted) = world
+        .call(&world.alice, Method::POST, "/v1/mandates", grant("lister"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{granted}");
+    let details = json!([{"type": "mcp_request", "server": "files", "methods": ["tools/list"]}]);
+    let form = serde_urlencoded::to_string([
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
+        ("subject_token", granted["mandate"].as_str().unwrap()),
+        (
+            "subject_token_type",
+            "urn:writ:params:oauth:token-type:mandate",
+        ),
+        ("resource", GATEWAY),
+        ("authorization_details", &details.to_string()),
+    ])
+    .unwrap();
+    let (status, body) = world.exchange_form(&lister, form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn every_leaf_is_canonical_json_including_those_init_writes() {
+    let world = World::new().await;
+    world.grant("/data/*", json!(["internal"])).await;
+    let size = world.issuer.store().tree_head().size;
+    for index in 0..size {
+        let leaf = world.issuer.store().leaf(index).await.unwrap().unwrap();
+        let mut value: Value = serde_json::from_slice(&leaf.data).unwrap();
+        writ_jose::sort_members(&mut value);
+        assert_eq!(
+            serde_json::to_vec(&value).unwrap(),
+            leaf.data,
+            "leaf {index} ({})",
+            leaf.kind
+        );
+    }
+}
