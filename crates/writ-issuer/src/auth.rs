@@ -107,7 +107,7 @@ pub(crate) async fn authenticate(
 ) -> Result<Caller, ApiError> {
     let proof = proof(issuer, method, path, headers, None)?;
     let jkt = proof.jkt().as_str();
-    if let Some(human) = issuer.store.human_by_key(jkt).await? {
+    if let Some(human) = issuer.store.human_by_key(jkt) {
         if human.status != "active" {
             return Err(ApiError::denied(
                 "human_inactive",
@@ -116,10 +116,10 @@ pub(crate) async fn authenticate(
         }
         return Ok(Caller::Human(human));
     }
-    if let Some(gateway) = issuer.store.gateway(jkt).await? {
+    if let Some(gateway) = issuer.store.gateway(jkt) {
         return Ok(Caller::Gateway(gateway));
     }
-    if let Some(agent) = issuer.store.agent(jkt).await? {
+    if let Some(agent) = issuer.store.agent(jkt) {
         return Ok(Caller::Agent(agent));
     }
     Err(ApiError::new(

@@ -227,7 +227,6 @@ pub(crate) async fn register_agent(
         Some(owner) => issuer
             .store
             .human(owner.as_str())
-            .await?
             .filter(|owner| owner.status == "active")
             .ok_or_else(|| {
                 ApiError::invalid_request("unknown_owner", format!("no active human `{owner}`"))
@@ -307,7 +306,7 @@ pub(crate) async fn list_agents(
 ) -> Result<Json<Vec<AgentView>>, ApiError> {
     let caller = authenticate(&issuer, &method, "/v1/agents", &headers).await?;
     let human = caller.human()?;
-    let agents = issuer.store.agents().await?;
+    let agents = issuer.store.agents();
     Ok(Json(
         agents
             .into_iter()

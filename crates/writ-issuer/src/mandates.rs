@@ -149,16 +149,12 @@ async fn grant_checked(
             format!("task must be 1 to {MAX_TASK_LEN} characters"),
         ));
     }
-    let agent = issuer
-        .store
-        .agent_by_name(&request.agent)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "unknown_agent",
-                format!("no agent named `{}`", request.agent),
-            )
-        })?;
+    let agent = issuer.store.agent_by_name(&request.agent).ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_agent",
+            format!("no agent named `{}`", request.agent),
+        )
+    })?;
     agent_usable(&agent, now.as_secs())?;
     let ttl = request
         .ttl_seconds
@@ -186,7 +182,7 @@ async fn grant_checked(
         let AuthorizationDetail::McpToolCall { server, tool, .. } = detail else {
             continue;
         };
-        let known = issuer.store.tool(server.as_str(), tool.as_str()).await?;
+        let known = issuer.store.tool(server.as_str(), tool.as_str());
         if known.is_none() {
             return Err(ApiError::invalid_request(
                 "unknown_tool",

@@ -101,7 +101,6 @@ async fn authorized(
         Kind::Agent => issuer
             .store
             .agent(subject)
-            .await?
             .is_some_and(|agent| agent.owner == human.id),
         Kind::Mandate => issuer
             .store

@@ -218,32 +218,24 @@ async fn exchange_checked(
     context["human"] = json!(claims.sub);
     // RFC 9449 §6: the proof's key is the key the mandate is bound to.
     proof.ensure_bound_to(&claims.cnf.jkt)?;
-    check_not_revoked(issuer, &mandate).await?;
-    let agent = issuer
-        .store
-        .agent(claims.cnf.jkt.as_str())
-        .await?
-        .ok_or_else(|| {
-            ApiError::denied("unknown_agent", "the mandate's agent is not registered")
-        })?;
+    check_not_revoked(issuer, &mandate)?;
+    let agent = issuer.store.agent(claims.cnf.jkt.as_str()).ok_or_else(|| {
+        ApiError::denied("unknown_agent", "the mandate's agent is not registered")
+    })?;
     agent_usable(&agent, now.as_secs())?;
-    let human = issuer
-        .store
-        .human(claims.sub.as_str())
-        .await?
-        .ok_or_else(|| {
-            ApiError::denied(
-                "unknown_human",
-                format!("human `{}` is not registered", claims.sub),
-            )
-        })?;
+    let human = issuer.store.human(claims.sub.as_str()).ok_or_else(|| {
+        ApiError::denied(
+            "unknown_human",
+            format!("human `{}` is not registered", claims.sub),
+        )
+    })?;
     if human.status != "active" {
         return Err(ApiError::denied(
             "human_inactive",
             format!("human `{}` is {}", human.id, human.status),
         ));
     }
-    if !issuer.store.audience_known(resource.as_str()).await? {
+    if !issuer.store.audience_known(resource.as_str()) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_target",
@@ -274,7 +266,6 @@ async fn exchange_checked(
             issuer
                 .store
                 .tool(server.as_str(), tool.as_str())
-                .await?
                 .ok_or_else(|| {
                     ApiError::denied(
                         "unknown_tool",
@@ -373,24 +364,24 @@ fn verify_mandate(
 
 /// The mandate, its ancestors, its human, its agent and the key that signed it must all be
 /// unrevoked.
-async fn check_not_revoked(issuer: &Issuer, mandate: &VerifiedMandate) -> Result<(), ApiError> {
+fn check_not_revoked(issuer: &Issuer, mandate: &VerifiedMandate) -> Result<(), ApiError> {
     let claims = mandate.claims();
     let store = &issuer.store;
-    if store.is_revoked("human", claims.sub.as_str()).await? {
+    if store.is_revoked("human", claims.sub.as_str()) {
         return Err(ApiError::invalid_grant(
             "human_revoked",
             format!("human `{}` was offboarded or revoked", claims.sub),
         ));
     }
     for agent in claims.act.chain() {
-        if store.is_revoked("agent", agent.as_str()).await? {
+        if store.is_revoked("agent", agent.as_str()) {
             return Err(ApiError::invalid_grant(
                 "agent_revoked",
                 format!("agent {agent} in the chain was revoked"),
             ));
         }
     }
-    if store.is_revoked("key", &issuer.identity.active_kid).await? {
+    if store.is_revoked("key", mandate.kid()) {
         return Err(ApiError::invalid_grant(
             "key_revoked",
             "the issuer key that signed the mandate was revoked",
@@ -399,7 +390,7 @@ async fn check_not_revoked(issuer: &Issuer, mandate: &VerifiedMandate) -> Result
     let mut next = Some(claims.jti.to_string());
     let mut hops = 0;
     while let Some(id) = next {
-        if store.is_revoked("mandate", &id).await? {
+        if store.is_revoked("mandate", &id) {
             return Err(ApiError::invalid_grant(
                 "mandate_revoked",
                 format!("mandate {id} was revoked"),
@@ -412,7 +403,7 @@ async fn check_not_revoked(issuer: &Issuer, mandate: &VerifiedMandate) -> Result
                 "the mandate chain is longer than allowed",
             ));
         }
-        next = store.mandate(&id).await?.and_then(|record| record.parent);
+        next = store.mandate_parent(&id);
     }
     Ok(())
 }

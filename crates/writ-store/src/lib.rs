@@ -10,15 +10,29 @@
 //! Fail closed: when a commit fails (disk full, read-only file system, corruption), every
 //! change in it is refused with [`StoreError::Unavailable`] and nothing is applied.
 //!
-//! Reads use a separate connection pool. The schema and SQL keep to what SQLite and
+//! The inventory and the revoked subjects are also held in memory (updated by the writer
+//! before a commit is acknowledged), so an issuance reads nothing from the database. That
+//! is sound because one process owns a data directory at a time (`writ.lock`). Other reads
+//! use a separate connection pool. The schema and SQL keep to what SQLite and
 //! PostgreSQL share (`$n` placeholders, `ON CONFLICT`, `RETURNING`), with migrations in
 //! `migrations/sqlite`.
 
+macro_rules! agent_select {
+    ($tail:literal) => {
+        concat!(
+            "SELECT jkt, name, owner, jwk, tools, status, status_reason, created_at, expires_at, last_seen FROM agents",
+            $tail
+        )
+    };
+}
+
 mod records;
+mod view;
 mod writer;
 
 use std::path::Path;
 use std::str::FromStr as _;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -33,16 +47,9 @@ pub use records::{
 };
 pub use writer::{Appended, Event, TreeHead, Write};
 
+use view::View;
 use writer::{Job, Writer, fetch_node, to_i64, to_u64};
 
-macro_rules! agent_select {
-    ($tail:literal) => {
-        concat!(
-            "SELECT jkt, name, owner, jwk, tools, status, status_reason, created_at, expires_at, last_seen FROM agents",
-            $tail
-        )
-    };
-}
 /// The file name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "writ.db";
 
@@ -84,12 +91,41 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// The lock file inside the data directory.
+pub const LOCK_FILE: &str = "writ.lock";
+
+/// Takes the data directory's lock: one process at a time owns a store, because its writer
+/// keeps the log's frontier and the inventory in memory.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StoreError> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| StoreError::Unavailable(format!("{}: {error}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+            "`{}` is in use by another process (a running issuer?)",
+            data_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(error)) => Err(StoreError::Unavailable(format!(
+            "{}: {error}",
+            path.display()
+        ))),
+    }
+}
+
 /// A handle to the store; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
     writer: mpsc::Sender<Job>,
     head: watch::Receiver<TreeHead>,
+    view: Arc<RwLock<View>>,
+    /// Held open, and locked, for as long as any handle lives.
+    _lock: Arc<std::fs::File>,
 }
 
 /// How to open a store.
@@ -115,6 +151,7 @@ impl Store {
         data_dir: &Path,
         store_options: StoreOptions,
     ) -> Result<Store, StoreError> {
+        let lock = lock_data_dir(data_dir)?;
         let path = data_dir.join(DATABASE_FILE);
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(StoreError::from)?
@@ -136,9 +173,16 @@ impl Store {
             Some(bytes) => options.pragma("max_page_count", (bytes / PAGE_SIZE).max(1).to_string()),
             None => options,
         };
-        let conn = writer::open_writer_connection(&writer_options).await?;
-        let (writer, head) = Writer::start(conn).await?;
-        Ok(Store { pool, writer, head })
+        let mut conn = writer::open_writer_connection(&writer_options).await?;
+        let view = Arc::new(RwLock::new(View::load(&mut conn).await?));
+        let (writer, head) = Writer::start(conn, Arc::clone(&view)).await?;
+        Ok(Store {
+            pool,
+            writer,
+            head,
+            view,
+            _lock: Arc::new(lock),
+        })
     }
 
     /// Appends `event` and applies `write` in the same transaction; returns once durable.
@@ -184,102 +228,115 @@ impl Store {
         *self.head.borrow()
     }
 
-    // ---- inventory --------------------------------------------------------------------
+    // ---- inventory, from memory ------------------------------------------------------
+
+    fn view(&self) -> RwLockReadGuard<'_, View> {
+        // The writer applies plain map updates that cannot panic halfway; a poisoned lock
+        // still holds a whole view.
+        self.view.read().unwrap_or_else(PoisonError::into_inner)
+    }
 
     /// A human by id.
-    pub async fn human(&self, id: &str) -> Result<Option<HumanRecord>, StoreError> {
-        let row: Option<HumanRow> = sqlx::query_as(HUMAN_SELECT_BY_ID)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(HumanRow::into_record))
+    pub fn human(&self, id: &str) -> Option<HumanRecord> {
+        self.view().human(id).cloned()
+    }
+
+    /// All humans, by id.
+    pub fn humans(&self) -> Vec<HumanRecord> {
+        let mut humans: Vec<HumanRecord> = self.view().humans().cloned().collect();
+        humans.sort_by(|a, b| a.id.cmp(&b.id));
+        humans
     }
 
     /// The human a key belongs to.
-    pub async fn human_by_key(&self, jkt: &str) -> Result<Option<HumanRecord>, StoreError> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT human_id FROM human_keys WHERE jkt = $1")
-                .bind(jkt)
-                .fetch_optional(&self.pool)
-                .await?;
-        match row {
-            Some((id,)) => self.human(&id).await,
-            None => Ok(None),
-        }
+    pub fn human_by_key(&self, jkt: &str) -> Option<HumanRecord> {
+        self.view().human_by_key(jkt).cloned()
     }
 
     /// An agent by key thumbprint.
-    pub async fn agent(&self, jkt: &str) -> Result<Option<AgentRecord>, StoreError> {
-        let row: Option<AgentRow> = sqlx::query_as(agent_select!(" WHERE jkt = $1"))
-            .bind(jkt)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(AgentRow::into_record).transpose()
+    pub fn agent(&self, jkt: &str) -> Option<AgentRecord> {
+        self.view().agent(jkt).cloned()
     }
 
     /// An agent by name.
-    pub async fn agent_by_name(&self, name: &str) -> Result<Option<AgentRecord>, StoreError> {
-        let row: Option<AgentRow> = sqlx::query_as(agent_select!(" WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(AgentRow::into_record).transpose()
+    pub fn agent_by_name(&self, name: &str) -> Option<AgentRecord> {
+        self.view().agent_by_name(name).cloned()
     }
 
     /// All agents, by name.
-    pub async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        let rows: Vec<AgentRow> = sqlx::query_as(agent_select!(" ORDER BY name"))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(AgentRow::into_record).collect()
+    pub fn agents(&self) -> Vec<AgentRecord> {
+        let mut agents: Vec<AgentRecord> = self.view().agents().cloned().collect();
+        agents.sort_by(|a, b| a.name.cmp(&b.name));
+        agents
     }
 
     /// A tool by provider and name.
-    pub async fn tool(&self, server: &str, name: &str) -> Result<Option<ToolRecord>, StoreError> {
-        let row: Option<(String, String, String)> = sqlx::query_as(
-            "SELECT server, name, labels FROM tools WHERE server = $1 AND name = $2",
-        )
-        .bind(server)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|(server, name, labels)| {
-            Ok(ToolRecord {
-                server,
-                name,
-                labels: parse_list(&labels)?,
-            })
-        })
-        .transpose()
+    pub fn tool(&self, server: &str, name: &str) -> Option<ToolRecord> {
+        self.view().tool(server, name).cloned()
     }
 
     /// A gateway by key thumbprint.
-    pub async fn gateway(&self, jkt: &str) -> Result<Option<GatewayRecord>, StoreError> {
-        let row: Option<(String, String, String, String, i64)> = sqlx::query_as(
-            "SELECT jkt, name, audience, jwk, created_at FROM gateways WHERE jkt = $1",
-        )
-        .bind(jkt)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(
-            row.map(|(jkt, name, audience, jwk, created_at)| GatewayRecord {
-                jkt,
-                name,
-                audience,
-                jwk,
-                created_at,
-            }),
-        )
+    pub fn gateway(&self, jkt: &str) -> Option<GatewayRecord> {
+        self.view().gateway(jkt).cloned()
+    }
+
+    /// All gateways, by name.
+    pub fn gateways(&self) -> Vec<GatewayRecord> {
+        let mut gateways: Vec<GatewayRecord> = self.view().gateways().cloned().collect();
+        gateways.sort_by(|a, b| a.name.cmp(&b.name));
+        gateways
     }
 
     /// Whether any gateway serves `audience`.
-    pub async fn audience_known(&self, audience: &str) -> Result<bool, StoreError> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM gateways WHERE audience = $1 LIMIT 1")
-                .bind(audience)
-                .fetch_optional(&self.pool)
+    pub fn audience_known(&self, audience: &str) -> bool {
+        self.view().audience_known(audience)
+    }
+
+    /// Whether `subject` of `kind` is revoked.
+    pub fn is_revoked(&self, kind: &str, subject: &str) -> bool {
+        self.view().is_revoked(kind, subject)
+    }
+
+    /// The mandate a delegated mandate came from; `None` for a mandate a human granted.
+    pub fn mandate_parent(&self, id: &str) -> Option<String> {
+        self.view().parent(id).map(str::to_owned)
+    }
+
+    /// All tool providers with their tools, by name.
+    pub async fn providers(&self) -> Result<Vec<(ProviderRecord, Vec<ToolRecord>)>, StoreError> {
+        let providers: Vec<(String, String, Option<String>, i64)> =
+            sqlx::query_as("SELECT name, kind, url, created_at FROM tool_providers ORDER BY name")
+                .fetch_all(&self.pool)
                 .await?;
-        Ok(row.is_some())
+        let tools: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT server, name, labels FROM tools ORDER BY server, name")
+                .fetch_all(&self.pool)
+                .await?;
+        providers
+            .into_iter()
+            .map(|(name, kind, url, created_at)| {
+                let tools = tools
+                    .iter()
+                    .filter(|(server, _, _)| *server == name)
+                    .map(|(server, tool, labels)| {
+                        Ok(ToolRecord {
+                            server: server.clone(),
+                            name: tool.clone(),
+                            labels: parse_list(labels)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                Ok((
+                    ProviderRecord {
+                        name,
+                        kind,
+                        url,
+                        created_at,
+                    },
+                    tools,
+                ))
+            })
+            .collect()
     }
 
     // ---- mandates and revocation --------------------------------------------------------
@@ -319,17 +376,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
-    }
-
-    /// Whether `subject` of `kind` is revoked.
-    pub async fn is_revoked(&self, kind: &str, subject: &str) -> Result<bool, StoreError> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT seq FROM revocations WHERE kind = $1 AND subject = $2")
-                .bind(kind)
-                .bind(subject)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.is_some())
     }
 
     /// Revocations after `seq`, in order, at most `limit`.
@@ -518,7 +564,8 @@ fn leaf_record(
     })
 }
 
-const HUMAN_SELECT_BY_ID: &str = "SELECT id, display_name, role, status, oidc_issuer, oidc_subject, created_at FROM humans WHERE id = $1";
+const HUMAN_SELECT: &str =
+    "SELECT id, display_name, role, status, oidc_issuer, oidc_subject, created_at FROM humans";
 const MANDATE_SELECT_BY_ID: &str = "SELECT id, human_id, agent_jkt, parent, depth, expires_at, task_digest, task_text, created_at, log_index FROM mandates WHERE id = $1";
 
 #[derive(sqlx::FromRow)]

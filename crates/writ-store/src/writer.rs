@@ -2,8 +2,9 @@
 //! concurrent changes share one transaction and one fsync (group commit).
 
 use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 
-use sqlx::{Connection as _, SqliteConnection};
+use sqlx::{Connection as _, QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, watch};
 use writ_log::{Hash, Nodes, leaf_hash, node_hash};
 
@@ -12,6 +13,7 @@ use crate::records::{
     AgentRecord, GatewayRecord, HumanKeyRecord, HumanRecord, MandateRecord, ProviderRecord,
     RevocationRecord, ToolRecord,
 };
+use crate::view::View;
 
 /// The most changes committed in one transaction.
 pub(crate) const MAX_BATCH: usize = 256;
@@ -172,11 +174,27 @@ pub(crate) struct Writer {
     size: u64,
     frontier: Frontier,
     head: watch::Sender<TreeHead>,
+    view: Arc<RwLock<View>>,
 }
+
+/// The rows a batch appends to the log, written with one statement per table just before
+/// the commit.
+#[derive(Default)]
+struct Pending {
+    leaves: Vec<(i64, String, Vec<u8>, i64)>,
+    keys: Vec<(String, i64)>,
+    nodes: Vec<(u32, u64, Hash)>,
+    /// Agent → the latest time it obtained a writ in this batch.
+    seen: HashMap<String, i64>,
+}
+
+/// Rows per multi-row `INSERT`, well under SQLite's limit on bound parameters.
+const ROWS_PER_STATEMENT: usize = 1000;
 
 impl Writer {
     pub(crate) async fn start(
         mut conn: SqliteConnection,
+        view: Arc<RwLock<View>>,
     ) -> Result<(mpsc::Sender<Job>, watch::Receiver<TreeHead>), StoreError> {
         let (size,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_leaves")
             .fetch_one(&mut conn)
@@ -197,6 +215,7 @@ impl Writer {
             size,
             frontier,
             head,
+            view,
         };
         tokio::spawn(writer.run(rx));
         Ok((tx, head_rx))
@@ -223,6 +242,7 @@ impl Writer {
         }
         let mut size = self.size;
         let mut frontier = self.frontier.clone();
+        let mut pending = Pending::default();
         let mut done = Vec::with_capacity(batch.len());
         let mut jobs = batch.into_iter();
         while let Some(job) = jobs.next() {
@@ -232,10 +252,11 @@ impl Writer {
                     write,
                     reply,
                 } => {
+                    let time = event.time;
                     let result = self
-                        .append_one(&event, &write, &mut size, &mut frontier)
+                        .append_one(event, &write, &mut size, &mut frontier, &mut pending)
                         .await;
-                    Finished::Append(reply, result)
+                    Finished::Append(reply, result, write, time)
                 }
                 Job::Checkpoint {
                     size: at,
@@ -247,15 +268,16 @@ impl Writer {
             // A storage failure (disk full, I/O error) ends the transaction for everyone:
             // SQLite may already have rolled it back. Refuse the whole batch with its cause.
             if let Some(error) = finished.storage_failure() {
-                let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
-                tracing::error!(%error, "audit log write failed; refusing the whole batch");
-                done.into_iter()
-                    .for_each(|earlier: Finished| earlier.fail(&error));
+                self.abandon(done, &error).await;
                 jobs.for_each(|later| later.fail(&error));
                 finished.fail(&error);
                 return;
             }
             done.push(finished);
+        }
+        if let Err(error) = self.flush(pending).await {
+            self.abandon(done, &error).await;
+            return;
         }
         match sqlx::query("COMMIT").execute(&mut self.conn).await {
             Ok(_) => {
@@ -265,39 +287,84 @@ impl Writer {
                     self.head.send_replace(TreeHead { size, root });
                 }
                 self.frontier = frontier;
+                // The view changes before anyone hears of the change.
+                {
+                    let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
+                    for finished in &done {
+                        if let Finished::Append(_, Ok(_), write, time) = finished {
+                            view.apply(write, *time);
+                        }
+                    }
+                }
                 done.into_iter().for_each(Finished::send);
             }
             Err(error) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
                 let error = StoreError::from(error);
-                tracing::error!(%error, "audit log commit failed; refusing the whole batch");
-                done.into_iter().for_each(|finished| finished.fail(&error));
+                self.abandon(done, &error).await;
             }
         }
     }
 
-    /// One change inside a savepoint, so a refused change does not spoil the batch.
+    /// Rolls the transaction back and refuses every change in it.
+    async fn abandon(&mut self, done: Vec<Finished>, error: &StoreError) {
+        let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+        tracing::error!(%error, "audit log write failed; refusing the whole batch");
+        done.into_iter().for_each(|finished| finished.fail(error));
+    }
+
+    /// One change. A change that can be refused on its own (a name taken, a missing
+    /// reference) runs inside a savepoint, so refusing it does not spoil the batch; its
+    /// leaf is queued only once it is applied.
     async fn append_one(
         &mut self,
-        event: &Event,
+        event: Event,
         write: &Write,
         size: &mut u64,
         frontier: &mut Frontier,
+        pending: &mut Pending,
     ) -> Result<Appended, StoreError> {
+        let index = *size;
+        let log_index = to_i64(index)?;
+        let revocations = match write {
+            // Nothing to refuse: the leaf is the change.
+            Write::Nothing => Vec::new(),
+            Write::AgentSeen { jkt } => {
+                let seen = pending.seen.entry(jkt.clone()).or_insert(event.time);
+                *seen = (*seen).max(event.time);
+                Vec::new()
+            }
+            _ => self.apply_in_savepoint(write, log_index).await?,
+        };
+        let nodes = writ_log::append(&*frontier, index, leaf_hash(&event.data))
+            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
+        for &(level, at, hash) in &nodes {
+            frontier.0.insert((level, at), hash);
+        }
+        pending.nodes.extend(nodes);
+        pending
+            .keys
+            .extend(event.keys.into_iter().map(|key| (key, log_index)));
+        pending
+            .leaves
+            .push((log_index, event.kind, event.data, event.time));
+        *size += 1;
+        Ok(Appended { index, revocations })
+    }
+
+    async fn apply_in_savepoint(
+        &mut self,
+        write: &Write,
+        log_index: i64,
+    ) -> Result<Vec<Option<i64>>, StoreError> {
         sqlx::query("SAVEPOINT change")
             .execute(&mut self.conn)
             .await?;
-        let index = *size;
-        match self.apply(event, write, index, frontier).await {
-            Ok((revocations, nodes)) => {
+        match apply_write(&mut self.conn, write, log_index).await {
+            Ok(revocations) => {
                 sqlx::query("RELEASE change")
                     .execute(&mut self.conn)
                     .await?;
-                for (level, at, hash) in nodes {
-                    frontier.0.insert((level, at), hash);
-                }
-                *size += 1;
-                Ok(Appended { index, revocations })
+                Ok(revocations)
             }
             Err(error) => {
                 // Undo this change only. If even that fails, the transaction is lost: report
@@ -314,42 +381,62 @@ impl Writer {
         }
     }
 
-    async fn apply(
-        &mut self,
-        event: &Event,
-        write: &Write,
-        index: u64,
-        frontier: &Frontier,
-    ) -> Result<(Vec<Option<i64>>, Vec<(u32, u64, Hash)>), StoreError> {
-        let log_index = to_i64(index)?;
-        let revocations = apply_write(&mut self.conn, write, log_index, event.time).await?;
-        sqlx::query(
-            "INSERT INTO audit_leaves (idx, kind, data, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(log_index)
-        .bind(&event.kind)
-        .bind(&event.data)
-        .bind(event.time)
-        .execute(&mut self.conn)
-        .await?;
-        for key in &event.keys {
-            sqlx::query("INSERT INTO audit_keys (key, idx) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(key)
-                .bind(log_index)
+    /// Writes the batch's leaves, lookup keys, Merkle nodes and agent sightings. Any failure
+    /// here is a storage failure: the rows are the writer's own.
+    async fn flush(&mut self, pending: Pending) -> Result<(), StoreError> {
+        let storage = |error: sqlx::Error| unavailable(&StoreError::from(error));
+        for chunk in pending.leaves.chunks(ROWS_PER_STATEMENT) {
+            QueryBuilder::<Sqlite>::new("INSERT INTO audit_leaves (idx, kind, data, created_at) ")
+                .push_values(chunk, |mut row, (idx, kind, data, time)| {
+                    row.push_bind(*idx)
+                        .push_bind(kind.as_str())
+                        .push_bind(data.as_slice())
+                        .push_bind(*time);
+                })
+                .build()
+                .persistent(false)
                 .execute(&mut self.conn)
-                .await?;
+                .await
+                .map_err(storage)?;
         }
-        let nodes = writ_log::append(frontier, index, leaf_hash(&event.data))
-            .map_err(|error| StoreError::Corrupt(error.to_string()))?;
-        for (level, at, hash) in &nodes {
-            sqlx::query("INSERT INTO merkle_nodes (level, idx, hash) VALUES ($1, $2, $3)")
-                .bind(i64::from(*level))
-                .bind(to_i64(*at)?)
-                .bind(hash.as_slice())
+        for chunk in pending.keys.chunks(ROWS_PER_STATEMENT) {
+            QueryBuilder::<Sqlite>::new("INSERT INTO audit_keys (key, idx) ")
+                .push_values(chunk, |mut row, (key, idx)| {
+                    row.push_bind(key.as_str()).push_bind(*idx);
+                })
+                .push(" ON CONFLICT DO NOTHING")
+                .build()
+                .persistent(false)
                 .execute(&mut self.conn)
-                .await?;
+                .await
+                .map_err(storage)?;
         }
-        Ok((revocations, nodes))
+        let mut nodes = Vec::with_capacity(pending.nodes.len());
+        for (level, at, hash) in pending.nodes {
+            nodes.push((i64::from(level), to_i64(at)?, hash));
+        }
+        for chunk in nodes.chunks(ROWS_PER_STATEMENT) {
+            QueryBuilder::<Sqlite>::new("INSERT INTO merkle_nodes (level, idx, hash) ")
+                .push_values(chunk, |mut row, (level, idx, hash)| {
+                    row.push_bind(*level)
+                        .push_bind(*idx)
+                        .push_bind(hash.as_slice());
+                })
+                .build()
+                .persistent(false)
+                .execute(&mut self.conn)
+                .await
+                .map_err(storage)?;
+        }
+        for (jkt, time) in pending.seen {
+            sqlx::query("UPDATE agents SET last_seen = $1 WHERE jkt = $2")
+                .bind(time)
+                .bind(jkt)
+                .execute(&mut self.conn)
+                .await
+                .map_err(storage)?;
+        }
+        Ok(())
     }
 
     async fn checkpoint(&mut self, size: u64, note: &str, time: i64) -> Result<(), StoreError> {
@@ -365,9 +452,12 @@ impl Writer {
 
 /// A job done inside the open transaction, with its reply held until the commit.
 enum Finished {
+    /// The reply, the result, and the change with its time, for the view.
     Append(
         oneshot::Sender<Result<Appended, StoreError>>,
         Result<Appended, StoreError>,
+        Box<Write>,
+        i64,
     ),
     Checkpoint(
         oneshot::Sender<Result<(), StoreError>>,
@@ -387,7 +477,7 @@ impl Finished {
     /// The error, if the job failed in a way that spoils the whole transaction.
     fn storage_failure(&self) -> Option<StoreError> {
         let error = match self {
-            Finished::Append(_, Err(error)) | Finished::Checkpoint(_, Err(error)) => error,
+            Finished::Append(_, Err(error), ..) | Finished::Checkpoint(_, Err(error)) => error,
             _ => return None,
         };
         matches!(error, StoreError::Unavailable(_) | StoreError::Corrupt(_)).then(|| error.clone())
@@ -396,7 +486,7 @@ impl Finished {
     /// Sends the result, now that it is durable.
     fn send(self) {
         match self {
-            Finished::Append(reply, result) => drop(reply.send(result)),
+            Finished::Append(reply, result, ..) => drop(reply.send(result)),
             Finished::Checkpoint(reply, result) => drop(reply.send(result)),
         }
     }
@@ -404,7 +494,7 @@ impl Finished {
     /// Refuses the job: its transaction did not commit.
     fn fail(self, error: &StoreError) {
         match self {
-            Finished::Append(reply, _) => drop(reply.send(Err(unavailable(error)))),
+            Finished::Append(reply, ..) => drop(reply.send(Err(unavailable(error)))),
             Finished::Checkpoint(reply, _) => drop(reply.send(Err(unavailable(error)))),
         }
     }
@@ -456,7 +546,6 @@ async fn apply_write(
     conn: &mut SqliteConnection,
     write: &Write,
     log_index: i64,
-    time: i64,
 ) -> Result<Vec<Option<i64>>, StoreError> {
     let expect_one = |rows: u64, what: &str| {
         if rows == 1 {
@@ -466,14 +555,8 @@ async fn apply_write(
         }
     };
     match write {
-        Write::Nothing => {}
-        Write::AgentSeen { jkt } => {
-            sqlx::query("UPDATE agents SET last_seen = $1 WHERE jkt = $2")
-                .bind(time)
-                .bind(jkt)
-                .execute(&mut *conn)
-                .await?;
-        }
+        // The batch writes these itself (see `Pending`).
+        Write::Nothing | Write::AgentSeen { .. } => {}
         Write::InsertHuman(human) => {
             sqlx::query("INSERT INTO humans (id, display_name, role, status, oidc_issuer, oidc_subject, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                 .bind(&human.id)

@@ -74,15 +74,12 @@ async fn changes_commit_with_their_leaves_and_survive_a_restart() {
             store.append(event(n), Write::Nothing).await.unwrap();
         }
         assert_eq!(store.tree_head().size, 23);
-        assert_eq!(store.agent("jkt-1").await.unwrap().unwrap().owner, "alice");
+        assert_eq!(store.agent("jkt-1").unwrap().owner, "alice");
     }
     let store = Store::open(dir.path()).await.unwrap();
     let head = store.tree_head();
     assert_eq!(head.size, 23);
-    assert_eq!(
-        store.human("alice").await.unwrap().unwrap().status,
-        "active"
-    );
+    assert_eq!(store.human("alice").unwrap().status, "active");
     // Appends after the restart continue the same tree.
     for n in 23..40 {
         assert_eq!(
@@ -127,9 +124,14 @@ async fn concurrent_changes_share_commits_and_a_refused_one_spoils_nothing() {
     for n in 2..202 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            // Every tenth change registers an agent under a name already taken.
+            // Every tenth change registers an agent under a name already taken; every
+            // other one records that the agent obtained a writ.
             let write = if n % 10 == 0 {
                 Write::InsertAgent(agent(&format!("jkt-{n}"), "bot", "alice"))
+            } else if n % 2 == 1 {
+                Write::AgentSeen {
+                    jkt: "jkt-1".into(),
+                }
             } else {
                 Write::Nothing
             };
@@ -155,7 +157,28 @@ async fn concurrent_changes_share_commits_and_a_refused_one_spoils_nothing() {
     let head = store.tree_head();
     assert_eq!(head.size, 182);
     assert_eq!(head.root, expected_tree(&store).await.root(182).unwrap());
-    assert_eq!(store.agents().await.unwrap().len(), 1);
+    assert_eq!(
+        store.agents().len(),
+        1,
+        "refused agents never enter the view"
+    );
+    // The latest sighting wins, in memory and on disk.
+    let last_seen = event(201).time;
+    assert_eq!(store.agent("jkt-1").unwrap().last_seen, Some(last_seen));
+    drop(store);
+    let store = Store::open(dir.path()).await.unwrap();
+    assert_eq!(store.agent("jkt-1").unwrap().last_seen, Some(last_seen));
+    assert_eq!(store.agent_by_name("bot").unwrap().jkt, "jkt-1");
+}
+
+#[tokio::test]
+async fn one_process_at_a_time_owns_a_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let error = Store::open(dir.path()).await.unwrap_err();
+    assert!(error.to_string().contains("in use"), "{error}");
+    drop(store);
+    Store::open(dir.path()).await.unwrap();
 }
 
 #[tokio::test]
@@ -190,11 +213,18 @@ async fn revocations_feed_in_order_and_subjects_are_revoked_once() {
         vec![None, Some(3)],
         "m2 was already revoked"
     );
-    assert!(store.is_revoked("mandate", "m1").await.unwrap());
-    assert!(!store.is_revoked("mandate", "m3").await.unwrap());
+    assert!(store.is_revoked("mandate", "m1"));
+    assert!(!store.is_revoked("mandate", "m3"));
     let feed = store.revocations_since(1, 10).await.unwrap();
     assert_eq!(feed.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3]);
     assert_eq!(feed[1].log_index, 1);
+    drop(store);
+    let store = Store::open(dir.path()).await.unwrap();
+    assert!(
+        store.is_revoked("agent", "a1"),
+        "revocations survive a restart"
+    );
+    assert!(!store.is_revoked("agent", "m1"), "kinds are kept apart");
 }
 
 #[tokio::test]
@@ -225,7 +255,18 @@ async fn a_full_store_refuses_changes_and_changes_nothing() {
     assert_eq!(head.size, n, "the failed append left no leaf");
     assert!(store.leaf(n).await.unwrap().is_none());
     assert_eq!(head.root, expected_tree(&store).await.root(n).unwrap());
-    // Still refusing, still consistent.
+    // Still refusing, still consistent, and nothing refused is visible.
     assert!(store.append(big(n), Write::Nothing).await.is_err());
+    let bob = Event {
+        data: vec![b'x'; 16 * 1024],
+        ..event(n)
+    };
+    assert!(
+        store
+            .append(bob, Write::InsertHuman(human("bob")))
+            .await
+            .is_err()
+    );
+    assert!(store.human("bob").is_none());
     assert_eq!(store.tree_head(), head);
 }

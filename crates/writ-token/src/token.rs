@@ -60,6 +60,7 @@ pub struct Unverified<'a, C> {
 #[derive(Debug, Clone)]
 pub struct Verified<C> {
     claims: C,
+    kid: String,
 }
 
 impl<'a, C: TokenClaims> Unverified<'a, C> {
@@ -82,7 +83,9 @@ impl<'a, C: TokenClaims> Unverified<'a, C> {
         let claims: C = verify::verified_claims(&self.jws, keys, C::TYP)?;
         claims.check()?;
         verify::check_registered(&claims.registered(), expect)?;
-        Ok(Verified { claims })
+        // The key set found the key by this `kid`, so it is present.
+        let kid = self.jws.header().kid().unwrap_or_default().to_owned();
+        Ok(Verified { claims, kid })
     }
 
     /// The claims read without verifying anything, for display and diagnostics only.
@@ -96,5 +99,10 @@ impl<C> Verified<C> {
     /// The verified claims.
     pub fn claims(&self) -> &C {
         &self.claims
+    }
+
+    /// The `kid` of the issuer key that verified the signature, for key revocation.
+    pub fn kid(&self) -> &str {
+        &self.kid
     }
 }

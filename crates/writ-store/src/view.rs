@@ -1,0 +1,229 @@
+//! The state every issuance reads, held in memory.
+//!
+//! The store has exactly one writer (its writer task, in one process: the data directory is
+//! locked), so the committed state of the inventory and of revocations is known without
+//! asking the database. The view is loaded once at open and updated by the writer after each
+//! commit, before any change in that commit is acknowledged: a revocation is in force before
+//! its caller hears that it was recorded.
+//!
+//! Mandates, the feed and the audit log stay in the database; the view keeps only what the
+//! hot path needs of them: the revoked subjects and which mandate a delegated one came from.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::SqliteConnection;
+
+use crate::records::{AgentRecord, GatewayRecord, HumanRecord, ToolRecord};
+use crate::{AgentRow, HUMAN_SELECT, HumanRow, StoreError, Write, parse_list};
+
+/// A revoked subject: its kind (`agent`, `mandate`, `human`, `writ`, `key`) and id.
+type Subject = (String, String);
+
+/// The inventory and revocation state as of the last commit.
+#[derive(Debug, Default)]
+pub(crate) struct View {
+    humans: HashMap<String, HumanRecord>,
+    /// Human key thumbprint → human id.
+    human_keys: HashMap<String, String>,
+    agents: HashMap<String, AgentRecord>,
+    /// Agent name → thumbprint.
+    agent_names: HashMap<String, String>,
+    gateways: HashMap<String, GatewayRecord>,
+    /// (server, tool) → tool.
+    tools: HashMap<(String, String), ToolRecord>,
+    revoked: HashSet<Subject>,
+    /// Delegated mandate → the mandate it came from. Root mandates have no entry.
+    parents: HashMap<String, String>,
+}
+
+impl View {
+    /// Reads the whole view from the database.
+    pub(crate) async fn load(conn: &mut SqliteConnection) -> Result<View, StoreError> {
+        let mut view = View::default();
+        let humans: Vec<HumanRow> = sqlx::query_as(HUMAN_SELECT).fetch_all(&mut *conn).await?;
+        for human in humans {
+            let human = human.into_record();
+            view.humans.insert(human.id.clone(), human);
+        }
+        let keys: Vec<(String, String)> = sqlx::query_as("SELECT jkt, human_id FROM human_keys")
+            .fetch_all(&mut *conn)
+            .await?;
+        view.human_keys.extend(keys);
+        let agents: Vec<AgentRow> = sqlx::query_as(agent_select!(""))
+            .fetch_all(&mut *conn)
+            .await?;
+        for agent in agents {
+            view.insert_agent(agent.into_record()?);
+        }
+        let gateways: Vec<(String, String, String, String, i64)> =
+            sqlx::query_as("SELECT jkt, name, audience, jwk, created_at FROM gateways")
+                .fetch_all(&mut *conn)
+                .await?;
+        for (jkt, name, audience, jwk, created_at) in gateways {
+            view.gateways.insert(
+                jkt.clone(),
+                GatewayRecord {
+                    jkt,
+                    name,
+                    audience,
+                    jwk,
+                    created_at,
+                },
+            );
+        }
+        let tools: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT server, name, labels FROM tools")
+                .fetch_all(&mut *conn)
+                .await?;
+        for (server, name, labels) in tools {
+            view.insert_tool(ToolRecord {
+                server,
+                name,
+                labels: parse_list(&labels)?,
+            });
+        }
+        let revoked: Vec<Subject> = sqlx::query_as("SELECT kind, subject FROM revocations")
+            .fetch_all(&mut *conn)
+            .await?;
+        view.revoked.extend(revoked);
+        let parents: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, parent FROM mandates WHERE parent IS NOT NULL")
+                .fetch_all(&mut *conn)
+                .await?;
+        view.parents.extend(parents);
+        Ok(view)
+    }
+
+    fn insert_agent(&mut self, agent: AgentRecord) {
+        self.agent_names
+            .insert(agent.name.clone(), agent.jkt.clone());
+        self.agents.insert(agent.jkt.clone(), agent);
+    }
+
+    fn insert_tool(&mut self, tool: ToolRecord) {
+        self.tools
+            .insert((tool.server.clone(), tool.name.clone()), tool);
+    }
+
+    /// Applies a committed change. `time` is its event's time.
+    pub(crate) fn apply(&mut self, write: &Write, time: i64) {
+        match write {
+            Write::Nothing => {}
+            Write::AgentSeen { jkt } => {
+                if let Some(agent) = self.agents.get_mut(jkt) {
+                    agent.last_seen = Some(time);
+                }
+            }
+            Write::InsertHuman(human) => {
+                self.humans.insert(human.id.clone(), human.clone());
+            }
+            Write::SetHumanStatus { id, status } => {
+                if let Some(human) = self.humans.get_mut(id) {
+                    human.status.clone_from(status);
+                }
+            }
+            Write::AddHumanKey(key) => {
+                self.human_keys
+                    .insert(key.jkt.clone(), key.human_id.clone());
+            }
+            Write::InsertAgent(agent) => self.insert_agent(agent.clone()),
+            Write::SetAgentStatus {
+                jkt,
+                status,
+                reason,
+            } => {
+                if let Some(agent) = self.agents.get_mut(jkt) {
+                    agent.status.clone_from(status);
+                    agent.status_reason.clone_from(reason);
+                }
+            }
+            Write::SetAgentOwner { jkt, owner } => {
+                if let Some(agent) = self.agents.get_mut(jkt) {
+                    agent.owner.clone_from(owner);
+                }
+            }
+            Write::SetAgentExpiry { jkt, expires_at } => {
+                if let Some(agent) = self.agents.get_mut(jkt) {
+                    agent.expires_at = *expires_at;
+                }
+            }
+            Write::UpsertProvider(provider, tools) => {
+                self.tools.retain(|(server, _), _| *server != provider.name);
+                for tool in tools {
+                    self.insert_tool(ToolRecord {
+                        server: provider.name.clone(),
+                        name: tool.name.clone(),
+                        labels: tool.labels.clone(),
+                    });
+                }
+            }
+            Write::InsertGateway(gateway) => {
+                self.gateways.insert(gateway.jkt.clone(), gateway.clone());
+            }
+            Write::InsertMandate(mandate) => {
+                if let Some(parent) = &mandate.parent {
+                    self.parents.insert(mandate.id.clone(), parent.clone());
+                }
+            }
+            Write::Revoke(revocations) => {
+                for revocation in revocations {
+                    self.revoked
+                        .insert((revocation.kind.clone(), revocation.subject.clone()));
+                }
+            }
+        }
+    }
+
+    pub(crate) fn human(&self, id: &str) -> Option<&HumanRecord> {
+        self.humans.get(id)
+    }
+
+    pub(crate) fn humans(&self) -> impl Iterator<Item = &HumanRecord> {
+        self.humans.values()
+    }
+
+    pub(crate) fn human_by_key(&self, jkt: &str) -> Option<&HumanRecord> {
+        self.human_keys.get(jkt).and_then(|id| self.humans.get(id))
+    }
+
+    pub(crate) fn agent(&self, jkt: &str) -> Option<&AgentRecord> {
+        self.agents.get(jkt)
+    }
+
+    pub(crate) fn agent_by_name(&self, name: &str) -> Option<&AgentRecord> {
+        self.agent_names
+            .get(name)
+            .and_then(|jkt| self.agents.get(jkt))
+    }
+
+    pub(crate) fn agents(&self) -> impl Iterator<Item = &AgentRecord> {
+        self.agents.values()
+    }
+
+    pub(crate) fn tool(&self, server: &str, name: &str) -> Option<&ToolRecord> {
+        self.tools.get(&(server.to_owned(), name.to_owned()))
+    }
+
+    pub(crate) fn gateway(&self, jkt: &str) -> Option<&GatewayRecord> {
+        self.gateways.get(jkt)
+    }
+
+    pub(crate) fn gateways(&self) -> impl Iterator<Item = &GatewayRecord> {
+        self.gateways.values()
+    }
+
+    pub(crate) fn audience_known(&self, audience: &str) -> bool {
+        self.gateways
+            .values()
+            .any(|gateway| gateway.audience == audience)
+    }
+
+    pub(crate) fn is_revoked(&self, kind: &str, subject: &str) -> bool {
+        self.revoked
+            .contains(&(kind.to_owned(), subject.to_owned()))
+    }
+
+    pub(crate) fn parent(&self, mandate: &str) -> Option<&str> {
+        self.parents.get(mandate).map(String::as_str)
+    }
+}
