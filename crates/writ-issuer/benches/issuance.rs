@@ -222,6 +222,59 @@ async fn paced(bench: &Bench, rate: u64, seconds: u64) -> (f64, Duration, Durati
     )
 }
 
+/// The floor, measured in the same run: durable appends of a small leaf straight to the
+/// store, with `concurrency` appends in flight. No HTTP, no crypto, no policy.
+async fn baseline_appends(
+    bench: &Bench,
+    concurrency: usize,
+    total: usize,
+) -> (f64, Duration, Duration) {
+    let store = bench.issuer.store().clone();
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|client| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(total / concurrency);
+                for n in 0..total / concurrency {
+                    let event = writ_store::Event {
+                        kind: "bench".into(),
+                        data: format!("{{\"client\":{client},\"n\":{n}}}").into_bytes(),
+                        keys: Vec::new(),
+                        time: 0,
+                    };
+                    let sent = Instant::now();
+                    store
+                        .append(event, writ_store::Write::Nothing)
+                        .await
+                        .unwrap();
+                    latencies.push(sent.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(total);
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = start.elapsed();
+    latencies.sort_unstable();
+    (
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+    )
+}
+
+fn row(name: &str, (rate, p50, p99): (f64, Duration, Duration)) {
+    println!(
+        "| {name} | {rate:.0} | {:.2} ms | {:.2} ms |",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -233,21 +286,22 @@ fn main() {
         closed_loop(&bench, 16, 500).await;
         println!("| run | writs/s | p50 | p99 |");
         println!("|---|---|---|---|");
+        row(
+            "baseline: bare durable append, concurrency 1 (500)",
+            baseline_appends(&bench, 1, 500).await,
+        );
+        row(
+            "baseline: bare durable append, concurrency 64 (4000)",
+            baseline_appends(&bench, 64, 4000).await,
+        );
         for concurrency in [1, 16, 64] {
             let total = if concurrency == 1 { 500 } else { 4000 };
-            let (rate, p50, p99) = closed_loop(&bench, concurrency, total).await;
-            println!(
-                "| concurrency {concurrency} ({total} writs) | {rate:.0} | {:.2} ms | {:.2} ms |",
-                p50.as_secs_f64() * 1e3,
-                p99.as_secs_f64() * 1e3
+            row(
+                &format!("concurrency {concurrency} ({total} writs)"),
+                closed_loop(&bench, concurrency, total).await,
             );
         }
-        let (rate, p50, p99) = paced(&bench, 1000, 3).await;
-        println!(
-            "| paced 1000/s for 3 s | {rate:.0} | {:.2} ms | {:.2} ms |",
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3
-        );
+        row("paced 1000/s for 3 s", paced(&bench, 1000, 3).await);
         println!(
             "audit log size after the run: {}",
             bench.issuer.store().tree_head().size
