@@ -93,7 +93,7 @@ pub(crate) fn spawn_checkpointer(issuer: &Arc<Issuer>) {
 pub(crate) async fn sign_checkpoint(issuer: &Issuer) -> Result<u64, StoreError> {
     let head = issuer.store.tree_head();
     let checkpoint = Checkpoint {
-        origin: issuer.identity.log_origin.clone(),
+        origin: issuer.note_signer.verifier().name().to_owned(),
         size: head.size,
         root: head.root,
         extensions: Vec::new(),

@@ -23,6 +23,7 @@
 //! | `POST /v1/providers` | admins | register a tool provider and its tools |
 //! | `POST /v1/gateways` | admins | register a gateway and the resource it serves |
 //! | `POST /v1/mandates` | humans | grant a mandate to an agent |
+//! | `POST /v1/keys/rotate` | admins | rotate the issuer's signing key, keeping the old one published until its tokens expire |
 //! | `POST /v1/revocations` | humans, admins | revoke an agent, mandate (and subtree), human, writ or key |
 //! | `GET /v1/revocations?after=N&wait=S` | gateways, admins | the revocation feed, long-polled |
 //! | `GET /v1/audit/checkpoint` | anyone registered | the newest signed checkpoint |
@@ -33,13 +34,14 @@ mod audit;
 mod auth;
 mod error;
 mod inventory;
+mod keys;
 mod mandates;
 mod revocation;
 mod token;
 mod verify;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -48,12 +50,15 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use writ_jose::{Algorithm, KeySet, SigningKey};
+
+use keys::{KeyRing, kid_for};
 use writ_log::NoteSigner;
 use writ_policy::Engine;
 use writ_store::{Store, StoreOptions};
 use writ_token::{Audience, MemoryReplayCache, UnixTime};
 
 pub use error::ApiError;
+pub use keys::PreviousKey;
 pub use verify::{AuditError, AuditReport, verify_data_dir, verify_store};
 
 /// The largest request body accepted, in bytes.
@@ -91,6 +96,9 @@ pub struct Identity {
     pub active_kid: String,
     /// The audit log's checkpoint origin and note key name.
     pub log_origin: String,
+    /// Keys rotated out but still published until their tokens have expired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_keys: Vec<PreviousKey>,
 }
 
 /// Tunables, with conservative defaults.
@@ -141,12 +149,16 @@ impl Default for Settings {
 /// The running issuer's state, shared by every request.
 pub struct Issuer {
     id: Audience,
+    /// The issuer URL without a trailing slash, the base of every route.
+    base_url: String,
     token_endpoint: String,
-    identity: Identity,
+    data_dir: PathBuf,
+    identity: RwLock<Identity>,
+    keys: RwLock<Arc<KeyRing>>,
+    /// Held while a key rotation is in progress.
+    rotation: tokio::sync::Mutex<()>,
     settings: Settings,
     store: Store,
-    signing_key: SigningKey,
-    keys: KeySet,
     note_signer: NoteSigner,
     policy: Engine,
     replay: MemoryReplayCache,
@@ -157,8 +169,8 @@ pub struct Issuer {
 impl std::fmt::Debug for Issuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Issuer")
-            .field("issuer", &self.identity.issuer)
-            .field("active_kid", &self.identity.active_kid)
+            .field("issuer", &self.base_url)
+            .field("active_kid", &self.key_ring().kid)
             .finish_non_exhaustive()
     }
 }
@@ -202,7 +214,7 @@ pub enum SetupError {
     Invalid(String),
 }
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> SetupError + '_ {
+pub(crate) fn io(path: &Path) -> impl Fn(std::io::Error) -> SetupError + '_ {
     move |source| SetupError::Io {
         path: path.to_owned(),
         source,
@@ -220,21 +232,6 @@ pub struct Initialized {
     pub admin: String,
     /// The audit log's verifier key, for witnesses and `writ audit verify`.
     pub log_verifier_key: String,
-}
-
-fn kid_for(key: &SigningKey) -> String {
-    format!(
-        "iss-{}",
-        key.public_key()
-            .thumbprint()
-            .as_str()
-            .get(..12)
-            .unwrap_or_default()
-    )
-}
-
-fn issuer_key_path(data_dir: &Path, kid: &str) -> PathBuf {
-    data_dir.join("keys").join(format!("{kid}.key"))
 }
 
 fn log_key_path(data_dir: &Path) -> PathBuf {
@@ -269,7 +266,7 @@ pub async fn init(
     }
     let signing_key = SigningKey::generate(Algorithm::EdDSA)?;
     let kid = kid_for(&signing_key);
-    writ_keystore::create(&issuer_key_path(data_dir, &kid), &signing_key)?;
+    writ_keystore::create(&keys::key_path(data_dir, &kid), &signing_key)?;
     let log_key = SigningKey::generate(Algorithm::EdDSA)?;
     writ_keystore::create(&log_key_path(data_dir), &log_key)?;
     let host = issuer_url
@@ -282,12 +279,11 @@ pub async fn init(
         issuer: issuer.as_str().trim_end_matches('/').to_owned(),
         active_kid: kid,
         log_origin: format!("{host}/audit"),
+        previous_keys: Vec::new(),
     };
     let note_signer = NoteSigner::new(&identity.log_origin, log_key)
         .map_err(|e| SetupError::Invalid(format!("log origin: {e}")))?;
-    let config =
-        serde_json::to_vec_pretty(&identity).map_err(|e| SetupError::Invalid(e.to_string()))?;
-    std::fs::write(&config_path, config).map_err(io(&config_path))?;
+    keys::write_identity(data_dir, &identity)?;
 
     let admin_signing = SigningKey::generate(Algorithm::EdDSA)?;
     writ_keystore::create(admin_key, &admin_signing)?;
@@ -331,10 +327,7 @@ impl Issuer {
                 writ_token::MAX_WRIT_LIFETIME
             )));
         }
-        let signing_key = writ_keystore::load(&issuer_key_path(data_dir, &identity.active_kid))?;
-        let mut keys = KeySet::new();
-        keys.insert(&identity.active_kid, signing_key.public_key().clone())
-            .map_err(|e| SetupError::Invalid(e.to_string()))?;
+        let ring = KeyRing::load(data_dir, &identity, clock.now().as_secs())?;
         let note_signer = NoteSigner::new(
             &identity.log_origin,
             writ_keystore::load(&log_key_path(data_dir))?,
@@ -343,13 +336,15 @@ impl Issuer {
         let policy = load_policy(settings.policy_dir.as_deref())?;
         let store = Store::open_with(data_dir, settings.store).await?;
         let issuer = Arc::new(Issuer {
+            base_url: identity.issuer.trim_end_matches('/').to_owned(),
             token_endpoint: format!("{}/token", identity.issuer),
             id,
-            identity,
+            data_dir: data_dir.to_owned(),
+            identity: RwLock::new(identity),
+            keys: RwLock::new(Arc::new(ring)),
+            rotation: tokio::sync::Mutex::new(()),
             settings,
             store,
-            signing_key,
-            keys,
             note_signer,
             policy,
             replay: MemoryReplayCache::new(1 << 20),
@@ -365,9 +360,31 @@ impl Issuer {
         &self.id
     }
 
-    /// The issuer's public keys.
-    pub fn key_set(&self) -> &KeySet {
-        &self.keys
+    /// The issuer's public keys that verify tokens now.
+    pub fn key_set(&self) -> KeySet {
+        self.key_ring().verifiers.clone()
+    }
+
+    /// What `issuer.json` says now.
+    pub fn identity(&self) -> Identity {
+        self.identity
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The keys in force.
+    pub(crate) fn key_ring(&self) -> Arc<KeyRing> {
+        Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Switches to a rotated key ring, once its rotation is durable.
+    fn install(&self, identity: Identity, ring: KeyRing) {
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(ring);
+        *self
+            .identity
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = identity;
     }
 
     /// The store.
@@ -395,7 +412,7 @@ impl Issuer {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.identity.issuer)
+        format!("{}{path}", self.base_url)
     }
 }
 
@@ -428,7 +445,7 @@ pub fn load_policy(dir: Option<&Path>) -> Result<Engine, SetupError> {
 pub fn router(issuer: Arc<Issuer>) -> Router {
     Router::new()
         .route("/healthz", get(audit::healthz))
-        .route("/.well-known/jwks.json", get(token::jwks))
+        .route("/.well-known/jwks.json", get(keys::jwks))
         .route(
             "/.well-known/oauth-authorization-server",
             get(token::metadata),
@@ -442,6 +459,7 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
         .route("/v1/providers", post(inventory::register_provider))
         .route("/v1/gateways", post(inventory::register_gateway))
         .route("/v1/mandates", post(mandates::grant))
+        .route("/v1/keys/rotate", post(keys::rotate))
         .route(
             "/v1/revocations",
             post(revocation::revoke).get(revocation::feed),

@@ -291,15 +291,15 @@ async fn grant_checked(
     )
     .await
     ?;
-    let mandate = writ_token::sign(&claims, &issuer.signing_key, &issuer.identity.active_kid)
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "signing_failed",
-                e.to_string(),
-            )
-        })?;
+    let keys = issuer.key_ring();
+    let mandate = writ_token::sign(&claims, &keys.signer, &keys.kid).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "signing_failed",
+            e.to_string(),
+        )
+    })?;
     Ok(Granted {
         mandate,
         id: id.to_string(),

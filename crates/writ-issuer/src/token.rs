@@ -49,23 +49,10 @@ pub const MANDATE_TOKEN_TYPE: &str = "urn:writ:params:oauth:token-type:mandate";
 /// The token type of the writ returned.
 pub const WRIT_TOKEN_TYPE: &str = "urn:writ:params:oauth:token-type:writ";
 
-pub(crate) async fn jwks(State(issuer): State<Arc<Issuer>>) -> Response {
-    let mut response = (
-        [(header::CONTENT_TYPE, "application/jwk-set+json")],
-        issuer.keys.to_jwks_json(),
-    )
-        .into_response();
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("max-age=60"),
-    );
-    response
-}
-
 pub(crate) async fn metadata(State(issuer): State<Arc<Issuer>>) -> Json<Value> {
     // RFC 8414 §2, with RFC 9449 §5.1 and RFC 9396 §10.
     Json(json!({
-        "issuer": issuer.identity.issuer,
+        "issuer": issuer.base_url,
         "token_endpoint": issuer.token_endpoint,
         "jwks_uri": issuer.url("/.well-known/jwks.json"),
         "grant_types_supported": [TOKEN_EXCHANGE],
@@ -328,15 +315,15 @@ async fn exchange_checked(
         )
     })?;
     writ.log_index = appended.index;
-    let token =
-        writ_token::sign(&writ, &issuer.signing_key, &issuer.identity.active_kid).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "signing_failed",
-                e.to_string(),
-            )
-        })?;
+    let keys = issuer.key_ring();
+    let token = writ_token::sign(&writ, &keys.signer, &keys.kid).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "signing_failed",
+            e.to_string(),
+        )
+    })?;
     Ok(TokenResponse {
         access_token: token,
         issued_token_type: WRIT_TOKEN_TYPE,
@@ -357,9 +344,21 @@ fn verify_mandate(
         now,
         skew: issuer.settings.skew,
     };
-    UnverifiedMandate::parse(token)
-        .and_then(|mandate| mandate.verify(&issuer.keys, &expect))
-        .map_err(mandate_error)
+    let keys = issuer.key_ring();
+    let mandate = UnverifiedMandate::parse(token)
+        .and_then(|mandate| mandate.verify(&keys.verifiers, &expect))
+        .map_err(mandate_error)?;
+    // A rotated-out key verifies only until its overlap ends.
+    if !keys.trusts(mandate.kid(), now.as_secs()) {
+        return Err(ApiError::invalid_grant(
+            "key_retired",
+            format!(
+                "the issuer key `{}` that signed the mandate is retired",
+                mandate.kid()
+            ),
+        ));
+    }
+    Ok(mandate)
 }
 
 /// The mandate, its ancestors, its human, its agent and the key that signed it must all be

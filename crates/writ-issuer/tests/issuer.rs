@@ -911,3 +911,103 @@ async fn every_leaf_is_canonical_json_including_those_init_writes() {
         );
     }
 }
+
+/// The `kid` in a compact JWS header.
+fn kid_of(token: &str) -> String {
+    writ_jose::UnverifiedJws::parse(token, 8192)
+        .unwrap()
+        .header()
+        .kid()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_rotated_key_stays_published_until_its_tokens_expire_and_can_be_revoked() {
+    let world = World::new().await;
+    let old_kid = world.key_set().await.iter().next().unwrap().0.to_owned();
+    let before = world.grant("/data/*", json!(["internal"])).await["mandate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(kid_of(&before), old_kid);
+
+    let (status, body) = world
+        .call(&world.alice, Method::POST, "/v1/keys/rotate", Value::Null)
+        .await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::FORBIDDEN, "admin_required")
+    );
+    let (status, rotated) = world
+        .call(&world.admin, Method::POST, "/v1/keys/rotate", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    let new_kid = rotated["kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+    let retire_at = START + 3600 + 5;
+    assert_eq!(
+        rotated["previous"],
+        json!([{"kid": old_kid, "retire_at": retire_at}])
+    );
+    let leaf = world
+        .issuer
+        .store()
+        .leaf(rotated["log_index"].as_u64().unwrap())
+        .await;
+    assert_eq!(leaf.unwrap().unwrap().kind, "key_rotated");
+
+    // Both keys are published; the old mandate still works and the writ it earns is signed
+    // by the new key; new mandates are signed by the new key.
+    let published: Vec<String> = world
+        .key_set()
+        .await
+        .iter()
+        .map(|(kid, _)| kid.to_owned())
+        .collect();
+    assert!(
+        published.contains(&old_kid) && published.contains(&new_kid),
+        "{published:?}"
+    );
+    let (status, body) = world.exchange(&before, "/data/q3.csv").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(kid_of(body["access_token"].as_str().unwrap()), new_kid);
+    let after = world.grant("/data/*", json!(["internal"])).await["mandate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(kid_of(&after), new_kid);
+
+    // The rotation survives a restart.
+    drop(world.issuer);
+    let issuer = open(&world.dir, &world.clock, Settings::default()).await;
+    let world = World { issuer, ..world };
+    assert_eq!(world.key_set().await.len(), 2);
+    assert_eq!(world.issuer.identity().active_kid, new_kid);
+
+    // Revoking the old key stops the mandates it signed, and only those.
+    let (status, body) = world
+        .call(
+            &world.admin,
+            Method::POST,
+            "/v1/revocations",
+            json!({"kind": "key", "subject": old_kid, "reason": "rotated out early"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = world.exchange(&before, "/data/q3.csv").await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::BAD_REQUEST, "key_revoked")
+    );
+    let (status, body) = world.exchange(&after, "/data/q3.csv").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Once the overlap ends, the old key leaves the JWKS.
+    world.clock.0.store(retire_at - START, Ordering::SeqCst);
+    let published = world.key_set().await;
+    assert_eq!(
+        published.iter().map(|(kid, _)| kid).collect::<Vec<_>>(),
+        vec![new_kid.as_str()]
+    );
+}

@@ -289,6 +289,11 @@ impl KeySet {
         self.keys.get(kid)
     }
 
+    /// The keys with their `kid`s, in `kid` order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &PublicKey)> {
+        self.keys.iter().map(|(kid, key)| (kid.as_str(), key))
+    }
+
     /// The number of keys.
     pub fn len(&self) -> usize {
         self.keys.len()
