@@ -2,7 +2,11 @@
 //! method and URL, made with a registered key. The key says who is calling. There is no
 //! bearer secret to steal, and each proof is single use.
 
-use axum::http::{HeaderMap, Method};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::response::Response;
 use writ_store::{AgentRecord, GatewayRecord, HumanRecord};
 use writ_token::{MAX_PROOF_LEN, ProofCheck, VerifiedProof, verify_proof};
 
@@ -93,9 +97,23 @@ pub(crate) fn proof(
         max_age: issuer.settings.proof_max_age,
         max_skew: issuer.settings.skew,
         access_token,
-        nonce: None,
+        nonce: issuer.settings.require_dpop_nonce.then_some(&issuer.nonces),
     };
     Ok(verify_proof(dpop_header(headers)?, &check, &issuer.replay)?)
+}
+
+/// With nonces required, every response carries the current one (RFC 9449 §8.2, §9), so
+/// a client refused with `use_dpop_nonce` can retry at once and others stay current.
+pub(crate) async fn offer_nonce(
+    State(issuer): State<Arc<Issuer>>,
+    mut response: Response,
+) -> Response {
+    if issuer.settings.require_dpop_nonce
+        && let Ok(nonce) = HeaderValue::from_str(&issuer.nonces.current(issuer.now()))
+    {
+        response.headers_mut().insert("dpop-nonce", nonce);
+    }
+    response
 }
 
 /// Authenticates a `/v1` request.
@@ -108,6 +126,13 @@ pub(crate) async fn authenticate(
     let proof = proof(issuer, method, path, headers, None)?;
     let jkt = proof.jkt().as_str();
     if let Some(human) = issuer.store.human_by_key(jkt) {
+        // A revoked human keeps no access, whatever their recorded status.
+        if issuer.store.is_revoked("human", &human.id) {
+            return Err(ApiError::denied(
+                "human_revoked",
+                format!("human `{}` was revoked", human.id),
+            ));
+        }
         if human.status != "active" {
             return Err(ApiError::denied(
                 "human_inactive",
@@ -120,6 +145,12 @@ pub(crate) async fn authenticate(
         return Ok(Caller::Gateway(gateway));
     }
     if let Some(agent) = issuer.store.agent(jkt) {
+        if issuer.store.is_revoked("agent", jkt) {
+            return Err(ApiError::denied(
+                "agent_revoked",
+                format!("agent `{}` was revoked", agent.name),
+            ));
+        }
         return Ok(Caller::Agent(agent));
     }
     Err(ApiError::new(

@@ -81,6 +81,15 @@ impl ApiError {
         )
     }
 
+    /// The same refusal as a token endpoint gives it: RFC 9449 §5 and §8 answer a bad
+    /// proof there with 400 (`invalid_dpop_proof`, `use_dpop_nonce`), not a 401 challenge.
+    pub fn at_token_endpoint(mut self) -> Self {
+        if self.status == StatusCode::UNAUTHORIZED {
+            self.status = StatusCode::BAD_REQUEST;
+        }
+        self
+    }
+
     /// The same refusal with another sentence.
     pub fn with_message(mut self, message: impl Into<String>) -> Self {
         self.message = message.into();

@@ -40,6 +40,30 @@ fn public_key(jwk: &Jwk) -> Result<(String, String), ApiError> {
     Ok((key.thumbprint().to_string(), json))
 }
 
+/// A key for a new registration: valid, and not yet registered in any role. A key names
+/// exactly one caller, so it cannot be a human's and an agent's at once.
+fn fresh_key(store: &Store, jwk: &Jwk) -> Result<(String, String), ApiError> {
+    let (jkt, json) = public_key(jwk)?;
+    let role = if store.human_by_key(&jkt).is_some() {
+        Some("a human's key")
+    } else if store.agent(&jkt).is_some() {
+        Some("an agent")
+    } else if store.gateway(&jkt).is_some() {
+        Some("a gateway")
+    } else {
+        None
+    };
+    match role {
+        Some(role) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_request",
+            "key_in_use",
+            format!("key {jkt} is already registered as {role}"),
+        )),
+        None => Ok((jkt, json)),
+    }
+}
+
 /// Registers the first administrator in a new data directory.
 pub(crate) async fn register_first_admin(
     store: &Store,
@@ -126,7 +150,11 @@ pub(crate) async fn register_human(
             "display_name must be 1 to 128 characters",
         ));
     }
-    let key = new.jwk.as_ref().map(public_key).transpose()?;
+    let key = new
+        .jwk
+        .as_ref()
+        .map(|jwk| fresh_key(&issuer.store, jwk))
+        .transpose()?;
     let time = seconds(issuer.now());
     let id = new.id.to_string();
     let role = if new.admin { "admin" } else { "member" };
@@ -251,7 +279,7 @@ pub(crate) async fn register_agent(
             "lifetime_days must be 1 to 3650",
         ));
     }
-    let (jkt, jwk) = public_key(&new.jwk)?;
+    let (jkt, jwk) = fresh_key(&issuer.store, &new.jwk)?;
     let now = issuer.now();
     let expires_at = seconds(now.plus(days * 86_400));
     let name = new.name.to_string();
@@ -423,7 +451,7 @@ pub(crate) async fn register_gateway(
     let caller = authenticate(&issuer, &method, "/v1/gateways", &headers).await?;
     let admin = caller.admin()?;
     let new: NewGateway = parse_json(&body)?;
-    let (jkt, jwk) = public_key(&new.jwk)?;
+    let (jkt, jwk) = fresh_key(&issuer.store, &new.jwk)?;
     let name = new.name.to_string();
     let appended = record(
         &issuer,

@@ -55,7 +55,7 @@ use keys::{KeyRing, kid_for};
 use writ_log::NoteSigner;
 use writ_policy::Engine;
 use writ_store::{Store, StoreOptions};
-use writ_token::{Audience, MemoryReplayCache, UnixTime};
+use writ_token::{Audience, MemoryReplayCache, NonceKey, UnixTime};
 
 pub use error::ApiError;
 pub use keys::PreviousKey;
@@ -120,6 +120,13 @@ pub struct Settings {
     pub skew: u64,
     /// How old a DPoP proof may be, in seconds.
     pub proof_max_age: u64,
+    /// Require a server-provided nonce in every DPoP proof (RFC 9449 §8, §9). Each
+    /// response carries the current nonce in `DPoP-Nonce`; a proof without a recent one is
+    /// refused with `use_dpop_nonce` and the nonce to retry with.
+    pub require_dpop_nonce: bool,
+    /// How long one nonce window lasts, in seconds; a nonce is good for its window and
+    /// the next.
+    pub dpop_nonce_window: u64,
     /// How often a checkpoint is signed when the log has grown.
     pub checkpoint_interval: Duration,
     /// The policy directory; Writ's default policies when `None`.
@@ -139,6 +146,8 @@ impl Default for Settings {
             store_task_text: true,
             skew: 5,
             proof_max_age: 60,
+            require_dpop_nonce: false,
+            dpop_nonce_window: 60,
             checkpoint_interval: Duration::from_secs(1),
             policy_dir: None,
             store: StoreOptions::default(),
@@ -162,6 +171,7 @@ pub struct Issuer {
     note_signer: NoteSigner,
     policy: Engine,
     replay: MemoryReplayCache,
+    nonces: NonceKey,
     clock: Arc<dyn Clock>,
     revoked: Notify,
 }
@@ -335,6 +345,10 @@ impl Issuer {
         .map_err(|e| SetupError::Invalid(format!("log origin: {e}")))?;
         let policy = load_policy(settings.policy_dir.as_deref())?;
         let store = Store::open_with(data_dir, settings.store).await?;
+        let mut nonce_secret = [0; 32];
+        aws_lc_rs::rand::fill(&mut nonce_secret)
+            .map_err(|_| SetupError::Invalid("the random generator failed".into()))?;
+        let nonces = NonceKey::new(&nonce_secret, settings.dpop_nonce_window);
         let issuer = Arc::new(Issuer {
             base_url: identity.issuer.trim_end_matches('/').to_owned(),
             token_endpoint: format!("{}/token", identity.issuer),
@@ -348,6 +362,7 @@ impl Issuer {
             note_signer,
             policy,
             replay: MemoryReplayCache::new(1 << 20),
+            nonces,
             clock,
             revoked: Notify::new(),
         });
@@ -468,6 +483,10 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
         .route("/v1/audit/leaves/{index}", get(audit::leaf))
         .route("/v1/audit/consistency", get(audit::consistency))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response_with_state(
+            Arc::clone(&issuer),
+            auth::offer_nonce,
+        ))
         .with_state(issuer)
 }
 

@@ -73,8 +73,18 @@ pub(crate) fn tool_of(detail: &AuthorizationDetail) -> (&str, &str) {
     }
 }
 
-/// Whether an agent is usable now: active and within its lifetime.
-pub(crate) fn agent_usable(agent: &AgentRecord, now: u64) -> Result<(), ApiError> {
+/// Whether an agent is usable now: not revoked, active and within its lifetime.
+pub(crate) fn agent_usable(
+    store: &writ_store::Store,
+    agent: &AgentRecord,
+    now: u64,
+) -> Result<(), ApiError> {
+    if store.is_revoked("agent", &agent.jkt) {
+        return Err(ApiError::denied(
+            "agent_revoked",
+            format!("agent `{}` was revoked", agent.name),
+        ));
+    }
     if agent.status != "active" {
         return Err(ApiError::denied(
             "agent_inactive",
@@ -155,7 +165,7 @@ async fn grant_checked(
             format!("no agent named `{}`", request.agent),
         )
     })?;
-    agent_usable(&agent, now.as_secs())?;
+    agent_usable(&issuer.store, &agent, now.as_secs())?;
     let ttl = request
         .ttl_seconds
         .unwrap_or(issuer.settings.mandate_lifetime);

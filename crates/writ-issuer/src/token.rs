@@ -196,7 +196,8 @@ async fn exchange_checked(
     let detail = SingleDetail::try_from(details).map_err(|e| invalid_details(e.to_string()))?;
 
     // RFC 9449 §4.3 at the token endpoint.
-    let proof = proof(issuer, method, "/token", headers, None)?;
+    let proof =
+        proof(issuer, method, "/token", headers, None).map_err(ApiError::at_token_endpoint)?;
     context["caller"] = json!(proof.jkt());
     let mandate = verify_mandate(issuer, required(&form, "subject_token")?, now)?;
     let claims = mandate.claims();
@@ -209,7 +210,7 @@ async fn exchange_checked(
     let agent = issuer.store.agent(claims.cnf.jkt.as_str()).ok_or_else(|| {
         ApiError::denied("unknown_agent", "the mandate's agent is not registered")
     })?;
-    agent_usable(&agent, now.as_secs())?;
+    agent_usable(&issuer.store, &agent, now.as_secs())?;
     let human = issuer.store.human(claims.sub.as_str()).ok_or_else(|| {
         ApiError::denied(
             "unknown_human",

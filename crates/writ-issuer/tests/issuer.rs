@@ -1011,3 +1011,185 @@ async fn a_rotated_key_stays_published_until_its_tokens_expire_and_can_be_revoke
         vec![new_kid.as_str()]
     );
 }
+
+#[tokio::test]
+async fn revoked_callers_lose_access_and_a_key_names_one_caller() {
+    let world = World::new().await;
+    let jwk = |key: &SigningKey| serde_json::to_value(key.public_key().to_jwk()).unwrap();
+    // The gateway's key cannot also be an agent's or a human's.
+    let (status, body) = world
+        .call(
+            &world.alice,
+            Method::POST,
+            "/v1/agents",
+            json!({"name": "copycat", "jwk": jwk(&world.gateway), "tools": []}),
+        )
+        .await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::CONFLICT, "key_in_use")
+    );
+    let (status, body) = world
+        .call(
+            &world.admin,
+            Method::POST,
+            "/v1/humans",
+            json!({"id": "mallory", "jwk": jwk(&world.agent)}),
+        )
+        .await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::CONFLICT, "key_in_use")
+    );
+    assert!(
+        world.issuer.store().human("mallory").is_none(),
+        "a refused registration changes nothing"
+    );
+
+    // A revoked agent gets no new mandate.
+    let agent = world.agent.public_key().thumbprint().to_string();
+    let (status, body) = world
+        .call(
+            &world.alice,
+            Method::POST,
+            "/v1/revocations",
+            json!({"kind": "agent", "subject": agent, "reason": "compromised"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = world
+        .call(&world.alice, Method::POST, "/v1/mandates", json!({"agent": "report-bot", "task": "t", "grants": [{"type": "mcp_tool_call", "server": "files", "tool": "read_file"}]}))
+        .await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::FORBIDDEN, "agent_revoked")
+    );
+
+    // A revoked human cannot act at all.
+    let (status, body) = world
+        .call(
+            &world.admin,
+            Method::POST,
+            "/v1/revocations",
+            json!({"kind": "human", "subject": "alice", "reason": "left the company"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = world
+        .call(&world.alice, Method::GET, "/v1/agents", Value::Null)
+        .await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::FORBIDDEN, "human_revoked")
+    );
+}
+
+#[tokio::test]
+async fn with_nonces_required_a_proof_needs_a_recent_one() {
+    let world = World::new().await;
+    let mandate = world.grant("/data/*", json!(["internal"])).await["mandate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(world.issuer);
+    let settings = Settings {
+        require_dpop_nonce: true,
+        ..Settings::default()
+    };
+    let issuer = open(&world.dir, &world.clock, settings).await;
+    let world = World { issuer, ..world };
+    let send = |key: &SigningKey, method: Method, path: &str, nonce: Option<&str>, body: String| {
+        let jti = format!("n{}", world.jti.fetch_add(1, Ordering::SeqCst));
+        let mut claims = ProofClaims::new(
+            method.as_str(),
+            &format!("{ISSUER}{path}"),
+            world.clock.now(),
+            jti,
+        );
+        if let Some(nonce) = nonce {
+            claims = claims.with_nonce(nonce);
+        }
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("dpop", claims.sign(key).unwrap())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap();
+        let router = writ_issuer::router(Arc::clone(&world.issuer));
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let headers = response.headers().clone();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                headers,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+
+    // RFC 9449 §9: a resource-style route challenges with 401 and hands out the nonce.
+    let (status, headers, body) =
+        send(&world.alice, Method::GET, "/v1/agents", None, String::new()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        (body["error"].as_str(), reason(&body)),
+        (Some("use_dpop_nonce"), "dpop_nonce_required")
+    );
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("use_dpop_nonce")
+    );
+    let nonce = headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let (status, headers, body) = send(
+        &world.alice,
+        Method::GET,
+        "/v1/agents",
+        Some(&nonce),
+        String::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(headers.contains_key("dpop-nonce"));
+
+    // RFC 9449 §8: the token endpoint answers 400 `use_dpop_nonce`.
+    let form = World::form(&mandate, "/data/q3.csv", GATEWAY);
+    let (status, _, body) = send(&world.agent, Method::POST, "/token", None, form.clone()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("use_dpop_nonce"))
+    );
+    let (status, _, body) = send(
+        &world.agent,
+        Method::POST,
+        "/token",
+        Some(&nonce),
+        form.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = send(
+        &world.agent,
+        Method::POST,
+        "/token",
+        Some("made-up"),
+        form.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("use_dpop_nonce"))
+    );
+
+    // Two windows later the nonce is stale.
+    world.clock.0.fetch_add(120, Ordering::SeqCst);
+    let (status, _, body) = send(&world.agent, Method::POST, "/token", Some(&nonce), form).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("use_dpop_nonce"))
+    );
+}

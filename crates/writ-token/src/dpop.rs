@@ -89,8 +89,8 @@ pub struct ProofCheck<'a> {
     pub max_skew: u64,
     /// The access token presented with the proof, if any: `ath` must then match it.
     pub access_token: Option<&'a str>,
-    /// The nonce the server requires, if any.
-    pub nonce: Option<&'a str>,
+    /// When the server requires nonces: the key its nonces are checked with.
+    pub nonce: Option<&'a crate::NonceKey>,
 }
 
 /// A proof that passed every check: the key it proves possession of.
@@ -312,9 +312,12 @@ pub fn verify_proof(
     if !same_target_uri(&claims.htu, check.uri) {
         return Err(DpopError::UriMismatch(truncate(&claims.htu)));
     }
-    // Step 10: the server's nonce, when it requires one.
-    if let Some(nonce) = check.nonce
-        && claims.nonce.as_deref() != Some(nonce)
+    // Step 10: a recent nonce of the server's, when it requires one.
+    if let Some(nonces) = check.nonce
+        && !claims
+            .nonce
+            .as_deref()
+            .is_some_and(|nonce| nonces.accepts(nonce, check.now))
     {
         return Err(DpopError::NonceRequired);
     }
@@ -486,6 +489,8 @@ mod tests {
     fn each_check_refuses() {
         let key = SigningKey::generate(Algorithm::ES256).unwrap();
         let base = || ProofClaims::new("POST", URI, NOW, "j".into());
+        let nonces = crate::NonceKey::new(&[1; 32], 60);
+        let stale_nonce = nonces.current(NOW.minus(120));
         let cases: Vec<(ProofClaims, ProofCheck<'_>, &str)> = vec![
             (
                 ProofClaims {
@@ -538,7 +543,7 @@ mod tests {
             (
                 base(),
                 ProofCheck {
-                    nonce: Some("n1"),
+                    nonce: Some(&nonces),
                     ..check()
                 },
                 "dpop_nonce_required",
@@ -546,7 +551,15 @@ mod tests {
             (
                 base().with_nonce("n0"),
                 ProofCheck {
-                    nonce: Some("n1"),
+                    nonce: Some(&nonces),
+                    ..check()
+                },
+                "dpop_nonce_required",
+            ),
+            (
+                base().with_nonce(&stale_nonce),
+                ProofCheck {
+                    nonce: Some(&nonces),
                     ..check()
                 },
                 "dpop_nonce_required",
@@ -566,6 +579,13 @@ mod tests {
             assert_eq!(error.code(), code, "{claims:?}: {error}");
         }
         assert_eq!(DpopError::NonceRequired.oauth_error(), "use_dpop_nonce");
+        // The current nonce passes.
+        let fresh = base().with_nonce(&nonces.current(NOW));
+        let check = ProofCheck {
+            nonce: Some(&nonces),
+            ..check()
+        };
+        verify_proof(&proof(&key, fresh), &check, &MemoryReplayCache::new(16)).unwrap();
     }
 
     #[test]

@@ -71,6 +71,7 @@ mod claims;
 mod dpop;
 mod ids;
 mod mandate;
+mod nonce;
 mod time;
 mod token;
 mod verify;
@@ -86,6 +87,7 @@ pub use dpop::{
 };
 pub use ids::{Audience, HumanId, IdError, Issuer, MandateId, WritId};
 pub use mandate::{MAX_MANDATE_LIFETIME, MandateClaims, UnverifiedMandate, VerifiedMandate};
+pub use nonce::NonceKey;
 pub use time::UnixTime;
 pub use token::{SignError, TokenClaims, Unverified, Verified, sign};
 pub use verify::{Expectations, MAX_SKEW, MAX_TOKEN_LEN, VerifyError};
