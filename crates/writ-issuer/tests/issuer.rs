@@ -429,9 +429,10 @@ async fn every_refusal_names_its_reason_and_is_recorded() {
     };
     assert_eq!(world.send(request(&proof)).await.0, StatusCode::OK);
     let (status, body) = world.send(request(&proof)).await;
+    // RFC 9449 §5: a token endpoint refuses a bad proof with 400 `invalid_dpop_proof`.
     assert_eq!(
-        (status, reason(&body)),
-        (StatusCode::UNAUTHORIZED, "dpop_replayed")
+        (status, body["error"].as_str(), reason(&body)),
+        (StatusCode::BAD_REQUEST, Some("invalid_dpop_proof"), "dpop_replayed")
     );
 
     // A call the policy forbids: the tool's data label is not granted.
