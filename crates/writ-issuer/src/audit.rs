@@ -118,7 +118,7 @@ pub(crate) async fn healthz(State(issuer): State<Arc<Issuer>>) -> Json<Health> {
     Json(Health {
         status: "ok",
         log_size: issuer.store.tree_head().size,
-        policy_set: issuer.policy_version().to_owned(),
+        policy_set: issuer.policy_version(),
     })
 }
 

@@ -23,6 +23,8 @@
 //! | `POST /v1/providers` | admins | register a tool provider and its tools |
 //! | `POST /v1/gateways` | admins | register a gateway and the resource it serves |
 //! | `POST /v1/mandates` | humans | grant a mandate to an agent |
+//! | `GET /v1/policy` | anyone registered | the policy set in force: version, policy ids, last reload error |
+//! | `POST /v1/policy/reload` | admins | reload the policy directory now |
 //! | `POST /v1/keys/rotate` | admins | rotate the issuer's signing key, keeping the old one published until its tokens expire |
 //! | `POST /v1/revocations` | humans, admins | revoke an agent, mandate (and subtree), human, writ or key |
 //! | `GET /v1/revocations?after=N&wait=S` | gateways, admins | the revocation feed, long-polled |
@@ -36,6 +38,7 @@ mod error;
 mod inventory;
 mod keys;
 mod mandates;
+mod policy;
 mod revocation;
 mod token;
 mod verify;
@@ -53,12 +56,12 @@ use writ_jose::{Algorithm, KeySet, SigningKey};
 
 use keys::{KeyRing, kid_for};
 use writ_log::NoteSigner;
-use writ_policy::Engine;
 use writ_store::{Store, StoreOptions};
 use writ_token::{Audience, MemoryReplayCache, NonceKey, UnixTime};
 
 pub use error::ApiError;
 pub use keys::PreviousKey;
+pub use policy::{ReloadError, Reloaded, load_policy};
 pub use verify::{AuditError, AuditReport, verify_data_dir, verify_store};
 
 /// The largest request body accepted, in bytes.
@@ -131,6 +134,8 @@ pub struct Settings {
     pub checkpoint_interval: Duration,
     /// The policy directory; Writ's default policies when `None`.
     pub policy_dir: Option<PathBuf>,
+    /// How often the policy directory is checked for changes.
+    pub policy_poll_interval: Duration,
     /// The store's options.
     pub store: StoreOptions,
 }
@@ -150,6 +155,7 @@ impl Default for Settings {
             dpop_nonce_window: 60,
             checkpoint_interval: Duration::from_secs(1),
             policy_dir: None,
+            policy_poll_interval: Duration::from_secs(2),
             store: StoreOptions::default(),
         }
     }
@@ -169,7 +175,9 @@ pub struct Issuer {
     settings: Settings,
     store: Store,
     note_signer: NoteSigner,
-    policy: Engine,
+    policy: RwLock<policy::PolicyState>,
+    /// Held while a policy reload is in progress.
+    policy_reload: tokio::sync::Mutex<()>,
     replay: MemoryReplayCache,
     nonces: NonceKey,
     clock: Arc<dyn Clock>,
@@ -343,7 +351,11 @@ impl Issuer {
             writ_keystore::load(&log_key_path(data_dir))?,
         )
         .map_err(|e| SetupError::Invalid(format!("log origin: {e}")))?;
-        let policy = load_policy(settings.policy_dir.as_deref())?;
+        let policy = policy::PolicyState::new(
+            load_policy(settings.policy_dir.as_deref())?,
+            clock.now().as_secs(),
+            settings.policy_dir.as_deref(),
+        );
         let store = Store::open_with(data_dir, settings.store).await?;
         let mut nonce_secret = [0; 32];
         aws_lc_rs::rand::fill(&mut nonce_secret)
@@ -360,13 +372,15 @@ impl Issuer {
             settings,
             store,
             note_signer,
-            policy,
+            policy: RwLock::new(policy),
+            policy_reload: tokio::sync::Mutex::new(()),
             replay: MemoryReplayCache::new(1 << 20),
             nonces,
             clock,
             revoked: Notify::new(),
         });
         audit::spawn_checkpointer(&issuer);
+        policy::spawn_watcher(&issuer);
         Ok(issuer)
     }
 
@@ -417,9 +431,9 @@ impl Issuer {
         self.note_signer.verifier().to_vkey()
     }
 
-    /// The policy set's version.
-    pub fn policy_version(&self) -> &str {
-        self.policy.version()
+    /// The version of the policy set in force.
+    pub fn policy_version(&self) -> String {
+        self.engine().version().to_owned()
     }
 
     fn now(&self) -> UnixTime {
@@ -434,26 +448,6 @@ impl Issuer {
 /// A time as the store keeps it: Unix seconds in an `i64`.
 pub(crate) fn seconds(time: UnixTime) -> i64 {
     i64::try_from(time.as_secs()).unwrap_or(i64::MAX)
-}
-
-/// Reads every `*.cedar` file in `dir`, or Writ's defaults when `dir` is `None`.
-pub fn load_policy(dir: Option<&Path>) -> Result<Engine, SetupError> {
-    let Some(dir) = dir else {
-        return Ok(Engine::with_defaults()?);
-    };
-    let mut sources = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-        let path = entry.map_err(io(dir))?.path();
-        if path.extension().is_some_and(|ext| ext == "cedar") {
-            let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            sources.push(writ_policy::PolicySource { name, text });
-        }
-    }
-    Ok(Engine::load(&sources)?)
 }
 
 /// The issuer's HTTP service.
@@ -475,6 +469,8 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
         .route("/v1/gateways", post(inventory::register_gateway))
         .route("/v1/mandates", post(mandates::grant))
         .route("/v1/keys/rotate", post(keys::rotate))
+        .route("/v1/policy", get(policy::show))
+        .route("/v1/policy/reload", post(policy::reload))
         .route(
             "/v1/revocations",
             post(revocation::revoke).get(revocation::feed),

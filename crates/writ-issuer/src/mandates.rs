@@ -224,7 +224,7 @@ async fn grant_checked(
         active: true,
         tools: &agent_tools,
     };
-    let decision = issuer.policy.decide(&PolicyRequest::GrantMandate {
+    let decision = issuer.engine().decide(&PolicyRequest::GrantMandate {
         human: &policy_human(human),
         agent: &policy_agent,
         tools: &tool_refs,

@@ -424,7 +424,7 @@ fn decide(
         .collect();
     let tool_label_refs: Vec<&str> = tool_labels.iter().map(String::as_str).collect();
     let (server, tool_name) = tool_of(requested);
-    let decision = issuer.policy.decide(&PolicyRequest::Invoke {
+    let decision = issuer.engine().decide(&PolicyRequest::Invoke {
         agent: &writ_policy::Agent {
             id: &agent.jkt,
             owner: &agent.owner,

@@ -432,7 +432,11 @@ async fn every_refusal_names_its_reason_and_is_recorded() {
     // RFC 9449 §5: a token endpoint refuses a bad proof with 400 `invalid_dpop_proof`.
     assert_eq!(
         (status, body["error"].as_str(), reason(&body)),
-        (StatusCode::BAD_REQUEST, Some("invalid_dpop_proof"), "dpop_replayed")
+        (
+            StatusCode::BAD_REQUEST,
+            Some("invalid_dpop_proof"),
+            "dpop_replayed"
+        )
     );
 
     // A call the policy forbids: the tool's data label is not granted.
@@ -1193,4 +1197,105 @@ async fn with_nonces_required_a_proof_needs_a_recent_one() {
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("use_dpop_nonce"))
     );
+}
+
+#[tokio::test]
+async fn the_policy_directory_reloads_on_change_and_a_bad_set_changes_nothing() {
+    let world = World::new().await;
+    let mandate = world.grant("/data/*", json!(["internal"])).await["mandate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::write(
+        policies.path().join("default.cedar"),
+        writ_policy::DEFAULT_POLICIES,
+    )
+    .unwrap();
+    drop(world.issuer);
+    let settings = Settings {
+        policy_dir: Some(policies.path().to_owned()),
+        policy_poll_interval: std::time::Duration::from_millis(20),
+        ..Settings::default()
+    };
+    let issuer = open(&world.dir, &world.clock, settings).await;
+    let world = World { issuer, ..world };
+    let (status, shown) = world
+        .call(&world.alice, Method::GET, "/v1/policy", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    let original = shown["version"].as_str().unwrap().to_owned();
+    assert_eq!(shown["policies"].as_array().unwrap().len(), 5);
+
+    // A set that does not validate is refused whole; the old one stays in force.
+    std::fs::write(
+        policies.path().join("broken.cedar"),
+        r#"@id("broken") forbid (principal, action == Writ::Action::"Invoke", resource) when { principal.no_such_attribute };"#,
+    )
+    .unwrap();
+    let (status, body) = world
+        .call(&world.admin, Method::POST, "/v1/policy/reload", Value::Null)
+        .await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::BAD_REQUEST, "policy_invalid")
+    );
+    let (_, shown) = world
+        .call(&world.alice, Method::GET, "/v1/policy", Value::Null)
+        .await;
+    assert_eq!(shown["version"], original.as_str());
+    assert!(
+        shown["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("do not validate"),
+        "{shown}"
+    );
+    let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
+    assert_eq!(status, StatusCode::OK, "the old set still decides: {body}");
+    let (status, body) = world
+        .call(&world.alice, Method::POST, "/v1/policy/reload", Value::Null)
+        .await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::FORBIDDEN, "admin_required")
+    );
+
+    // A valid change is picked up by the watcher, audited, and decides the next request.
+    std::fs::remove_file(policies.path().join("broken.cedar")).unwrap();
+    std::fs::write(
+        policies.path().join("freeze.cedar"),
+        r#"@id("freeze-files") forbid (principal, action == Writ::Action::"Invoke", resource == Writ::Tool::"files/read_file");"#,
+    )
+    .unwrap();
+    let mut version = original.clone();
+    for _ in 0..200 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        version = world.issuer.policy_version();
+        if version != original {
+            break;
+        }
+    }
+    assert_ne!(version, original, "the watcher reloaded the directory");
+    let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::FORBIDDEN, "policy_forbid"),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("freeze-files"),
+        "{body}"
+    );
+    let loaded = world
+        .issuer
+        .store()
+        .lookup(&format!("policy:{version}"))
+        .await
+        .unwrap();
+    let leaf = world.issuer.store().leaf(loaded[0]).await.unwrap().unwrap();
+    assert_eq!(leaf.kind, "policy_loaded");
 }

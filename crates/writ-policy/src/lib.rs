@@ -39,6 +39,10 @@
 //! # Ok::<(), writ_policy::LoadError>(())
 //! ```
 
+mod cases;
+
+pub use cases::{CaseAgent, CaseHuman, CaseRequest, CaseTool, Expect, PolicyCase};
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
@@ -278,7 +282,7 @@ struct ActionSlice {
 /// A validated, sliced policy set, ready to decide.
 pub struct Engine {
     version: String,
-    count: usize,
+    ids: Vec<String>,
     slices: HashMap<&'static str, ActionSlice>,
     actions: HashMap<&'static str, EntityUid>,
 }
@@ -287,7 +291,7 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("version", &self.version)
-            .field("policies", &self.count)
+            .field("policies", &self.ids.len())
             .finish_non_exhaustive()
     }
 }
@@ -361,7 +365,7 @@ impl Engine {
         }
         Ok(Engine {
             version,
-            count: named.len(),
+            ids: named.keys().cloned().collect(),
             slices,
             actions,
         })
@@ -373,14 +377,19 @@ impl Engine {
         &self.version
     }
 
+    /// The `@id`s of the policies, sorted.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
     /// The number of policies.
     pub fn len(&self) -> usize {
-        self.count
+        self.ids.len()
     }
 
     /// Whether the set has no policies (every request is then denied).
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.ids.is_empty()
     }
 
     /// Decides a request against the slice of policies that can apply to it.

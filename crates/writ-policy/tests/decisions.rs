@@ -342,3 +342,33 @@ fn an_empty_set_denies_everything() {
         "policy_no_permit"
     );
 }
+
+#[test]
+fn the_default_policies_pass_their_shipped_cases() {
+    let engine = Engine::with_defaults().unwrap();
+    let cases = PolicyCase::parse_all(include_str!("../policies/default.tests.json")).unwrap();
+    assert!(cases.len() >= 9);
+    for case in &cases {
+        if let Err(failure) = case.run(&engine) {
+            panic!("{}: {failure}", case.name);
+        }
+    }
+}
+
+#[test]
+fn a_case_with_the_wrong_expectation_fails_and_says_why() {
+    let engine = Engine::with_defaults().unwrap();
+    let mut cases = PolicyCase::parse_all(include_str!("../policies/default.tests.json")).unwrap();
+    let case = &mut cases[0];
+    case.expect = Expect::Deny;
+    let failure = case.run(&engine).unwrap_err();
+    assert!(failure.contains("expected deny, got allow"), "{failure}");
+    let case = &mut cases[5];
+    case.policies = Some(vec!["some-other-policy".into()]);
+    let failure = case.run(&engine).unwrap_err();
+    assert!(failure.contains("invoke-needs-data-clearance"), "{failure}");
+    assert!(
+        PolicyCase::parse_all(r#"[{"name": "x", "action": "Fly", "expect": "allow"}]"#).is_err()
+    );
+    assert!(PolicyCase::parse_all(r#"[{"name": "x", "action": "Invoke", "agent": {"id": "a", "owner": "b"}, "human": {"id": "b"}, "tool": {"server": "s", "name": "t"}, "expect": "allow", "surprise": 1}]"#).is_err());
+}

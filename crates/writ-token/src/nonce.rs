@@ -53,8 +53,8 @@ impl NonceKey {
         let window = self.window_of(now);
         format!(
             "{}.{}",
-            writ_jose::base64url_encode(&window.to_be_bytes()),
-            writ_jose::base64url_encode(&self.tag(window))
+            writ_jose::base64url_encode(window.to_be_bytes()),
+            writ_jose::base64url_encode(self.tag(window))
         )
     }
 

@@ -35,6 +35,28 @@ enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Check a policy directory before deploying it.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Parse and validate every `.cedar` file in a directory against Writ's schema, as the
+    /// issuer would load it; print the set's version and policy ids.
+    Validate {
+        /// The policy directory.
+        dir: PathBuf,
+    },
+    /// Validate a directory, then run its test cases (every `*.tests.json` file in it, or
+    /// the files given) and report each one.
+    Test {
+        /// The policy directory.
+        dir: PathBuf,
+        /// Case files to run instead of the directory's `*.tests.json`.
+        #[arg(long = "cases")]
+        cases: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,9 +85,13 @@ enum IssuerCommand {
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:7400")]
         listen: String,
-        /// A directory of `.cedar` policy files; Writ's defaults when absent.
+        /// A directory of `.cedar` policy files, watched and reloaded on change (and on
+        /// `SIGHUP`); Writ's defaults when absent.
         #[arg(long)]
         policy_dir: Option<PathBuf>,
+        /// Require a server-provided nonce in every DPoP proof (RFC 9449 §8).
+        #[arg(long)]
+        require_dpop_nonce: bool,
     },
 }
 
@@ -129,6 +155,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             print_public(out, &key)
         }
         Command::Issuer(command) => runtime()?.block_on(issuer(command, out)),
+        Command::Policy(command) => policy(command, out),
         Command::Audit(AuditCommand::Verify { data }) => {
             let report = runtime()?.block_on(writ_issuer::verify_data_dir(&data))?;
             writeln!(
@@ -181,12 +208,15 @@ async fn issuer(command: IssuerCommand, out: &mut dyn Write) -> anyhow::Result<(
             data,
             listen,
             policy_dir,
+            require_dpop_nonce,
         } => {
             let settings = writ_issuer::Settings {
                 policy_dir,
+                require_dpop_nonce,
                 ..writ_issuer::Settings::default()
             };
             let issuer = writ_issuer::Issuer::open(&data, settings).await?;
+            reload_on_hangup(&issuer)?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("listening on `{listen}`"))?;
@@ -201,6 +231,88 @@ async fn issuer(command: IssuerCommand, out: &mut dyn Write) -> anyhow::Result<(
             Ok(())
         }
     }
+}
+
+/// `SIGHUP` reloads the policy directory; the outcome is logged and audited by the reload.
+#[cfg(unix)]
+fn reload_on_hangup(issuer: &std::sync::Arc<writ_issuer::Issuer>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let weak = std::sync::Arc::downgrade(issuer);
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let Some(issuer) = weak.upgrade() else { break };
+            match issuer.reload_policy("signal").await {
+                Ok(outcome) => tracing::info!(?outcome, "policy reload on SIGHUP"),
+                Err(error) => tracing::error!(%error, "policy reload on SIGHUP refused"),
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_on_hangup(_issuer: &std::sync::Arc<writ_issuer::Issuer>) -> anyhow::Result<()> {
+    Ok(())
+}
+
+fn policy(command: PolicyCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    let (dir, case_files) = match command {
+        PolicyCommand::Validate { dir } => (dir, None),
+        PolicyCommand::Test { dir, cases } => (dir, Some(cases)),
+    };
+    let engine = writ_issuer::load_policy(Some(&dir))
+        .with_context(|| format!("policy directory `{}` is refused", dir.display()))?;
+    writeln!(
+        out,
+        "policy set {}: {} policies valid against the Writ schema",
+        engine.version(),
+        engine.len()
+    )?;
+    for id in engine.ids() {
+        writeln!(out, "  {id}")?;
+    }
+    let Some(mut case_files) = case_files else {
+        return Ok(());
+    };
+    if case_files.is_empty() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading `{}`", dir.display()))?
+        {
+            let path = entry?.path();
+            if path.to_string_lossy().ends_with(".tests.json") {
+                case_files.push(path);
+            }
+        }
+        case_files.sort();
+    }
+    anyhow::ensure!(
+        !case_files.is_empty(),
+        "no test cases: put `*.tests.json` files in `{}` or pass --cases",
+        dir.display()
+    );
+    let (mut passed, mut failed) = (0, 0);
+    for file in &case_files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading `{}`", file.display()))?;
+        let cases = writ_policy::PolicyCase::parse_all(&text)
+            .with_context(|| format!("`{}` is not a list of policy cases", file.display()))?;
+        for case in cases {
+            match case.run(&engine) {
+                Ok(_) => {
+                    passed += 1;
+                    writeln!(out, "ok    {}", case.name)?;
+                }
+                Err(failure) => {
+                    failed += 1;
+                    writeln!(out, "FAIL  {}: {failure}", case.name)?;
+                }
+            }
+        }
+    }
+    writeln!(out, "{passed} passed, {failed} failed")?;
+    anyhow::ensure!(failed == 0, "{failed} policy test case(s) failed");
+    Ok(())
 }
 
 /// Runs `writ quickstart`, writing its narration to `out`, and returns every decision made.
