@@ -111,7 +111,7 @@ impl View {
             Write::Nothing => {}
             Write::AgentSeen { jkt } => {
                 if let Some(agent) = self.agents.get_mut(jkt) {
-                    agent.last_seen = Some(time);
+                    agent.last_seen = agent.last_seen.max(Some(time));
                 }
             }
             Write::InsertHuman(human) => {

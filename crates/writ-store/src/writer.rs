@@ -429,7 +429,8 @@ impl Writer {
                 .map_err(storage)?;
         }
         for (jkt, time) in pending.seen {
-            sqlx::query("UPDATE agents SET last_seen = $1 WHERE jkt = $2")
+            // Never backwards, whatever order concurrent batches commit in.
+            sqlx::query("UPDATE agents SET last_seen = $1 WHERE jkt = $2 AND (last_seen IS NULL OR last_seen < $1)")
                 .bind(time)
                 .bind(jkt)
                 .execute(&mut self.conn)
