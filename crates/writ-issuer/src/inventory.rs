@@ -327,16 +327,22 @@ pub(crate) struct AgentView {
     last_seen: Option<i64>,
 }
 
+#[derive(Serialize)]
+pub(crate) struct Agents {
+    agents: Vec<AgentView>,
+}
+
+/// `GET /v1/agents`: a human's own agents; every agent for administrators.
 pub(crate) async fn list_agents(
     State(issuer): State<Arc<Issuer>>,
     method: Method,
     headers: HeaderMap,
-) -> Result<Json<Vec<AgentView>>, ApiError> {
+) -> Result<Json<Agents>, ApiError> {
     let caller = authenticate(&issuer, &method, "/v1/agents", &headers).await?;
     let human = caller.human()?;
     let agents = issuer.store.agents();
-    Ok(Json(
-        agents
+    Ok(Json(Agents {
+        agents: agents
             .into_iter()
             .filter(|agent| caller.is_admin() || agent.owner == human.id)
             .map(|agent| AgentView {
@@ -351,7 +357,133 @@ pub(crate) async fn list_agents(
                 last_seen: agent.last_seen,
             })
             .collect(),
-    ))
+    }))
+}
+
+#[derive(Serialize)]
+pub(crate) struct HumanView {
+    id: String,
+    display_name: String,
+    role: String,
+    status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oidc_issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oidc_subject: Option<String>,
+    created_at: i64,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Humans {
+    humans: Vec<HumanView>,
+}
+
+/// `GET /v1/humans`: administrators only.
+pub(crate) async fn list_humans(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Humans>, ApiError> {
+    let caller = authenticate(&issuer, &method, "/v1/humans", &headers).await?;
+    caller.admin()?;
+    let humans = issuer
+        .store
+        .humans()
+        .into_iter()
+        .map(|human| HumanView {
+            id: human.id,
+            display_name: human.display_name,
+            role: human.role,
+            status: human.status,
+            oidc_issuer: human.oidc_issuer,
+            oidc_subject: human.oidc_subject,
+            created_at: human.created_at,
+        })
+        .collect();
+    Ok(Json(Humans { humans }))
+}
+
+#[derive(Serialize)]
+pub(crate) struct ToolView {
+    name: String,
+    labels: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ProviderView {
+    name: String,
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    tools: Vec<ToolView>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Providers {
+    providers: Vec<ProviderView>,
+}
+
+/// `GET /v1/providers`: any registered caller (agents see what they may ask for).
+pub(crate) async fn list_providers(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Providers>, ApiError> {
+    authenticate(&issuer, &method, "/v1/providers", &headers).await?;
+    let providers = issuer
+        .store
+        .providers()
+        .await?
+        .into_iter()
+        .map(|(provider, tools)| ProviderView {
+            name: provider.name,
+            kind: provider.kind,
+            url: provider.url,
+            tools: tools
+                .into_iter()
+                .map(|tool| ToolView {
+                    name: tool.name,
+                    labels: tool.labels,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Json(Providers { providers }))
+}
+
+#[derive(Serialize)]
+pub(crate) struct GatewayView {
+    name: String,
+    jkt: String,
+    audience: String,
+    created_at: i64,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Gateways {
+    gateways: Vec<GatewayView>,
+}
+
+/// `GET /v1/gateways`: administrators only.
+pub(crate) async fn list_gateways(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Gateways>, ApiError> {
+    let caller = authenticate(&issuer, &method, "/v1/gateways", &headers).await?;
+    caller.admin()?;
+    let gateways = issuer
+        .store
+        .gateways()
+        .into_iter()
+        .map(|gateway| GatewayView {
+            name: gateway.name,
+            jkt: gateway.jkt,
+            audience: gateway.audience,
+            created_at: gateway.created_at,
+        })
+        .collect();
+    Ok(Json(Gateways { gateways }))
 }
 
 #[derive(Deserialize)]

@@ -210,6 +210,7 @@ pub(crate) async fn rotate(
     };
     let ring = KeyRing::load(data_dir, &identity, now).map_err(|e| failed(e.to_string()))?;
     issuer.install(identity, ring);
+    metrics::counter!("writ_key_rotations_total").increment(1);
     tracing::info!(%kid, previous = %old.kid, "issuer key rotated");
     Ok((
         StatusCode::CREATED,

@@ -15,13 +15,19 @@
 //! | route | who | what |
 //! |---|---|---|
 //! | `GET /healthz` | anyone | liveness and the audit log's size |
+//! | `GET /v1/openapi.json` | anyone | the OpenAPI 3.1 description of these routes |
+//! | `GET /metrics` | anyone | Prometheus metrics: counts by route, status and reason code |
 //! | `GET /.well-known/jwks.json` | anyone | the issuer's public keys |
 //! | `GET /.well-known/oauth-authorization-server` | anyone | RFC 8414 metadata |
 //! | `POST /token` | agents | RFC 8693 token exchange: mandate + DPoP → writ |
-//! | `POST /v1/humans` | admins | register a human, optionally with a key |
+//! | `POST /v1/humans` | admins | register a human, optionally with a key or an OIDC identity |
+//! | `GET /v1/humans` | admins | every human |
 //! | `POST /v1/agents` | humans | register an agent they own |
+//! | `GET /v1/agents` | humans | their agents; every agent for admins |
 //! | `POST /v1/providers` | admins | register a tool provider and its tools |
+//! | `GET /v1/providers` | anyone registered | the tool providers and their tools |
 //! | `POST /v1/gateways` | admins | register a gateway and the resource it serves |
+//! | `GET /v1/gateways` | admins | every gateway |
 //! | `POST /v1/mandates` | humans | grant a mandate to an agent |
 //! | `GET /v1/policy` | anyone registered | the policy set in force: version, policy ids, last reload error |
 //! | `POST /v1/policy/reload` | admins | reload the policy directory now |
@@ -38,6 +44,7 @@ mod error;
 mod inventory;
 mod keys;
 mod mandates;
+mod metrics;
 mod policy;
 mod revocation;
 mod token;
@@ -379,6 +386,7 @@ impl Issuer {
             clock,
             revoked: Notify::new(),
         });
+        metrics::install();
         audit::spawn_checkpointer(&issuer);
         policy::spawn_watcher(&issuer);
         Ok(issuer)
@@ -454,19 +462,30 @@ pub(crate) fn seconds(time: UnixTime) -> i64 {
 pub fn router(issuer: Arc<Issuer>) -> Router {
     Router::new()
         .route("/healthz", get(audit::healthz))
+        .route("/metrics", get(metrics::render))
+        .route("/v1/openapi.json", get(openapi))
         .route("/.well-known/jwks.json", get(keys::jwks))
         .route(
             "/.well-known/oauth-authorization-server",
             get(token::metadata),
         )
         .route("/token", post(token::exchange))
-        .route("/v1/humans", post(inventory::register_human))
+        .route(
+            "/v1/humans",
+            post(inventory::register_human).get(inventory::list_humans),
+        )
         .route(
             "/v1/agents",
             post(inventory::register_agent).get(inventory::list_agents),
         )
-        .route("/v1/providers", post(inventory::register_provider))
-        .route("/v1/gateways", post(inventory::register_gateway))
+        .route(
+            "/v1/providers",
+            post(inventory::register_provider).get(inventory::list_providers),
+        )
+        .route(
+            "/v1/gateways",
+            post(inventory::register_gateway).get(inventory::list_gateways),
+        )
         .route("/v1/mandates", post(mandates::grant))
         .route("/v1/keys/rotate", post(keys::rotate))
         .route("/v1/policy", get(policy::show))
@@ -479,11 +498,22 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
         .route("/v1/audit/leaves/{index}", get(audit::leaf))
         .route("/v1/audit/consistency", get(audit::consistency))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::map_response_with_state(
             Arc::clone(&issuer),
             auth::offer_nonce,
         ))
         .with_state(issuer)
+}
+
+/// The OpenAPI 3.1 description of this API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
 }
 
 /// Serves the issuer on `listener` until the process stops.

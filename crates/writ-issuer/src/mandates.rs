@@ -132,7 +132,10 @@ pub(crate) async fn grant(
     let request: GrantRequest = parse_json(&body)?;
     let agent = request.agent.clone();
     match grant_checked(&issuer, &human, request).await {
-        Ok(granted) => Ok((StatusCode::CREATED, Json(granted))),
+        Ok(granted) => {
+            metrics::counter!("writ_mandates_granted_total").increment(1);
+            Ok((StatusCode::CREATED, Json(granted)))
+        }
         Err(error) => {
             record_denial(
                 &issuer,

@@ -140,6 +140,7 @@ impl Issuer {
                 {
                     tracing::error!(%error, "could not record the refused policy set");
                 }
+                metrics::counter!("writ_policy_reloads_total", "outcome" => "refused").increment(1);
                 return Err(ReloadError::Invalid(message));
             }
         };
@@ -147,6 +148,7 @@ impl Issuer {
             let mut state = self.policy.write().unwrap_or_else(PoisonError::into_inner);
             state.fingerprint = fingerprint;
             state.last_error = None;
+            metrics::counter!("writ_policy_reloads_total", "outcome" => "unchanged").increment(1);
             return Ok(Reloaded::Unchanged);
         }
         let version = engine.version().to_owned();
@@ -166,6 +168,7 @@ impl Issuer {
             fingerprint,
             last_error: None,
         };
+        metrics::counter!("writ_policy_reloads_total", "outcome" => "changed").increment(1);
         tracing::info!(%version, previous = previous.version(), "policy set reloaded");
         Ok(Reloaded::Changed { version })
     }

@@ -195,7 +195,7 @@ pub(crate) async fn revoke(
     .await?;
     issuer.revoked.notify_waiters();
     // Report what this request newly revoked; subjects revoked earlier are not repeated.
-    let revoked = records
+    let revoked: Vec<RevocationView> = records
         .into_iter()
         .zip(appended.revocations)
         .filter_map(|(mut record, seq)| {
@@ -203,6 +203,9 @@ pub(crate) async fn revoke(
             Some(record.into())
         })
         .collect();
+    for revocation in &revoked {
+        metrics::counter!("writ_revocations_total", "kind" => revocation.kind.clone()).increment(1);
+    }
     Ok((
         StatusCode::CREATED,
         Json(Revoked {

@@ -107,8 +107,13 @@ pub(crate) async fn exchange(
     body: Bytes,
 ) -> Response {
     let mut context = json!({});
-    match exchange_checked(&issuer, &method, &headers, &body, &mut context).await {
+    let result = exchange_checked(&issuer, &method, &headers, &body, &mut context).await;
+    if let Err(error) = &result {
+        metrics::counter!("writ_token_refusals_total", "reason" => error.reason()).increment(1);
+    }
+    match result {
         Ok(response) => {
+            metrics::counter!("writ_writs_issued_total").increment(1);
             let mut response = Json(response).into_response();
             response
                 .headers_mut()

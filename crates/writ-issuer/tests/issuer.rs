@@ -1299,3 +1299,148 @@ async fn the_policy_directory_reloads_on_change_and_a_bad_set_changes_nothing() 
     let leaf = world.issuer.store().leaf(loaded[0]).await.unwrap().unwrap();
     assert_eq!(leaf.kind, "policy_loaded");
 }
+
+#[tokio::test]
+async fn the_inventory_lists_to_those_allowed_to_see_it() {
+    let world = World::new().await;
+    let (status, body) = world
+        .call(&world.admin, Method::GET, "/v1/humans", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ids: Vec<&str> = body["humans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["alice", "root"]);
+    let (status, body) = world
+        .call(&world.alice, Method::GET, "/v1/humans", Value::Null)
+        .await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::FORBIDDEN, "admin_required")
+    );
+    let (status, body) = world
+        .call(&world.agent, Method::GET, "/v1/providers", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["providers"][0]["tools"][1],
+        json!({"name": "read_file", "labels": ["internal"]})
+    );
+    let (status, body) = world
+        .call(&world.admin, Method::GET, "/v1/gateways", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["gateways"][0]["audience"], GATEWAY);
+    let (status, body) = world
+        .call(&world.alice, Method::GET, "/v1/agents", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["agents"][0]["name"], "report-bot");
+}
+
+#[tokio::test]
+async fn metrics_count_issuances_and_refusals_by_reason() {
+    let world = World::new().await;
+    let mandate = world.grant("/data/*", json!(["internal"])).await["mandate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        world.exchange(&mandate, "/data/q3.csv").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        world.exchange(&mandate, "/etc/passwd").await.0,
+        StatusCode::FORBIDDEN
+    );
+    let request = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .unwrap();
+    let response = writ_issuer::router(Arc::clone(&world.issuer))
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    for expected in [
+        "writ_writs_issued_total ",
+        "writ_token_refusals_total{reason=\"outside_mandate\"} ",
+        "writ_http_requests_total{route=\"/token\",status=\"200\"} ",
+        "writ_mandates_granted_total ",
+        "writ_audit_log_leaves ",
+        "writ_http_request_duration_seconds_bucket{route=\"/token\",le=\"0.01\"} ",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    assert!(!text.contains(&mandate), "no token in metrics");
+}
+
+/// `(method, path)` pairs of the crate docs' route table.
+fn documented_routes() -> Vec<(String, String)> {
+    include_str!("../src/lib.rs")
+        .lines()
+        .filter_map(|line| line.strip_prefix("//! | `"))
+        .filter_map(|rest| rest.split_once('`').map(|(route, _)| route.to_owned()))
+        .filter_map(|route| {
+            let (method, path) = route.split_once(' ')?;
+            Some((method.to_owned(), path.split('?').next()?.to_owned()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_exactly_the_routes_served() {
+    let world = World::new().await;
+    let request = Request::builder()
+        .uri("/v1/openapi.json")
+        .body(Body::empty())
+        .unwrap();
+    let (status, document) = world.send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(document["openapi"].as_str().unwrap().get(..3), Some("3.1"));
+    let mut described = Vec::new();
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for method in operations
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "parameters")
+        {
+            described.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    described.sort();
+    let mut documented = documented_routes();
+    documented.sort();
+    assert_eq!(
+        described, documented,
+        "openapi.json and the crate's route table disagree"
+    );
+    // Every described operation is routed: no 404 or 405, whatever else it says.
+    for (method, path) in &described {
+        let uri = path.replace("{index}", "0");
+        let request = Request::builder()
+            .method(method.as_str())
+            .uri(&uri)
+            .body(Body::empty())
+            .unwrap();
+        let (status, _) = world.send(request).await;
+        assert!(
+            status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {status}"
+        );
+    }
+}
