@@ -10,7 +10,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use writ_jose::{Algorithm, SigningKey};
 
+mod client;
 mod quickstart;
+mod remote;
 
 pub use quickstart::{Outcome, Summary};
 
@@ -38,6 +40,18 @@ enum Command {
     /// Check a policy directory before deploying it.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Humans in a running issuer's inventory.
+    #[command(subcommand)]
+    Human(remote::HumanCommand),
+    /// Agents in a running issuer's inventory.
+    #[command(subcommand)]
+    Agent(remote::AgentCommand),
+    /// Tool providers and their tools in a running issuer's inventory.
+    #[command(subcommand)]
+    Tool(remote::ToolCommand),
+    /// Gateways in a running issuer's inventory.
+    #[command(subcommand)]
+    Gateway(remote::GatewayCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,11 +111,26 @@ enum IssuerCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Rebuild the log from its leaves and check every signed checkpoint against it.
+    /// Rebuild the log from its leaves and check it against signed checkpoints: offline
+    /// from a data directory (`--data`, issuer stopped), or from a running issuer
+    /// (`--issuer`, `--key` of an administrator, `--log-key` from `writ issuer init`).
     Verify {
         /// The data directory.
+        #[arg(long, conflicts_with_all = ["issuer", "log_key", "since"])]
+        data: Option<PathBuf>,
+        /// The issuer's public URL.
+        #[arg(long, env = "WRIT_ISSUER", requires_all = ["key", "log_key"])]
+        issuer: Option<String>,
+        /// An administrator's keystore file (leaves are for administrators).
+        #[arg(long, env = "WRIT_KEY")]
+        key: Option<PathBuf>,
+        /// The log's verifier key, as `writ issuer init` printed it.
         #[arg(long)]
-        data: PathBuf,
+        log_key: Option<String>,
+        /// A checkpoint verified before, `SIZE:ROOT` as this command prints it: the log
+        /// must be consistent with it.
+        #[arg(long)]
+        since: Option<String>,
     },
 }
 
@@ -120,6 +149,12 @@ enum KeysCommand {
     Show {
         /// The keystore file.
         path: PathBuf,
+    },
+    /// Rotate a running issuer's signing key (administrators only). The old key stays in
+    /// the JWKS until every token it signed has expired.
+    Rotate {
+        #[command(flatten)]
+        remote: remote::Remote,
     },
 }
 
@@ -156,7 +191,31 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         Command::Issuer(command) => runtime()?.block_on(issuer(command, out)),
         Command::Policy(command) => policy(command, out),
-        Command::Audit(AuditCommand::Verify { data }) => {
+        Command::Keys(KeysCommand::Rotate { remote }) => {
+            runtime()?.block_on(remote::rotate(remote, out))
+        }
+        Command::Human(command) => runtime()?.block_on(remote::human(command, out)),
+        Command::Agent(command) => runtime()?.block_on(remote::agent(command, out)),
+        Command::Tool(command) => runtime()?.block_on(remote::tool(command, out)),
+        Command::Gateway(command) => runtime()?.block_on(remote::gateway(command, out)),
+        Command::Audit(AuditCommand::Verify {
+            data: None,
+            issuer: Some(issuer),
+            key: Some(key),
+            log_key: Some(log_key),
+            since,
+        }) => runtime()?.block_on(remote::verify(
+            remote::Remote::new(issuer, key),
+            &log_key,
+            since.as_deref(),
+            out,
+        )),
+        Command::Audit(AuditCommand::Verify { data: None, .. }) => Err(anyhow::anyhow!(
+            "give --data DIR to verify offline, or --issuer, --key and --log-key to verify a running issuer"
+        )),
+        Command::Audit(AuditCommand::Verify {
+            data: Some(data), ..
+        }) => {
             let report = runtime()?.block_on(writ_issuer::verify_data_dir(&data))?;
             writeln!(
                 out,

@@ -1,0 +1,356 @@
+//! Verbs that act on a running issuer through its `/v1` API: inventory, key rotation and
+//! remote audit verification. Each authenticates with a registered key (`--key`), by DPoP.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::client::{IssuerClient, public_jwk};
+
+/// Where the issuer is and which key to call it with.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Remote {
+    /// The issuer's public URL.
+    #[arg(long, env = "WRIT_ISSUER")]
+    issuer: String,
+    /// The keystore file of the key to authenticate with (an administrator's, for most verbs).
+    #[arg(long, env = "WRIT_KEY")]
+    key: PathBuf,
+}
+
+impl Remote {
+    pub(crate) fn new(issuer: String, key: PathBuf) -> Remote {
+        Remote { issuer, key }
+    }
+
+    pub(crate) fn client(&self) -> anyhow::Result<IssuerClient> {
+        let key = writ_keystore::load(&self.key)
+            .with_context(|| format!("loading the caller key `{}`", self.key.display()))?;
+        IssuerClient::new(&self.issuer, key)
+    }
+}
+
+/// The public key to register.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct PublicKeyArg {
+    /// A keystore file whose public half is registered.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// The public JWK, as JSON.
+    #[arg(long)]
+    jwk: Option<String>,
+}
+
+impl PublicKeyArg {
+    fn jwk(&self) -> anyhow::Result<Value> {
+        public_jwk(self.key_file.as_deref(), self.jwk.as_deref())
+    }
+
+    fn optional_jwk(&self) -> anyhow::Result<Option<Value>> {
+        if self.key_file.is_none() && self.jwk.is_none() {
+            return Ok(None);
+        }
+        self.jwk().map(Some)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum HumanCommand {
+    /// Register a human (administrators only).
+    Add {
+        /// The human's id.
+        id: String,
+        /// A display name; the id when absent.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Make them an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// The key they authenticate with (optional).
+        #[command(flatten)]
+        key: PublicKeyArg,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List every human (administrators only).
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AgentCommand {
+    /// Register an agent owned by the caller (or by `--owner`, for administrators).
+    Add {
+        /// The agent's name.
+        name: String,
+        /// The tools it may be granted: `server/tool`, or `server/*` for the server as a whole.
+        #[arg(long, value_delimiter = ',', required = true)]
+        tools: Vec<String>,
+        /// The owning human, when an administrator registers for someone else.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Days until the agent expires.
+        #[arg(long)]
+        lifetime_days: Option<u64>,
+        #[command(flatten)]
+        key: PublicKeyArg,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List the caller's agents (every agent, for administrators).
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ProviderKind {
+    /// An MCP server.
+    Mcp,
+    /// An HTTP API.
+    Http,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ToolCommand {
+    /// Register (or replace) a tool provider and its tools (administrators only).
+    Add {
+        /// The provider's name, as grants and routes refer to it.
+        provider: String,
+        /// What it is.
+        #[arg(long, value_enum)]
+        kind: ProviderKind,
+        /// Where it is served.
+        #[arg(long)]
+        url: Option<String>,
+        /// A tool: `name`, or `name=label,label` with its data labels. Repeat for each.
+        #[arg(long = "tool", required = true)]
+        tools: Vec<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List the providers and their tools.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GatewayCommand {
+    /// Register a gateway and the resource URL it serves (administrators only).
+    Add {
+        /// The gateway's name.
+        name: String,
+        /// The resource (audience) it serves: writs for it name this URL.
+        #[arg(long)]
+        audience: String,
+        #[command(flatten)]
+        key: PublicKeyArg,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List the gateways (administrators only).
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+fn print(out: &mut dyn Write, value: &Value) -> anyhow::Result<()> {
+    writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
+    Ok(())
+}
+
+pub(crate) async fn human(command: HumanCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    match command {
+        HumanCommand::Add {
+            id,
+            display_name,
+            admin,
+            key,
+            remote,
+        } => {
+            // Absent options go as `null`, which the issuer reads as not given.
+            let body = json!({
+                "id": id, "admin": admin, "display_name": display_name, "jwk": key.optional_jwk()?,
+            });
+            print(out, &remote.client()?.post("/v1/humans", Some(body)).await?)
+        }
+        HumanCommand::List { remote } => print(out, &remote.client()?.get("/v1/humans").await?),
+    }
+}
+
+pub(crate) async fn agent(command: AgentCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    match command {
+        AgentCommand::Add {
+            name,
+            tools,
+            owner,
+            lifetime_days,
+            key,
+            remote,
+        } => {
+            let body = json!({
+                "name": name, "jwk": key.jwk()?, "tools": tools,
+                "owner": owner, "lifetime_days": lifetime_days,
+            });
+            print(out, &remote.client()?.post("/v1/agents", Some(body)).await?)
+        }
+        AgentCommand::List { remote } => print(out, &remote.client()?.get("/v1/agents").await?),
+    }
+}
+
+pub(crate) async fn tool(command: ToolCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    match command {
+        ToolCommand::Add {
+            provider,
+            kind,
+            url,
+            tools,
+            remote,
+        } => {
+            let tools: Vec<Value> = tools
+                .iter()
+                .map(|tool| match tool.split_once('=') {
+                    Some((name, labels)) => json!({
+                        "name": name,
+                        "labels": labels.split(',').filter(|l| !l.is_empty()).collect::<Vec<_>>(),
+                    }),
+                    None => json!({"name": tool}),
+                })
+                .collect();
+            let kind = match kind {
+                ProviderKind::Mcp => "mcp",
+                ProviderKind::Http => "http",
+            };
+            let body = json!({"name": provider, "kind": kind, "tools": tools, "url": url});
+            print(
+                out,
+                &remote.client()?.post("/v1/providers", Some(body)).await?,
+            )
+        }
+        ToolCommand::List { remote } => print(out, &remote.client()?.get("/v1/providers").await?),
+    }
+}
+
+pub(crate) async fn gateway(command: GatewayCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    match command {
+        GatewayCommand::Add {
+            name,
+            audience,
+            key,
+            remote,
+        } => {
+            let body = json!({"name": name, "jwk": key.jwk()?, "audience": audience});
+            print(
+                out,
+                &remote.client()?.post("/v1/gateways", Some(body)).await?,
+            )
+        }
+        GatewayCommand::List { remote } => print(out, &remote.client()?.get("/v1/gateways").await?),
+    }
+}
+
+pub(crate) async fn rotate(remote: Remote, out: &mut dyn Write) -> anyhow::Result<()> {
+    print(out, &remote.client()?.post("/v1/keys/rotate", None).await?)
+}
+
+fn hash(text: &Value) -> anyhow::Result<writ_log::Hash> {
+    let bytes = STANDARD
+        .decode(text.as_str().context("a hash is not a string")?)
+        .context("a hash is not base64")?;
+    writ_log::Hash::try_from(bytes).map_err(|_| anyhow::anyhow!("a hash is not 32 bytes"))
+}
+
+/// Verifies a running issuer's log: the newest checkpoint must be signed by `log_key` (the
+/// verifier key `writ issuer init` printed, not one the issuer hands out), and every leaf,
+/// fetched and rehashed here, must rebuild the checkpoint's root. With `--since SIZE:ROOT`
+/// (a checkpoint verified earlier), the issuer must also prove the log only grew since.
+pub(crate) async fn verify(
+    remote: Remote,
+    log_key: &str,
+    since: Option<&str>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let verifier =
+        writ_log::NoteVerifier::parse(log_key).context("--log-key is not a note verifier key")?;
+    let client = remote.client()?;
+    let body = client.get("/v1/audit/checkpoint").await?;
+    let note = body
+        .get("note")
+        .and_then(Value::as_str)
+        .context("the checkpoint response has no note")?;
+    let text = writ_log::verify_note(note, std::slice::from_ref(&verifier))
+        .context("the checkpoint is not signed by the log key")?;
+    let checkpoint = writ_log::Checkpoint::parse(text).context("the checkpoint does not parse")?;
+    let mut tree = writ_log::MemoryTree::new();
+    for index in 0..checkpoint.size {
+        let leaf = client
+            .get(&format!(
+                "/v1/audit/leaves/{index}?size={}",
+                checkpoint.size
+            ))
+            .await?;
+        let data = STANDARD
+            .decode(
+                leaf.get("data")
+                    .and_then(Value::as_str)
+                    .context("a leaf has no data")?,
+            )
+            .context("leaf data is not base64")?;
+        tree.push(writ_log::leaf_hash(&data));
+    }
+    let root = tree.root(checkpoint.size)?;
+    anyhow::ensure!(
+        root == checkpoint.root,
+        "the leaves the issuer serves do not rebuild its signed root at size {}: the log was changed",
+        checkpoint.size
+    );
+    if let Some(since) = since {
+        let (size, old_root) = since
+            .split_once(':')
+            .context("--since is SIZE:ROOT, the root in base64")?;
+        let size: u64 = size.parse().context("--since size is not a number")?;
+        let old_root = hash(&json!(old_root))?;
+        let proof = client
+            .get(&format!(
+                "/v1/audit/consistency?old={size}&new={}",
+                checkpoint.size
+            ))
+            .await?;
+        let proof: Vec<writ_log::Hash> = proof
+            .get("proof")
+            .and_then(Value::as_array)
+            .context("the consistency response has no proof")?
+            .iter()
+            .map(hash)
+            .collect::<anyhow::Result<_>>()?;
+        writ_log::verify_consistency(size, checkpoint.size, &old_root, &checkpoint.root, &proof)
+            .context(
+                "the log is not an extension of the earlier checkpoint: history was rewritten",
+            )?;
+        writeln!(out, "consistent with the checkpoint at size {size}")?;
+    }
+    writeln!(
+        out,
+        "audit log verified: {} leaves rebuild the checkpoint signed by {}",
+        checkpoint.size,
+        verifier.name()
+    )?;
+    writeln!(
+        out,
+        "checkpoint: {}:{}",
+        checkpoint.size,
+        STANDARD.encode(checkpoint.root)
+    )?;
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! The inventory verbs, key rotation and remote audit verification against a real issuer
+//! listening on 127.0.0.1.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser as _;
+
+fn writ(args: &[&str]) -> (anyhow::Result<()>, String) {
+    let cli =
+        writ::Cli::try_parse_from(std::iter::once("writ").chain(args.iter().copied())).unwrap();
+    let mut out = Vec::new();
+    let result = writ::run(cli, &mut out);
+    (result, String::from_utf8(out).unwrap())
+}
+
+fn ok(args: &[&str]) -> String {
+    let (result, out) = writ(args);
+    if let Err(error) = result {
+        panic!("writ {args:?}: {error:#}\n{out}");
+    }
+    out
+}
+
+fn key(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.key"));
+    ok(&["keys", "generate", "--out", path.to_str().unwrap()]);
+    path
+}
+
+/// Starts an issuer on an ephemeral port; returns its URL, the admin key and the log key.
+fn start(dir: &Path) -> (String, PathBuf, String) {
+    let (ready, wait) = std::sync::mpsc::channel();
+    let data = dir.join("data");
+    let admin = dir.join("admin.key");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let done = writ_issuer::init(&data, &url, "root", &admin)
+                .await
+                .unwrap();
+            let issuer = writ_issuer::Issuer::open(&data, writ_issuer::Settings::default())
+                .await
+                .unwrap();
+            ready.send((url, admin, done.log_verifier_key)).unwrap();
+            writ_issuer::serve(listener, issuer).await.unwrap();
+        });
+    });
+    wait.recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap()
+}
+
+#[test]
+fn inventory_verbs_rotation_and_remote_audit_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, admin, log_key) = start(dir.path());
+    let alice = key(dir.path(), "alice");
+    let agent = key(dir.path(), "agent");
+    let gateway = key(dir.path(), "gateway");
+    let as_admin = ["--issuer", url.as_str(), "--key", admin.to_str().unwrap()];
+    let as_alice = ["--issuer", url.as_str(), "--key", alice.to_str().unwrap()];
+    let with = |verb: &[&str], caller: &[&str]| -> Vec<String> {
+        verb.iter().chain(caller).map(|s| (*s).to_owned()).collect()
+    };
+    let run = |args: Vec<String>| ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let fail = |args: Vec<String>| {
+        let (result, _) = writ(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        format!("{:#}", result.unwrap_err())
+    };
+
+    let out = run(with(
+        &[
+            "human",
+            "add",
+            "alice",
+            "--key-file",
+            alice.to_str().unwrap(),
+        ],
+        &as_admin,
+    ));
+    assert!(out.contains("\"id\": \"alice\""), "{out}");
+    run(with(
+        &[
+            "tool",
+            "add",
+            "files",
+            "--kind",
+            "mcp",
+            "--tool",
+            "read_file=internal",
+            "--tool",
+            "drop_table",
+        ],
+        &as_admin,
+    ));
+    run(with(
+        &[
+            "gateway",
+            "add",
+            "gw",
+            "--audience",
+            "https://gw.example/mcp/files",
+            "--key-file",
+            gateway.to_str().unwrap(),
+        ],
+        &as_admin,
+    ));
+    let out = run(with(
+        &[
+            "agent",
+            "add",
+            "report-bot",
+            "--tools",
+            "files/read_file",
+            "--key-file",
+            agent.to_str().unwrap(),
+        ],
+        &as_alice,
+    ));
+    assert!(out.contains("\"owner\": \"alice\""), "{out}");
+
+    let out = run(with(&["agent", "list"], &as_alice));
+    assert!(out.contains("report-bot"), "{out}");
+    let out = run(with(&["tool", "list"], &as_alice));
+    assert!(out.contains("\"internal\""), "{out}");
+    let out = run(with(&["gateway", "list"], &as_admin));
+    assert!(out.contains("https://gw.example/mcp/files"), "{out}");
+    let error = fail(with(&["human", "list"], &as_alice));
+    assert!(error.contains("admin_required"), "{error}");
+    let error = fail(with(
+        &[
+            "agent",
+            "add",
+            "dup",
+            "--tools",
+            "files/read_file",
+            "--key-file",
+            gateway.to_str().unwrap(),
+        ],
+        &as_alice,
+    ));
+    assert!(error.contains("key_in_use"), "{error}");
+
+    let out = run(with(&["keys", "rotate"], &as_admin));
+    assert!(out.contains("\"previous\""), "{out}");
+
+    // The whole log, fetched and rehashed here, rebuilds the signed checkpoint.
+    let out = run(with(&["audit", "verify", "--log-key", &log_key], &as_admin));
+    assert!(out.contains("audit log verified"), "{out}");
+    let since = out
+        .lines()
+        .find_map(|line| line.strip_prefix("checkpoint: "))
+        .unwrap()
+        .to_owned();
+    run(with(&["human", "add", "bob"], &as_admin));
+    let out = run(with(
+        &["audit", "verify", "--log-key", &log_key, "--since", &since],
+        &as_admin,
+    ));
+    assert!(out.contains("consistent with the checkpoint"), "{out}");
+
+    // A checkpoint that is not signed by the log key the operator holds is refused, and so
+    // is a claimed earlier checkpoint the log does not extend.
+    let other = writ_log::NoteSigner::new(
+        "elsewhere/audit",
+        writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap(),
+    )
+    .unwrap()
+    .verifier()
+    .to_vkey();
+    let error = fail(with(&["audit", "verify", "--log-key", &other], &as_admin));
+    assert!(error.contains("not signed by the log key"), "{error}");
+    let (size, _) = since.split_once(':').unwrap();
+    let forged = format!("{size}:{}", base64_of_zeros());
+    let error = fail(with(
+        &["audit", "verify", "--log-key", &log_key, "--since", &forged],
+        &as_admin,
+    ));
+    assert!(error.contains("history was rewritten"), "{error}");
+}
+
+fn base64_of_zeros() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode([0u8; 32])
+}
