@@ -115,11 +115,11 @@ enum AuditCommand {
     /// from a data directory (`--data`, issuer stopped), or from a running issuer
     /// (`--issuer`, `--key` of an administrator, `--log-key` from `writ issuer init`).
     Verify {
-        /// The data directory.
-        #[arg(long, conflicts_with_all = ["issuer", "log_key", "since"])]
+        /// The data directory; when given, the log is verified offline from it.
+        #[arg(long, conflicts_with_all = ["log_key", "since"])]
         data: Option<PathBuf>,
         /// The issuer's public URL.
-        #[arg(long, env = "WRIT_ISSUER", requires_all = ["key", "log_key"])]
+        #[arg(long, env = "WRIT_ISSUER")]
         issuer: Option<String>,
         /// An administrator's keystore file (leaves are for administrators).
         #[arg(long, env = "WRIT_KEY")]
@@ -200,19 +200,23 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Gateway(command) => runtime()?.block_on(remote::gateway(command, out)),
         Command::Audit(AuditCommand::Verify {
             data: None,
-            issuer: Some(issuer),
-            key: Some(key),
-            log_key: Some(log_key),
+            issuer,
+            key,
+            log_key,
             since,
-        }) => runtime()?.block_on(remote::verify(
-            remote::Remote::new(issuer, key),
-            &log_key,
-            since.as_deref(),
-            out,
-        )),
-        Command::Audit(AuditCommand::Verify { data: None, .. }) => Err(anyhow::anyhow!(
-            "give --data DIR to verify offline, or --issuer, --key and --log-key to verify a running issuer"
-        )),
+        }) => {
+            let (Some(issuer), Some(key), Some(log_key)) = (issuer, key, log_key) else {
+                anyhow::bail!(
+                    "give --data DIR to verify offline, or --issuer, --key and --log-key to verify a running issuer"
+                );
+            };
+            runtime()?.block_on(remote::verify(
+                remote::Remote::new(issuer, key),
+                &log_key,
+                since.as_deref(),
+                out,
+            ))
+        }
         Command::Audit(AuditCommand::Verify {
             data: Some(data), ..
         }) => {
