@@ -42,7 +42,7 @@ fn public_key(jwk: &Jwk) -> Result<(String, String), ApiError> {
 
 /// A key for a new registration: valid, and not yet registered in any role. A key names
 /// exactly one caller, so it cannot be a human's and an agent's at once.
-fn fresh_key(store: &Store, jwk: &Jwk) -> Result<(String, String), ApiError> {
+pub(crate) fn fresh_key(store: &Store, jwk: &Jwk) -> Result<(String, String), ApiError> {
     let (jkt, json) = public_key(jwk)?;
     let role = if store.human_by_key(&jkt).is_some() {
         Some("a human's key")
@@ -126,6 +126,16 @@ pub(crate) struct NewHuman {
     /// A public key the human will authenticate with.
     #[serde(default)]
     jwk: Option<Jwk>,
+    /// Their identity at an OIDC provider, by which they can bind a key themselves.
+    #[serde(default)]
+    oidc: Option<OidcIdentity>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OidcIdentity {
+    issuer: String,
+    subject: String,
 }
 
 #[derive(Serialize)]
@@ -150,6 +160,15 @@ pub(crate) async fn register_human(
             "display_name must be 1 to 128 characters",
         ));
     }
+    let oidc = new.oidc;
+    if oidc.as_ref().is_some_and(|o| {
+        o.issuer.is_empty() || o.subject.is_empty() || o.issuer.len() > 512 || o.subject.len() > 512
+    }) {
+        return Err(ApiError::invalid_request(
+            "invalid_oidc_identity",
+            "oidc issuer and subject must be 1 to 512 characters",
+        ));
+    }
     let key = new
         .jwk
         .as_ref()
@@ -168,8 +187,8 @@ pub(crate) async fn register_human(
             display_name,
             role: role.to_owned(),
             status: "active".to_owned(),
-            oidc_issuer: None,
-            oidc_subject: None,
+            oidc_issuer: oidc.as_ref().map(|o| o.issuer.clone()),
+            oidc_subject: oidc.map(|o| o.subject),
             created_at: time,
         }),
     )

@@ -22,6 +22,7 @@
 //! | `POST /token` | agents | RFC 8693 token exchange: mandate + DPoP → writ |
 //! | `POST /v1/humans` | admins | register a human, optionally with a key or an OIDC identity |
 //! | `GET /v1/humans` | admins | every human |
+//! | `POST /v1/humans/bind` | a human's new key | bind the key by an OIDC ID token whose `nonce` is its thumbprint |
 //! | `POST /v1/agents` | humans | register an agent they own |
 //! | `GET /v1/agents` | humans | their agents; every agent for admins |
 //! | `POST /v1/providers` | admins | register a tool provider and its tools |
@@ -45,6 +46,7 @@ mod inventory;
 mod keys;
 mod mandates;
 mod metrics;
+mod oidc;
 mod policy;
 mod revocation;
 mod token;
@@ -68,6 +70,7 @@ use writ_token::{Audience, MemoryReplayCache, NonceKey, UnixTime};
 
 pub use error::ApiError;
 pub use keys::PreviousKey;
+pub use oidc::OidcProvider;
 pub use policy::{ReloadError, Reloaded, load_policy};
 pub use verify::{AuditError, AuditReport, verify_data_dir, verify_store};
 
@@ -145,6 +148,8 @@ pub struct Settings {
     pub policy_poll_interval: Duration,
     /// The store's options.
     pub store: StoreOptions,
+    /// Identity providers whose ID tokens may bind a key to a human once.
+    pub oidc: Vec<OidcProvider>,
 }
 
 impl Default for Settings {
@@ -164,6 +169,7 @@ impl Default for Settings {
             policy_dir: None,
             policy_poll_interval: Duration::from_secs(2),
             store: StoreOptions::default(),
+            oidc: Vec::new(),
         }
     }
 }
@@ -187,6 +193,7 @@ pub struct Issuer {
     policy_reload: tokio::sync::Mutex<()>,
     replay: MemoryReplayCache,
     nonces: NonceKey,
+    oidc: Vec<oidc::Provider>,
     clock: Arc<dyn Clock>,
     revoked: Notify,
 }
@@ -368,6 +375,13 @@ impl Issuer {
         aws_lc_rs::rand::fill(&mut nonce_secret)
             .map_err(|_| SetupError::Invalid("the random generator failed".into()))?;
         let nonces = NonceKey::new(&nonce_secret, settings.dpop_nonce_window);
+        let oidc = settings
+            .oidc
+            .iter()
+            .cloned()
+            .map(oidc::Provider::new)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(SetupError::Invalid)?;
         let issuer = Arc::new(Issuer {
             base_url: identity.issuer.trim_end_matches('/').to_owned(),
             token_endpoint: format!("{}/token", identity.issuer),
@@ -383,6 +397,7 @@ impl Issuer {
             policy_reload: tokio::sync::Mutex::new(()),
             replay: MemoryReplayCache::new(1 << 20),
             nonces,
+            oidc,
             clock,
             revoked: Notify::new(),
         });
@@ -486,6 +501,7 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
             "/v1/gateways",
             post(inventory::register_gateway).get(inventory::list_gateways),
         )
+        .route("/v1/humans/bind", post(oidc::bind))
         .route("/v1/mandates", post(mandates::grant))
         .route("/v1/keys/rotate", post(keys::rotate))
         .route("/v1/policy", get(policy::show))

@@ -1444,3 +1444,185 @@ async fn the_openapi_document_describes_exactly_the_routes_served() {
         );
     }
 }
+
+/// `n` and `e` from a DER `RSAPublicKey` (RFC 8017 A.1.1): a SEQUENCE of two INTEGERs.
+fn rsa_public_components(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    fn read(der: &[u8], tag: u8) -> (&[u8], &[u8]) {
+        assert_eq!(der[0], tag);
+        let (len, start) = match der[1] {
+            n if n < 0x80 => (n as usize, 2),
+            n => {
+                let bytes = (n & 0x7f) as usize;
+                let len = der[2..2 + bytes]
+                    .iter()
+                    .fold(0, |acc, b| acc << 8 | *b as usize);
+                (len, 2 + bytes)
+            }
+        };
+        (&der[start..start + len], &der[start + len..])
+    }
+    let (body, _) = read(der, 0x30);
+    let (n, rest) = read(body, 0x02);
+    let (e, _) = read(rest, 0x02);
+    let strip = |v: &[u8]| {
+        v.iter()
+            .skip_while(|b| **b == 0)
+            .copied()
+            .collect::<Vec<u8>>()
+    };
+    (strip(n), strip(e))
+}
+
+/// An identity provider with an RS256 key, as enterprise IdPs mostly use.
+struct Idp {
+    key: aws_lc_rs::rsa::KeyPair,
+    jwks: String,
+}
+
+impl Idp {
+    fn new() -> Idp {
+        use aws_lc_rs::signature::KeyPair as _;
+        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let (n, e) = rsa_public_components(key.public_key().as_ref());
+        let jwks = json!({"keys": [
+            {"kty": "RSA", "kid": "idp-1", "use": "sig", "alg": "RS256",
+             "n": writ_jose::base64url_encode(n), "e": writ_jose::base64url_encode(e),
+             "x5t": "ignored"},
+            {"kty": "RSA", "kid": "enc-1", "use": "enc", "n": "AQAB", "e": "AQAB"}
+        ]})
+        .to_string();
+        Idp { key, jwks }
+    }
+
+    fn id_token(&self, claims: Value) -> String {
+        let header = writ_jose::base64url_encode(
+            json!({"alg": "RS256", "kid": "idp-1", "typ": "JWT"}).to_string(),
+        );
+        let payload = writ_jose::base64url_encode(claims.to_string());
+        let input = format!("{header}.{payload}");
+        let mut signature = vec![0; self.key.public_modulus_len()];
+        self.key
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                input.as_bytes(),
+                &mut signature,
+            )
+            .unwrap();
+        format!("{input}.{}", writ_jose::base64url_encode(signature))
+    }
+}
+
+#[tokio::test]
+async fn an_oidc_id_token_binds_a_new_key_to_its_human_once() {
+    const IDP: &str = "https://login.example.com";
+    let world = World::new().await;
+    let idp = Idp::new();
+    let jwks = world.dir.join("idp-jwks.json");
+    std::fs::write(&jwks, &idp.jwks).unwrap();
+    drop(world.issuer);
+    let settings = Settings {
+        oidc: vec![writ_issuer::OidcProvider {
+            issuer: IDP.into(),
+            client_id: "writ".into(),
+            jwks_file: Some(jwks),
+            jwks_url: None,
+        }],
+        ..Settings::default()
+    };
+    let issuer = open(&world.dir, &world.clock, settings).await;
+    let world = World { issuer, ..world };
+    let (status, body) = world
+        .call(
+            &world.admin,
+            Method::POST,
+            "/v1/humans",
+            json!({"id": "carol", "oidc": {"issuer": IDP, "subject": "00u-carol"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let carol = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let jkt = carol.public_key().thumbprint().to_string();
+    let now = START;
+    let claims = |changes: Value| {
+        let mut claims = json!({"iss": IDP, "sub": "00u-carol", "aud": ["writ", "other"], "exp": now + 300, "iat": now, "nonce": jkt, "email": "carol@example.com"});
+        for (name, value) in changes.as_object().unwrap() {
+            claims[name] = value.clone();
+        }
+        claims
+    };
+    let bind = |token: String| {
+        world.call(
+            &carol,
+            Method::POST,
+            "/v1/humans/bind",
+            json!({"id_token": token}),
+        )
+    };
+
+    // Each refusal, and nothing bound by any of them.
+    let other_idp = Idp::new();
+    let cases = [
+        (
+            idp.id_token(claims(json!({"nonce": "someone-elses-key"}))),
+            "id_token_nonce_mismatch",
+        ),
+        (
+            idp.id_token(claims(json!({"aud": "another-client"}))),
+            "id_token_audience",
+        ),
+        (
+            idp.id_token(claims(json!({"exp": now - 60}))),
+            "id_token_expired",
+        ),
+        (
+            idp.id_token(claims(json!({"iss": "https://evil.example"}))),
+            "unknown_idp",
+        ),
+        (other_idp.id_token(claims(json!({}))), "invalid_id_token"),
+        (
+            idp.id_token(claims(json!({"sub": "00u-nobody"}))),
+            "unknown_human",
+        ),
+    ];
+    for (token, expected) in cases {
+        let (status, body) = bind(token).await;
+        assert!(status.is_client_error(), "{expected}: {status} {body}");
+        assert_eq!(reason(&body), expected, "{body}");
+    }
+    let (status, body) = world
+        .call(&carol, Method::GET, "/v1/agents", Value::Null)
+        .await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::UNAUTHORIZED, "unknown_key")
+    );
+
+    // The right token binds the key, once; carol can then act with it.
+    let token = idp.id_token(claims(json!({})));
+    let (status, body) = bind(token.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        (body["human"].as_str(), body["jkt"].as_str()),
+        (Some("carol"), Some(jkt.as_str()))
+    );
+    let (status, body) = world
+        .call(&carol, Method::GET, "/v1/agents", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = bind(token).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::BAD_REQUEST, "id_token_replayed")
+    );
+    let leaf = world.issuer.store().lookup("human:carol").await.unwrap();
+    let leaf = world
+        .issuer
+        .store()
+        .leaf(*leaf.last().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(leaf.kind, "human_key_bound");
+}

@@ -186,6 +186,11 @@ impl<'a> UnverifiedJws<'a> {
         })
     }
 
+    /// The signing input and the signature, for verifiers of other key types.
+    pub(crate) fn signed_parts(&self) -> (&[u8], &[u8]) {
+        (self.signing_input.as_bytes(), &self.signature)
+    }
+
     /// The untrusted header.
     pub fn header(&self) -> &Header {
         &self.header

@@ -37,6 +37,7 @@
 //! ```
 
 mod b64;
+mod idp;
 mod json;
 mod jwk;
 mod jws;
@@ -44,6 +45,7 @@ mod key;
 mod newtype;
 
 pub use b64::{Base64Error, decode as base64url_decode, encode as base64url_encode};
+pub use idp::IdpKeySet;
 pub use json::{JsonError, from_slice_strict, sort_members};
 pub use jwk::{Jwk, JwkError, KeySet, KeySetError, Thumbprint, ThumbprintError};
 pub use jws::{Header, JwsError, UnverifiedJws};

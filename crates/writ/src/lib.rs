@@ -106,6 +106,10 @@ enum IssuerCommand {
         /// Require a server-provided nonce in every DPoP proof (RFC 9449 §8).
         #[arg(long)]
         require_dpop_nonce: bool,
+        /// A JSON file listing the OIDC providers whose ID tokens may bind a human's key:
+        /// `[{"issuer": "...", "client_id": "...", "jwks_url": "..."}]` (or `jwks_file`).
+        #[arg(long)]
+        oidc_config: Option<PathBuf>,
     },
 }
 
@@ -272,10 +276,22 @@ async fn issuer(command: IssuerCommand, out: &mut dyn Write) -> anyhow::Result<(
             listen,
             policy_dir,
             require_dpop_nonce,
+            oidc_config,
         } => {
+            let oidc = match oidc_config {
+                Some(path) => {
+                    let text = std::fs::read(&path)
+                        .with_context(|| format!("reading `{}`", path.display()))?;
+                    writ_jose::from_slice_strict(&text).with_context(|| {
+                        format!("`{}` is not a list of OIDC providers", path.display())
+                    })?
+                }
+                None => Vec::new(),
+            };
             let settings = writ_issuer::Settings {
                 policy_dir,
                 require_dpop_nonce,
+                oidc,
                 ..writ_issuer::Settings::default()
             };
             let issuer = writ_issuer::Issuer::open(&data, settings).await?;

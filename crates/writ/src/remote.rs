@@ -74,6 +74,21 @@ pub(crate) enum HumanCommand {
         /// The key they authenticate with (optional).
         #[command(flatten)]
         key: PublicKeyArg,
+        /// Their identity provider's issuer, so they can bind a key with an ID token.
+        #[arg(long, requires = "oidc_subject")]
+        oidc_issuer: Option<String>,
+        /// Their subject at that identity provider.
+        #[arg(long, requires = "oidc_issuer")]
+        oidc_subject: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Bind the key in `--key` to yourself with an OIDC ID token whose `nonce` is that key's
+    /// thumbprint (`writ keys show` prints it).
+    Bind {
+        /// The ID token.
+        #[arg(long)]
+        id_token: String,
         #[command(flatten)]
         remote: Remote,
     },
@@ -177,15 +192,28 @@ pub(crate) async fn human(command: HumanCommand, out: &mut dyn Write) -> anyhow:
             display_name,
             admin,
             key,
+            oidc_issuer,
+            oidc_subject,
             remote,
         } => {
+            let oidc = oidc_issuer
+                .zip(oidc_subject)
+                .map(|(issuer, subject)| json!({"issuer": issuer, "subject": subject}));
             // Absent options go as `null`, which the issuer reads as not given.
             let body = json!({
                 "id": id, "admin": admin, "display_name": display_name, "jwk": key.optional_jwk()?,
+                "oidc": oidc,
             });
             print(out, &remote.client()?.post("/v1/humans", Some(body)).await?)
         }
         HumanCommand::List { remote } => print(out, &remote.client()?.get("/v1/humans").await?),
+        HumanCommand::Bind { id_token, remote } => {
+            let body = json!({"id_token": id_token});
+            print(
+                out,
+                &remote.client()?.post("/v1/humans/bind", Some(body)).await?,
+            )
+        }
     }
 }
 

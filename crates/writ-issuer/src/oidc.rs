@@ -1,0 +1,313 @@
+//! Binding a key to a human by an OIDC ID token from a configured identity provider.
+//!
+//! A human registered with their IdP identity (`oidc_issuer`, `oidc_subject`) but no key
+//! makes a key, then `POST /v1/humans/bind` with a DPoP proof by that key and an ID token
+//! whose `nonce` is the key's RFC 7638 thumbprint. The nonce ties the IdP's login to this
+//! key: a token captured in transit cannot bind another. The token must come from a
+//! configured provider (signature by its JWKS, from a file or URL, refreshed when an unknown
+//! `kid` appears, at most every 30 s), name the configured client in `aud`, be unexpired,
+//! and is accepted once. The binding is an audit leaf.
+
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use writ_jose::{IdpKeySet, UnverifiedJws};
+use writ_store::{HumanKeyRecord, Write};
+use writ_token::{MAX_PROOF_LEN, MAX_TOKEN_LEN, UnixTime};
+
+use crate::audit::record;
+use crate::auth::{dpop_header, proof};
+use crate::error::ApiError;
+use crate::inventory::{fresh_key, parse_json};
+use crate::{Issuer, seconds};
+
+/// How often a provider's keys may be fetched again for an unknown `kid`.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A trusted OIDC identity provider.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProvider {
+    /// Its issuer identifier, as in the ID token's `iss`.
+    pub issuer: String,
+    /// Writ's client id at that provider, which the ID token's `aud` must name.
+    pub client_id: String,
+    /// Its JWKS in a file.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Its JWKS at a URL.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+}
+
+/// A provider with the keys fetched for it.
+pub(crate) struct Provider {
+    config: OidcProvider,
+    keys: RwLock<Option<(Arc<IdpKeySet>, Instant)>>,
+    http: reqwest::Client,
+}
+
+impl Provider {
+    pub(crate) fn new(config: OidcProvider) -> Result<Provider, String> {
+        if config.jwks_file.is_some() == config.jwks_url.is_some() {
+            return Err(format!(
+                "OIDC provider `{}`: give exactly one of jwks_file and jwks_url",
+                config.issuer
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|error| error.to_string())?;
+        Ok(Provider {
+            config,
+            keys: RwLock::new(None),
+            http,
+        })
+    }
+
+    async fn fetch(&self) -> Result<IdpKeySet, String> {
+        let bytes = match (&self.config.jwks_file, &self.config.jwks_url) {
+            (Some(path), _) => {
+                std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            (None, Some(url)) => {
+                let response = self.http.get(url).send().await.map_err(|e| e.to_string())?;
+                if !response.status().is_success() {
+                    return Err(format!("{url} answered {}", response.status()));
+                }
+                response.bytes().await.map_err(|e| e.to_string())?.to_vec()
+            }
+            (None, None) => return Err("no JWKS source".to_owned()),
+        };
+        IdpKeySet::from_jwks_json(&bytes).map_err(|e| e.to_string())
+    }
+
+    /// The keys, fetched again when `kid` is unknown and the last fetch is old enough.
+    async fn keys_for(&self, kid: &str) -> Result<Arc<IdpKeySet>, ApiError> {
+        let cached = self
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some((keys, fetched)) = &cached
+            && (keys.contains(kid) || fetched.elapsed() < REFRESH_INTERVAL)
+        {
+            return Ok(Arc::clone(keys));
+        }
+        match self.fetch().await {
+            Ok(keys) => {
+                let keys = Arc::new(keys);
+                *self.keys.write().unwrap_or_else(PoisonError::into_inner) =
+                    Some((Arc::clone(&keys), Instant::now()));
+                Ok(keys)
+            }
+            Err(error) => {
+                tracing::error!(issuer = %self.config.issuer, %error, "identity provider keys unavailable");
+                Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "idp_keys_unavailable",
+                    format!("the keys of `{}` could not be fetched", self.config.issuer),
+                ))
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BindRequest {
+    id_token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audiences {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The ID token claims Writ reads (OpenID Connect Core §2); others are ignored.
+#[derive(Deserialize)]
+struct IdClaims {
+    iss: String,
+    sub: String,
+    aud: Audiences,
+    exp: u64,
+    #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
+    nonce: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Bound {
+    human: String,
+    jkt: String,
+    log_index: u64,
+}
+
+fn refused(reason: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_grant", reason, message)
+}
+
+/// `POST /v1/humans/bind`.
+pub(crate) async fn bind(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Bound>), ApiError> {
+    // The proof is by the key to bind, which is not registered yet.
+    let proof = proof(&issuer, &method, "/v1/humans/bind", &headers, None)?;
+    let request: BindRequest = parse_json(&body)?;
+    let now = issuer.now();
+    let jws = UnverifiedJws::parse(&request.id_token, MAX_TOKEN_LEN)
+        .map_err(|e| refused("invalid_id_token", format!("ID token: {e}")))?;
+    #[derive(Deserialize)]
+    struct Unverified {
+        iss: String,
+    }
+    let claimed: Unverified = writ_jose::from_slice_strict(jws.unverified_payload())
+        .map_err(|e| refused("invalid_id_token", format!("ID token claims: {e}")))?;
+    let provider = issuer
+        .oidc
+        .iter()
+        .find(|provider| provider.config.issuer == claimed.iss)
+        .ok_or_else(|| {
+            refused(
+                "unknown_idp",
+                format!(
+                    "`{}` is not a configured identity provider",
+                    claimed.iss.chars().take(256).collect::<String>()
+                ),
+            )
+        })?;
+    let kid = jws.header().kid().unwrap_or_default();
+    let keys = provider.keys_for(kid).await?;
+    let payload = keys
+        .verify(&jws)
+        .map_err(|e| refused("invalid_id_token", format!("ID token: {e}")))?;
+    let claims: IdClaims = writ_jose::from_slice_strict(payload)
+        .map_err(|e| refused("invalid_id_token", format!("ID token claims: {e}")))?;
+    check_claims(
+        &claims,
+        &provider.config,
+        proof.jkt().as_str(),
+        now,
+        issuer.settings.skew,
+    )?;
+    // OIDC Core §3.1.3.7 does not make ID tokens single use; Writ does, until they expire.
+    let digest = writ_jose::base64url_encode(writ_jose::sha256(request.id_token.as_bytes()));
+    writ_token::ReplayCache::first_use(
+        &issuer.replay,
+        &format!("id_token:{digest}"),
+        UnixTime::from_secs(claims.exp),
+        now,
+    )
+    .map_err(|_| refused("id_token_replayed", "this ID token was used before"))?;
+
+    let human = issuer
+        .store
+        .humans()
+        .into_iter()
+        .find(|human| {
+            human.oidc_issuer.as_deref() == Some(claims.iss.as_str())
+                && human.oidc_subject.as_deref() == Some(claims.sub.as_str())
+        })
+        .ok_or_else(|| {
+            ApiError::denied(
+                "unknown_human",
+                format!(
+                    "no human is registered for subject `{}` at `{}`",
+                    claims.sub, claims.iss
+                ),
+            )
+        })?;
+    if human.status != "active" || issuer.store.is_revoked("human", &human.id) {
+        return Err(ApiError::denied(
+            "human_inactive",
+            format!("human `{}` is not active", human.id),
+        ));
+    }
+    let jwk = UnverifiedJws::parse(dpop_header(&headers)?, MAX_PROOF_LEN)
+        .ok()
+        .and_then(|proof| proof.embedded_jwk().cloned())
+        .ok_or_else(|| ApiError::invalid_request("invalid_jwk", "the proof carries no key"))?;
+    let (jkt, jwk) = fresh_key(&issuer.store, &jwk)?;
+    let appended = record(
+        &issuer,
+        "human_key_bound",
+        json!({"human": human.id, "jkt": jkt, "by": format!("oidc:{}", claims.iss), "subject": claims.sub}),
+        vec![format!("human:{}", human.id)],
+        Write::AddHumanKey(HumanKeyRecord {
+            jkt: jkt.clone(),
+            human_id: human.id.clone(),
+            jwk,
+            created_at: seconds(now),
+        }),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Bound {
+            human: human.id,
+            jkt,
+            log_index: appended.index,
+        }),
+    ))
+}
+
+/// OpenID Connect Core §3.1.3.7: issuer, audience, expiry, issue time; and Writ's binding of
+/// the login to the key through `nonce`.
+fn check_claims(
+    claims: &IdClaims,
+    provider: &OidcProvider,
+    jkt: &str,
+    now: UnixTime,
+    skew: u64,
+) -> Result<(), ApiError> {
+    if claims.iss != provider.issuer {
+        return Err(refused(
+            "id_token_issuer",
+            "the ID token's issuer does not match its keys",
+        ));
+    }
+    let audiences = match &claims.aud {
+        Audiences::One(one) => std::slice::from_ref(one),
+        Audiences::Many(many) => many.as_slice(),
+    };
+    if !audiences.contains(&provider.client_id) {
+        return Err(refused(
+            "id_token_audience",
+            format!("the ID token is not for client `{}`", provider.client_id),
+        ));
+    }
+    if claims.exp.saturating_add(skew) <= now.as_secs() {
+        return Err(refused("id_token_expired", "the ID token has expired"));
+    }
+    if claims
+        .iat
+        .is_some_and(|iat| iat > now.as_secs().saturating_add(skew))
+    {
+        return Err(refused(
+            "id_token_not_yet_valid",
+            "the ID token was issued in the future",
+        ));
+    }
+    if claims.nonce.as_deref() != Some(jkt) {
+        return Err(refused(
+            "id_token_nonce_mismatch",
+            "the ID token's nonce must be the thumbprint of the key being bound",
+        ));
+    }
+    Ok(())
+}
