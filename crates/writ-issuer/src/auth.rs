@@ -145,12 +145,8 @@ pub(crate) async fn authenticate(
         return Ok(Caller::Gateway(gateway));
     }
     if let Some(agent) = issuer.store.agent(jkt) {
-        if issuer.store.is_revoked("agent", jkt) {
-            return Err(ApiError::denied(
-                "agent_revoked",
-                format!("agent `{}` was revoked", agent.name),
-            ));
-        }
+        // The same rule as for issuance: not revoked, active, within its lifetime.
+        crate::mandates::agent_usable(&issuer.store, &agent, issuer.now().as_secs())?;
         return Ok(Caller::Agent(agent));
     }
     Err(ApiError::new(

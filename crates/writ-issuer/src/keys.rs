@@ -79,6 +79,29 @@ impl KeyRing {
         })
     }
 
+    /// The ring after a rotation: `signer` active under `kid`, and of the keys this ring
+    /// verifies with, those still in `previous`. Nothing is read from disk.
+    fn rotated(
+        &self,
+        kid: &str,
+        signer: SigningKey,
+        previous: Vec<PreviousKey>,
+    ) -> Result<KeyRing, writ_jose::KeySetError> {
+        let mut verifiers = KeySet::new();
+        verifiers.insert(kid, signer.public_key().clone())?;
+        for (old, key) in self.verifiers.iter() {
+            if previous.iter().any(|kept| kept.kid == old) {
+                verifiers.insert(old, key.clone())?;
+            }
+        }
+        Ok(KeyRing {
+            kid: kid.to_owned(),
+            signer,
+            verifiers,
+            previous,
+        })
+    }
+
     /// Whether the key `kid` verifies tokens at `now`: the active key, or a previous one
     /// still in its overlap.
     pub(crate) fn trusts(&self, kid: &str, now: u64) -> bool {
@@ -161,9 +184,6 @@ pub(crate) async fn rotate(
     };
     let signer = SigningKey::generate(Algorithm::EdDSA).map_err(|e| failed(e.to_string()))?;
     let kid = kid_for(&signer);
-    let data_dir = &issuer.data_dir;
-    let path = key_path(data_dir, &kid);
-    writ_keystore::create(&path, &signer).map_err(|e| failed(e.to_string()))?;
     let overlap = issuer
         .settings
         .max_mandate_lifetime
@@ -179,6 +199,13 @@ pub(crate) async fn rotate(
         kid: old.kid.clone(),
         retire_at: now + overlap,
     });
+    let ring = old
+        .rotated(&kid, signer, previous.clone())
+        .map_err(|e| failed(e.to_string()))?;
+    let data_dir = &issuer.data_dir;
+    let path = key_path(data_dir, &kid);
+    writ_keystore::create(&path, &ring.signer).map_err(|e| failed(e.to_string()))?;
+    // From here on, a failure removes the key file again.
     let old_identity = issuer.identity();
     let identity = Identity {
         active_kid: kid.clone(),
@@ -208,8 +235,7 @@ pub(crate) async fn rotate(
             ));
         }
     };
-    let ring = KeyRing::load(data_dir, &identity, now).map_err(|e| failed(e.to_string()))?;
-    issuer.install(identity, ring);
+    issuer.install(ring);
     metrics::counter!("writ_key_rotations_total").increment(1);
     tracing::info!(%kid, previous = %old.kid, "issuer key rotated");
     Ok((

@@ -181,7 +181,6 @@ pub struct Issuer {
     base_url: String,
     token_endpoint: String,
     data_dir: PathBuf,
-    identity: RwLock<Identity>,
     keys: RwLock<Arc<KeyRing>>,
     /// Held while a key rotation is in progress.
     rotation: tokio::sync::Mutex<()>,
@@ -387,7 +386,6 @@ impl Issuer {
             token_endpoint: format!("{}/token", identity.issuer),
             id,
             data_dir: data_dir.to_owned(),
-            identity: RwLock::new(identity),
             keys: RwLock::new(Arc::new(ring)),
             rotation: tokio::sync::Mutex::new(()),
             settings,
@@ -417,12 +415,15 @@ impl Issuer {
         self.key_ring().verifiers.clone()
     }
 
-    /// What `issuer.json` says now.
+    /// What `issuer.json` says now: derived from the keys in force.
     pub fn identity(&self) -> Identity {
-        self.identity
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        let ring = self.key_ring();
+        Identity {
+            issuer: self.base_url.clone(),
+            active_kid: ring.kid.clone(),
+            log_origin: self.note_signer.verifier().name().to_owned(),
+            previous_keys: ring.previous.clone(),
+        }
     }
 
     /// The keys in force.
@@ -431,12 +432,8 @@ impl Issuer {
     }
 
     /// Switches to a rotated key ring, once its rotation is durable.
-    fn install(&self, identity: Identity, ring: KeyRing) {
+    fn install(&self, ring: KeyRing) {
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(ring);
-        *self
-            .identity
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = identity;
     }
 
     /// The store.

@@ -9,7 +9,7 @@
 //! and is accepted once. The binding is an audit leaf.
 
 use std::path::PathBuf;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use writ_jose::{IdpKeySet, UnverifiedJws};
 use writ_store::{HumanKeyRecord, Write};
-use writ_token::{MAX_PROOF_LEN, MAX_TOKEN_LEN, UnixTime};
+use writ_token::{MAX_TOKEN_LEN, UnixTime};
 
 use crate::audit::record;
-use crate::auth::{dpop_header, proof};
+use crate::auth::proof;
 use crate::error::ApiError;
 use crate::inventory::{fresh_key, parse_json};
 use crate::{Issuer, seconds};
@@ -47,11 +47,23 @@ pub struct OidcProvider {
     pub jwks_url: Option<String>,
 }
 
+/// The largest JWKS document read from a provider, in bytes.
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+
 /// A provider with the keys fetched for it.
 pub(crate) struct Provider {
     config: OidcProvider,
-    keys: RwLock<Option<(Arc<IdpKeySet>, Instant)>>,
+    /// Held across a fetch, so concurrent binds fetch once.
+    cache: tokio::sync::Mutex<KeyCache>,
     http: reqwest::Client,
+}
+
+#[derive(Default)]
+struct KeyCache {
+    keys: Option<Arc<IdpKeySet>>,
+    /// The last fetch attempt, successful or not: no provider is asked more often than
+    /// [`REFRESH_INTERVAL`], whatever callers send.
+    attempted: Option<Instant>,
 }
 
 impl Provider {
@@ -68,57 +80,63 @@ impl Provider {
             .map_err(|error| error.to_string())?;
         Ok(Provider {
             config,
-            keys: RwLock::new(None),
+            cache: tokio::sync::Mutex::new(KeyCache::default()),
             http,
         })
     }
 
     async fn fetch(&self) -> Result<IdpKeySet, String> {
+        let too_large = || format!("the JWKS is larger than {MAX_JWKS_BYTES} bytes");
         let bytes = match (&self.config.jwks_file, &self.config.jwks_url) {
             (Some(path), _) => {
                 std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?
             }
             (None, Some(url)) => {
-                let response = self.http.get(url).send().await.map_err(|e| e.to_string())?;
+                let mut response = self.http.get(url).send().await.map_err(|e| e.to_string())?;
                 if !response.status().is_success() {
                     return Err(format!("{url} answered {}", response.status()));
                 }
-                response.bytes().await.map_err(|e| e.to_string())?.to_vec()
+                let mut bytes = Vec::new();
+                while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+                    if bytes.len() + chunk.len() > MAX_JWKS_BYTES {
+                        return Err(too_large());
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                bytes
             }
             (None, None) => return Err("no JWKS source".to_owned()),
         };
+        if bytes.len() > MAX_JWKS_BYTES {
+            return Err(too_large());
+        }
         IdpKeySet::from_jwks_json(&bytes).map_err(|e| e.to_string())
     }
 
-    /// The keys, fetched again when `kid` is unknown and the last fetch is old enough.
+    /// The keys, fetched again when `kid` is unknown and the last attempt is old enough.
     async fn keys_for(&self, kid: &str) -> Result<Arc<IdpKeySet>, ApiError> {
-        let cached = self
-            .keys
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some((keys, fetched)) = &cached
-            && (keys.contains(kid) || fetched.elapsed() < REFRESH_INTERVAL)
-        {
-            return Ok(Arc::clone(keys));
-        }
-        match self.fetch().await {
-            Ok(keys) => {
-                let keys = Arc::new(keys);
-                *self.keys.write().unwrap_or_else(PoisonError::into_inner) =
-                    Some((Arc::clone(&keys), Instant::now()));
-                Ok(keys)
-            }
-            Err(error) => {
-                tracing::error!(issuer = %self.config.issuer, %error, "identity provider keys unavailable");
-                Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
-                    "idp_keys_unavailable",
-                    format!("the keys of `{}` could not be fetched", self.config.issuer),
-                ))
+        let mut cache = self.cache.lock().await;
+        let due = cache
+            .attempted
+            .is_none_or(|attempted| attempted.elapsed() >= REFRESH_INTERVAL);
+        let known = cache.keys.as_ref().is_some_and(|keys| keys.contains(kid));
+        if !known && due {
+            cache.attempted = Some(Instant::now());
+            match self.fetch().await {
+                Ok(keys) => cache.keys = Some(Arc::new(keys)),
+                Err(error) => {
+                    tracing::error!(issuer = %self.config.issuer, %error, "identity provider keys unavailable");
+                }
             }
         }
+        cache.keys.clone().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "idp_keys_unavailable",
+                format!("the keys of `{}` could not be fetched", self.config.issuer),
+            )
+        })
     }
 }
 
@@ -217,12 +235,7 @@ pub(crate) async fn bind(
 
     let human = issuer
         .store
-        .humans()
-        .into_iter()
-        .find(|human| {
-            human.oidc_issuer.as_deref() == Some(claims.iss.as_str())
-                && human.oidc_subject.as_deref() == Some(claims.sub.as_str())
-        })
+        .human_by_oidc(&claims.iss, &claims.sub)
         .ok_or_else(|| {
             ApiError::denied(
                 "unknown_human",
@@ -238,11 +251,7 @@ pub(crate) async fn bind(
             format!("human `{}` is not active", human.id),
         ));
     }
-    let jwk = UnverifiedJws::parse(dpop_header(&headers)?, MAX_PROOF_LEN)
-        .ok()
-        .and_then(|proof| proof.embedded_jwk().cloned())
-        .ok_or_else(|| ApiError::invalid_request("invalid_jwk", "the proof carries no key"))?;
-    let (jkt, jwk) = fresh_key(&issuer.store, &jwk)?;
+    let (jkt, jwk) = fresh_key(&issuer.store, &proof.public_key().to_jwk())?;
     let appended = record(
         &issuer,
         "human_key_bound",

@@ -248,6 +248,11 @@ impl Store {
         humans
     }
 
+    /// The human registered with this OIDC issuer and subject.
+    pub fn human_by_oidc(&self, issuer: &str, subject: &str) -> Option<HumanRecord> {
+        self.view().human_by_oidc(issuer, subject).cloned()
+    }
+
     /// The human a key belongs to.
     pub fn human_by_key(&self, jkt: &str) -> Option<HumanRecord> {
         self.view().human_by_key(jkt).cloned()

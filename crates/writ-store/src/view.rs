@@ -25,6 +25,8 @@ pub(crate) struct View {
     humans: HashMap<String, HumanRecord>,
     /// Human key thumbprint → human id.
     human_keys: HashMap<String, String>,
+    /// (OIDC issuer, subject) → human id.
+    oidc: HashMap<(String, String), String>,
     agents: HashMap<String, AgentRecord>,
     /// Agent name → thumbprint.
     agent_names: HashMap<String, String>,
@@ -42,8 +44,7 @@ impl View {
         let mut view = View::default();
         let humans: Vec<HumanRow> = sqlx::query_as(HUMAN_SELECT).fetch_all(&mut *conn).await?;
         for human in humans {
-            let human = human.into_record();
-            view.humans.insert(human.id.clone(), human);
+            view.insert_human(human.into_record());
         }
         let keys: Vec<(String, String)> = sqlx::query_as("SELECT jkt, human_id FROM human_keys")
             .fetch_all(&mut *conn)
@@ -94,6 +95,14 @@ impl View {
         Ok(view)
     }
 
+    fn insert_human(&mut self, human: HumanRecord) {
+        if let (Some(issuer), Some(subject)) = (&human.oidc_issuer, &human.oidc_subject) {
+            self.oidc
+                .insert((issuer.clone(), subject.clone()), human.id.clone());
+        }
+        self.humans.insert(human.id.clone(), human);
+    }
+
     fn insert_agent(&mut self, agent: AgentRecord) {
         self.agent_names
             .insert(agent.name.clone(), agent.jkt.clone());
@@ -114,9 +123,7 @@ impl View {
                     agent.last_seen = agent.last_seen.max(Some(time));
                 }
             }
-            Write::InsertHuman(human) => {
-                self.humans.insert(human.id.clone(), human.clone());
-            }
+            Write::InsertHuman(human) => self.insert_human(human.clone()),
             Write::SetHumanStatus { id, status } => {
                 if let Some(human) = self.humans.get_mut(id) {
                     human.status.clone_from(status);
@@ -180,6 +187,12 @@ impl View {
 
     pub(crate) fn humans(&self) -> impl Iterator<Item = &HumanRecord> {
         self.humans.values()
+    }
+
+    pub(crate) fn human_by_oidc(&self, issuer: &str, subject: &str) -> Option<&HumanRecord> {
+        self.oidc
+            .get(&(issuer.to_owned(), subject.to_owned()))
+            .and_then(|id| self.humans.get(id))
     }
 
     pub(crate) fn human_by_key(&self, jkt: &str) -> Option<&HumanRecord> {

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use writ_jose::{
-    JwsError, KeyError, SigningKey, Thumbprint, UnverifiedJws, base64url_encode, sha256,
+    JwsError, KeyError, PublicKey, SigningKey, Thumbprint, UnverifiedJws, base64url_encode, sha256,
 };
 
 use crate::time::UnixTime;
@@ -96,7 +96,7 @@ pub struct ProofCheck<'a> {
 /// A proof that passed every check: the key it proves possession of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedProof {
-    jkt: Thumbprint,
+    key: PublicKey,
     jti: String,
     iat: UnixTime,
 }
@@ -104,7 +104,12 @@ pub struct VerifiedProof {
 impl VerifiedProof {
     /// The RFC 7638 thumbprint of the proof's key.
     pub fn jkt(&self) -> &Thumbprint {
-        &self.jkt
+        self.key.thumbprint()
+    }
+
+    /// The proof's public key (from its `jwk` header, now verified).
+    pub fn public_key(&self) -> &PublicKey {
+        &self.key
     }
 
     /// The proof's id.
@@ -119,7 +124,7 @@ impl VerifiedProof {
 
     /// Checks that the proof's key is the one a token is bound to (`cnf.jkt`, §6.1).
     pub fn ensure_bound_to(&self, jkt: &Thumbprint) -> Result<(), DpopError> {
-        if &self.jkt == jkt {
+        if self.jkt() == jkt {
             Ok(())
         } else {
             Err(DpopError::KeyMismatch)
@@ -338,8 +343,7 @@ pub fn verify_proof(
     }
     // §11.1: each proof once. Ids are scoped to the key, so one client cannot collide
     // with another's; they are kept until the proof could no longer be accepted anyway.
-    let jkt = key.thumbprint().clone();
-    let replay_id = format!("dpop:{jkt}:{}", claims.jti);
+    let replay_id = format!("dpop:{}:{}", key.thumbprint(), claims.jti);
     let expires = claims.iat.plus(check.max_age).plus(check.max_skew);
     replay
         .first_use(&replay_id, expires, check.now)
@@ -348,7 +352,7 @@ pub fn verify_proof(
             ReplayError::Unavailable(why) => DpopError::ReplayCacheUnavailable(why),
         })?;
     Ok(VerifiedProof {
-        jkt,
+        key,
         jti: claims.jti,
         iat: claims.iat,
     })
