@@ -94,9 +94,13 @@ impl From<sqlx::Error> for StoreError {
 /// The lock file inside the data directory.
 pub const LOCK_FILE: &str = "writ.lock";
 
-/// Takes the data directory's lock: one process at a time owns a store, because its writer
-/// keeps the log's frontier and the inventory in memory.
-fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StoreError> {
+/// How long opening a store waits for the data directory's lock: the writer of a store
+/// just closed in this process releases it once its queue has drained.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Takes the data directory's lock: one writer at a time owns a store, because it keeps
+/// the log's frontier and the inventory in memory.
+async fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StoreError> {
     let path = data_dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -104,16 +108,26 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StoreError> {
         .write(true)
         .open(&path)
         .map_err(|error| StoreError::Unavailable(format!("{}: {error}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
-            "`{}` is in use by another process (a running issuer?)",
-            data_dir.display()
-        ))),
-        Err(std::fs::TryLockError::Error(error)) => Err(StoreError::Unavailable(format!(
-            "{}: {error}",
-            path.display()
-        ))),
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Unavailable(format!(
+                    "`{}` is in use by another process (a running issuer?)",
+                    data_dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "{}: {error}",
+                    path.display()
+                )));
+            }
+        }
     }
 }
 
@@ -124,8 +138,6 @@ pub struct Store {
     writer: mpsc::Sender<Job>,
     head: watch::Receiver<TreeHead>,
     view: Arc<RwLock<View>>,
-    /// Held open, and locked, for as long as any handle lives.
-    _lock: Arc<std::fs::File>,
 }
 
 /// How to open a store.
@@ -151,7 +163,7 @@ impl Store {
         data_dir: &Path,
         store_options: StoreOptions,
     ) -> Result<Store, StoreError> {
-        let lock = lock_data_dir(data_dir)?;
+        let lock = lock_data_dir(data_dir).await?;
         let path = data_dir.join(DATABASE_FILE);
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(StoreError::from)?
@@ -175,13 +187,12 @@ impl Store {
         };
         let mut conn = writer::open_writer_connection(&writer_options).await?;
         let view = Arc::new(RwLock::new(View::load(&mut conn).await?));
-        let (writer, head) = Writer::start(conn, Arc::clone(&view)).await?;
+        let (writer, head) = Writer::start(conn, Arc::clone(&view), lock).await?;
         Ok(Store {
             pool,
             writer,
             head,
             view,
-            _lock: Arc::new(lock),
         })
     }
 
@@ -387,7 +398,7 @@ impl Store {
     pub async fn revocations_since(
         &self,
         seq: i64,
-        limit: i64,
+        limit: u32,
     ) -> Result<Vec<RevocationRecord>, StoreError> {
         let rows: Vec<(i64, String, String, String, i64, i64)> = sqlx::query_as(
             "SELECT seq, kind, subject, reason, created_at, log_index FROM revocations WHERE seq > $1 ORDER BY seq LIMIT $2",
@@ -424,7 +435,7 @@ impl Store {
     }
 
     /// Leaves from `start`, in order, at most `limit`.
-    pub async fn leaves(&self, start: u64, limit: i64) -> Result<Vec<LeafRecord>, StoreError> {
+    pub async fn leaves(&self, start: u64, limit: u32) -> Result<Vec<LeafRecord>, StoreError> {
         let rows: Vec<(i64, String, Vec<u8>, i64)> = sqlx::query_as(
             "SELECT idx, kind, data, created_at FROM audit_leaves WHERE idx >= $1 ORDER BY idx LIMIT $2",
         )
@@ -454,6 +465,7 @@ impl Store {
 
     /// The root of the first `size` leaves.
     pub async fn root(&self, size: u64) -> Result<Hash, StoreError> {
+        self.check_size(size)?;
         self.with_nodes(|nodes| writ_log::root(nodes, size)).await
     }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use sqlx::{Connection as _, QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, watch};
-use writ_log::{Hash, Nodes, leaf_hash, node_hash};
+use writ_log::{Hash, Nodes, leaf_hash};
 
 use crate::StoreError;
 use crate::records::{
@@ -151,22 +151,6 @@ impl Frontier {
         let keep: Vec<(u32, u64)> = frontier_coordinates(size).collect();
         self.0.retain(|coordinate, _| keep.contains(coordinate));
     }
-
-    /// The root: fold the frontier's subtrees from the smallest (rightmost) up.
-    fn root(&self, size: u64) -> Option<Hash> {
-        if size == 0 {
-            return Some(writ_log::EMPTY_ROOT);
-        }
-        let mut root: Option<Hash> = None;
-        for coordinate in frontier_coordinates(size) {
-            let hash = *self.0.get(&coordinate)?;
-            root = Some(match root {
-                None => hash,
-                Some(right) => node_hash(&hash, &right),
-            });
-        }
-        root
-    }
 }
 
 pub(crate) struct Writer {
@@ -175,6 +159,8 @@ pub(crate) struct Writer {
     frontier: Frontier,
     head: watch::Sender<TreeHead>,
     view: Arc<RwLock<View>>,
+    /// The data directory's lock, held for as long as this writer runs.
+    _lock: std::fs::File,
 }
 
 /// The rows a batch appends to the log, written with one statement per table just before
@@ -192,11 +178,16 @@ struct Pending {
 const ROWS_PER_STATEMENT: usize = 1000;
 
 impl Writer {
+    /// Starts the writer. It holds the data directory's `lock` until it stops, which is
+    /// after every queued change has been committed or refused.
     pub(crate) async fn start(
         mut conn: SqliteConnection,
         view: Arc<RwLock<View>>,
+        lock: std::fs::File,
     ) -> Result<(mpsc::Sender<Job>, watch::Receiver<TreeHead>), StoreError> {
-        let (size,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_leaves")
+        // The next index, by primary key rather than by counting the whole log; a gap
+        // below it is for `recompute_tree` to report.
+        let (size,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_leaves")
             .fetch_one(&mut conn)
             .await?;
         let size = to_u64(size, "log size")?;
@@ -205,9 +196,8 @@ impl Writer {
             let hash = fetch_node(&mut conn, level, index).await?;
             frontier.0.insert((level, index), hash);
         }
-        let root = frontier
-            .root(size)
-            .ok_or_else(|| StoreError::Corrupt("Merkle frontier incomplete".into()))?;
+        let root = writ_log::root(&frontier, size)
+            .map_err(|error| StoreError::Corrupt(format!("Merkle frontier: {error}")))?;
         let (head, head_rx) = watch::channel(TreeHead { size, root });
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let writer = Writer {
@@ -216,6 +206,7 @@ impl Writer {
             frontier,
             head,
             view,
+            _lock: lock,
         };
         tokio::spawn(writer.run(rx));
         Ok((tx, head_rx))
@@ -237,6 +228,9 @@ impl Writer {
     async fn commit(&mut self, batch: Vec<Job>) {
         if let Err(error) = sqlx::query("BEGIN IMMEDIATE").execute(&mut self.conn).await {
             let error = StoreError::from(error);
+            tracing::error!(%error, "audit log transaction could not start; refusing the batch");
+            // A transaction left open by a failed rollback would block every later batch.
+            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
             batch.into_iter().for_each(|job| job.fail(&error));
             return;
         }
@@ -279,15 +273,22 @@ impl Writer {
             self.abandon(done, &error).await;
             return;
         }
+        // The new root is known before the commit; a frontier that cannot give it is
+        // corruption, and nothing is committed.
+        let root = match writ_log::root(&frontier, size) {
+            Ok(root) => root,
+            Err(error) => {
+                let error = StoreError::Corrupt(format!("Merkle frontier: {error}"));
+                self.abandon(done, &error).await;
+                return;
+            }
+        };
         match sqlx::query("COMMIT").execute(&mut self.conn).await {
             Ok(_) => {
                 frontier.prune(size);
                 self.size = size;
-                if let Some(root) = frontier.root(size) {
-                    self.head.send_replace(TreeHead { size, root });
-                }
                 self.frontier = frontier;
-                // The view changes before anyone hears of the change.
+                // The view and the head change before anyone hears of the change.
                 {
                     let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
                     for finished in &done {
@@ -296,6 +297,7 @@ impl Writer {
                         }
                     }
                 }
+                self.head.send_replace(TreeHead { size, root });
                 done.into_iter().for_each(Finished::send);
             }
             Err(error) => {
