@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::Response;
 use writ_store::{AgentRecord, GatewayRecord, HumanRecord};
-use writ_token::{MAX_PROOF_LEN, ProofCheck, VerifiedProof, verify_proof};
+use writ_token::{CheckedProof, MAX_PROOF_LEN, ProofCheck, check_proof};
 
 use crate::Issuer;
 use crate::error::ApiError;
@@ -81,14 +81,15 @@ pub(crate) fn dpop_header(headers: &HeaderMap) -> Result<&str, ApiError> {
     })
 }
 
-/// Verifies the request's proof for `method` and the issuer URL of `path`.
+/// Checks the request's proof for `method` and the issuer URL of `path`. The caller records
+/// it (single use) once the key is one it accepts, with [`record`].
 pub(crate) fn proof(
     issuer: &Issuer,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
     access_token: Option<&str>,
-) -> Result<VerifiedProof, ApiError> {
+) -> Result<CheckedProof, ApiError> {
     let uri = issuer.url(path);
     let check = ProofCheck {
         method: method.as_str(),
@@ -99,7 +100,13 @@ pub(crate) fn proof(
         access_token,
         nonce: issuer.settings.require_dpop_nonce.then_some(&issuer.nonces),
     };
-    Ok(verify_proof(dpop_header(headers)?, &check, &issuer.replay)?)
+    Ok(check_proof(dpop_header(headers)?, &check)?)
+}
+
+/// Records a checked proof as used (RFC 9449 §11.1).
+pub(crate) fn record(issuer: &Issuer, proof: CheckedProof) -> Result<(), ApiError> {
+    proof.record(&issuer.replay, issuer.now())?;
+    Ok(())
 }
 
 /// With nonces required, every response carries the current one (RFC 9449 §8.2, §9), so
@@ -124,7 +131,16 @@ pub(crate) async fn authenticate(
     headers: &HeaderMap,
 ) -> Result<Caller, ApiError> {
     let proof = proof(issuer, method, path, headers, None)?;
-    let jkt = proof.jkt().as_str();
+    let jkt = proof.jkt().as_str().to_owned();
+    let jkt = jkt.as_str();
+    // Only a registered key's proofs are recorded: strangers cannot fill the replay cache.
+    let caller = identify(issuer, jkt)?;
+    record(issuer, proof)?;
+    Ok(caller)
+}
+
+/// The registered caller a key belongs to.
+fn identify(issuer: &Issuer, jkt: &str) -> Result<Caller, ApiError> {
     if let Some(human) = issuer.store.human_by_key(jkt) {
         // A revoked human keeps no access, whatever their recorded status.
         if issuer.store.is_revoked("human", &human.id) {

@@ -223,6 +223,9 @@ pub(crate) async fn bind(
         now,
         issuer.settings.skew,
     )?;
+    // The proof is recorded once the ID token vouches for its key.
+    let key = proof.public_key().to_jwk();
+    crate::auth::record(&issuer, proof)?;
     // OIDC Core §3.1.3.7 does not make ID tokens single use; Writ does, until they expire.
     let digest = writ_jose::base64url_encode(writ_jose::sha256(request.id_token.as_bytes()));
     writ_token::ReplayCache::first_use(
@@ -251,7 +254,7 @@ pub(crate) async fn bind(
             format!("human `{}` is not active", human.id),
         ));
     }
-    let (jkt, jwk) = fresh_key(&issuer.store, &proof.public_key().to_jwk())?;
+    let (jkt, jwk) = fresh_key(&issuer.store, &key)?;
     let appended = record(
         &issuer,
         "human_key_bound",

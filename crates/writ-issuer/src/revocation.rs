@@ -24,7 +24,7 @@ use crate::inventory::parse_json;
 /// The longest a feed request waits for news, in seconds.
 pub const MAX_WAIT: u64 = 30;
 /// The most revocations one feed response carries.
-pub const FEED_PAGE: i64 = 1000;
+pub const FEED_PAGE: u32 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -209,8 +209,10 @@ async fn exchange_checked(
     context["mandate"] = json!(claims.jti);
     context["agent"] = json!(claims.cnf.jkt);
     context["human"] = json!(claims.sub);
-    // RFC 9449 §6: the proof's key is the key the mandate is bound to.
+    // RFC 9449 §6: the proof's key is the key the mandate is bound to. Only then is the
+    // proof recorded as used, so strangers' proofs never fill the replay cache.
     proof.ensure_bound_to(&claims.cnf.jkt)?;
+    crate::auth::record(issuer, proof).map_err(ApiError::at_token_endpoint)?;
     check_not_revoked(issuer, &mandate)?;
     let agent = issuer.store.agent(claims.cnf.jkt.as_str()).ok_or_else(|| {
         ApiError::denied("unknown_agent", "the mandate's agent is not registered")

@@ -1626,3 +1626,24 @@ async fn an_oidc_id_token_binds_a_new_key_to_its_human_once() {
         .unwrap();
     assert_eq!(leaf.kind, "human_key_bound");
 }
+
+#[tokio::test]
+async fn proofs_by_unregistered_keys_never_enter_the_replay_cache() {
+    let world = World::new().await;
+    let stranger = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let proof = world.proof(&stranger, &Method::GET, "/v1/agents");
+    for _ in 0..2 {
+        let request = Request::builder()
+            .uri("/v1/agents")
+            .header("dpop", proof.clone())
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = world.send(request).await;
+        // The same proof twice: refused as unknown both times, not as a replay, because
+        // it was never recorded.
+        assert_eq!(
+            (status, reason(&body)),
+            (StatusCode::UNAUTHORIZED, "unknown_key")
+        );
+    }
+}

@@ -281,15 +281,76 @@ impl ReplayCache for MemoryReplayCache {
     }
 }
 
-/// Verifies a DPoP proof against the request it came with, per RFC 9449 §4.3, and returns
-/// the thumbprint of the key it proves possession of.
-///
-/// The replay check comes last, so a forged proof cannot fill the cache.
+/// A proof that passed every RFC 9449 §4.3 check except single use. A server records it
+/// ([`CheckedProof::record`]) once it knows the key is one it accepts (registered, or the
+/// key a token is bound to): a valid proof by a throwaway key then never enters the replay
+/// cache, so strangers cannot fill it.
+#[derive(Debug)]
+#[must_use = "a proof is not verified until it is recorded"]
+pub struct CheckedProof {
+    key: PublicKey,
+    jti: String,
+    iat: UnixTime,
+    /// Until when its id must be remembered.
+    expires: UnixTime,
+}
+
+impl CheckedProof {
+    /// The RFC 7638 thumbprint of the proof's key.
+    pub fn jkt(&self) -> &Thumbprint {
+        self.key.thumbprint()
+    }
+
+    /// The proof's public key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.key
+    }
+
+    /// Checks that the proof's key is the one a token is bound to (`cnf.jkt`, §6.1).
+    pub fn ensure_bound_to(&self, jkt: &Thumbprint) -> Result<(), DpopError> {
+        if self.jkt() == jkt {
+            Ok(())
+        } else {
+            Err(DpopError::KeyMismatch)
+        }
+    }
+
+    /// §11.1: each proof once. Ids are scoped to the key, so one client cannot collide with
+    /// another's; they are kept until the proof could no longer be accepted anyway.
+    pub fn record(
+        self,
+        replay: &dyn ReplayCache,
+        now: UnixTime,
+    ) -> Result<VerifiedProof, DpopError> {
+        let replay_id = format!("dpop:{}:{}", self.key.thumbprint(), self.jti);
+        replay
+            .first_use(&replay_id, self.expires, now)
+            .map_err(|error| match error {
+                ReplayError::Seen => DpopError::Replayed,
+                ReplayError::Unavailable(why) => DpopError::ReplayCacheUnavailable(why),
+            })?;
+        Ok(VerifiedProof {
+            key: self.key,
+            jti: self.jti,
+            iat: self.iat,
+        })
+    }
+}
+
+/// Verifies a DPoP proof against the request it came with, per RFC 9449 §4.3, including
+/// single use, and returns the key it proves possession of: [`check_proof`], then
+/// [`CheckedProof::record`].
 pub fn verify_proof(
     proof: &str,
     check: &ProofCheck<'_>,
     replay: &dyn ReplayCache,
 ) -> Result<VerifiedProof, DpopError> {
+    check_proof(proof, check)?.record(replay, check.now)
+}
+
+/// Every RFC 9449 §4.3 check of a proof except single use, which the caller records with
+/// [`CheckedProof::record`].
+pub fn check_proof(proof: &str, check: &ProofCheck<'_>) -> Result<CheckedProof, DpopError> {
     // Step 2: a well-formed JWS.
     let jws = UnverifiedJws::parse(proof, MAX_PROOF_LEN).map_err(jws_error)?;
     // Steps 4-7: `typ`, an allowed asymmetric `alg` matching a public `jwk`, and the
@@ -341,20 +402,11 @@ pub fn verify_proof(
             Some(_) => {}
         }
     }
-    // §11.1: each proof once. Ids are scoped to the key, so one client cannot collide
-    // with another's; they are kept until the proof could no longer be accepted anyway.
-    let replay_id = format!("dpop:{}:{}", key.thumbprint(), claims.jti);
-    let expires = claims.iat.plus(check.max_age).plus(check.max_skew);
-    replay
-        .first_use(&replay_id, expires, check.now)
-        .map_err(|error| match error {
-            ReplayError::Seen => DpopError::Replayed,
-            ReplayError::Unavailable(why) => DpopError::ReplayCacheUnavailable(why),
-        })?;
-    Ok(VerifiedProof {
+    Ok(CheckedProof {
         key,
         jti: claims.jti,
         iat: claims.iat,
+        expires: claims.iat.plus(check.max_age).plus(check.max_skew),
     })
 }
 

@@ -82,8 +82,8 @@ pub use claims::{
     PolicyRef, SingleDetail, Task, TaskDigest,
 };
 pub use dpop::{
-    DPOP_TYP, DpopError, MAX_PROOF_LEN, MemoryReplayCache, ProofCheck, ProofClaims, ReplayCache,
-    ReplayError, VerifiedProof, access_token_hash, verify_proof,
+    CheckedProof, DPOP_TYP, DpopError, MAX_PROOF_LEN, MemoryReplayCache, ProofCheck, ProofClaims,
+    ReplayCache, ReplayError, VerifiedProof, access_token_hash, check_proof, verify_proof,
 };
 pub use ids::{Audience, HumanId, IdError, Issuer, MandateId, WritId};
 pub use mandate::{MAX_MANDATE_LIFETIME, MandateClaims, UnverifiedMandate, VerifiedMandate};
