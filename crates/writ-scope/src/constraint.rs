@@ -223,6 +223,17 @@ impl Constraint {
                 pointer,
                 format!("must be one of {} allowed values", values.len()),
             ),
+            // Path-like rules: a value with a `.` or `..` segment or an encoded separator
+            // could resolve outside the prefix or pattern, so it never matches.
+            (Constraint::Prefix(_) | Constraint::Glob(_), Value::String(text))
+                if glob::escapes(text) =>
+            {
+                fail(
+                    pointer,
+                    "must not contain `.` or `..` segments or percent-encoded separators"
+                        .to_owned(),
+                )
+            }
             (Constraint::Prefix(prefix), Value::String(text)) if text.starts_with(prefix) => Ok(()),
             (Constraint::Prefix(prefix), _) => fail(
                 pointer,
@@ -477,6 +488,25 @@ mod tests {
         let constraint: Constraint = serde_json::from_value(value).unwrap();
         constraint.validate().unwrap();
         constraint
+    }
+
+    #[test]
+    fn prefix_and_glob_refuse_values_that_climb_out() {
+        for rule in [json!({"prefix": "/data/"}), json!({"glob": "/data/*"})] {
+            let rule = c(rule);
+            assert_eq!(rule.check(&json!("/data/q3.csv")), Ok(()));
+            for escaping in [
+                "/data/../etc/passwd",
+                "/data/%2E%2E/etc/passwd",
+                "/data/./x",
+            ] {
+                let violation = rule.check(&json!(escaping)).unwrap_err();
+                assert!(
+                    violation.to_string().contains("`..` segments"),
+                    "{violation}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -268,7 +268,7 @@ impl AuthorizationDetail {
                 if !methods.iter().any(|allowed| allowed.as_str() == *method) {
                     return Err(Mismatch::Method);
                 }
-                if glob::matches(path.as_str(), call_path) {
+                if glob::matches(path.as_str(), call_path) && !glob::escapes(call_path) {
                     Ok(())
                 } else {
                     Err(Mismatch::Path)
@@ -504,6 +504,15 @@ mod tests {
             Err(Mismatch::Method)
         );
         assert_eq!(http.check(&get("GET", "/v1/users")), Err(Mismatch::Path));
+        // Regression: `*` matches `/`, so without the dot-segment rule this path, which a
+        // server resolves to `/v1/admin`, matched `/v1/reports/*`.
+        for escaping in ["/v1/reports/../admin", "/v1/reports/%2e%2e/admin"] {
+            assert_eq!(
+                http.check(&get("GET", escaping)),
+                Err(Mismatch::Path),
+                "{escaping}"
+            );
+        }
     }
 
     #[test]

@@ -71,9 +71,46 @@ pub(crate) fn is_subset(child: &str, parent: &str) -> bool {
     as_prefix(parent).is_some_and(|prefix| literal_prefix(child).starts_with(prefix))
 }
 
+/// Whether a path-like value could step outside a prefix or pattern once a file system
+/// or server resolves it: a `.` or `..` segment (between `/` or `\\`), or a
+/// percent-encoded `.`, `/` or `\\`. `prefix` and `glob` refuse such values, so
+/// `/data/../etc/passwd` is never "under `/data/`".
+pub(crate) fn escapes(text: &str) -> bool {
+    let dot_segment = text
+        .split(['/', '\\'])
+        .any(|segment| segment == "." || segment == "..");
+    let lower = text.to_ascii_lowercase();
+    dot_segment
+        || ["%2e", "%2f", "%5c"]
+            .iter()
+            .any(|encoded| lower.contains(encoded))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_segments_and_encoded_separators_escape() {
+        for escaping in [
+            "/data/../etc/passwd",
+            "/data/./x",
+            "..",
+            "/data/%2e%2e/x",
+            "/data%2Fx",
+            "a\\..\\b",
+        ] {
+            assert!(escapes(escaping), "{escaping}");
+        }
+        for plain in [
+            "/data/q3.csv",
+            "/data/report..csv",
+            "/data/.hidden",
+            "relative/file",
+        ] {
+            assert!(!escapes(plain), "{plain}");
+        }
+    }
 
     #[test]
     fn matching() {
