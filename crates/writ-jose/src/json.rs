@@ -105,14 +105,27 @@ impl<'de> Visitor<'de> for NoDuplicates<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         // Token objects have a handful of members: a linear scan over keys borrowed from
-        // the input beats hashing owned copies.
-        let mut seen: Vec<Cow<'de, str>> = Vec::new();
+        // the input beats hashing. Past `LINEAR_MEMBERS` the keys move to a hash set, so a
+        // large object (a request body, a JWKS) costs linear time, not quadratic.
+        const LINEAR_MEMBERS: usize = 16;
+        let mut few: Vec<Cow<'de, str>> = Vec::new();
+        let mut many: std::collections::HashSet<Cow<'de, str>> = std::collections::HashSet::new();
         while let Some(key) = map.next_key_seed(Key)? {
-            if seen.contains(&key) {
+            let duplicate = if many.is_empty() && few.len() < LINEAR_MEMBERS {
+                few.contains(&key)
+            } else {
+                many.extend(few.drain(..));
+                many.contains(&key)
+            };
+            if duplicate {
                 *self.0.borrow_mut() = Some(key.into_owned());
                 return Err(de::Error::custom("duplicate member"));
             }
-            seen.push(key);
+            if many.is_empty() {
+                few.push(key);
+            } else {
+                many.insert(key);
+            }
             map.next_value_seed(self)?;
         }
         Ok(())
@@ -150,6 +163,20 @@ impl<'de> Visitor<'de> for Key {
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn duplicates_are_found_in_large_objects_too() {
+        let members: Vec<String> = (0..100).map(|i| format!("\"m{i}\":{i}")).collect();
+        let unique = format!("{{{}}}", members.join(","));
+        assert!(from_slice_strict::<serde_json::Value>(unique.as_bytes()).is_ok());
+        for repeated in [3, 20, 99] {
+            let text = format!("{{{},\"m{repeated}\":0}}", members.join(","));
+            assert!(
+                from_slice_strict::<serde_json::Value>(text.as_bytes()).is_err(),
+                "m{repeated}"
+            );
+        }
+    }
 
     #[test]
     fn accepts_ordinary_json() {
