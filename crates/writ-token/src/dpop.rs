@@ -74,8 +74,9 @@ pub fn access_token_hash(access_token: &str) -> String {
     base64url_encode(sha256(access_token.as_bytes()))
 }
 
-/// What the server knows about the request a proof must match.
-#[derive(Debug, Clone, Copy)]
+/// What the server knows about the request a proof must match. Its `Debug` leaves out the
+/// access token.
+#[derive(Clone, Copy)]
 pub struct ProofCheck<'a> {
     /// The request's HTTP method.
     pub method: &'a str,
@@ -91,6 +92,20 @@ pub struct ProofCheck<'a> {
     pub access_token: Option<&'a str>,
     /// When the server requires nonces: the key its nonces are checked with.
     pub nonce: Option<&'a crate::NonceKey>,
+}
+
+impl std::fmt::Debug for ProofCheck<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProofCheck")
+            .field("method", &self.method)
+            .field("uri", &self.uri)
+            .field("now", &self.now)
+            .field("max_age", &self.max_age)
+            .field("max_skew", &self.max_skew)
+            .field("access_token", &self.access_token.map(|_| "<redacted>"))
+            .field("nonce", &self.nonce.is_some())
+            .finish()
+    }
 }
 
 /// A proof that passed every check: the key it proves possession of.
