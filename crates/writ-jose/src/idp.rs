@@ -46,6 +46,8 @@ struct RawJwk {
     #[serde(rename = "use", default)]
     key_use: Option<String>,
     #[serde(default)]
+    alg: Option<String>,
+    #[serde(default)]
     n: Option<String>,
     #[serde(default)]
     e: Option<String>,
@@ -83,6 +85,19 @@ impl IdpKeySet {
             let (Some(kid), true) = (jwk.kid.clone(), usable) else {
                 continue;
             };
+            if kid.is_empty() || kid.len() > crate::jwk::MAX_KID_LEN {
+                continue;
+            }
+            // A key published for another algorithm (PS256, RS512, ...) is not used for
+            // the one algorithm Writ would verify it with.
+            let algorithm = match jwk.kty.as_str() {
+                "RSA" => "RS256",
+                "EC" => "ES256",
+                _ => "EdDSA",
+            };
+            if jwk.alg.as_deref().is_some_and(|alg| alg != algorithm) {
+                continue;
+            }
             let key = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
                 ("RSA", _) => match (decode(jwk.n.as_ref()), decode(jwk.e.as_ref())) {
                     (Some(n), Some(e)) if n.len() >= 256 && !e.is_empty() => {
@@ -107,7 +122,7 @@ impl IdpKeySet {
             }
         }
         if set.keys.is_empty() {
-            return Err(KeySetError::BadKid);
+            return Err(KeySetError::NoUsableKey);
         }
         Ok(set)
     }
@@ -184,6 +199,13 @@ mod tests {
             Err(JwsError::UnsupportedAlgorithm(_))
         ));
 
+        let mut other_algorithm = usable.clone();
+        other_algorithm["alg"] = "ES384".into();
+        let document = serde_json::json!({"keys": [other_algorithm]}).to_string();
+        assert!(matches!(
+            IdpKeySet::from_jwks_json(document.as_bytes()),
+            Err(KeySetError::NoUsableKey)
+        ));
         let only_unusable = serde_json::json!({"keys": [encryption_only()]}).to_string();
         assert!(IdpKeySet::from_jwks_json(only_unusable.as_bytes()).is_err());
     }

@@ -247,6 +247,9 @@ pub enum KeySetError {
     /// More keys than [`MAX_KEYS`].
     #[error("key set has more than {MAX_KEYS} keys")]
     TooManyKeys,
+    /// An identity provider's JWKS holds no key Writ can verify signatures with.
+    #[error("the key set has no usable signature key (RSA, P-256 or Ed25519, with a `kid`)")]
+    NoUsableKey,
     /// A key is not a valid supported public key.
     #[error("key `{kid}`: {source}")]
     Key {
