@@ -30,6 +30,9 @@ use crate::{Issuer, seconds};
 
 /// How often a provider's keys may be fetched again for an unknown `kid`.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// How long fetched keys are trusted before they are fetched again, so a key the provider
+/// withdrew stops verifying.
+const KEY_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// A trusted OIDC identity provider.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -61,6 +64,8 @@ pub(crate) struct Provider {
 #[derive(Default)]
 struct KeyCache {
     keys: Option<Arc<IdpKeySet>>,
+    /// When `keys` were fetched.
+    fetched: Option<Instant>,
     /// The last fetch attempt, successful or not: no provider is asked more often than
     /// [`REFRESH_INTERVAL`], whatever callers send.
     attempted: Option<Instant>,
@@ -120,10 +125,16 @@ impl Provider {
             .attempted
             .is_none_or(|attempted| attempted.elapsed() >= REFRESH_INTERVAL);
         let known = cache.keys.as_ref().is_some_and(|keys| keys.contains(kid));
-        if !known && due {
+        let stale = cache
+            .fetched
+            .is_none_or(|fetched| fetched.elapsed() >= KEY_MAX_AGE);
+        if due && (!known || stale) {
             cache.attempted = Some(Instant::now());
             match self.fetch().await {
-                Ok(keys) => cache.keys = Some(Arc::new(keys)),
+                Ok(keys) => {
+                    cache.keys = Some(Arc::new(keys));
+                    cache.fetched = cache.attempted;
+                }
                 Err(error) => {
                     tracing::error!(issuer = %self.config.issuer, %error, "identity provider keys unavailable");
                 }
