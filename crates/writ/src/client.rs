@@ -8,7 +8,9 @@ use anyhow::{Context as _, bail};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use writ_jose::SigningKey;
-use writ_token::{ProofClaims, UnixTime};
+use writ_token::ProofClaims;
+
+use crate::quickstart::random_jti;
 
 /// The largest response body read, in bytes.
 const MAX_RESPONSE: usize = 16 * 1024 * 1024;
@@ -21,26 +23,13 @@ pub(crate) struct IssuerClient {
     nonce: Mutex<Option<String>>,
 }
 
-fn now() -> UnixTime {
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or_default();
-    UnixTime::from_secs(seconds)
-}
-
-fn random_jti() -> anyhow::Result<String> {
-    let mut bytes = [0; 16];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| anyhow::anyhow!("the random generator failed"))?;
-    Ok(writ_jose::base64url_encode(bytes))
-}
-
 impl IssuerClient {
     /// A client for the issuer at `base` (its public URL, the `iss` of its tokens).
     pub(crate) fn new(base: &str, key: SigningKey) -> anyhow::Result<IssuerClient> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
+            // A redirect would carry the single-use proof to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client")?;
         Ok(IssuerClient {
@@ -53,7 +42,8 @@ impl IssuerClient {
 
     fn proof(&self, method: &Method, path: &str) -> anyhow::Result<String> {
         let target = format!("{}{}", self.base, path.split('?').next().unwrap_or(path));
-        let mut claims = ProofClaims::new(method.as_str(), &target, now(), random_jti()?);
+        let now = writ_issuer::Clock::now(&writ_issuer::SystemClock);
+        let mut claims = ProofClaims::new(method.as_str(), &target, now, random_jti()?);
         if let Some(nonce) = self.nonce.lock().ok().and_then(|nonce| nonce.clone()) {
             claims = claims.with_nonce(&nonce);
         }
@@ -93,8 +83,15 @@ impl IssuerClient {
             {
                 *slot = Some(nonce.to_owned());
             }
-            let bytes = response.bytes().await.context("reading the response")?;
-            anyhow::ensure!(bytes.len() <= MAX_RESPONSE, "the response is too large");
+            let mut response = response;
+            let mut bytes = Vec::new();
+            while let Some(chunk) = response.chunk().await.context("reading the response")? {
+                anyhow::ensure!(
+                    bytes.len() + chunk.len() <= MAX_RESPONSE,
+                    "the response is larger than {MAX_RESPONSE} bytes"
+                );
+                bytes.extend_from_slice(&chunk);
+            }
             let value: Value = serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
             if status.is_success() {
@@ -130,7 +127,15 @@ pub(crate) fn public_jwk(
             let key = writ_keystore::load(path)?;
             Ok(serde_json::to_value(key.public_key().to_jwk())?)
         }
-        (None, Some(text)) => serde_json::from_str(text).context("--jwk is not JSON"),
+        (None, Some(text)) => {
+            // Checked here, so a private JWK pasted by mistake never leaves this machine.
+            let jwk: writ_jose::Jwk =
+                writ_jose::from_slice_strict(text.as_bytes()).context("--jwk is not a JWK")?;
+            let key = jwk
+                .to_public_key()
+                .context("--jwk is not a usable public key")?;
+            Ok(serde_json::to_value(key.to_jwk())?)
+        }
         (None, None) => bail!("give the key: --key-file PATH (a keystore file) or --jwk JSON"),
         (Some(_), Some(_)) => bail!("give either --key-file or --jwk, not both"),
     }

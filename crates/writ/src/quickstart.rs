@@ -6,7 +6,6 @@
 //! data scope, an expired writ. Every decision prints its stable reason code.
 
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
@@ -77,12 +76,7 @@ struct Gateway {
 pub(crate) fn run(out: &mut dyn Write) -> anyhow::Result<Summary> {
     let mut decisions = Vec::new();
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
-    let now = UnixTime::from_secs(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .context("reading the clock")?
-            .as_secs(),
-    );
+    let now = writ_issuer::Clock::now(&writ_issuer::SystemClock);
 
     writeln!(
         out,
@@ -426,7 +420,7 @@ fn random_id() -> anyhow::Result<[u8; 16]> {
     Ok(bytes)
 }
 
-fn random_jti() -> anyhow::Result<String> {
+pub(crate) fn random_jti() -> anyhow::Result<String> {
     Ok(writ_jose::base64url_encode(random_id()?))
 }
 

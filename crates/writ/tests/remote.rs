@@ -35,7 +35,7 @@ fn key(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Starts an issuer on an ephemeral port; returns its URL, the admin key and the log key.
-fn start(dir: &Path) -> (String, PathBuf, String) {
+fn start(dir: &Path, settings: writ_issuer::Settings) -> (String, PathBuf, String) {
     let (ready, wait) = std::sync::mpsc::channel();
     let data = dir.join("data");
     let admin = dir.join("admin.key");
@@ -47,9 +47,7 @@ fn start(dir: &Path) -> (String, PathBuf, String) {
             let done = writ_issuer::init(&data, &url, "root", &admin)
                 .await
                 .unwrap();
-            let issuer = writ_issuer::Issuer::open(&data, writ_issuer::Settings::default())
-                .await
-                .unwrap();
+            let issuer = writ_issuer::Issuer::open(&data, settings).await.unwrap();
             ready.send((url, admin, done.log_verifier_key)).unwrap();
             writ_issuer::serve(listener, issuer).await.unwrap();
         });
@@ -61,7 +59,7 @@ fn start(dir: &Path) -> (String, PathBuf, String) {
 #[test]
 fn inventory_verbs_rotation_and_remote_audit_verification() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, admin, log_key) = start(dir.path());
+    let (url, admin, log_key) = start(dir.path(), writ_issuer::Settings::default());
     let alice = key(dir.path(), "alice");
     let agent = key(dir.path(), "agent");
     let gateway = key(dir.path(), "gateway");
@@ -190,4 +188,25 @@ fn inventory_verbs_rotation_and_remote_audit_verification() {
 fn base64_of_zeros() -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode([0u8; 32])
+}
+
+#[test]
+fn the_client_answers_a_nonce_challenge_by_retrying_with_the_nonce() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = writ_issuer::Settings {
+        require_dpop_nonce: true,
+        ..writ_issuer::Settings::default()
+    };
+    let (url, admin, _) = start(dir.path(), settings);
+    // The first proof carries no nonce and is refused with `use_dpop_nonce`; the client
+    // retries once with the nonce the refusal carried.
+    let out = ok(&[
+        "human",
+        "list",
+        "--issuer",
+        &url,
+        "--key",
+        admin.to_str().unwrap(),
+    ]);
+    assert!(out.contains("\"root\""), "{out}");
 }
