@@ -129,7 +129,9 @@ pub fn load(path: &Path) -> Result<SigningKey, KeystoreError> {
     if metadata.len() > MAX_FILE_LEN {
         return Err(format("file is too large"));
     }
-    let mut text = Zeroizing::new(String::new());
+    // Sized once, so the buffer never reallocates and leaves key text in freed memory.
+    let capacity = usize::try_from(metadata.len()).unwrap_or(0);
+    let mut text = Zeroizing::new(String::with_capacity(capacity));
     file.take(MAX_FILE_LEN)
         .read_to_string(&mut text)
         .map_err(io)?;
@@ -160,7 +162,8 @@ fn from_pem(text: &str) -> Option<Zeroizing<Vec<u8>>> {
     if body.contains("-----") {
         return None;
     }
-    let joined: Zeroizing<String> = Zeroizing::new(body.split_whitespace().collect());
+    let mut joined = Zeroizing::new(String::with_capacity(body.len()));
+    body.split_whitespace().for_each(|part| joined.push_str(part));
     STANDARD.decode(joined.as_bytes()).ok().map(Zeroizing::new)
 }
 
