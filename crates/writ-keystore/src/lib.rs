@@ -163,7 +163,8 @@ fn from_pem(text: &str) -> Option<Zeroizing<Vec<u8>>> {
         return None;
     }
     let mut joined = Zeroizing::new(String::with_capacity(body.len()));
-    body.split_whitespace().for_each(|part| joined.push_str(part));
+    body.split_whitespace()
+        .for_each(|part| joined.push_str(part));
     STANDARD.decode(joined.as_bytes()).ok().map(Zeroizing::new)
 }
 
