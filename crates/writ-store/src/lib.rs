@@ -1,57 +1,48 @@
 //! Writ's storage: inventory, mandates, revocations and the durable Merkle audit log.
 //!
-//! One data directory holds one SQLite database (WAL, `synchronous=FULL`). All changes go
-//! through a single writer task, and every change is an audit-log leaf plus its effect,
-//! committed in one transaction: there is no change without its audit record, and no record
-//! without its change. Concurrent changes queue while a commit is in flight and then share
-//! the next transaction and its one fsync (group commit); [`Store::append`] returns only
-//! after the commit is durable.
+//! All changes go through a single writer task, and every change is an audit-log leaf plus
+//! its effect, committed in one transaction: there is no change without its audit record,
+//! and no record without its change. Concurrent changes queue while a commit is in flight
+//! and then share the next transaction and its one fsync (group commit); [`Store::append`]
+//! returns only after the commit is durable.
 //!
 //! Fail closed: when a commit fails (disk full, read-only file system, corruption), every
 //! change in it is refused with [`StoreError::Unavailable`] and nothing is applied.
 //!
 //! The inventory and the revoked subjects are also held in memory (updated by the writer
 //! before a commit is acknowledged), so an issuance reads nothing from the database. That
-//! is sound because one process owns a data directory at a time (`writ.lock`). Other reads
-//! use a separate connection pool. The schema and SQL keep to what SQLite and
-//! PostgreSQL share (`$n` placeholders, `ON CONFLICT`, `RETURNING`), with migrations in
-//! `migrations/sqlite`.
+//! is sound because one writer owns a store at a time: the backend's writer connection
+//! holds its lock.
+//!
+//! Storage sits behind two traits, [`Backend`] (shared reads) and [`LogWriter`] (the
+//! writer's transactions). [`SqliteBackend`] is the embedded store: one SQLite database
+//! in a data directory (WAL, `synchronous=FULL`, locked by `writ.lock`). Its schema and
+//! SQL keep to what SQLite and PostgreSQL share (`$n` placeholders, `ON CONFLICT`,
+//! `RETURNING`, `WITH RECURSIVE`), with migrations in `migrations/sqlite`, so a PostgreSQL
+//! backend is a second implementation of the two traits.
 
-macro_rules! agent_select {
-    ($tail:literal) => {
-        concat!(
-            "SELECT jkt, name, owner, jwk, tools, status, status_reason, created_at, expires_at, last_seen FROM agents",
-            $tail
-        )
-    };
-}
-
+mod backend;
 mod records;
+mod sqlite;
 mod view;
 mod writer;
 
 use std::path::Path;
-use std::str::FromStr as _;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
-use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
 use tokio::sync::{mpsc, oneshot, watch};
 use writ_log::{Hash, Nodes};
 
+pub use backend::{Backend, LogRows, LogWriter, Snapshot, StoreFuture};
 pub use records::{
     AgentRecord, GatewayRecord, HumanKeyRecord, HumanRecord, LeafRecord, MandateRecord,
     ProviderRecord, RevocationRecord, ToolRecord,
 };
+pub use sqlite::{DATABASE_FILE, LOCK_FILE, SqliteBackend, SqliteWriter};
 pub use writer::{Appended, Event, TreeHead, Write};
 
 use view::View;
-use writer::{Job, Writer, fetch_node, to_i64, to_u64};
-
-/// The file name of the database inside the data directory.
-pub const DATABASE_FILE: &str = "writ.db";
+use writer::{Job, Writer};
 
 /// A store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -74,67 +65,10 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(error: sqlx::Error) -> Self {
-        match &error {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Conflict(db.message().to_owned())
-            }
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                StoreError::Invalid(db.message().to_owned())
-            }
-            sqlx::Error::Database(db) if db.is_check_violation() => {
-                StoreError::Invalid(db.message().to_owned())
-            }
-            _ => StoreError::Unavailable(error.to_string()),
-        }
-    }
-}
-
-/// The lock file inside the data directory.
-pub const LOCK_FILE: &str = "writ.lock";
-
-/// How long opening a store waits for the data directory's lock: the writer of a store
-/// just closed in this process releases it once its queue has drained.
-const LOCK_WAIT: Duration = Duration::from_secs(2);
-
-/// Takes the data directory's lock: one writer at a time owns a store, because it keeps
-/// the log's frontier and the inventory in memory.
-async fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StoreError> {
-    let path = data_dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|error| StoreError::Unavailable(format!("{}: {error}", path.display())))?;
-    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Unavailable(format!(
-                    "`{}` is in use by another process (a running issuer?)",
-                    data_dir.display()
-                )));
-            }
-            Err(std::fs::TryLockError::Error(error)) => {
-                return Err(StoreError::Unavailable(format!(
-                    "{}: {error}",
-                    path.display()
-                )));
-            }
-        }
-    }
-}
-
 /// A handle to the store; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    backend: Arc<dyn Backend>,
     writer: mpsc::Sender<Job>,
     head: watch::Receiver<TreeHead>,
     view: Arc<RwLock<View>>,
@@ -148,48 +82,29 @@ pub struct StoreOptions {
     pub max_database_bytes: Option<u64>,
 }
 
-/// SQLite's default page size; the quota is enforced in pages.
-const PAGE_SIZE: u64 = 4096;
-
 impl Store {
-    /// Opens (creating if needed) the database in `data_dir`, runs migrations and starts
-    /// the writer.
+    /// Opens (creating if needed) the embedded SQLite store in `data_dir`.
     pub async fn open(data_dir: &Path) -> Result<Store, StoreError> {
         Store::open_with(data_dir, StoreOptions::default()).await
     }
 
     /// [`Store::open`] with options.
-    pub async fn open_with(
-        data_dir: &Path,
-        store_options: StoreOptions,
+    pub async fn open_with(data_dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        let (backend, writer) = SqliteBackend::open(data_dir, options).await?;
+        Store::start(backend, writer).await
+    }
+
+    /// Starts a store over any backend: loads the view through `writer` and starts the
+    /// writer task, which owns `writer` (and the backend's lock) until every handle to the
+    /// store is dropped and its queue has drained.
+    pub async fn start(
+        backend: impl Backend,
+        mut writer: impl LogWriter,
     ) -> Result<Store, StoreError> {
-        let lock = lock_data_dir(data_dir).await?;
-        let path = data_dir.join(DATABASE_FILE);
-        let options = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(StoreError::from)?
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|error| StoreError::Unavailable(format!("migrations: {error}")))?;
-        let writer_options = match store_options.max_database_bytes {
-            Some(bytes) => options.pragma("max_page_count", (bytes / PAGE_SIZE).max(1).to_string()),
-            None => options,
-        };
-        let mut conn = writer::open_writer_connection(&writer_options).await?;
-        let view = Arc::new(RwLock::new(View::load(&mut conn).await?));
-        let (writer, head) = Writer::start(conn, Arc::clone(&view), lock).await?;
+        let view = Arc::new(RwLock::new(View::new(writer.snapshot().await?)));
+        let (writer, head) = Writer::start(Box::new(writer), Arc::clone(&view)).await?;
         Ok(Store {
-            pool,
+            backend: Arc::new(backend),
             writer,
             head,
             view,
@@ -320,62 +235,19 @@ impl Store {
 
     /// All tool providers with their tools, by name.
     pub async fn providers(&self) -> Result<Vec<(ProviderRecord, Vec<ToolRecord>)>, StoreError> {
-        let providers: Vec<(String, String, Option<String>, i64)> =
-            sqlx::query_as("SELECT name, kind, url, created_at FROM tool_providers ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
-        let tools: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT server, name, labels FROM tools ORDER BY server, name")
-                .fetch_all(&self.pool)
-                .await?;
-        providers
-            .into_iter()
-            .map(|(name, kind, url, created_at)| {
-                let tools = tools
-                    .iter()
-                    .filter(|(server, _, _)| *server == name)
-                    .map(|(server, tool, labels)| {
-                        Ok(ToolRecord {
-                            server: server.clone(),
-                            name: tool.clone(),
-                            labels: parse_list(labels)?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, StoreError>>()?;
-                Ok((
-                    ProviderRecord {
-                        name,
-                        kind,
-                        url,
-                        created_at,
-                    },
-                    tools,
-                ))
-            })
-            .collect()
+        self.backend.providers().await
     }
 
     // ---- mandates and revocation --------------------------------------------------------
 
     /// A mandate by id.
     pub async fn mandate(&self, id: &str) -> Result<Option<MandateRecord>, StoreError> {
-        let row: Option<MandateRow> = sqlx::query_as(MANDATE_SELECT_BY_ID)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(MandateRow::into_record))
+        self.backend.mandate(id).await
     }
 
     /// The ids of a mandate and every mandate delegated from it, transitively.
     pub async fn mandate_subtree(&self, id: &str) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "WITH RECURSIVE tree(id) AS (SELECT id FROM mandates WHERE id = $1 \
-             UNION SELECT m.id FROM mandates m JOIN tree t ON m.parent = t.id) SELECT id FROM tree",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        self.backend.mandate_subtree(id).await
     }
 
     /// The ids of mandates a human granted, or that an agent holds.
@@ -384,14 +256,7 @@ impl Store {
         human: Option<&str>,
         agent: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT id FROM mandates WHERE ($1 IS NULL OR human_id = $1) AND ($2 IS NULL OR agent_jkt = $2) ORDER BY created_at",
-        )
-        .bind(human)
-        .bind(agent)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        self.backend.mandates_of(human, agent).await
     }
 
     /// Revocations after `seq`, in order, at most `limit`.
@@ -400,67 +265,30 @@ impl Store {
         seq: i64,
         limit: u32,
     ) -> Result<Vec<RevocationRecord>, StoreError> {
-        let rows: Vec<(i64, String, String, String, i64, i64)> = sqlx::query_as(
-            "SELECT seq, kind, subject, reason, created_at, log_index FROM revocations WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(seq)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(seq, kind, subject, reason, created_at, log_index)| RevocationRecord {
-                    seq,
-                    kind,
-                    subject,
-                    reason,
-                    created_at,
-                    log_index,
-                },
-            )
-            .collect())
+        self.backend.revocations_since(seq, limit).await
     }
 
     // ---- audit log ----------------------------------------------------------------------
 
     /// The leaf at `index`.
     pub async fn leaf(&self, index: u64) -> Result<Option<LeafRecord>, StoreError> {
-        let row: Option<(i64, String, Vec<u8>, i64)> =
-            sqlx::query_as("SELECT idx, kind, data, created_at FROM audit_leaves WHERE idx = $1")
-                .bind(to_i64(index)?)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(leaf_record).transpose()
+        let leaf = self.backend.leaves(index, 1).await?.into_iter().next();
+        Ok(leaf.filter(|leaf| leaf.index == index))
     }
 
     /// Leaves from `start`, in order, at most `limit`.
     pub async fn leaves(&self, start: u64, limit: u32) -> Result<Vec<LeafRecord>, StoreError> {
-        let rows: Vec<(i64, String, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT idx, kind, data, created_at FROM audit_leaves WHERE idx >= $1 ORDER BY idx LIMIT $2",
-        )
-        .bind(to_i64(start)?)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(leaf_record).collect()
+        self.backend.leaves(start, limit).await
     }
 
     /// The indices of the leaves recorded under `key`, in order.
     pub async fn lookup(&self, key: &str) -> Result<Vec<u64>, StoreError> {
-        let rows: Vec<(i64,)> =
-            sqlx::query_as("SELECT idx FROM audit_keys WHERE key = $1 ORDER BY idx")
-                .bind(key)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.into_iter()
-            .map(|(idx,)| to_u64(idx, "index"))
-            .collect()
+        self.backend.lookup(key).await
     }
 
     /// The leaf hash the writer recorded for leaf `index` (its level-0 Merkle node).
     pub async fn leaf_node(&self, index: u64) -> Result<Hash, StoreError> {
-        fetch_node(&self.pool, 0, index).await
+        self.backend.node(0, index).await
     }
 
     /// The root of the first `size` leaves.
@@ -485,23 +313,12 @@ impl Store {
 
     /// The newest checkpoint note, if any.
     pub async fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
-        let row: Option<(i64, String)> =
-            sqlx::query_as("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|(size, note)| Ok((to_u64(size, "checkpoint size")?, note)))
-            .transpose()
+        Ok(self.backend.checkpoints(true).await?.into_iter().next())
     }
 
     /// Every stored checkpoint note, oldest first.
     pub async fn checkpoints(&self) -> Result<Vec<(u64, String)>, StoreError> {
-        let rows: Vec<(i64, String)> =
-            sqlx::query_as("SELECT size, note FROM checkpoints ORDER BY size")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.into_iter()
-            .map(|(size, note)| Ok((to_u64(size, "checkpoint size")?, note)))
-            .collect()
+        self.backend.checkpoints(false).await
     }
 
     fn check_size(&self, size: u64) -> Result<(), StoreError> {
@@ -524,7 +341,7 @@ impl Store {
         compute(&recorder).map_err(|error| StoreError::NotFound(error.to_string()))?;
         let mut fetched = Fetched::default();
         for (level, index) in recorder.0.into_inner() {
-            let hash = fetch_node(&self.pool, level, index).await?;
+            let hash = self.backend.node(level, index).await?;
             fetched.0.insert((level, index), hash);
         }
         compute(&fetched).map_err(|error| StoreError::Corrupt(error.to_string()))
@@ -566,110 +383,14 @@ impl NodeMap for Fetched {
     }
 }
 
-fn parse_list(text: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("stored list: {error}")))
+/// A stored integer that must not be negative: a size or an index.
+pub(crate) fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what} {value}")))
 }
 
-fn leaf_record(
-    (idx, kind, data, created_at): (i64, String, Vec<u8>, i64),
-) -> Result<LeafRecord, StoreError> {
-    Ok(LeafRecord {
-        index: to_u64(idx, "index")?,
-        kind,
-        data,
-        created_at,
-    })
-}
-
-const HUMAN_SELECT: &str =
-    "SELECT id, display_name, role, status, oidc_issuer, oidc_subject, created_at FROM humans";
-const MANDATE_SELECT_BY_ID: &str = "SELECT id, human_id, agent_jkt, parent, depth, expires_at, task_digest, task_text, created_at, log_index FROM mandates WHERE id = $1";
-
-#[derive(sqlx::FromRow)]
-struct HumanRow {
-    id: String,
-    display_name: String,
-    role: String,
-    status: String,
-    oidc_issuer: Option<String>,
-    oidc_subject: Option<String>,
-    created_at: i64,
-}
-
-impl HumanRow {
-    fn into_record(self) -> HumanRecord {
-        HumanRecord {
-            id: self.id,
-            display_name: self.display_name,
-            role: self.role,
-            status: self.status,
-            oidc_issuer: self.oidc_issuer,
-            oidc_subject: self.oidc_subject,
-            created_at: self.created_at,
-        }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct AgentRow {
-    jkt: String,
-    name: String,
-    owner: String,
-    jwk: String,
-    tools: String,
-    status: String,
-    status_reason: Option<String>,
-    created_at: i64,
-    expires_at: i64,
-    last_seen: Option<i64>,
-}
-
-impl AgentRow {
-    fn into_record(self) -> Result<AgentRecord, StoreError> {
-        Ok(AgentRecord {
-            tools: parse_list(&self.tools)?,
-            jkt: self.jkt,
-            name: self.name,
-            owner: self.owner,
-            jwk: self.jwk,
-            status: self.status,
-            status_reason: self.status_reason,
-            created_at: self.created_at,
-            expires_at: self.expires_at,
-            last_seen: self.last_seen,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct MandateRow {
-    id: String,
-    human_id: String,
-    agent_jkt: String,
-    parent: Option<String>,
-    depth: i64,
-    expires_at: i64,
-    task_digest: String,
-    task_text: Option<String>,
-    created_at: i64,
-    log_index: i64,
-}
-
-impl MandateRow {
-    fn into_record(self) -> MandateRecord {
-        MandateRecord {
-            id: self.id,
-            human_id: self.human_id,
-            agent_jkt: self.agent_jkt,
-            parent: self.parent,
-            depth: self.depth,
-            expires_at: self.expires_at,
-            task_digest: self.task_digest,
-            task_text: self.task_text,
-            created_at: self.created_at,
-            log_index: self.log_index,
-        }
-    }
+/// An index or size as the database stores it.
+pub(crate) fn to_i64(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{value} does not fit the store")))
 }
 
 /// The log rebuilt from its stored leaves alone, ignoring the stored Merkle nodes: for

@@ -11,10 +11,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::SqliteConnection;
-
+use crate::Write;
+use crate::backend::Snapshot;
 use crate::records::{AgentRecord, GatewayRecord, HumanRecord, ToolRecord};
-use crate::{AgentRow, HUMAN_SELECT, HumanRow, StoreError, Write, parse_list};
 
 /// A revoked subject: its kind (`agent`, `mandate`, `human`, `writ`, `key`) and id.
 type Subject = (String, String);
@@ -39,60 +38,28 @@ pub(crate) struct View {
 }
 
 impl View {
-    /// Reads the whole view from the database.
-    pub(crate) async fn load(conn: &mut SqliteConnection) -> Result<View, StoreError> {
+    /// The view of a committed snapshot.
+    pub(crate) fn new(snapshot: Snapshot) -> View {
         let mut view = View::default();
-        let humans: Vec<HumanRow> = sqlx::query_as(HUMAN_SELECT).fetch_all(&mut *conn).await?;
-        for human in humans {
-            view.insert_human(human.into_record());
+        for human in snapshot.humans {
+            view.insert_human(human);
         }
-        let keys: Vec<(String, String)> = sqlx::query_as("SELECT jkt, human_id FROM human_keys")
-            .fetch_all(&mut *conn)
-            .await?;
-        view.human_keys.extend(keys);
-        let agents: Vec<AgentRow> = sqlx::query_as(agent_select!(""))
-            .fetch_all(&mut *conn)
-            .await?;
-        for agent in agents {
-            view.insert_agent(agent.into_record()?);
+        view.human_keys.extend(snapshot.human_keys);
+        for agent in snapshot.agents {
+            view.insert_agent(agent);
         }
-        let gateways: Vec<(String, String, String, String, i64)> =
-            sqlx::query_as("SELECT jkt, name, audience, jwk, created_at FROM gateways")
-                .fetch_all(&mut *conn)
-                .await?;
-        for (jkt, name, audience, jwk, created_at) in gateways {
-            view.gateways.insert(
-                jkt.clone(),
-                GatewayRecord {
-                    jkt,
-                    name,
-                    audience,
-                    jwk,
-                    created_at,
-                },
-            );
+        view.gateways.extend(
+            snapshot
+                .gateways
+                .into_iter()
+                .map(|gateway| (gateway.jkt.clone(), gateway)),
+        );
+        for tool in snapshot.tools {
+            view.insert_tool(tool);
         }
-        let tools: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT server, name, labels FROM tools")
-                .fetch_all(&mut *conn)
-                .await?;
-        for (server, name, labels) in tools {
-            view.insert_tool(ToolRecord {
-                server,
-                name,
-                labels: parse_list(&labels)?,
-            });
-        }
-        let revoked: Vec<Subject> = sqlx::query_as("SELECT kind, subject FROM revocations")
-            .fetch_all(&mut *conn)
-            .await?;
-        view.revoked.extend(revoked);
-        let parents: Vec<(String, String)> =
-            sqlx::query_as("SELECT id, parent FROM mandates WHERE parent IS NOT NULL")
-                .fetch_all(&mut *conn)
-                .await?;
-        view.parents.extend(parents);
-        Ok(view)
+        view.revoked.extend(snapshot.revoked);
+        view.parents.extend(snapshot.mandate_parents);
+        view
     }
 
     fn insert_human(&mut self, human: HumanRecord) {

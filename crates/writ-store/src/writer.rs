@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use sqlx::{Connection as _, QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, watch};
 use writ_log::{Hash, Nodes, leaf_hash};
 
 use crate::StoreError;
+use crate::backend::{LogRows, LogWriter};
 use crate::records::{
-    AgentRecord, GatewayRecord, HumanKeyRecord, HumanRecord, MandateRecord, ProviderRecord,
-    RevocationRecord, ToolRecord,
+    AgentRecord, GatewayRecord, HumanKeyRecord, HumanRecord, LeafRecord, MandateRecord,
+    ProviderRecord, RevocationRecord, ToolRecord,
 };
 use crate::view::View;
 
@@ -154,46 +154,25 @@ impl Frontier {
 }
 
 pub(crate) struct Writer {
-    conn: SqliteConnection,
+    /// The backend's writer connection, which holds the store's lock until dropped.
+    log: Box<dyn LogWriter>,
     size: u64,
     frontier: Frontier,
     head: watch::Sender<TreeHead>,
     view: Arc<RwLock<View>>,
-    /// The data directory's lock, held for as long as this writer runs.
-    _lock: std::fs::File,
 }
-
-/// The rows a batch appends to the log, written with one statement per table just before
-/// the commit.
-#[derive(Default)]
-struct Pending {
-    leaves: Vec<(i64, String, Vec<u8>, i64)>,
-    keys: Vec<(String, i64)>,
-    nodes: Vec<(u32, u64, Hash)>,
-    /// Agent → the latest time it obtained a writ in this batch.
-    seen: HashMap<String, i64>,
-}
-
-/// Rows per multi-row `INSERT`, well under SQLite's limit on bound parameters.
-const ROWS_PER_STATEMENT: usize = 1000;
 
 impl Writer {
-    /// Starts the writer. It holds the data directory's `lock` until it stops, which is
-    /// after every queued change has been committed or refused.
+    /// Starts the writer over `log`, the backend's writer connection. It holds the store
+    /// until it stops, which is after every queued change has been committed or refused.
     pub(crate) async fn start(
-        mut conn: SqliteConnection,
+        mut log: Box<dyn LogWriter>,
         view: Arc<RwLock<View>>,
-        lock: std::fs::File,
     ) -> Result<(mpsc::Sender<Job>, watch::Receiver<TreeHead>), StoreError> {
-        // The next index, by primary key rather than by counting the whole log; a gap
-        // below it is for `recompute_tree` to report.
-        let (size,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_leaves")
-            .fetch_one(&mut conn)
-            .await?;
-        let size = to_u64(size, "log size")?;
+        let size = log.next_index().await?;
         let mut frontier = Frontier::default();
         for (level, index) in frontier_coordinates(size) {
-            let hash = fetch_node(&mut conn, level, index).await?;
+            let hash = log.node(level, index).await?;
             frontier.0.insert((level, index), hash);
         }
         let root = writ_log::root(&frontier, size)
@@ -201,12 +180,11 @@ impl Writer {
         let (head, head_rx) = watch::channel(TreeHead { size, root });
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let writer = Writer {
-            conn,
+            log,
             size,
             frontier,
             head,
             view,
-            _lock: lock,
         };
         tokio::spawn(writer.run(rx));
         Ok((tx, head_rx))
@@ -226,17 +204,16 @@ impl Writer {
     }
 
     async fn commit(&mut self, batch: Vec<Job>) {
-        if let Err(error) = sqlx::query("BEGIN IMMEDIATE").execute(&mut self.conn).await {
-            let error = StoreError::from(error);
+        if let Err(error) = self.log.begin().await {
             tracing::error!(%error, "audit log transaction could not start; refusing the batch");
-            // A transaction left open by a failed rollback would block every later batch.
-            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+            // A transaction left open by a failed start would block every later batch.
+            self.log.rollback().await;
             batch.into_iter().for_each(|job| job.fail(&error));
             return;
         }
         let mut size = self.size;
         let mut frontier = self.frontier.clone();
-        let mut pending = Pending::default();
+        let mut rows = LogRows::default();
         let mut done = Vec::with_capacity(batch.len());
         let mut jobs = batch.into_iter();
         while let Some(job) = jobs.next() {
@@ -248,7 +225,7 @@ impl Writer {
                 } => {
                     let time = event.time;
                     let result = self
-                        .append_one(event, &write, &mut size, &mut frontier, &mut pending)
+                        .append_one(event, &write, &mut size, &mut frontier, &mut rows)
                         .await;
                     Finished::Append(reply, result, write, time)
                 }
@@ -257,10 +234,10 @@ impl Writer {
                     note,
                     time,
                     reply,
-                } => Finished::Checkpoint(reply, self.checkpoint(at, &note, time).await),
+                } => Finished::Checkpoint(reply, self.log.checkpoint(at, &note, time).await),
             };
             // A storage failure (disk full, I/O error) ends the transaction for everyone:
-            // SQLite may already have rolled it back. Refuse the whole batch with its cause.
+            // the database may already have rolled it back. Refuse the whole batch.
             if let Some(error) = finished.storage_failure() {
                 self.abandon(done, &error).await;
                 jobs.for_each(|later| later.fail(&error));
@@ -269,8 +246,9 @@ impl Writer {
             }
             done.push(finished);
         }
-        if let Err(error) = self.flush(pending).await {
-            self.abandon(done, &error).await;
+        // The rows are the writer's own: any failure writing them is a storage failure.
+        if let Err(error) = self.log.append_rows(&rows).await {
+            self.abandon(done, &unavailable(&error)).await;
             return;
         }
         // The new root is known before the commit; a frontier that cannot give it is
@@ -283,8 +261,8 @@ impl Writer {
                 return;
             }
         };
-        match sqlx::query("COMMIT").execute(&mut self.conn).await {
-            Ok(_) => {
+        match self.log.commit().await {
+            Ok(()) => {
                 frontier.prune(size);
                 self.size = size;
                 self.frontier = frontier;
@@ -300,156 +278,55 @@ impl Writer {
                 self.head.send_replace(TreeHead { size, root });
                 done.into_iter().for_each(Finished::send);
             }
-            Err(error) => {
-                let error = StoreError::from(error);
-                self.abandon(done, &error).await;
-            }
+            Err(error) => self.abandon(done, &error).await,
         }
     }
 
     /// Rolls the transaction back and refuses every change in it.
     async fn abandon(&mut self, done: Vec<Finished>, error: &StoreError) {
-        let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+        self.log.rollback().await;
         tracing::error!(%error, "audit log write failed; refusing the whole batch");
         done.into_iter().for_each(|finished| finished.fail(error));
     }
 
     /// One change. A change that can be refused on its own (a name taken, a missing
-    /// reference) runs inside a savepoint, so refusing it does not spoil the batch; its
-    /// leaf is queued only once it is applied.
+    /// reference) is applied all or nothing by the backend, so refusing it does not spoil
+    /// the batch; its leaf is queued only once it is applied.
     async fn append_one(
         &mut self,
         event: Event,
         write: &Write,
         size: &mut u64,
         frontier: &mut Frontier,
-        pending: &mut Pending,
+        rows: &mut LogRows,
     ) -> Result<Appended, StoreError> {
         let index = *size;
-        let log_index = to_i64(index)?;
         let revocations = match write {
             // Nothing to refuse: the leaf is the change.
             Write::Nothing => Vec::new(),
             Write::AgentSeen { jkt } => {
-                let seen = pending.seen.entry(jkt.clone()).or_insert(event.time);
+                let seen = rows.seen.entry(jkt.clone()).or_insert(event.time);
                 *seen = (*seen).max(event.time);
                 Vec::new()
             }
-            _ => self.apply_in_savepoint(write, log_index).await?,
+            _ => self.log.apply(write, index).await?,
         };
         let nodes = writ_log::append(&*frontier, index, leaf_hash(&event.data))
             .map_err(|error| StoreError::Corrupt(error.to_string()))?;
         for &(level, at, hash) in &nodes {
             frontier.0.insert((level, at), hash);
         }
-        pending.nodes.extend(nodes);
-        pending
-            .keys
-            .extend(event.keys.into_iter().map(|key| (key, log_index)));
-        pending
-            .leaves
-            .push((log_index, event.kind, event.data, event.time));
+        rows.nodes.extend(nodes);
+        rows.keys
+            .extend(event.keys.into_iter().map(|key| (key, index)));
+        rows.leaves.push(LeafRecord {
+            index,
+            kind: event.kind,
+            data: event.data,
+            created_at: event.time,
+        });
         *size += 1;
         Ok(Appended { index, revocations })
-    }
-
-    async fn apply_in_savepoint(
-        &mut self,
-        write: &Write,
-        log_index: i64,
-    ) -> Result<Vec<Option<i64>>, StoreError> {
-        sqlx::query("SAVEPOINT change")
-            .execute(&mut self.conn)
-            .await?;
-        match apply_write(&mut self.conn, write, log_index).await {
-            Ok(revocations) => {
-                sqlx::query("RELEASE change")
-                    .execute(&mut self.conn)
-                    .await?;
-                Ok(revocations)
-            }
-            Err(error) => {
-                // Undo this change only. If even that fails, the transaction is lost: report
-                // the original cause as a storage failure so the batch is refused.
-                let undone = sqlx::query("ROLLBACK TO change")
-                    .execute(&mut self.conn)
-                    .await;
-                let released = sqlx::query("RELEASE change").execute(&mut self.conn).await;
-                match (undone, released) {
-                    (Ok(_), Ok(_)) => Err(error),
-                    _ => Err(StoreError::Unavailable(error.to_string())),
-                }
-            }
-        }
-    }
-
-    /// Writes the batch's leaves, lookup keys, Merkle nodes and agent sightings. Any failure
-    /// here is a storage failure: the rows are the writer's own.
-    async fn flush(&mut self, pending: Pending) -> Result<(), StoreError> {
-        let storage = |error: sqlx::Error| unavailable(&StoreError::from(error));
-        for chunk in pending.leaves.chunks(ROWS_PER_STATEMENT) {
-            QueryBuilder::<Sqlite>::new("INSERT INTO audit_leaves (idx, kind, data, created_at) ")
-                .push_values(chunk, |mut row, (idx, kind, data, time)| {
-                    row.push_bind(*idx)
-                        .push_bind(kind.as_str())
-                        .push_bind(data.as_slice())
-                        .push_bind(*time);
-                })
-                .build()
-                .persistent(false)
-                .execute(&mut self.conn)
-                .await
-                .map_err(storage)?;
-        }
-        for chunk in pending.keys.chunks(ROWS_PER_STATEMENT) {
-            QueryBuilder::<Sqlite>::new("INSERT INTO audit_keys (key, idx) ")
-                .push_values(chunk, |mut row, (key, idx)| {
-                    row.push_bind(key.as_str()).push_bind(*idx);
-                })
-                .push(" ON CONFLICT DO NOTHING")
-                .build()
-                .persistent(false)
-                .execute(&mut self.conn)
-                .await
-                .map_err(storage)?;
-        }
-        let mut nodes = Vec::with_capacity(pending.nodes.len());
-        for (level, at, hash) in pending.nodes {
-            nodes.push((i64::from(level), to_i64(at)?, hash));
-        }
-        for chunk in nodes.chunks(ROWS_PER_STATEMENT) {
-            QueryBuilder::<Sqlite>::new("INSERT INTO merkle_nodes (level, idx, hash) ")
-                .push_values(chunk, |mut row, (level, idx, hash)| {
-                    row.push_bind(*level)
-                        .push_bind(*idx)
-                        .push_bind(hash.as_slice());
-                })
-                .build()
-                .persistent(false)
-                .execute(&mut self.conn)
-                .await
-                .map_err(storage)?;
-        }
-        for (jkt, time) in pending.seen {
-            // Never backwards, whatever order concurrent batches commit in.
-            sqlx::query("UPDATE agents SET last_seen = $1 WHERE jkt = $2 AND (last_seen IS NULL OR last_seen < $1)")
-                .bind(time)
-                .bind(jkt)
-                .execute(&mut self.conn)
-                .await
-                .map_err(storage)?;
-        }
-        Ok(())
-    }
-
-    async fn checkpoint(&mut self, size: u64, note: &str, time: i64) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO checkpoints (size, note, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(to_i64(size)?)
-            .bind(note)
-            .bind(time)
-            .execute(&mut self.conn)
-            .await?;
-        Ok(())
     }
 }
 
@@ -511,203 +388,4 @@ impl Job {
             Job::Checkpoint { reply, .. } => drop(reply.send(Err(unavailable(error)))),
         }
     }
-}
-
-pub(crate) async fn fetch_node<'c, E>(
-    executor: E,
-    level: u32,
-    index: u64,
-) -> Result<Hash, StoreError>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
-{
-    let row: Option<(Vec<u8>,)> =
-        sqlx::query_as("SELECT hash FROM merkle_nodes WHERE level = $1 AND idx = $2")
-            .bind(i64::from(level))
-            .bind(to_i64(index)?)
-            .fetch_optional(executor)
-            .await?;
-    row.and_then(|(bytes,)| Hash::try_from(bytes).ok())
-        .ok_or_else(|| StoreError::Corrupt(format!("Merkle node ({level}, {index}) missing")))
-}
-
-/// A stored integer that must not be negative: a size or an index.
-pub(crate) fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what} {value}")))
-}
-
-pub(crate) fn to_i64(value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{value} does not fit the store")))
-}
-
-fn json_list(values: &[String]) -> Result<String, StoreError> {
-    serde_json::to_string(values).map_err(|error| StoreError::Corrupt(error.to_string()))
-}
-
-/// Applies one change; for revocations, returns each record's new sequence number.
-async fn apply_write(
-    conn: &mut SqliteConnection,
-    write: &Write,
-    log_index: i64,
-) -> Result<Vec<Option<i64>>, StoreError> {
-    let expect_one = |rows: u64, what: &str| {
-        if rows == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound(what.to_owned()))
-        }
-    };
-    match write {
-        // The batch writes these itself (see `Pending`).
-        Write::Nothing | Write::AgentSeen { .. } => {}
-        Write::InsertHuman(human) => {
-            sqlx::query("INSERT INTO humans (id, display_name, role, status, oidc_issuer, oidc_subject, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .bind(&human.id)
-                .bind(&human.display_name)
-                .bind(&human.role)
-                .bind(&human.status)
-                .bind(&human.oidc_issuer)
-                .bind(&human.oidc_subject)
-                .bind(human.created_at)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Write::SetHumanStatus { id, status } => {
-            let rows = sqlx::query("UPDATE humans SET status = $1 WHERE id = $2")
-                .bind(status)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            expect_one(rows, &format!("human `{id}`"))?;
-        }
-        Write::AddHumanKey(key) => {
-            sqlx::query(
-                "INSERT INTO human_keys (jkt, human_id, jwk, created_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&key.jkt)
-            .bind(&key.human_id)
-            .bind(&key.jwk)
-            .bind(key.created_at)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Write::InsertAgent(agent) => {
-            sqlx::query("INSERT INTO agents (jkt, name, owner, jwk, tools, status, status_reason, created_at, expires_at, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
-                .bind(&agent.jkt)
-                .bind(&agent.name)
-                .bind(&agent.owner)
-                .bind(&agent.jwk)
-                .bind(json_list(&agent.tools)?)
-                .bind(&agent.status)
-                .bind(&agent.status_reason)
-                .bind(agent.created_at)
-                .bind(agent.expires_at)
-                .bind(agent.last_seen)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Write::SetAgentStatus {
-            jkt,
-            status,
-            reason,
-        } => {
-            let rows =
-                sqlx::query("UPDATE agents SET status = $1, status_reason = $2 WHERE jkt = $3")
-                    .bind(status)
-                    .bind(reason)
-                    .bind(jkt)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected();
-            expect_one(rows, &format!("agent `{jkt}`"))?;
-        }
-        Write::SetAgentOwner { jkt, owner } => {
-            let rows = sqlx::query("UPDATE agents SET owner = $1 WHERE jkt = $2")
-                .bind(owner)
-                .bind(jkt)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            expect_one(rows, &format!("agent `{jkt}`"))?;
-        }
-        Write::SetAgentExpiry { jkt, expires_at } => {
-            let rows = sqlx::query("UPDATE agents SET expires_at = $1 WHERE jkt = $2")
-                .bind(expires_at)
-                .bind(jkt)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-            expect_one(rows, &format!("agent `{jkt}`"))?;
-        }
-        Write::UpsertProvider(provider, tools) => {
-            sqlx::query("INSERT INTO tool_providers (name, kind, url, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, url = excluded.url")
-                .bind(&provider.name)
-                .bind(&provider.kind)
-                .bind(&provider.url)
-                .bind(provider.created_at)
-                .execute(&mut *conn)
-                .await?;
-            sqlx::query("DELETE FROM tools WHERE server = $1")
-                .bind(&provider.name)
-                .execute(&mut *conn)
-                .await?;
-            for tool in tools {
-                sqlx::query("INSERT INTO tools (server, name, labels) VALUES ($1, $2, $3)")
-                    .bind(&provider.name)
-                    .bind(&tool.name)
-                    .bind(json_list(&tool.labels)?)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-        Write::InsertGateway(gateway) => {
-            sqlx::query("INSERT INTO gateways (jkt, name, audience, jwk, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(&gateway.jkt)
-                .bind(&gateway.name)
-                .bind(&gateway.audience)
-                .bind(&gateway.jwk)
-                .bind(gateway.created_at)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Write::InsertMandate(mandate) => {
-            sqlx::query("INSERT INTO mandates (id, human_id, agent_jkt, parent, depth, expires_at, task_digest, task_text, created_at, log_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
-                .bind(&mandate.id)
-                .bind(&mandate.human_id)
-                .bind(&mandate.agent_jkt)
-                .bind(&mandate.parent)
-                .bind(mandate.depth)
-                .bind(mandate.expires_at)
-                .bind(&mandate.task_digest)
-                .bind(&mandate.task_text)
-                .bind(mandate.created_at)
-                .bind(log_index)
-                .execute(&mut *conn)
-                .await?;
-        }
-        Write::Revoke(revocations) => {
-            let mut seqs = Vec::with_capacity(revocations.len());
-            for revocation in revocations {
-                let seq: Option<(i64,)> = sqlx::query_as("INSERT INTO revocations (kind, subject, reason, created_at, log_index) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, subject) DO NOTHING RETURNING seq")
-                    .bind(&revocation.kind)
-                    .bind(&revocation.subject)
-                    .bind(&revocation.reason)
-                    .bind(revocation.created_at)
-                    .bind(log_index)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                seqs.push(seq.map(|(seq,)| seq));
-            }
-            return Ok(seqs);
-        }
-    }
-    Ok(Vec::new())
-}
-
-/// Opens the writer's own connection.
-pub(crate) async fn open_writer_connection(
-    options: &sqlx::sqlite::SqliteConnectOptions,
-) -> Result<SqliteConnection, StoreError> {
-    Ok(SqliteConnection::connect_with(options).await?)
 }

@@ -270,3 +270,90 @@ async fn a_full_store_refuses_changes_and_changes_nothing() {
     assert!(store.human("bob").is_none());
     assert_eq!(store.tree_head(), head);
 }
+
+/// A writer connection whose commits fail while `fail` is set, as a lost disk would.
+struct FlakyWriter {
+    inner: SqliteWriter,
+    fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LogWriter for FlakyWriter {
+    fn snapshot(&mut self) -> StoreFuture<'_, Snapshot> {
+        self.inner.snapshot()
+    }
+    fn next_index(&mut self) -> StoreFuture<'_, u64> {
+        self.inner.next_index()
+    }
+    fn node(&mut self, level: u32, index: u64) -> StoreFuture<'_, writ_log::Hash> {
+        self.inner.node(level, index)
+    }
+    fn begin(&mut self) -> StoreFuture<'_, ()> {
+        self.inner.begin()
+    }
+    fn apply<'a>(&'a mut self, write: &'a Write, index: u64) -> StoreFuture<'a, Vec<Option<i64>>> {
+        self.inner.apply(write, index)
+    }
+    fn append_rows<'a>(&'a mut self, rows: &'a LogRows) -> StoreFuture<'a, ()> {
+        self.inner.append_rows(rows)
+    }
+    fn checkpoint<'a>(&'a mut self, size: u64, note: &'a str, time: i64) -> StoreFuture<'a, ()> {
+        self.inner.checkpoint(size, note, time)
+    }
+    fn commit(&mut self) -> StoreFuture<'_, ()> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(async { Err(StoreError::Unavailable("disk I/O error".into())) });
+        }
+        self.inner.commit()
+    }
+    fn rollback(&mut self) -> futures_core::future::BoxFuture<'_, ()> {
+        self.inner.rollback()
+    }
+}
+
+#[tokio::test]
+async fn a_backend_that_cannot_commit_refuses_the_change_and_the_view_keeps_the_old_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backend, writer) = SqliteBackend::open(dir.path(), StoreOptions::default())
+        .await
+        .unwrap();
+    let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = FlakyWriter {
+        inner: writer,
+        fail: fail.clone(),
+    };
+    let store = Store::start(backend, writer).await.unwrap();
+    store
+        .append(event(0), Write::InsertHuman(human("alice")))
+        .await
+        .unwrap();
+    let head = store.tree_head();
+
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let refused = store
+        .append(event(1), Write::InsertHuman(human("bob")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Unavailable(cause) if cause.contains("disk I/O error")),
+        "{refused:?}"
+    );
+    assert!(
+        store.human("bob").is_none(),
+        "the view took a change that was never committed"
+    );
+    assert_eq!(store.tree_head(), head, "the head moved without a commit");
+    assert_eq!(store.leaves(0, 10).await.unwrap().len(), 1);
+
+    // The writer carries on once the backend recovers, at the same index.
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let appended = store
+        .append(event(1), Write::InsertHuman(human("bob")))
+        .await
+        .unwrap();
+    assert_eq!(appended.index, 1);
+    assert!(store.human("bob").is_some());
+    assert_eq!(
+        store.root(2).await.unwrap(),
+        expected_tree(&store).await.root(2).unwrap()
+    );
+}
