@@ -14,7 +14,7 @@ use writ_store::{Appended, Event, StoreError, Write};
 use writ_token::UnixTime;
 
 use crate::Issuer;
-use crate::auth::authenticate;
+use crate::auth::{Caller, authenticate};
 use crate::error::ApiError;
 
 /// An audit event: the leaf is `{"event", "kind", "time"}` as canonical JSON (members
@@ -244,5 +244,182 @@ pub(crate) async fn consistency(
         old: query.old,
         new: query.new,
         proof: proof.iter().map(|hash| STANDARD.encode(hash)).collect(),
+    }))
+}
+
+/// The most decisions one report may carry.
+pub const MAX_DECISIONS: usize = 500;
+
+/// A gateway's decision on one request, as the gateway reports it.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GatewayDecision {
+    /// The gateway's id for the request; a decision is recorded once per id.
+    request_id: String,
+    /// When the gateway decided, Unix seconds.
+    time: u64,
+    /// `allow` or `deny`.
+    decision: Verdict,
+    /// A stable reason code (`allowed` for an allow).
+    reason: String,
+    /// The sentence the caller was shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    /// The gateway route (its inventory server name).
+    route: String,
+    /// The HTTP method, or the MCP JSON-RPC method.
+    method: String,
+    /// The request path, or the MCP tool name.
+    target: String,
+    /// The writ presented, when one was parsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    writ: Option<String>,
+    /// The writ's mandate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mandate: Option<String>,
+    /// The acting agent's key thumbprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent: Option<String>,
+    /// The human the writ names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    human: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Verdict {
+    Allow,
+    Deny,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DecisionReport {
+    decisions: Vec<GatewayDecision>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Recorded {
+    request_id: String,
+    log_index: u64,
+    /// Recorded by an earlier report (a retry after a lost answer).
+    duplicate: bool,
+}
+
+#[derive(Serialize)]
+pub(crate) struct RecordedReport {
+    recorded: Vec<Recorded>,
+}
+
+impl GatewayDecision {
+    /// The limits on what a gateway may write into the log.
+    fn validate(&self) -> Result<(), ApiError> {
+        let id_ok = (1..=64).contains(&self.request_id.len())
+            && self
+                .request_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let short = |text: &str, max: usize| !text.is_empty() && text.len() <= max;
+        let optional = |text: &Option<String>| text.as_deref().is_none_or(|text| short(text, 256));
+        if !id_ok {
+            return Err(ApiError::invalid_request(
+                "invalid_request_id",
+                "request_id must be 1 to 64 letters, digits, `-` or `_`",
+            ));
+        }
+        if !(short(&self.reason, 64)
+            && short(&self.route, 128)
+            && short(&self.method, 64)
+            && self.target.len() <= 2048
+            && self.message.as_deref().is_none_or(|m| m.len() <= 1024)
+            && optional(&self.writ)
+            && optional(&self.mandate)
+            && optional(&self.agent)
+            && optional(&self.human))
+        {
+            return Err(ApiError::invalid_request(
+                "invalid_decision",
+                format!(
+                    "decision `{}` has an empty or oversized field",
+                    self.request_id
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `POST /v1/audit/decisions`: a gateway reports its decisions, each recorded as one leaf
+/// (`gateway_decision`) found by its request id, writ, mandate and gateway. A decision
+/// already recorded under its request id is not recorded again, so a gateway may resend
+/// a report whose answer it never saw.
+pub(crate) async fn decisions(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<RecordedReport>, ApiError> {
+    let caller = authenticate(&issuer, &method, "/v1/audit/decisions", &headers).await?;
+    let Caller::Gateway(gateway) = caller else {
+        return Err(ApiError::denied(
+            "gateway_required",
+            "only gateways report decisions",
+        ));
+    };
+    let report: DecisionReport = crate::inventory::parse_json(&body)?;
+    if report.decisions.is_empty() || report.decisions.len() > MAX_DECISIONS {
+        return Err(ApiError::invalid_request(
+            "invalid_report",
+            format!("a report carries 1 to {MAX_DECISIONS} decisions"),
+        ));
+    }
+    for decision in &report.decisions {
+        decision.validate()?;
+    }
+    // Appended concurrently, so the whole report shares the store's group commits.
+    let mut pending = tokio::task::JoinSet::new();
+    for (position, decision) in report.decisions.into_iter().enumerate() {
+        let issuer = Arc::clone(&issuer);
+        let gateway = (gateway.name.clone(), gateway.jkt.clone());
+        pending.spawn(async move {
+            let key = format!("request:{}", decision.request_id);
+            if let Some(&index) = issuer.store.lookup(&key).await?.first() {
+                return Ok::<_, StoreError>((position, decision.request_id, index, true));
+            }
+            let mut keys = vec![key, format!("gateway:{}", gateway.1)];
+            keys.extend(decision.writ.as_ref().map(|id| format!("writ:{id}")));
+            keys.extend(decision.mandate.as_ref().map(|id| format!("mandate:{id}")));
+            let mut body =
+                serde_json::to_value(&decision).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if let Value::Object(members) = &mut body {
+                members.insert("gateway".into(), json!(gateway.0));
+            }
+            let event = event(
+                "gateway_decision",
+                UnixTime::from_secs(decision.time),
+                body,
+                keys,
+            )?;
+            let appended = issuer.store.append(event, Write::Nothing).await?;
+            Ok((position, decision.request_id, appended.index, false))
+        });
+    }
+    let mut recorded = Vec::with_capacity(pending.len());
+    while let Some(joined) = pending.join_next().await {
+        let (position, request_id, log_index, duplicate) = joined
+            .map_err(|e| ApiError::unavailable(&StoreError::Unavailable(e.to_string())))??;
+        recorded.push((
+            position,
+            Recorded {
+                request_id,
+                log_index,
+                duplicate,
+            },
+        ));
+    }
+    recorded.sort_by_key(|(position, _)| *position);
+    metrics::counter!("writ_gateway_decisions_total").increment(recorded.len() as u64);
+    Ok(Json(RecordedReport {
+        recorded: recorded.into_iter().map(|(_, r)| r).collect(),
     }))
 }

@@ -30,6 +30,7 @@
 //! | `POST /v1/gateways` | admins | register a gateway and the resource it serves |
 //! | `GET /v1/gateways` | admins | every gateway |
 //! | `POST /v1/mandates` | humans | grant a mandate to an agent |
+//! | `GET /v1/mandates/{id}` | gateways, admins, its human and agent | a mandate: its grants, chain position, task digest, revocation |
 //! | `GET /v1/policy` | anyone registered | the policy set in force: version, policy ids, last reload error |
 //! | `POST /v1/policy/reload` | admins | reload the policy directory now |
 //! | `POST /v1/keys/rotate` | admins | rotate the issuer's signing key, keeping the old one published until its tokens expire |
@@ -38,6 +39,7 @@
 //! | `GET /v1/audit/checkpoint` | anyone registered | the newest signed checkpoint |
 //! | `GET /v1/audit/leaves/{index}?size=N` | admins | a leaf and its inclusion proof |
 //! | `GET /v1/audit/consistency?old=M&new=N` | anyone registered | a consistency proof |
+//! | `POST /v1/audit/decisions` | gateways | record gateway decisions, once per request id |
 
 mod audit;
 mod auth;
@@ -370,8 +372,7 @@ impl Issuer {
             settings.policy_dir.as_deref(),
         );
         let store = Store::open_with(data_dir, settings.store).await?;
-        let mut nonce_secret = [0; 32];
-        aws_lc_rs::rand::fill(&mut nonce_secret)
+        let nonce_secret = writ_jose::random_bytes::<32>()
             .map_err(|_| SetupError::Invalid("the random generator failed".into()))?;
         let nonces = NonceKey::new(&nonce_secret, settings.dpop_nonce_window);
         let oidc = settings
@@ -500,6 +501,7 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
         )
         .route("/v1/humans/bind", post(oidc::bind))
         .route("/v1/mandates", post(mandates::grant))
+        .route("/v1/mandates/{id}", get(mandates::show))
         .route("/v1/keys/rotate", post(keys::rotate))
         .route("/v1/policy", get(policy::show))
         .route("/v1/policy/reload", post(policy::reload))
@@ -510,6 +512,7 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .route("/v1/audit/leaves/{index}", get(audit::leaf))
         .route("/v1/audit/consistency", get(audit::consistency))
+        .route("/v1/audit/decisions", post(audit::decisions))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::map_response_with_state(

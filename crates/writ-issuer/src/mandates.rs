@@ -16,7 +16,7 @@ use writ_token::{Actor, Confirmation, HumanId, MandateClaims, MandateId, Task, T
 
 use crate::Issuer;
 use crate::audit::{record, record_denial};
-use crate::auth::authenticate;
+use crate::auth::{Caller, authenticate};
 use crate::error::ApiError;
 use crate::inventory::parse_json;
 
@@ -50,16 +50,14 @@ pub(crate) struct Granted {
 }
 
 pub(crate) fn random_id() -> Result<[u8; 16], ApiError> {
-    let mut bytes = [0; 16];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| {
+    writ_jose::random_bytes().map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
             "random_failed",
             "the random generator failed",
         )
-    })?;
-    Ok(bytes)
+    })
 }
 
 /// The server and tool a detail names, for policy: the tool for a tool call, and `*` (the
@@ -298,6 +296,14 @@ async fn grant_checked(
             expires_at: crate::seconds(claims.exp),
             task_digest: digest.as_str().to_owned(),
             task_text: issuer.settings.store_task_text.then(|| request.task.clone()),
+            grants: serde_json::to_string(&claims.grants).map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "encoding_failed",
+                    e.to_string(),
+                )
+            })?,
             created_at: crate::seconds(now),
             log_index: 0,
         }),
@@ -320,4 +326,63 @@ async fn grant_checked(
         log_index: appended.index,
         policy,
     })
+}
+
+/// A mandate as stored, for the humans and agents it concerns, gateways and administrators.
+#[derive(Serialize)]
+pub(crate) struct MandateView {
+    id: String,
+    human: String,
+    agent: String,
+    parent: Option<String>,
+    depth: i64,
+    expires_at: i64,
+    task_digest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task: Option<String>,
+    grants: serde_json::Value,
+    created_at: i64,
+    log_index: i64,
+    revoked: bool,
+}
+
+/// `GET /v1/mandates/{id}`: gateways read grants to filter `tools/list`; the granting
+/// human, the holding agent and administrators read their own.
+pub(crate) async fn show(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<MandateView>, ApiError> {
+    let caller = authenticate(&issuer, &method, &format!("/v1/mandates/{id}"), &headers).await?;
+    let not_found = || ApiError::not_found("unknown_mandate", format!("no mandate `{id}`"));
+    let mandate = issuer.store.mandate(&id).await?.ok_or_else(not_found)?;
+    let allowed = match &caller {
+        Caller::Gateway(_) => true,
+        Caller::Agent(agent) => agent.jkt == mandate.agent_jkt,
+        Caller::Human(human) => caller.is_admin() || human.id == mandate.human_id,
+    };
+    // Someone it does not concern learns nothing, not even that it exists.
+    if !allowed {
+        return Err(not_found());
+    }
+    let grants = serde_json::from_str(&mandate.grants).map_err(|e| {
+        ApiError::unavailable(&writ_store::StoreError::Corrupt(format!(
+            "mandate `{id}` grants: {e}"
+        )))
+    })?;
+    Ok(Json(MandateView {
+        revoked: issuer.store.is_revoked("mandate", &mandate.id),
+        id: mandate.id,
+        human: mandate.human_id,
+        agent: mandate.agent_jkt,
+        parent: mandate.parent,
+        depth: mandate.depth,
+        expires_at: mandate.expires_at,
+        task_digest: mandate.task_digest,
+        task: mandate.task_text,
+        grants,
+        created_at: mandate.created_at,
+        log_index: mandate.log_index,
+    }))
 }

@@ -1647,3 +1647,154 @@ async fn proofs_by_unregistered_keys_never_enter_the_replay_cache() {
         );
     }
 }
+
+#[tokio::test]
+async fn gateways_read_a_mandates_grants_and_strangers_learn_nothing() {
+    let world = World::new().await;
+    let granted = world.grant("/data/*", json!(["internal"])).await;
+    let id = granted["id"].as_str().unwrap();
+    let path = format!("/v1/mandates/{id}");
+
+    let (status, body) = world
+        .call(&world.gateway, Method::GET, &path, Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["human"], "alice");
+    assert_eq!(body["revoked"], false);
+    assert_eq!(body["grants"][0]["tool"], "read_file");
+    assert_eq!(
+        body["grants"][0]["arguments"]["object"]["required"]["path"]["glob"],
+        "/data/*"
+    );
+    // The granting human and the holding agent see it too.
+    for key in [&world.alice, &world.agent] {
+        let (status, _) = world.call(key, Method::GET, &path, Value::Null).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    // Another human does not learn that it exists.
+    let bob = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let (status, body) = world
+        .call(
+            &world.admin,
+            Method::POST,
+            "/v1/humans",
+            json!({
+                "id": "bob", "jwk": serde_json::to_value(bob.public_key().to_jwk()).unwrap()
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = world.call(&bob, Method::GET, &path, Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(reason(&body), "unknown_mandate");
+
+    // Revocation shows.
+    let (status, _) = world
+        .call(
+            &world.alice,
+            Method::POST,
+            "/v1/revocations",
+            json!({
+                "kind": "mandate", "subject": id, "reason": "done"
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, body) = world
+        .call(&world.gateway, Method::GET, &path, Value::Null)
+        .await;
+    assert_eq!(body["revoked"], true);
+}
+
+#[tokio::test]
+async fn gateway_decisions_are_recorded_once_per_request_id() {
+    let world = World::new().await;
+    let decision = |id: &str, verdict: &str| {
+        json!({
+            "request_id": id, "time": 1_700_000_000, "decision": verdict,
+            "reason": if verdict == "allow" { "allowed" } else { "tool_mismatch" },
+            "route": "files", "method": "tools/call", "target": "read_file",
+            "writ": "wrt_test", "mandate": "mnd_test", "agent": "jkt", "human": "alice"
+        })
+    };
+    let report = json!({"decisions": [decision("req-1", "allow"), decision("req-2", "deny")]});
+    let size = world.issuer.store().tree_head().size;
+    let (status, body) = world
+        .call(
+            &world.gateway,
+            Method::POST,
+            "/v1/audit/decisions",
+            report.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let recorded = body["recorded"].as_array().unwrap();
+    assert_eq!(recorded.len(), 2);
+    assert_eq!(recorded[0]["request_id"], "req-1");
+    assert_eq!(recorded[1]["duplicate"], false);
+    assert_eq!(world.issuer.store().tree_head().size, size + 2);
+    let index = recorded[1]["log_index"].as_u64().unwrap();
+    let leaf = world.issuer.store().leaf(index).await.unwrap().unwrap();
+    let event: Value = serde_json::from_slice(&leaf.data).unwrap();
+    assert_eq!(event["kind"], "gateway_decision");
+    assert_eq!(event["event"]["gateway"], "gw");
+    assert_eq!(event["event"]["reason"], "tool_mismatch");
+    assert_eq!(
+        world.issuer.store().lookup("request:req-2").await.unwrap(),
+        vec![index]
+    );
+
+    // A resent report (its answer lost) records nothing new.
+    let (status, body) = world
+        .call(&world.gateway, Method::POST, "/v1/audit/decisions", report)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["recorded"][1]["duplicate"], true);
+    assert_eq!(body["recorded"][1]["log_index"].as_u64(), Some(index));
+    assert_eq!(world.issuer.store().tree_head().size, size + 2);
+
+    // Only gateways report, and a bad decision spoils the whole report.
+    let (status, body) = world
+        .call(
+            &world.agent,
+            Method::POST,
+            "/v1/audit/decisions",
+            json!({"decisions": [decision("req-3", "allow")]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(reason(&body), "gateway_required");
+    let (status, body) = world
+        .call(
+            &world.gateway,
+            Method::POST,
+            "/v1/audit/decisions",
+            json!({"decisions": [decision("req-4", "allow"), decision("bad id!", "deny")]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(reason(&body), "invalid_request_id");
+    assert_eq!(world.issuer.store().tree_head().size, size + 2);
+}
+
+#[tokio::test]
+async fn a_resource_under_a_gateways_audience_is_served_by_it() {
+    let world = World::new().await;
+    let granted = world.grant("/data/*", json!(["internal"])).await;
+    let mandate = granted["mandate"].as_str().unwrap();
+    let route = format!("{GATEWAY}/files");
+    let (status, body) = world
+        .exchange_form(&world.agent, World::form(mandate, "/data/q3.txt", &route))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A look-alike prefix is not under it.
+    let (status, body) = world
+        .exchange_form(
+            &world.agent,
+            World::form(mandate, "/data/q3.txt", &format!("{GATEWAY}x/files")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(reason(&body), "unknown_resource");
+}

@@ -68,6 +68,13 @@ pub enum KeyError {
     Crypto(&'static str),
 }
 
+/// `N` bytes from the system's cryptographic random generator: for ids, `jti`s and nonces.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], KeyError> {
+    let mut bytes = [0; N];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| KeyError::Crypto("random generator failed"))?;
+    Ok(bytes)
+}
+
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     sha256_concat(&[bytes])

@@ -218,7 +218,8 @@ impl Store {
         gateways
     }
 
-    /// Whether any gateway serves `audience`.
+    /// Whether any gateway serves `audience`: it is a gateway's registered audience or a
+    /// route under it (the audience followed by `/`).
     pub fn audience_known(&self, audience: &str) -> bool {
         self.view().audience_known(audience)
     }

@@ -115,6 +115,8 @@ pub struct MandateRecord {
     pub task_digest: String,
     /// The task text, when the issuer keeps it.
     pub task_text: Option<String>,
+    /// What it grants: its authorization details as a JSON array.
+    pub grants: String,
     /// When granted.
     pub created_at: i64,
     /// Its audit-log leaf (set by the store).

@@ -166,7 +166,7 @@ impl Backend for SqliteBackend {
     fn mandate<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<MandateRecord>> {
         Box::pin(async move {
             let row: Option<MandateRow> = sqlx::query_as(
-                "SELECT id, human_id, agent_jkt, parent, depth, expires_at, task_digest, task_text, created_at, log_index FROM mandates WHERE id = $1",
+                "SELECT id, human_id, agent_jkt, parent, depth, expires_at, task_digest, task_text, grants, created_at, log_index FROM mandates WHERE id = $1",
             )
             .bind(id)
             .fetch_optional(&self.pool)
@@ -655,7 +655,7 @@ async fn apply_write(
                 .await?;
         }
         Write::InsertMandate(mandate) => {
-            sqlx::query("INSERT INTO mandates (id, human_id, agent_jkt, parent, depth, expires_at, task_digest, task_text, created_at, log_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+            sqlx::query("INSERT INTO mandates (id, human_id, agent_jkt, parent, depth, expires_at, task_digest, task_text, grants, created_at, log_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
                 .bind(&mandate.id)
                 .bind(&mandate.human_id)
                 .bind(&mandate.agent_jkt)
@@ -664,6 +664,7 @@ async fn apply_write(
                 .bind(mandate.expires_at)
                 .bind(&mandate.task_digest)
                 .bind(&mandate.task_text)
+                .bind(&mandate.grants)
                 .bind(mandate.created_at)
                 .bind(log_index)
                 .execute(&mut *conn)
@@ -754,6 +755,7 @@ struct MandateRow {
     expires_at: i64,
     task_digest: String,
     task_text: Option<String>,
+    grants: String,
     created_at: i64,
     log_index: i64,
 }
@@ -769,6 +771,7 @@ impl MandateRow {
             expires_at: self.expires_at,
             task_digest: self.task_digest,
             task_text: self.task_text,
+            grants: self.grants,
             created_at: self.created_at,
             log_index: self.log_index,
         }

@@ -193,9 +193,12 @@ impl View {
     }
 
     pub(crate) fn audience_known(&self, audience: &str) -> bool {
-        self.gateways
-            .values()
-            .any(|gateway| gateway.audience == audience)
+        self.gateways.values().any(|gateway| {
+            let base = gateway.audience.trim_end_matches('/');
+            audience
+                .strip_prefix(base)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
     }
 
     pub(crate) fn is_revoked(&self, kind: &str, subject: &str) -> bool {

@@ -415,13 +415,11 @@ fn keystore_key(path: &std::path::Path) -> anyhow::Result<SigningKey> {
 }
 
 fn random_id() -> anyhow::Result<[u8; 16]> {
-    let mut bytes = [0; 16];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("random generator failed"))?;
-    Ok(bytes)
+    Ok(writ_jose::random_bytes()?)
 }
 
-pub(crate) fn random_jti() -> anyhow::Result<String> {
-    Ok(writ_jose::base64url_encode(random_id()?))
+fn random_jti() -> anyhow::Result<String> {
+    Ok(writ_client::random_jti()?)
 }
 
 fn step(out: &mut dyn Write, number: u32, title: &str) -> std::io::Result<()> {

@@ -10,7 +10,9 @@ use base64::engine::general_purpose::STANDARD;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::client::{IssuerClient, public_jwk};
+use writ_client::IssuerClient;
+
+use crate::client::public_jwk;
 
 /// Where the issuer is and which key to call it with.
 #[derive(Debug, Clone, Args)]
@@ -31,7 +33,7 @@ impl Remote {
     pub(crate) fn client(&self) -> anyhow::Result<IssuerClient> {
         let key = writ_keystore::load(&self.key)
             .with_context(|| format!("loading the caller key `{}`", self.key.display()))?;
-        IssuerClient::new(&self.issuer, key)
+        Ok(IssuerClient::new(&self.issuer, key)?)
     }
 }
 
@@ -205,7 +207,10 @@ pub(crate) async fn human(command: HumanCommand, out: &mut dyn Write) -> anyhow:
                 "id": id, "admin": admin, "display_name": display_name, "jwk": key.optional_jwk()?,
                 "oidc": oidc,
             });
-            print(out, &remote.client()?.post("/v1/humans", Some(body)).await?)
+            print(
+                out,
+                &remote.client()?.post("/v1/humans", Some(&body)).await?,
+            )
         }
         HumanCommand::List { remote } => print(out, &remote.client()?.get("/v1/humans").await?),
         HumanCommand::Bind {
@@ -222,7 +227,10 @@ pub(crate) async fn human(command: HumanCommand, out: &mut dyn Write) -> anyhow:
             let body = json!({"id_token": id_token.trim()});
             print(
                 out,
-                &remote.client()?.post("/v1/humans/bind", Some(body)).await?,
+                &remote
+                    .client()?
+                    .post("/v1/humans/bind", Some(&body))
+                    .await?,
             )
         }
     }
@@ -242,7 +250,10 @@ pub(crate) async fn agent(command: AgentCommand, out: &mut dyn Write) -> anyhow:
                 "name": name, "jwk": key.jwk()?, "tools": tools,
                 "owner": owner, "lifetime_days": lifetime_days,
             });
-            print(out, &remote.client()?.post("/v1/agents", Some(body)).await?)
+            print(
+                out,
+                &remote.client()?.post("/v1/agents", Some(&body)).await?,
+            )
         }
         AgentCommand::List { remote } => print(out, &remote.client()?.get("/v1/agents").await?),
     }
@@ -274,7 +285,7 @@ pub(crate) async fn tool(command: ToolCommand, out: &mut dyn Write) -> anyhow::R
             let body = json!({"name": provider, "kind": kind, "tools": tools, "url": url});
             print(
                 out,
-                &remote.client()?.post("/v1/providers", Some(body)).await?,
+                &remote.client()?.post("/v1/providers", Some(&body)).await?,
             )
         }
         ToolCommand::List { remote } => print(out, &remote.client()?.get("/v1/providers").await?),
@@ -292,7 +303,7 @@ pub(crate) async fn gateway(command: GatewayCommand, out: &mut dyn Write) -> any
             let body = json!({"name": name, "jwk": key.jwk()?, "audience": audience});
             print(
                 out,
-                &remote.client()?.post("/v1/gateways", Some(body)).await?,
+                &remote.client()?.post("/v1/gateways", Some(&body)).await?,
             )
         }
         GatewayCommand::List { remote } => print(out, &remote.client()?.get("/v1/gateways").await?),

@@ -1,0 +1,189 @@
+//! A client for the Writ issuer's API.
+//!
+//! Every request carries a fresh DPoP proof (RFC 9449) made with the caller's registered
+//! key, never a bearer secret. When the issuer requires nonces, the client keeps the newest
+//! `DPoP-Nonce` it was given and retries once on `use_dpop_nonce` (§8, §9). It follows no
+//! redirects (a redirect would carry the single-use proof to another host) and reads at
+//! most [`MAX_RESPONSE`] bytes of any answer.
+//!
+//! The `writ` command line, the gateway and the sidecar all talk to the issuer through it.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use writ_jose::{KeyError, SigningKey};
+use writ_token::{ProofClaims, UnixTime};
+
+/// The largest response body read, in bytes.
+pub const MAX_RESPONSE: usize = 16 * 1024 * 1024;
+
+/// How long one request may take, including a long-polled revocation feed.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A request to the issuer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client: {0}")]
+    Setup(String),
+    /// The proof could not be made.
+    #[error("making the DPoP proof: {0}")]
+    Key(#[from] KeyError),
+    /// The issuer could not be reached, or the connection broke.
+    #[error("{target}: {message}")]
+    Transport {
+        /// The method and URL.
+        target: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The answer is larger than [`MAX_RESPONSE`].
+    #[error("the issuer's answer is larger than {MAX_RESPONSE} bytes")]
+    TooLarge,
+    /// The issuer answered with an error.
+    #[error("the issuer refused ({status}, {}): {description}", reason.as_deref().unwrap_or("no reason code"))]
+    Refused {
+        /// The HTTP status.
+        status: StatusCode,
+        /// Writ's stable reason code, when the body has one.
+        reason: Option<String>,
+        /// The issuer's sentence, or the body.
+        description: String,
+    },
+}
+
+/// A DPoP-authenticated connection to one issuer.
+pub struct IssuerClient {
+    base: String,
+    key: SigningKey,
+    http: reqwest::Client,
+    nonce: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for IssuerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerClient")
+            .field("base", &self.base)
+            .field("key", &self.key.public_key().thumbprint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl IssuerClient {
+    /// A client for the issuer at `base` (its public URL, the `iss` of its tokens) that
+    /// proves possession of `key`.
+    pub fn new(base: &str, key: SigningKey) -> Result<IssuerClient, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|error| ClientError::Setup(error.to_string()))?;
+        Ok(IssuerClient {
+            base: base.trim_end_matches('/').to_owned(),
+            key,
+            http,
+            nonce: Mutex::new(None),
+        })
+    }
+
+    /// The issuer's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn proof(&self, method: &Method, path: &str) -> Result<String, ClientError> {
+        let target = format!("{}{}", self.base, path.split('?').next().unwrap_or(path));
+        let mut claims = ProofClaims::new(method.as_str(), &target, now(), random_jti()?);
+        if let Some(nonce) = self.nonce.lock().ok().and_then(|nonce| nonce.clone()) {
+            claims = claims.with_nonce(&nonce);
+        }
+        Ok(claims.sign(&self.key)?)
+    }
+
+    /// `GET path` (a path under the base, with any query).
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        self.send(Method::GET, path, None).await
+    }
+
+    /// `POST path` with a JSON body (or none).
+    pub async fn post(&self, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
+        self.send(Method::POST, path, body).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut retried = false;
+        loop {
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .header("dpop", self.proof(&method, path)?);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let transport = |error: reqwest::Error| ClientError::Transport {
+                target: format!("{method} {url}"),
+                message: error.to_string(),
+            };
+            let mut response = request.send().await.map_err(transport)?;
+            let status = response.status();
+            if let Some(nonce) = response
+                .headers()
+                .get("dpop-nonce")
+                .and_then(|value| value.to_str().ok())
+                && let Ok(mut slot) = self.nonce.lock()
+            {
+                *slot = Some(nonce.to_owned());
+            }
+            let mut bytes = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(transport)? {
+                if bytes.len() + chunk.len() > MAX_RESPONSE {
+                    return Err(ClientError::TooLarge);
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            let value: Value = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+            if status.is_success() {
+                return Ok(value);
+            }
+            // RFC 9449 §8, §9: retry once with the nonce the refusal carried.
+            if !retried && value.get("error").and_then(Value::as_str) == Some("use_dpop_nonce") {
+                retried = true;
+                continue;
+            }
+            return Err(refusal(status, value));
+        }
+    }
+}
+
+fn refusal(status: StatusCode, body: Value) -> ClientError {
+    let text = |name| body.get(name).and_then(Value::as_str).map(str::to_owned);
+    let reason = text("reason");
+    let description = text("error_description").unwrap_or_else(|| body.to_string());
+    ClientError::Refused {
+        status,
+        reason,
+        description,
+    }
+}
+
+/// The current time, from the system clock.
+pub fn now() -> UnixTime {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    UnixTime::from_secs(secs)
+}
+
+/// A fresh random `jti` for a proof or token: 128 bits, base64url.
+pub fn random_jti() -> Result<String, KeyError> {
+    Ok(writ_jose::base64url_encode(writ_jose::random_bytes::<16>()?))
+}
