@@ -9,12 +9,12 @@
 //! The `writ` command line, the gateway and the sidecar all talk to the issuer through it.
 
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use writ_jose::{KeyError, SigningKey};
-use writ_token::{ProofClaims, UnixTime};
+use writ_token::{Clock as _, ProofClaims, SystemClock};
 
 /// The largest response body read, in bytes.
 pub const MAX_RESPONSE: usize = 16 * 1024 * 1024;
@@ -95,7 +95,7 @@ impl IssuerClient {
 
     fn proof(&self, method: &Method, path: &str) -> Result<String, ClientError> {
         let target = format!("{}{}", self.base, path.split('?').next().unwrap_or(path));
-        let mut claims = ProofClaims::new(method.as_str(), &target, now(), random_jti()?);
+        let mut claims = ProofClaims::new(method.as_str(), &target, SystemClock.now(), random_jti()?);
         if let Some(nonce) = self.nonce.lock().ok().and_then(|nonce| nonce.clone()) {
             claims = claims.with_nonce(&nonce);
         }
@@ -173,14 +173,6 @@ fn refusal(status: StatusCode, body: Value) -> ClientError {
         reason,
         description,
     }
-}
-
-/// The current time, from the system clock.
-pub fn now() -> UnixTime {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
-    UnixTime::from_secs(secs)
 }
 
 /// A fresh random `jti` for a proof or token: 128 bits, base64url.

@@ -56,7 +56,7 @@ mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -71,6 +71,7 @@ use writ_store::{Store, StoreOptions};
 use writ_token::{Audience, MemoryReplayCache, NonceKey, UnixTime};
 
 pub use error::ApiError;
+pub use writ_token::{Clock, SystemClock};
 pub use keys::PreviousKey;
 pub use oidc::OidcProvider;
 pub use policy::{ReloadError, Reloaded, load_policy};
@@ -80,26 +81,6 @@ pub use verify::{AuditError, AuditReport, verify_data_dir, verify_store};
 pub const MAX_BODY: usize = 64 * 1024;
 /// The issuer's configuration file inside the data directory.
 pub const CONFIG_FILE: &str = "issuer.json";
-
-/// A source of the current time, so tests can move it.
-pub trait Clock: Send + Sync + 'static {
-    /// Now.
-    fn now(&self) -> UnixTime;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> UnixTime {
-        let seconds = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_secs())
-            .unwrap_or_default();
-        UnixTime::from_secs(seconds)
-    }
-}
 
 /// What a data directory records about its issuer (`issuer.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -400,7 +381,7 @@ impl Issuer {
             clock,
             revoked: Notify::new(),
         });
-        metrics::install();
+        writ_metrics::handle();
         audit::spawn_checkpointer(&issuer);
         policy::spawn_watcher(&issuer);
         Ok(issuer)

@@ -16,39 +16,15 @@
 //! reasons are stable codes. The recorder is process-wide; a process that already installed
 //! another `metrics` recorder gets 404 here and keeps its own.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::Issuer;
-
-/// Request latency buckets, in seconds: 250 µs to 2.5 s.
-const BUCKETS: [f64; 12] = [
-    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5,
-];
-
-static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-
-/// Installs the Prometheus recorder once per process.
-pub(crate) fn install() -> Option<&'static PrometheusHandle> {
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets(&BUCKETS)
-                .map_err(|error| tracing::warn!(%error, "metrics buckets refused"))
-                .ok()?;
-            builder
-                .install_recorder()
-                .map_err(|error| tracing::warn!(%error, "metrics recorder not installed"))
-                .ok()
-        })
-        .as_ref()
-}
 
 /// Counts every request by route template and status, and times it.
 pub(crate) async fn track(request: Request, next: Next) -> Response {
@@ -68,7 +44,7 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
 
 /// `GET /metrics`: the Prometheus text exposition.
 pub(crate) async fn render(State(issuer): State<Arc<Issuer>>) -> Response {
-    let Some(handle) = install() else {
+    let Some(handle) = writ_metrics::handle() else {
         return (
             StatusCode::NOT_FOUND,
             "metrics are not recorded by this process\n",

@@ -14,8 +14,9 @@
 //! [`KeySet`](writ_jose::KeySet), the type, the claims' shape and structural rules, the
 //! issuer, the audience and the time window. Later steps take the verified type.
 //!
-//! This crate reads no clock and does no IO: `now` is an argument, and replay detection is
-//! the [`ReplayCache`] trait, which the issuer and gateway implement over their own stores.
+//! This crate does no IO and reads the clock only in [`SystemClock`]: `now` is an argument
+//! (or a [`Clock`]), and replay detection is the [`ReplayCache`] trait, which the issuer and
+//! gateway implement over their own stores.
 //!
 //! ```
 //! use writ_jose::{Algorithm, KeySet, SigningKey};
@@ -88,7 +89,7 @@ pub use dpop::{
 pub use ids::{Audience, HumanId, IdError, Issuer, MandateId, WritId};
 pub use mandate::{MAX_MANDATE_LIFETIME, MandateClaims, UnverifiedMandate, VerifiedMandate};
 pub use nonce::NonceKey;
-pub use time::UnixTime;
+pub use time::{Clock, SystemClock, UnixTime};
 pub use token::{SignError, TokenClaims, Unverified, Verified, sign};
 pub use verify::{Expectations, MAX_SKEW, MAX_TOKEN_LEN, VerifyError};
 pub use writ::{

@@ -43,3 +43,23 @@ impl fmt::Display for UnixTime {
         self.0.fmt(f)
     }
 }
+
+/// A source of the current time, so tests can move it.
+pub trait Clock: Send + Sync + 'static {
+    /// Now.
+    fn now(&self) -> UnixTime;
+}
+
+/// The system clock: the one place this crate reads the time.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixTime {
+        let seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or_default();
+        UnixTime::from_secs(seconds)
+    }
+}

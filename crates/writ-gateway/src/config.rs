@@ -1,0 +1,298 @@
+//! The gateway's configuration file (TOML).
+//!
+//! ```toml
+//! listen = "127.0.0.1:8443"
+//! # How agents reach this gateway: DPoP proofs name it, and route resources sit under it.
+//! public_url = "https://gateway.example"
+//! issuer = "https://issuer.example"
+//! # The gateway's own key, created (mode 0600) on first start; register its public half
+//! # with `writ gateway add`.
+//! key_file = "gateway.key"
+//! # Decisions the issuer could not take yet wait here, on disk, until it can.
+//! spool_dir = "spool"
+//!
+//! [[routes]]
+//! name = "files"                       # the tool provider's inventory name
+//! path = "/mcp/files"                  # where the route lives on this gateway
+//! kind = "mcp"                         # "mcp" (streamable HTTP) or "http"
+//! upstream = "http://127.0.0.1:9000/mcp"
+//! credential = { type = "bearer", env = "FILES_TOKEN" }
+//! ```
+//!
+//! Relative paths are relative to the configuration file's directory. Every limit has a
+//! default; see [`Limits`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use writ_scope::ServerName;
+use writ_token::Audience;
+
+/// The configuration could not be used. Nothing was started.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with the line.
+        message: String,
+    },
+    /// A value is unusable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The gateway's public base URL, without a trailing slash.
+    pub public_url: String,
+    /// The issuer's base URL (the `iss` of its writs).
+    pub issuer: String,
+    /// The gateway's key file.
+    pub key_file: PathBuf,
+    /// The directory of the decision spool.
+    pub spool_dir: PathBuf,
+    /// Limits and timeouts.
+    #[serde(default)]
+    pub limits: Limits,
+    /// The routes, matched by the longest path prefix.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Limits and timeouts, each with a default.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// How old the revocation feed may be before every request is refused, in seconds.
+    pub max_feed_staleness_secs: u64,
+    /// How long the issuer's keys are trusted after their last successful fetch, in seconds.
+    pub max_jwks_age_secs: u64,
+    /// The least time between two key fetches caused by an unknown `kid`, in seconds.
+    pub jwks_refetch_interval_secs: u64,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// The most bytes of request headers (names and values).
+    pub max_header_bytes: usize,
+    /// The largest `tools/list` response the gateway filters, in bytes.
+    pub max_tools_list_bytes: usize,
+    /// How long an upstream may take to start answering, in seconds.
+    pub upstream_timeout_secs: u64,
+    /// The clock skew allowed on writ times and proof `iat`, in seconds.
+    pub clock_skew_secs: u64,
+    /// How old a DPoP proof may be, in seconds.
+    pub proof_max_age_secs: u64,
+    /// How many writ and proof ids the replay cache holds.
+    pub replay_cache_entries: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_feed_staleness_secs: 5,
+            max_jwks_age_secs: 900,
+            jwks_refetch_interval_secs: 5,
+            max_body_bytes: 1024 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_tools_list_bytes: 4 * 1024 * 1024,
+            upstream_timeout_secs: 30,
+            clock_skew_secs: 5,
+            proof_max_age_secs: 60,
+            replay_cache_entries: 1_000_000,
+        }
+    }
+}
+
+/// One route as written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The tool provider's inventory name: the `server` of the writs for this route.
+    pub name: String,
+    /// The route's path prefix on the gateway, such as `/mcp/files`.
+    pub path: String,
+    /// What the upstream speaks.
+    pub kind: RouteKind,
+    /// The upstream's URL (`http` or `https`); the rest of the request path is appended.
+    pub upstream: String,
+    /// The credential injected into upstream requests.
+    #[serde(default)]
+    pub credential: Option<CredentialConfig>,
+}
+
+/// What an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    /// MCP over streamable HTTP: JSON-RPC messages are checked one by one.
+    Mcp,
+    /// A plain HTTP API: method and path are checked.
+    Http,
+}
+
+/// An upstream credential and where its secret comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    /// How it is sent.
+    #[serde(rename = "type")]
+    pub kind: CredentialKind,
+    /// For `header`: the header's name.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// The environment variable holding the secret (for `basic`, `user:password`).
+    #[serde(default)]
+    pub env: Option<String>,
+    /// The file holding the secret (one line; a final newline is ignored).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+/// How a credential is sent upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialKind {
+    /// `Authorization: Bearer <secret>`.
+    Bearer,
+    /// `Authorization: Basic base64(<secret>)`, the secret being `user:password`.
+    Basic,
+    /// `<header>: <secret>`.
+    Header,
+}
+
+impl Config {
+    /// Reads and checks a configuration file; relative paths in it become relative to its
+    /// directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            message: error.to_string(),
+        })?;
+        let mut config = Config::parse(&text).map_err(|error| match error {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let anchor = |file: &mut PathBuf| {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        };
+        anchor(&mut config.key_file);
+        anchor(&mut config.spool_dir);
+        for route in &mut config.routes {
+            if let Some(file) = route.credential.as_mut().and_then(|c| c.file.as_mut()) {
+                anchor(file);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: error.to_string(),
+        })?;
+        config.public_url = config.public_url.trim_end_matches('/').to_owned();
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        Audience::new(&self.public_url)
+            .map_err(|e| ConfigError::Invalid(format!("public_url: {e}")))?;
+        Audience::new(&self.issuer).map_err(|e| ConfigError::Invalid(format!("issuer: {e}")))?;
+        if self.limits.max_feed_staleness_secs == 0 {
+            return invalid("limits.max_feed_staleness_secs must be at least 1".into());
+        }
+        if self.routes.is_empty() {
+            return invalid("no [[routes]]: a gateway with nothing behind it serves nobody".into());
+        }
+        let mut paths = std::collections::HashSet::new();
+        for route in &self.routes {
+            let name = &route.name;
+            ServerName::new(name)
+                .map_err(|e| ConfigError::Invalid(format!("route `{name}`: name: {e}")))?;
+            let path = &route.path;
+            let segments_ok = path
+                .strip_prefix('/')
+                .is_some_and(|rest| !rest.is_empty() && rest.split('/').all(segment_ok));
+            if !segments_ok {
+                return invalid(format!(
+                    "route `{name}`: path `{path}` must start with `/` and be segments of letters, digits, `-`, `_` and `.`, without a trailing `/`"
+                ));
+            }
+            if !paths.insert(path.clone()) {
+                return invalid(format!("route `{name}`: path `{path}` is used twice"));
+            }
+            if path.starts_with("/.well-known/") || path == "/healthz" || path == "/metrics" {
+                return invalid(format!(
+                    "route `{name}`: path `{path}` is the gateway's own"
+                ));
+            }
+            let upstream = route.upstream.as_str();
+            if !(upstream.starts_with("http://") || upstream.starts_with("https://"))
+                || upstream.contains(['?', '#'])
+                || upstream.parse::<hyper::Uri>().is_err()
+            {
+                return invalid(format!(
+                    "route `{name}`: upstream `{upstream}` must be an http or https URL without query or fragment"
+                ));
+            }
+            if let Some(credential) = &route.credential {
+                let sources = usize::from(credential.env.is_some())
+                    + usize::from(credential.file.is_some());
+                if sources != 1 {
+                    return invalid(format!(
+                        "route `{name}`: a credential takes its secret from exactly one of `env` or `file`"
+                    ));
+                }
+                match (credential.kind, &credential.header) {
+                    (CredentialKind::Header, Some(header))
+                        if hyper::header::HeaderName::try_from(header.as_str()).is_ok() => {}
+                    (CredentialKind::Header, _) => {
+                        return invalid(format!(
+                            "route `{name}`: a `header` credential needs a valid `header` name"
+                        ));
+                    }
+                    (_, Some(_)) => {
+                        return invalid(format!(
+                            "route `{name}`: only a `header` credential names a header"
+                        ));
+                    }
+                    (_, None) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn segment_ok(segment: &str) -> bool {
+    !segment.is_empty()
+        && segment != "."
+        && segment != ".."
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}

@@ -1,0 +1,114 @@
+//! The issuer's revocation feed, followed by long polling.
+//!
+//! The issuer answers a feed request as soon as something is revoked, so a revocation
+//! reaches the gateway within one round trip. When nothing happens it answers after the
+//! wait, which keeps the gateway's copy provably fresh: the copy is as new as the last
+//! request that was answered, counted from when it was sent. Older than the configured
+//! limit, the gateway refuses every request until the feed answers again (fail closed).
+
+use std::collections::HashSet;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use writ_client::IssuerClient;
+
+/// Revoked subjects, and how fresh that knowledge is.
+#[derive(Debug)]
+pub(crate) struct Revocations {
+    revoked: RwLock<HashSet<(String, String)>>,
+    /// When the last answered feed request was sent.
+    synced: RwLock<Option<Instant>>,
+    max_staleness: Duration,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    revocations: Vec<Entry>,
+    next: i64,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    kind: String,
+    subject: String,
+}
+
+impl Revocations {
+    pub(crate) fn new(max_staleness: Duration) -> Self {
+        Revocations {
+            revoked: RwLock::new(HashSet::new()),
+            synced: RwLock::new(None),
+            max_staleness,
+        }
+    }
+
+    /// Whether the copy is fresh enough to decide on.
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.synced
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() <= self.max_staleness)
+    }
+
+    /// The first of `subjects` (kind, id) that is revoked.
+    pub(crate) fn first_revoked<'a>(
+        &self,
+        subjects: impl IntoIterator<Item = (&'static str, &'a str)>,
+    ) -> Option<(&'static str, &'a str)> {
+        let revoked = self.revoked.read().unwrap_or_else(PoisonError::into_inner);
+        if revoked.is_empty() {
+            return None;
+        }
+        subjects
+            .into_iter()
+            .find(|(kind, id)| revoked.contains(&((*kind).to_owned(), (*id).to_owned())))
+    }
+
+    /// Reads one page of the feed after `after`, waiting up to `wait` seconds for news.
+    /// Returns where to resume.
+    pub(crate) async fn poll(
+        &self,
+        client: &IssuerClient,
+        after: i64,
+        wait: u64,
+    ) -> Result<i64, writ_client::ClientError> {
+        let sent = Instant::now();
+        let body = client
+            .get(&format!("/v1/revocations?after={after}&wait={wait}"))
+            .await?;
+        let page: Page =
+            serde_json::from_value(body).map_err(|e| writ_client::ClientError::Refused {
+                status: axum::http::StatusCode::BAD_GATEWAY,
+                reason: None,
+                description: format!("the revocation feed is malformed: {e}"),
+            })?;
+        {
+            let mut revoked = self.revoked.write().unwrap_or_else(PoisonError::into_inner);
+            revoked.extend(page.revocations.into_iter().map(|e| (e.kind, e.subject)));
+        }
+        *self.synced.write().unwrap_or_else(PoisonError::into_inner) = Some(sent);
+        Ok(page.next)
+    }
+
+    /// Follows the feed until the gateway stops.
+    pub(crate) fn spawn_follower(self: &Arc<Self>, client: Arc<IssuerClient>) {
+        let feed = Arc::downgrade(self);
+        // Answers arrive at least this often while the issuer is up, well inside the limit.
+        let wait = (self.max_staleness.as_secs() / 2).clamp(1, 30);
+        tokio::spawn(async move {
+            let mut after = 0;
+            loop {
+                let Some(feed) = feed.upgrade() else { return };
+                match feed.poll(&client, after, wait).await {
+                    Ok(next) => after = next,
+                    Err(error) => {
+                        tracing::warn!(%error, "revocation feed unavailable");
+                        drop(feed);
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,863 @@
+//! The Writ gateway: the enforcement point in front of the tools.
+//!
+//! Every request to a route carries `Authorization: DPoP <writ>` and a `DPoP` proof. The
+//! gateway forwards it to the route's upstream, with the upstream credential only the
+//! gateway holds, when and only when:
+//!
+//! 1. the revocation feed is fresh (else `revocation_feed_stale`, 503) and the issuer's keys
+//!    are known (else `jwks_unavailable`, 503);
+//! 2. the writ verifies: its signature by a key from the issuer's JWKS (refetched, rate
+//!    limited, on an unknown `kid`), `typ: writ+jwt`, `iss`, `aud` equal to this route's
+//!    resource (the public URL and the route's path), `exp`/`nbf` with bounded skew;
+//! 3. the proof verifies per RFC 9449 (`htm`, `htu`, `iat`, `ath` of this writ) with the key
+//!    the writ is bound to (`cnf.jkt`);
+//! 4. nothing it names is revoked: the writ, its mandate, its human, any agent in its chain,
+//!    or the key that signed it;
+//! 5. the real request is the call the writ allows: the HTTP method and the path below the
+//!    route; or, for MCP, the JSON-RPC method, and for `tools/call` the tool name and the
+//!    arguments against their constraints;
+//! 6. neither the writ nor the proof was used before.
+//!
+//! Each decision, allow or deny, goes to the issuer's audit log with a request id (see
+//! [`decisions`]). `tools/list` answers are cut down to the tools the writ's mandate grants.
+//! Answers stream back unbuffered (SSE included), except `tools/list`, which is filtered.
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET /healthz` | 200 when the feed is fresh and the issuer's keys are known, else 503 |
+//! | `GET /metrics` | Prometheus metrics |
+//! | `GET /.well-known/oauth-protected-resource/{route path}` | RFC 9728 metadata per route |
+//! | any route path | checked, then forwarded |
+
+pub mod config;
+pub mod decisions;
+mod deny;
+mod feed;
+mod keys;
+mod mcp;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{Method, StatusCode, Uri, request};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use writ_client::IssuerClient;
+use writ_jose::SigningKey;
+use writ_scope::Call;
+use writ_token::{
+    Clock, Expectations, MemoryReplayCache, ProofCheck, ReplayCache as _, ReplayError,
+    UnverifiedWrit, VerifiedWrit, check_proof,
+};
+
+pub use config::{Config, ConfigError, CredentialKind, Limits, RouteKind};
+pub use decisions::Decision;
+pub use deny::Denial;
+
+use decisions::Reporter;
+use feed::Revocations;
+use keys::IssuerKeys;
+use mcp::{MandateTools, Message};
+
+/// The response header that carries the gateway's request id.
+pub const REQUEST_ID_HEADER: &str = "writ-request-id";
+
+/// The gateway could not start. Nothing is served.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A credential's secret could not be read.
+    #[error("route `{route}`: credential: {message}")]
+    Credential {
+        /// The route.
+        route: String,
+        /// Why (never the secret).
+        message: String,
+    },
+    /// The spool directory cannot be written.
+    #[error("spool `{path}`: {message}")]
+    Spool {
+        /// The directory.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// Anything else at start-up.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// One route, ready to serve.
+#[derive(Debug)]
+struct Route {
+    name: String,
+    path: String,
+    kind: RouteKind,
+    /// The upstream's scheme and authority.
+    upstream_origin: String,
+    /// The upstream's path, without a trailing `/`.
+    upstream_path: String,
+    /// This route's resource: the `aud` its writs carry.
+    resource: writ_token::Audience,
+    /// The credential header, marked sensitive so it is never logged.
+    credential: Option<(HeaderName, HeaderValue)>,
+    /// The RFC 9728 metadata URL.
+    metadata_url: String,
+}
+
+type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A running gateway's state; [`router`] serves it.
+pub struct Gateway {
+    public_url: String,
+    issuer: writ_token::Audience,
+    limits: Limits,
+    routes: Vec<Route>,
+    clock: Arc<dyn Clock>,
+    keys: Arc<IssuerKeys>,
+    feed: Arc<Revocations>,
+    replay: MemoryReplayCache,
+    reporter: Reporter,
+    spool_wake: Arc<Notify>,
+    tools: MandateTools,
+    upstream: UpstreamClient,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("public_url", &self.public_url)
+            .field("issuer", &self.issuer)
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Starts a gateway: reads its key (creating it on first start), the routes'
+    /// credentials and the issuer's keys, and starts following the revocation feed and
+    /// reporting decisions.
+    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Gateway>, StartError> {
+        let key = load_or_create_key(&config.key_file)?;
+        Gateway::start_with_key(config, key, clock).await
+    }
+
+    /// [`Gateway::start`] with a key already in hand.
+    pub async fn start_with_key(
+        config: Config,
+        key: SigningKey,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Gateway>, StartError> {
+        let issuer = writ_token::Audience::new(&config.issuer)
+            .map_err(|e| StartError::Setup(format!("issuer: {e}")))?;
+        let routes = config
+            .routes
+            .iter()
+            .map(|route| build_route(&config.public_url, route))
+            .collect::<Result<Vec<_>, _>>()?;
+        let client = Arc::new(
+            IssuerClient::new(&config.issuer, key).map_err(|e| StartError::Setup(e.to_string()))?,
+        );
+        let limits = config.limits;
+        let keys = Arc::new(IssuerKeys::new(
+            Arc::clone(&client),
+            Duration::from_secs(limits.max_jwks_age_secs),
+            Duration::from_secs(limits.jwks_refetch_interval_secs),
+        ));
+        keys.refresh(true).await;
+        keys.spawn_refresher();
+        let feed = Arc::new(Revocations::new(Duration::from_secs(
+            limits.max_feed_staleness_secs,
+        )));
+        feed.spawn_follower(Arc::clone(&client));
+        let (reporter, spool_wake) = Reporter::start(Arc::clone(&client), &config.spool_dir)
+            .map_err(|e| StartError::Spool {
+                path: config.spool_dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| StartError::Setup(format!("TLS trust roots: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let upstream = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        writ_metrics::handle();
+        let mut gateway = Gateway {
+            public_url: config.public_url.clone(),
+            issuer,
+            limits,
+            routes,
+            clock,
+            keys,
+            feed,
+            replay: MemoryReplayCache::new(limits.replay_cache_entries),
+            reporter,
+            spool_wake,
+            tools: MandateTools::new(client),
+            upstream,
+        };
+        // Longest prefix first.
+        gateway
+            .routes
+            .sort_by_key(|route| std::cmp::Reverse(route.path.len()));
+        Ok(Arc::new(gateway))
+    }
+
+    /// Whether the revocation feed is fresh and the issuer's keys are known.
+    pub fn ready(&self) -> bool {
+        self.feed.is_fresh() && self.keys.get().is_ok()
+    }
+
+    /// Wakes the decision reporter to drain its spool now.
+    pub fn drain_spool(&self) {
+        self.spool_wake.notify_one();
+    }
+
+    /// The route serving `path`, and the rest of the path below it (`/` at least).
+    fn route_for<'p>(&self, path: &'p str) -> Option<(&Route, &'p str)> {
+        self.routes.iter().find_map(|route| {
+            let rest = path.strip_prefix(route.path.as_str())?;
+            if rest.is_empty() {
+                Some((route, "/"))
+            } else if rest.starts_with('/') {
+                Some((route, rest))
+            } else {
+                None
+            }
+        })
+    }
+}
+
+fn load_or_create_key(path: &std::path::Path) -> Result<SigningKey, StartError> {
+    if path.exists() {
+        return writ_keystore::load(path).map_err(|e| StartError::Setup(e.to_string()));
+    }
+    let key = SigningKey::generate(writ_jose::Algorithm::EdDSA)
+        .map_err(|e| StartError::Setup(e.to_string()))?;
+    writ_keystore::create(path, &key).map_err(|e| StartError::Setup(e.to_string()))?;
+    tracing::info!(
+        path = %path.display(),
+        jkt = %key.public_key().thumbprint(),
+        "created the gateway key; register it with `writ gateway add`"
+    );
+    Ok(key)
+}
+
+fn build_route(public_url: &str, route: &config::RouteConfig) -> Result<Route, StartError> {
+    let uri: Uri = route
+        .upstream
+        .parse()
+        .map_err(|e| StartError::Setup(format!("route `{}`: upstream: {e}", route.name)))?;
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Err(StartError::Setup(format!(
+            "route `{}`: upstream needs a scheme and host",
+            route.name
+        )));
+    };
+    let resource = writ_token::Audience::new(format!("{public_url}{}", route.path))
+        .map_err(|e| StartError::Setup(format!("route `{}`: resource: {e}", route.name)))?;
+    let credential = route
+        .credential
+        .as_ref()
+        .map(|credential| read_credential(&route.name, credential))
+        .transpose()?;
+    Ok(Route {
+        name: route.name.clone(),
+        path: route.path.clone(),
+        kind: route.kind,
+        upstream_origin: format!("{scheme}://{authority}"),
+        upstream_path: uri.path().trim_end_matches('/').to_owned(),
+        resource,
+        credential,
+        metadata_url: format!(
+            "{public_url}/.well-known/oauth-protected-resource{}",
+            route.path
+        ),
+    })
+}
+
+fn read_credential(
+    route: &str,
+    credential: &config::CredentialConfig,
+) -> Result<(HeaderName, HeaderValue), StartError> {
+    let failed = |message: String| StartError::Credential {
+        route: route.to_owned(),
+        message,
+    };
+    let secret = match (&credential.env, &credential.file) {
+        (Some(variable), None) => std::env::var(variable)
+            .map_err(|_| failed(format!("environment variable `{variable}` is not set")))?,
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .map_err(|e| failed(format!("{}: {e}", file.display())))?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+        _ => return Err(failed("exactly one of `env` or `file` is needed".into())),
+    };
+    if secret.is_empty() {
+        return Err(failed("the secret is empty".into()));
+    }
+    let (name, value) = match credential.kind {
+        CredentialKind::Bearer => (header::AUTHORIZATION, format!("Bearer {secret}")),
+        CredentialKind::Basic => {
+            use base64::Engine as _;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(secret.as_bytes());
+            (header::AUTHORIZATION, format!("Basic {encoded}"))
+        }
+        CredentialKind::Header => {
+            let name = credential
+                .header
+                .as_deref()
+                .and_then(|name| HeaderName::try_from(name).ok())
+                .ok_or_else(|| failed("a `header` credential needs a valid `header`".into()))?;
+            (name, secret)
+        }
+    };
+    let mut value = HeaderValue::try_from(value)
+        .map_err(|_| failed("the secret is not a valid header value".into()))?;
+    value.set_sensitive(true);
+    Ok((name, value))
+}
+
+/// The gateway's HTTP service.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/.well-known/oauth-protected-resource/{*path}",
+            get(resource_metadata),
+        )
+        .fallback(handle)
+        .with_state(gateway)
+}
+
+async fn healthz(State(gateway): State<Arc<Gateway>>) -> Response {
+    let feed = gateway.feed.is_fresh();
+    let keys = gateway.keys.get().is_ok();
+    let status = if feed && keys {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if status == StatusCode::OK { "ok" } else { "refusing" },
+        "revocation_feed_fresh": feed,
+        "issuer_keys": keys,
+        "routes": gateway.routes.len(),
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics() -> Response {
+    match writ_metrics::handle() {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "metrics are not recorded by this process\n",
+        )
+            .into_response(),
+    }
+}
+
+/// RFC 9728 §3: what a client needs to know to call a route.
+async fn resource_metadata(
+    State(gateway): State<Arc<Gateway>>,
+    Path(path): Path<String>,
+) -> Response {
+    let path = format!("/{path}");
+    let Some(route) = gateway.routes.iter().find(|route| route.path == path) else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "not_found", "reason": "unknown_route", "error_description": format!("no route at `{path}`")})),
+        )
+            .into_response();
+    };
+    axum::Json(json!({
+        "resource": route.resource.as_str(),
+        "resource_name": route.name,
+        "authorization_servers": [gateway.issuer.as_str()],
+        "bearer_methods_supported": ["header"],
+        "dpop_bound_access_tokens_required": true,
+        "dpop_signing_alg_values_supported": ["EdDSA", "ES256"],
+    }))
+    .into_response()
+}
+
+/// What the checks learned about the request, for the decision record and the reply.
+#[derive(Default)]
+struct Seen {
+    method: String,
+    target: String,
+    jsonrpc_id: Option<Value>,
+    writ: Option<VerifiedWrit>,
+}
+
+/// An allowed request, ready to forward.
+struct Allowed {
+    body: Bytes,
+    /// For `tools/list`: the tools the mandate grants on this route.
+    tools_list: Option<HashSet<String>>,
+}
+
+async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    let started = Instant::now();
+    let request_id = match writ_client::random_jti() {
+        Ok(id) => id,
+        Err(_) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "random generator failed").into_response();
+        }
+    };
+    let (parts, body) = request.into_parts();
+    let Some((route, rest)) = gateway.route_for(parts.uri.path()) else {
+        let denial = Denial::status(
+            StatusCode::NOT_FOUND,
+            "unknown_route",
+            format!("no route serves `{}`", parts.uri.path()),
+        );
+        return with_request_id(denial.response(&denial.body(&request_id), None), &request_id);
+    };
+    let mut seen = Seen::default();
+    let decided = check(&gateway, route, rest, &parts, body, &mut seen).await;
+    let now = gateway.clock.now().as_secs();
+    let record = |denial: Option<&Denial>| Decision {
+        request_id: request_id.clone(),
+        time: now,
+        decision: if denial.is_some() { "deny" } else { "allow" }.to_owned(),
+        reason: denial.map_or("allowed", |d| d.reason).to_owned(),
+        message: denial.map(|d| d.message.clone()),
+        route: route.name.clone(),
+        method: seen.method.clone(),
+        target: seen.target.clone(),
+        writ: seen.writ.as_ref().map(|w| w.claims().jti.to_string()),
+        mandate: seen.writ.as_ref().map(|w| w.claims().mandate.to_string()),
+        agent: seen
+            .writ
+            .as_ref()
+            .map(|w| w.claims().cnf.jkt.as_str().to_owned()),
+        human: seen.writ.as_ref().map(|w| w.claims().sub.to_string()),
+    };
+    // An allow stands only once it can be recorded.
+    let decided = match decided {
+        Ok(allowed) => gateway.reporter.record(record(None)).map(|()| allowed),
+        Err(denial) => Err(denial),
+    };
+    metrics::histogram!("writ_gateway_check_duration_seconds", "route" => route.name.clone())
+        .record(started.elapsed().as_secs_f64());
+    let response = match decided {
+        Ok(allowed) => forward(&gateway, route, rest, &parts, allowed, &seen, &request_id).await,
+        Err(denial) => {
+            // A denial stands even when it cannot be recorded.
+            if gateway.reporter.record(record(Some(&denial))).is_err() {
+                tracing::error!(reason = denial.reason, "could not queue a denial for the audit log");
+            }
+            tracing::info!(route = %route.name, reason = denial.reason, request_id, "denied");
+            let body = match (&seen.jsonrpc_id, route.kind) {
+                (Some(id), RouteKind::Mcp) => denial.jsonrpc(id, &request_id),
+                (None, RouteKind::Mcp) => denial.jsonrpc(&Value::Null, &request_id),
+                (_, RouteKind::Http) => denial.body(&request_id),
+            };
+            denial.response(&body, Some(&route.metadata_url))
+        }
+    };
+    metrics::counter!(
+        "writ_gateway_decisions_total",
+        "route" => route.name.clone(),
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    with_request_id(response, &request_id)
+}
+
+fn with_request_id(mut response: Response, request_id: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// The one header of `name`; a repeated header is refused.
+fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Denial> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Denial::bad_request(
+            "repeated_header",
+            format!("the `{name}` header appears more than once"),
+        ));
+    }
+    first.to_str().map(Some).map_err(|_| {
+        Denial::bad_request(
+            "malformed_header",
+            format!("the `{name}` header is not visible ASCII"),
+        )
+    })
+}
+
+/// Every check, in order; on success the request may be forwarded.
+async fn check(
+    gateway: &Gateway,
+    route: &Route,
+    rest: &str,
+    parts: &request::Parts,
+    body: Body,
+    seen: &mut Seen,
+) -> Result<Allowed, Denial> {
+    let limits = &gateway.limits;
+    seen.method = parts.method.as_str().to_owned();
+    seen.target = rest.to_owned();
+    let header_bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > limits.max_header_bytes {
+        return Err(Denial::status(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!(
+                "the request headers are {header_bytes} bytes, more than the limit of {}",
+                limits.max_header_bytes
+            ),
+        ));
+    }
+    let too_large = || {
+        Denial::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "the request body is larger than the limit of {} bytes",
+                limits.max_body_bytes
+            ),
+        )
+    };
+    let declared = single_header(&parts.headers, "content-length")?
+        .map(|length| length.parse::<usize>())
+        .transpose()
+        .map_err(|_| Denial::bad_request("malformed_header", "`content-length` is not a number"))?;
+    if declared.is_some_and(|length| length > limits.max_body_bytes) {
+        return Err(too_large());
+    }
+    let body = Limited::new(body, limits.max_body_bytes)
+        .collect()
+        .await
+        .map_err(|_| too_large())?
+        .to_bytes();
+
+    // What the request is, in the terms writs use.
+    let message = match route.kind {
+        RouteKind::Mcp => {
+            if parts.method != Method::POST {
+                return Err(Denial::status(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "MCP routes take JSON-RPC messages by POST; this gateway offers no server-initiated stream",
+                ));
+            }
+            let message = Message::parse(&body)?;
+            seen.jsonrpc_id = Some(message.id.clone());
+            seen.method.clone_from(&message.method);
+            message.target().clone_into(&mut seen.target);
+            Some(message)
+        }
+        RouteKind::Http => None,
+    };
+
+    // Fail closed on stale knowledge.
+    if !gateway.feed.is_fresh() {
+        return Err(Denial::unavailable(
+            "revocation_feed_stale",
+            "the gateway has not heard from the issuer's revocation feed recently enough to trust its view",
+        ));
+    }
+
+    // The writ and its proof.
+    let authorization = single_header(&parts.headers, "authorization")?
+        .ok_or_else(|| Denial::missing("this route needs `Authorization: DPoP <writ>` and a `DPoP` proof"))?;
+    let token = match authorization.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("dpop") => token.trim(),
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("bearer") => {
+            return Err(Denial::token(
+                "dpop_required",
+                "bearer tokens are not accepted: present the writ as `Authorization: DPoP <writ>` with a proof",
+            ));
+        }
+        _ => {
+            return Err(Denial::missing(
+                "this route needs `Authorization: DPoP <writ>` and a `DPoP` proof",
+            ));
+        }
+    };
+    let proof = single_header(&parts.headers, "dpop")?.ok_or_else(|| {
+        Denial::from(writ_token::DpopError::Malformed(
+            "the request has no `DPoP` header".into(),
+        ))
+    })?;
+    let now = gateway.clock.now();
+    let keys = match gateway.keys.get() {
+        Ok(keys) => keys,
+        Err(_) => {
+            gateway.keys.refresh(false).await;
+            gateway.keys.get()?
+        }
+    };
+    let expect = Expectations {
+        issuer: &gateway.issuer,
+        audience: &route.resource,
+        now,
+        skew: limits.clock_skew_secs,
+    };
+    let unverified = UnverifiedWrit::parse(token)?;
+    let writ = match unverified.verify(&keys, &expect) {
+        Err(writ_token::VerifyError::UnknownKey(_)) if gateway.keys.refresh(false).await => {
+            unverified.verify(&*gateway.keys.get()?, &expect)?
+        }
+        verified => verified?,
+    };
+    let claims = writ.claims().clone();
+    seen.writ = Some(writ);
+    let uri = format!("{}{}", gateway.public_url, parts.uri.path());
+    let proof = check_proof(
+        proof,
+        &ProofCheck {
+            method: parts.method.as_str(),
+            uri: &uri,
+            now,
+            max_age: limits.proof_max_age_secs,
+            max_skew: limits.clock_skew_secs,
+            access_token: Some(token),
+            nonce: None,
+        },
+    )?;
+    proof.ensure_bound_to(&claims.cnf.jkt)?;
+
+    // Revocation, by everything the writ names.
+    let kid = seen.writ.as_ref().map_or("", |writ| writ.kid());
+    let jti = claims.jti.to_string();
+    let mandate = claims.mandate.to_string();
+    let human = claims.sub.to_string();
+    let subjects = [
+        ("writ", jti.as_str()),
+        ("mandate", mandate.as_str()),
+        ("human", human.as_str()),
+        ("key", kid),
+    ]
+    .into_iter()
+    .chain(claims.act.chain().map(|agent| ("agent", agent.as_str())));
+    if let Some((kind, subject)) = gateway.feed.first_revoked(subjects) {
+        let reason = match kind {
+            "writ" => "writ_revoked",
+            "mandate" => "mandate_revoked",
+            "human" => "human_revoked",
+            "key" => "key_revoked",
+            _ => "agent_revoked",
+        };
+        return Err(Denial::token(
+            reason,
+            format!("{kind} `{subject}` has been revoked"),
+        ));
+    }
+
+    // The real request against the one call the writ allows.
+    let call = match &message {
+        Some(message) => message.call(&route.name),
+        None => Call::HttpRequest {
+            server: &route.name,
+            method: parts.method.as_str(),
+            path: rest,
+        },
+    };
+    claims.authorization_details.detail().check(&call)?;
+
+    // Single use, once everything else holds.
+    proof.record(&gateway.replay, now)?;
+    match gateway
+        .replay
+        .first_use(&format!("writ:{jti}"), claims.exp.plus(limits.clock_skew_secs), now)
+    {
+        Ok(()) => {}
+        Err(ReplayError::Seen) => {
+            return Err(Denial::token(
+                "writ_replayed",
+                format!("writ `{jti}` was already used: a writ allows one call"),
+            ));
+        }
+        Err(ReplayError::Unavailable(why)) => {
+            return Err(Denial::unavailable("replay_cache_unavailable", why));
+        }
+    }
+
+    let tools_list = match &message {
+        Some(message) if message.method == "tools/list" => {
+            Some(gateway.tools.granted(&mandate, &route.name).await?)
+        }
+        _ => None,
+    };
+    Ok(Allowed { body, tools_list })
+}
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), and the
+/// agent's own credentials, which stop here.
+const NOT_FORWARDED: [&str; 11] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "authorization",
+    "dpop",
+];
+
+fn forwardable(name: &HeaderName, connection: &[String]) -> bool {
+    let name = name.as_str();
+    !NOT_FORWARDED.contains(&name)
+        && name != "host"
+        && name != "content-length"
+        && !connection.iter().any(|listed| listed == name)
+}
+
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect()
+}
+
+async fn forward(
+    gateway: &Gateway,
+    route: &Route,
+    rest: &str,
+    parts: &request::Parts,
+    allowed: Allowed,
+    seen: &Seen,
+    request_id: &str,
+) -> Response {
+    let failed = |status: StatusCode, reason: &'static str, message: String| {
+        let denial = Denial::status(status, reason, message);
+        let body = match (&seen.jsonrpc_id, route.kind) {
+            (Some(id), RouteKind::Mcp) => denial.jsonrpc(id, request_id),
+            _ => denial.body(request_id),
+        };
+        denial.response(&body, None)
+    };
+    let path = if rest == "/" && !route.upstream_path.is_empty() {
+        route.upstream_path.clone()
+    } else {
+        format!("{}{rest}", route.upstream_path)
+    };
+    let query = parts
+        .uri
+        .query()
+        .map_or_else(String::new, |query| format!("?{query}"));
+    let uri = format!("{}{path}{query}", route.upstream_origin);
+    let mut builder = hyper::Request::builder().method(parts.method.clone()).uri(uri);
+    let connection = connection_listed(&parts.headers);
+    if let Some(headers) = builder.headers_mut() {
+        for (name, value) in &parts.headers {
+            if forwardable(name, &connection) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        if let Some((name, value)) = &route.credential {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    let request = match builder.body(Full::new(allowed.body)) {
+        Ok(request) => request,
+        Err(error) => {
+            return failed(
+                StatusCode::BAD_GATEWAY,
+                "upstream_request_invalid",
+                format!("the upstream request could not be built: {error}"),
+            );
+        }
+    };
+    let started = Instant::now();
+    let timeout = Duration::from_secs(gateway.limits.upstream_timeout_secs);
+    let response = match tokio::time::timeout(timeout, gateway.upstream.request(request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            tracing::warn!(route = %route.name, %error, "upstream unavailable");
+            return failed(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                format!("the `{}` upstream could not be reached", route.name),
+            );
+        }
+        Err(_) => {
+            return failed(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                format!(
+                    "the `{}` upstream did not answer within {} s",
+                    route.name,
+                    timeout.as_secs()
+                ),
+            );
+        }
+    };
+    metrics::histogram!("writ_gateway_upstream_duration_seconds", "route" => route.name.clone())
+        .record(started.elapsed().as_secs_f64());
+    let (mut head, body) = response.into_parts();
+    let connection = connection_listed(&head.headers);
+    let names: Vec<HeaderName> = head.headers.keys().cloned().collect();
+    for name in names {
+        if !forwardable(&name, &connection) && name != header::CONTENT_LENGTH {
+            head.headers.remove(&name);
+        }
+    }
+    let Some(allowed_tools) = allowed.tools_list else {
+        return Response::from_parts(head, Body::new(body));
+    };
+    // `tools/list`: read the whole answer (bounded) and filter it.
+    let limit = gateway.limits.max_tools_list_bytes;
+    let Ok(collected) = Limited::new(body, limit).collect().await else {
+        return failed(
+            StatusCode::BAD_GATEWAY,
+            "upstream_answer_unreadable",
+            format!("the `tools/list` answer could not be read within {limit} bytes"),
+        );
+    };
+    let sse = head
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/event-stream"));
+    let Some(filtered) = mcp::filter_tools_list(&collected.to_bytes(), sse, &allowed_tools) else {
+        return failed(
+            StatusCode::BAD_GATEWAY,
+            "upstream_answer_unreadable",
+            "the `tools/list` answer is not JSON-RPC the gateway can filter".into(),
+        );
+    };
+    head.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(head, Body::from(filtered))
+}

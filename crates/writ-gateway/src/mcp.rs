@@ -1,0 +1,225 @@
+//! MCP over streamable HTTP: one JSON-RPC message per request, checked against the writ,
+//! and `tools/list` answers cut down to what the writ's mandate grants.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::{Map, Value};
+use writ_client::IssuerClient;
+use writ_scope::{AuthorizationDetail, Call};
+
+use crate::deny::Denial;
+
+/// A JSON-RPC request or notification from the client.
+#[derive(Debug)]
+pub(crate) struct Message {
+    /// The request id; `null` for a notification.
+    pub(crate) id: Value,
+    pub(crate) method: String,
+    /// For `tools/call`: the tool and its arguments (`{}` when absent).
+    pub(crate) tool: Option<(String, Value)>,
+}
+
+impl Message {
+    /// Reads one JSON-RPC 2.0 request or notification. Batches and client responses are
+    /// refused: a writ allows exactly one call.
+    pub(crate) fn parse(body: &[u8]) -> Result<Message, Denial> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            Denial::bad_request("jsonrpc_malformed", format!("the body is not JSON: {e}"))
+        })?;
+        let Value::Object(mut message) = value else {
+            return Err(if value.is_array() {
+                Denial::bad_request(
+                    "jsonrpc_batch_refused",
+                    "JSON-RPC batches are refused: send each message on its own, with its own writ",
+                )
+            } else {
+                Denial::bad_request("jsonrpc_malformed", "a JSON-RPC message is a JSON object")
+            });
+        };
+        if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+            return Err(Denial::bad_request(
+                "jsonrpc_malformed",
+                "the message lacks `\"jsonrpc\": \"2.0\"`",
+            ));
+        }
+        let id = message.remove("id").unwrap_or(Value::Null);
+        let Some(Value::String(method)) = message.remove("method") else {
+            return Err(Denial::bad_request(
+                "jsonrpc_response_refused",
+                "only JSON-RPC requests and notifications pass the gateway, not responses",
+            ));
+        };
+        let tool = if method == "tools/call" {
+            let mut params = match message.remove("params") {
+                Some(Value::Object(params)) => params,
+                _ => {
+                    return Err(Denial::bad_request(
+                        "jsonrpc_malformed",
+                        "`tools/call` needs `params` with the tool's `name`",
+                    ));
+                }
+            };
+            let Some(Value::String(name)) = params.remove("name") else {
+                return Err(Denial::bad_request(
+                    "jsonrpc_malformed",
+                    "`tools/call` needs `params.name`, a string",
+                ));
+            };
+            let arguments = params
+                .remove("arguments")
+                .unwrap_or_else(|| Value::Object(Map::new()));
+            Some((name, arguments))
+        } else {
+            None
+        };
+        Ok(Message { id, method, tool })
+    }
+
+    /// The call as the writ's authorization details describe calls.
+    pub(crate) fn call<'a>(&'a self, server: &'a str) -> Call<'a> {
+        match &self.tool {
+            Some((tool, arguments)) => Call::McpToolCall {
+                server,
+                tool,
+                arguments,
+            },
+            None => Call::McpRequest {
+                server,
+                method: &self.method,
+            },
+        }
+    }
+
+    /// What the decision record names: the tool for a tool call, else the method.
+    pub(crate) fn target(&self) -> &str {
+        self.tool.as_ref().map_or(&self.method, |(tool, _)| tool)
+    }
+}
+
+/// The tools each mandate grants, read from the issuer once per mandate (mandates do not
+/// change; revocation is checked separately).
+#[derive(Debug)]
+pub(crate) struct MandateTools {
+    client: Arc<IssuerClient>,
+    cache: Mutex<HashMap<String, Arc<Vec<AuthorizationDetail>>>>,
+}
+
+/// The most mandates whose grants are kept.
+const CACHED_MANDATES: usize = 10_000;
+
+impl MandateTools {
+    pub(crate) fn new(client: Arc<IssuerClient>) -> Self {
+        MandateTools {
+            client,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The tools `mandate` grants on `server`.
+    pub(crate) async fn granted(
+        &self,
+        mandate: &str,
+        server: &str,
+    ) -> Result<HashSet<String>, Denial> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(mandate)
+            .cloned();
+        let grants = match cached {
+            Some(grants) => grants,
+            None => {
+                let grants = Arc::new(self.fetch(mandate).await?);
+                let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+                if cache.len() >= CACHED_MANDATES {
+                    cache.clear();
+                }
+                cache.insert(mandate.to_owned(), Arc::clone(&grants));
+                grants
+            }
+        };
+        Ok(grants
+            .iter()
+            .filter_map(|detail| match detail {
+                AuthorizationDetail::McpToolCall {
+                    server: granted,
+                    tool,
+                    ..
+                } if granted.as_str() == server => Some(tool.as_str().to_owned()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn fetch(&self, mandate: &str) -> Result<Vec<AuthorizationDetail>, Denial> {
+        let unavailable = |message: String| {
+            Denial::unavailable(
+                "mandate_unavailable",
+                format!("the mandate's grants cannot be read from the issuer: {message}"),
+            )
+        };
+        let body = self
+            .client
+            .get(&format!("/v1/mandates/{mandate}"))
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let grants = body
+            .get("grants")
+            .cloned()
+            .ok_or_else(|| unavailable("no grants in the answer".into()))?;
+        serde_json::from_value(grants).map_err(|e| unavailable(e.to_string()))
+    }
+}
+
+/// Cuts the tools in a `tools/list` answer (JSON, or an SSE stream of JSON messages) down
+/// to `allowed`. A message that is not a `tools/list` result passes unchanged. `None` when
+/// the answer cannot be read, so nothing unfiltered slips through: every SSE `data:` line
+/// must hold one whole JSON message, as MCP servers write them.
+pub(crate) fn filter_tools_list(
+    body: &[u8],
+    sse: bool,
+    allowed: &HashSet<String>,
+) -> Option<Vec<u8>> {
+    if !sse {
+        return filter_message(body, allowed);
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let (content, ending) = match line.strip_suffix("\r\n") {
+            Some(content) => (content, "\r\n"),
+            None => match line.strip_suffix('\n') {
+                Some(content) => (content, "\n"),
+                None => (line, ""),
+            },
+        };
+        match content.strip_prefix("data:") {
+            Some(data) => {
+                let filtered = filter_message(data.trim_start().as_bytes(), allowed)?;
+                out.push_str("data: ");
+                out.push_str(std::str::from_utf8(&filtered).ok()?);
+            }
+            None => out.push_str(content),
+        }
+        out.push_str(ending);
+    }
+    Some(out.into_bytes())
+}
+
+fn filter_message(json: &[u8], allowed: &HashSet<String>) -> Option<Vec<u8>> {
+    let mut message: Value = serde_json::from_slice(json).ok()?;
+    if let Some(tools) = message
+        .get_mut("result")
+        .and_then(|result| result.get_mut("tools"))
+        .and_then(Value::as_array_mut)
+    {
+        tools.retain(|tool| {
+            tool.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|name| allowed.contains(name))
+        });
+    }
+    serde_json::to_vec(&message).ok()
+}
