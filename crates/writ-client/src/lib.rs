@@ -95,7 +95,8 @@ impl IssuerClient {
 
     fn proof(&self, method: &Method, path: &str) -> Result<String, ClientError> {
         let target = format!("{}{}", self.base, path.split('?').next().unwrap_or(path));
-        let mut claims = ProofClaims::new(method.as_str(), &target, SystemClock.now(), random_jti()?);
+        let mut claims =
+            ProofClaims::new(method.as_str(), &target, SystemClock.now(), random_jti()?);
         if let Some(nonce) = self.nonce.lock().ok().and_then(|nonce| nonce.clone()) {
             claims = claims.with_nonce(&nonce);
         }

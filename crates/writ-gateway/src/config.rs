@@ -260,8 +260,8 @@ impl Config {
                 ));
             }
             if let Some(credential) = &route.credential {
-                let sources = usize::from(credential.env.is_some())
-                    + usize::from(credential.file.is_some());
+                let sources =
+                    usize::from(credential.env.is_some()) + usize::from(credential.file.is_some());
                 if sources != 1 {
                     return invalid(format!(
                         "route `{name}`: a credential takes its secret from exactly one of `env` or `file`"

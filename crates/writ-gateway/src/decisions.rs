@@ -66,10 +66,12 @@ pub struct Decision {
     pub human: Option<String>,
 }
 
-/// The sending half: cheap to clone.
-#[derive(Debug, Clone)]
+/// The sending half, and the way to stop the reporting task.
+#[derive(Debug)]
 pub(crate) struct Reporter {
     queue: mpsc::Sender<Decision>,
+    stop: Arc<Notify>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Reporter {
@@ -87,8 +89,35 @@ impl Reporter {
         spool.open_append()?;
         let (queue, receiver) = mpsc::channel(QUEUE);
         let wake = Arc::new(Notify::new());
-        tokio::spawn(run(client, spool, receiver, Arc::clone(&wake)));
-        Ok((Reporter { queue }, wake))
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(run(
+            client,
+            spool,
+            receiver,
+            Arc::clone(&wake),
+            Arc::clone(&stop),
+        ));
+        let reporter = Reporter {
+            queue,
+            stop,
+            task: std::sync::Mutex::new(Some(task)),
+        };
+        Ok((reporter, wake))
+    }
+
+    /// Stops taking decisions, sends or spools every queued one, and waits for that.
+    pub(crate) async fn shutdown(&self) {
+        self.stop.notify_one();
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(task) = task
+            && let Err(error) = task.await
+        {
+            tracing::error!(%error, "the decision reporter failed");
+        }
     }
 
     /// Queues a decision; refuses when it cannot be recorded (fail closed).
@@ -229,6 +258,7 @@ async fn run(
     spool: Spool,
     mut receiver: mpsc::Receiver<Decision>,
     wake: Arc<Notify>,
+    stop: Arc<Notify>,
 ) {
     // Whatever a previous run left behind goes first.
     let mut spool_empty = drain(&client, &spool).await;
@@ -250,6 +280,7 @@ async fn run(
                 spool_empty = drain(&client, &spool).await;
                 continue;
             }
+            () = stop.notified() => None,
         };
         let Some(first) = first else { break };
         held.push(first);
@@ -262,8 +293,9 @@ async fn run(
         }
         settle(&client, &spool, &mut spool_empty, &mut held).await;
     }
-    // The gateway is stopping: keep what is left.
-    while let Ok(decision) = receiver.try_recv() {
+    // The gateway is stopping: take no more, and keep what is left.
+    receiver.close();
+    while let Some(decision) = receiver.recv().await {
         held.push(decision);
     }
     if !held.is_empty()

@@ -98,10 +98,18 @@ impl Revocations {
         let wait = (self.max_staleness.as_secs() / 2).clamp(1, 30);
         tokio::spawn(async move {
             let mut after = 0;
+            // The first page is read at once, so a new gateway is ready without waiting.
+            let mut synced = false;
             loop {
                 let Some(feed) = feed.upgrade() else { return };
-                match feed.poll(&client, after, wait).await {
-                    Ok(next) => after = next,
+                match feed
+                    .poll(&client, after, if synced { wait } else { 0 })
+                    .await
+                {
+                    Ok(next) => {
+                        after = next;
+                        synced = true;
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "revocation feed unavailable");
                         drop(feed);

@@ -229,6 +229,12 @@ impl Gateway {
         self.spool_wake.notify_one();
     }
 
+    /// Stops recording: every decision still queued is sent to the issuer or spooled.
+    /// Requests that arrive afterwards are refused (`audit_unavailable`).
+    pub async fn shutdown(&self) {
+        self.reporter.shutdown().await;
+    }
+
     /// The route serving `path`, and the rest of the path below it (`/` at least).
     fn route_for<'p>(&self, path: &'p str) -> Option<(&Route, &'p str)> {
         self.routes.iter().find_map(|route| {
@@ -334,6 +340,20 @@ fn read_credential(
     Ok((name, value))
 }
 
+/// Serves the gateway on `listener` until `stop` resolves, then finishes the requests in
+/// flight and records their decisions.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(Arc::clone(&gateway)))
+        .with_graceful_shutdown(stop)
+        .await?;
+    gateway.shutdown().await;
+    Ok(())
+}
+
 /// The gateway's HTTP service.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
@@ -434,7 +454,10 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
             "unknown_route",
             format!("no route serves `{}`", parts.uri.path()),
         );
-        return with_request_id(denial.response(&denial.body(&request_id), None), &request_id);
+        return with_request_id(
+            denial.response(&denial.body(&request_id), None),
+            &request_id,
+        );
     };
     let mut seen = Seen::default();
     let decided = check(&gateway, route, rest, &parts, body, &mut seen).await;
@@ -468,7 +491,10 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
         Err(denial) => {
             // A denial stands even when it cannot be recorded.
             if gateway.reporter.record(record(Some(&denial))).is_err() {
-                tracing::error!(reason = denial.reason, "could not queue a denial for the audit log");
+                tracing::error!(
+                    reason = denial.reason,
+                    "could not queue a denial for the audit log"
+                );
             }
             tracing::info!(route = %route.name, reason = denial.reason, request_id, "denied");
             let body = match (&seen.jsonrpc_id, route.kind) {
@@ -593,8 +619,9 @@ async fn check(
     }
 
     // The writ and its proof.
-    let authorization = single_header(&parts.headers, "authorization")?
-        .ok_or_else(|| Denial::missing("this route needs `Authorization: DPoP <writ>` and a `DPoP` proof"))?;
+    let authorization = single_header(&parts.headers, "authorization")?.ok_or_else(|| {
+        Denial::missing("this route needs `Authorization: DPoP <writ>` and a `DPoP` proof")
+    })?;
     let token = match authorization.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("dpop") => token.trim(),
         Some((scheme, _)) if scheme.eq_ignore_ascii_case("bearer") => {
@@ -692,10 +719,11 @@ async fn check(
 
     // Single use, once everything else holds.
     proof.record(&gateway.replay, now)?;
-    match gateway
-        .replay
-        .first_use(&format!("writ:{jti}"), claims.exp.plus(limits.clock_skew_secs), now)
-    {
+    match gateway.replay.first_use(
+        &format!("writ:{jti}"),
+        claims.exp.plus(limits.clock_skew_secs),
+        now,
+    ) {
         Ok(()) => {}
         Err(ReplayError::Seen) => {
             return Err(Denial::token(
@@ -778,7 +806,9 @@ async fn forward(
         .query()
         .map_or_else(String::new, |query| format!("?{query}"));
     let uri = format!("{}{path}{query}", route.upstream_origin);
-    let mut builder = hyper::Request::builder().method(parts.method.clone()).uri(uri);
+    let mut builder = hyper::Request::builder()
+        .method(parts.method.clone())
+        .uri(uri);
     let connection = connection_listed(&parts.headers);
     if let Some(headers) = builder.headers_mut() {
         for (name, value) in &parts.headers {

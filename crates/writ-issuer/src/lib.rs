@@ -71,11 +71,11 @@ use writ_store::{Store, StoreOptions};
 use writ_token::{Audience, MemoryReplayCache, NonceKey, UnixTime};
 
 pub use error::ApiError;
-pub use writ_token::{Clock, SystemClock};
 pub use keys::PreviousKey;
 pub use oidc::OidcProvider;
 pub use policy::{ReloadError, Reloaded, load_policy};
 pub use verify::{AuditError, AuditReport, verify_data_dir, verify_store};
+pub use writ_token::{Clock, SystemClock};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 64 * 1024;

@@ -208,6 +208,14 @@ impl<'a> UnverifiedJws<'a> {
 
     /// Verifies with the key named by the header's `kid` in `keys`, expecting `typ`.
     pub fn verify_with_key_set(&self, keys: &KeySet, typ: &str) -> Result<&[u8], JwsError> {
+        // Type and algorithm first: a token that could never verify (`alg: none`) is
+        // refused as such, and never sends a verifier looking for its `kid`.
+        self.check_type(typ)?;
+        if Algorithm::from_name(&self.header.alg).is_err() {
+            return Err(JwsError::UnsupportedAlgorithm(
+                self.header.alg.chars().take(32).collect(),
+            ));
+        }
         let kid = self.header.kid.as_deref().ok_or(JwsError::MissingKid)?;
         let key = keys
             .find(kid)

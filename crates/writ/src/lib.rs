@@ -312,6 +312,56 @@ async fn issuer(command: IssuerCommand, out: &mut dyn Write) -> anyhow::Result<(
     }
 }
 
+/// `writ gateway run`: serves until SIGINT or SIGTERM, then records the decisions still
+/// queued.
+async fn run_gateway(config: &std::path::Path, out: &mut dyn Write) -> anyhow::Result<()> {
+    let config = writ_gateway::Config::load(config)?;
+    let listen = config.listen;
+    let key_file = config.key_file.clone();
+    let audience = config.public_url.clone();
+    let key_existed = key_file.exists();
+    let gateway =
+        writ_gateway::Gateway::start(config, std::sync::Arc::new(writ_issuer::SystemClock)).await?;
+    if !key_existed {
+        writeln!(
+            out,
+            "created the gateway key {} (mode 0600); register it once with:\n  writ gateway add NAME --audience {audience} --key-file {} --issuer ... --key ADMIN_KEY",
+            key_file.display(),
+            key_file.display()
+        )?;
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on `{listen}`"))?;
+    writeln!(
+        out,
+        "gateway {audience} listening on {}",
+        listener.local_addr()?
+    )?;
+    out.flush()?;
+    writ_gateway::serve(listener, gateway, stop_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => drop(tokio::signal::ctrl_c().await),
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tokio::signal::ctrl_c().await);
+}
+
 /// `SIGHUP` reloads the policy directory; the outcome is logged and audited by the reload.
 #[cfg(unix)]
 fn reload_on_hangup(issuer: &std::sync::Arc<writ_issuer::Issuer>) -> anyhow::Result<()> {

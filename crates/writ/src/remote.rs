@@ -181,6 +181,13 @@ pub(crate) enum GatewayCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Run a gateway from its configuration file (TOML; see `writ_gateway::config`). On
+    /// first start it creates its key and prints the command that registers it.
+    Run {
+        /// The configuration file.
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
 }
 
 fn print(out: &mut dyn Write, value: &Value) -> anyhow::Result<()> {
@@ -307,6 +314,7 @@ pub(crate) async fn gateway(command: GatewayCommand, out: &mut dyn Write) -> any
             )
         }
         GatewayCommand::List { remote } => print(out, &remote.client()?.get("/v1/gateways").await?),
+        GatewayCommand::Run { config } => crate::run_gateway(&config, out).await,
     }
 }
 

@@ -1,0 +1,537 @@
+//! A whole deployment on 127.0.0.1: an issuer, a gateway, an MCP server built with rmcp and
+//! a plain HTTP API, each on its own port, with an agent that obtains writs and calls.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    dead_code,
+    reason = "test code"
+)]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
+use rmcp::model::{ServerCapabilities, ServerConfig};
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+};
+use rmcp::{ServerHandler, tool, tool_handler, tool_router};
+use serde_json::{Value, json};
+use writ_client::IssuerClient;
+use writ_gateway::{Config, Gateway};
+use writ_issuer::{Clock, Issuer, Settings, SystemClock};
+use writ_jose::{Algorithm, SigningKey};
+use writ_token::{ProofClaims, UnixTime};
+
+/// The secret the gateway injects on the MCP route; agents must never see it.
+pub const MCP_SECRET: &str = "s3cret-files-token-7f1c";
+/// The `user:password` the gateway sends to the HTTP API.
+pub const HTTP_SECRET: &str = "crm-user:crm-pass-91b2";
+
+#[derive(Debug)]
+pub struct TestClock(AtomicU64);
+
+impl Clock for TestClock {
+    fn now(&self) -> UnixTime {
+        UnixTime::from_secs(self.0.load(Ordering::SeqCst))
+    }
+}
+
+impl TestClock {
+    pub fn advance(&self, seconds: i64) {
+        if seconds >= 0 {
+            self.0.fetch_add(seconds.unsigned_abs(), Ordering::SeqCst);
+        } else {
+            self.0.fetch_sub(seconds.unsigned_abs(), Ordering::SeqCst);
+        }
+    }
+}
+
+// ---- the MCP server --------------------------------------------------------------------
+
+#[derive(Debug, serde::Deserialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct PathArgs {
+    pub path: String,
+}
+
+#[derive(Debug, serde::Deserialize, rmcp::schemars::JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct TableArgs {
+    pub table: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Files {
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl Files {
+    #[tool(description = "Read a file")]
+    fn read_file(&self, Parameters(PathArgs { path }): Parameters<PathArgs>) -> String {
+        format!("contents of {path}")
+    }
+
+    #[tool(description = "Drop a database table")]
+    fn drop_table(&self, Parameters(TableArgs { table }): Parameters<TableArgs>) -> String {
+        format!("dropped {table}")
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Files {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+}
+
+// ---- the deployment --------------------------------------------------------------------
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub clock: Arc<TestClock>,
+    pub issuer: Arc<Issuer>,
+    pub issuer_url: String,
+    /// While set, the issuer answers every request with 503, as if it were down.
+    pub issuer_down: Arc<AtomicBool>,
+    pub gateway: Arc<Gateway>,
+    pub gateway_url: String,
+    pub admin: IssuerClient,
+    pub alice: IssuerClient,
+    pub agent: SigningKey,
+    pub agent_jkt: String,
+    /// Headers each upstream received, in order.
+    pub upstream_headers: Arc<Mutex<Vec<HeaderMap>>>,
+    pub http: reqwest::Client,
+    jti: AtomicU64,
+}
+
+pub struct Options {
+    pub max_feed_staleness_secs: u64,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_feed_staleness_secs: 2,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+async fn listen() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (listener, url)
+}
+
+async fn record_headers(
+    axum::extract::State(seen): axum::extract::State<Arc<Mutex<Vec<HeaderMap>>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    seen.lock().unwrap().push(request.headers().clone());
+    next.run(request).await
+}
+
+async fn outage(
+    axum::extract::State(down): axum::extract::State<Arc<AtomicBool>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if down.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "down for the test").into_response();
+    }
+    next.run(request).await
+}
+
+impl World {
+    pub async fn new() -> World {
+        World::with(Options::default()).await
+    }
+
+    pub async fn with(options: Options) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(TestClock(AtomicU64::new(SystemClock.now().as_secs())));
+
+        // The issuer.
+        let (issuer_listener, issuer_url) = listen().await;
+        let data = dir.path().join("data");
+        let admin_key = dir.path().join("admin.key");
+        writ_issuer::init(&data, &issuer_url, "root", &admin_key)
+            .await
+            .unwrap();
+        let settings = Settings {
+            checkpoint_interval: Duration::from_millis(100),
+            ..Settings::default()
+        };
+        let issuer = Issuer::open_with_clock(&data, settings, Arc::clone(&clock) as Arc<dyn Clock>)
+            .await
+            .unwrap();
+        let issuer_down = Arc::new(AtomicBool::new(false));
+        let router = writ_issuer::router(Arc::clone(&issuer)).layer(
+            axum::middleware::from_fn_with_state(Arc::clone(&issuer_down), outage),
+        );
+        tokio::spawn(async move { axum::serve(issuer_listener, router).await });
+
+        // The upstreams: an rmcp MCP server and a plain HTTP API.
+        let upstream_headers = Arc::new(Mutex::new(Vec::new()));
+        let (mcp_listener, mcp_url) = listen().await;
+        let service: StreamableHttpService<Files, LocalSessionManager> = StreamableHttpService::new(
+            || {
+                Ok(Files {
+                    tool_router: Files::tool_router(),
+                })
+            },
+            Default::default(),
+            StreamableHttpServerConfig::default()
+                .with_legacy_session_mode(false)
+                .with_json_response(true),
+        );
+        let mcp = axum::Router::new().nest_service("/mcp", service).layer(
+            axum::middleware::from_fn_with_state(Arc::clone(&upstream_headers), record_headers),
+        );
+        tokio::spawn(async move { axum::serve(mcp_listener, mcp).await });
+        let (api_listener, api_url) = listen().await;
+        let api = axum::Router::new()
+            .route(
+                "/v2/customers/{id}",
+                axum::routing::get(
+                    |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                        axum::Json(json!({"id": id, "name": "ACME"}))
+                    },
+                ),
+            )
+            .route(
+                "/v2/stream",
+                axum::routing::get(|| async {
+                    (
+                        [("content-type", "text/event-stream")],
+                        "data: one\n\ndata: two\n\n",
+                    )
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&upstream_headers),
+                record_headers,
+            ));
+        tokio::spawn(async move { axum::serve(api_listener, api).await });
+
+        // Inventory.
+        let admin =
+            IssuerClient::new(&issuer_url, writ_keystore::load(&admin_key).unwrap()).unwrap();
+        let alice_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let agent = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let gateway_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let jwk = |key: &SigningKey| serde_json::to_value(key.public_key().to_jwk()).unwrap();
+        let (gateway_listener, gateway_url) = listen().await;
+        admin
+            .post(
+                "/v1/humans",
+                Some(&json!({"id": "alice", "jwk": jwk(&alice_key)})),
+            )
+            .await
+            .unwrap();
+        admin
+            .post(
+                "/v1/providers",
+                Some(&json!({"name": "files", "kind": "mcp", "tools": [
+                    {"name": "read_file", "labels": ["internal"]}, {"name": "drop_table"}
+                ]})),
+            )
+            .await
+            .unwrap();
+        admin
+            .post(
+                "/v1/providers",
+                Some(&json!({"name": "crm", "kind": "http", "tools": []})),
+            )
+            .await
+            .unwrap();
+        admin
+            .post(
+                "/v1/gateways",
+                Some(&json!({"name": "gw", "jwk": jwk(&gateway_key), "audience": gateway_url})),
+            )
+            .await
+            .unwrap();
+        let alice = IssuerClient::new(&issuer_url, alice_key).unwrap();
+        alice
+            .post(
+                "/v1/agents",
+                Some(&json!({
+                    "name": "report-bot", "jwk": jwk(&agent),
+                    "tools": ["files/read_file", "files/drop_table", "files/*", "crm/*"]
+                })),
+            )
+            .await
+            .unwrap();
+
+        // The gateway.
+        let config = Config::parse(&format!(
+            r#"
+listen = "127.0.0.1:0"
+public_url = "{gateway_url}"
+issuer = "{issuer_url}"
+key_file = "{key}"
+spool_dir = "{spool}"
+
+[limits]
+max_feed_staleness_secs = {staleness}
+max_body_bytes = {body}
+jwks_refetch_interval_secs = 1
+
+[[routes]]
+name = "files"
+path = "/mcp/files"
+kind = "mcp"
+upstream = "{mcp_url}/mcp"
+credential = {{ type = "bearer", file = "{mcp_secret}" }}
+
+[[routes]]
+name = "crm"
+path = "/api/crm"
+kind = "http"
+upstream = "{api_url}/v2"
+credential = {{ type = "basic", file = "{http_secret}" }}
+"#,
+            key = dir.path().join("gateway.key").display(),
+            spool = dir.path().join("spool").display(),
+            staleness = options.max_feed_staleness_secs,
+            body = options.max_body_bytes,
+            mcp_secret = secret_file(&dir, "files.secret", MCP_SECRET).display(),
+            http_secret = secret_file(&dir, "crm.secret", HTTP_SECRET).display(),
+        ))
+        .unwrap();
+        let gateway =
+            Gateway::start_with_key(config, gateway_key, Arc::clone(&clock) as Arc<dyn Clock>)
+                .await
+                .unwrap();
+        let served = Arc::clone(&gateway);
+        tokio::spawn(async move {
+            writ_gateway::serve(gateway_listener, served, std::future::pending()).await
+        });
+
+        let world = World {
+            agent_jkt: agent.public_key().thumbprint().as_str().to_owned(),
+            dir,
+            clock,
+            issuer,
+            issuer_url,
+            issuer_down,
+            gateway,
+            gateway_url,
+            admin,
+            alice,
+            agent,
+            upstream_headers,
+            http: reqwest::Client::new(),
+            jti: AtomicU64::new(0),
+        };
+        world.wait_ready().await;
+        world
+    }
+
+    /// Waits until the gateway has the issuer's keys and a fresh feed.
+    pub async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if self.gateway.ready() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the gateway never became ready");
+    }
+
+    /// Alice grants report-bot a mandate: read files under /data, list and initialize on
+    /// `files`, read customers on `crm`. Returns (mandate JWT, mandate id).
+    pub async fn grant(&self) -> (String, String) {
+        let body = self
+            .alice
+            .post(
+                "/v1/mandates",
+                Some(&json!({
+                    "agent": "report-bot",
+                    "task": "Summarize the Q3 reports in /data",
+                    "grants": [
+                        {"type": "mcp_tool_call", "server": "files", "tool": "read_file",
+                         "arguments": {"object": {"required": {"path": {"glob": "/data/*"}}}},
+                         "datatypes": ["internal"]},
+                        {"type": "mcp_request", "server": "files",
+                         "methods": ["initialize", "notifications/initialized", "tools/list"]},
+                        {"type": "http_request", "server": "crm", "methods": ["GET"],
+                         "path": "/customers/*"},
+                        {"type": "http_request", "server": "crm", "methods": ["GET"],
+                         "path": "/stream"}
+                    ]
+                })),
+            )
+            .await
+            .unwrap();
+        (
+            body["mandate"].as_str().unwrap().to_owned(),
+            body["id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    fn jti(&self) -> String {
+        format!("agent-proof-{}", self.jti.fetch_add(1, Ordering::SeqCst))
+    }
+
+    /// The agent's token exchange for one call on `route_path`.
+    pub async fn writ(&self, mandate: &str, route_path: &str, detail: Value) -> String {
+        let (status, body) = self.try_writ(mandate, route_path, detail).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn try_writ(
+        &self,
+        mandate: &str,
+        route_path: &str,
+        detail: Value,
+    ) -> (StatusCode, Value) {
+        let url = format!("{}/token", self.issuer_url);
+        let proof = ProofClaims::new("POST", &url, self.clock.now(), self.jti())
+            .sign(&self.agent)
+            .unwrap();
+        let form = [
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange".to_owned(),
+            ),
+            ("subject_token", mandate.to_owned()),
+            (
+                "subject_token_type",
+                "urn:writ:params:oauth:token-type:mandate".to_owned(),
+            ),
+            ("resource", format!("{}{route_path}", self.gateway_url)),
+            ("authorization_details", json!([detail]).to_string()),
+        ];
+        let response = self
+            .http
+            .post(&url)
+            .header("dpop", proof)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A proof for `method` on `url` bound to `writ`, made now.
+    pub fn proof(&self, method: &str, url: &str, writ: &str) -> String {
+        ProofClaims::new(method, url, self.clock.now(), self.jti())
+            .with_access_token(writ)
+            .sign(&self.agent)
+            .unwrap()
+    }
+
+    /// Sends a request to the gateway with the given writ and proof.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        writ: Option<&str>,
+        proof: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> (StatusCode, HeaderMap, String) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.gateway_url))
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18");
+        if let Some(writ) = writ {
+            request = request.header("authorization", format!("DPoP {writ}"));
+        }
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.unwrap())
+    }
+
+    /// One MCP JSON-RPC message to the `files` route with `writ` and a fresh proof.
+    pub async fn mcp(&self, writ: &str, message: Value) -> (StatusCode, HeaderMap, String) {
+        let url = format!("{}/mcp/files", self.gateway_url);
+        let proof = self.proof("POST", &url, writ);
+        self.send(
+            reqwest::Method::POST,
+            "/mcp/files",
+            Some(writ),
+            Some(&proof),
+            Some(message.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    /// A writ for `read_file` of `path`, then the call itself.
+    pub async fn read_file(&self, mandate: &str, path: &str) -> (StatusCode, HeaderMap, String) {
+        let writ = self
+            .writ(mandate, "/mcp/files", read_file_detail(path))
+            .await;
+        self.mcp(&writ, tools_call("read_file", json!({"path": path})))
+            .await
+    }
+
+    /// Revokes `subject` of `kind` as administrator.
+    pub async fn revoke(&self, kind: &str, subject: &str) {
+        self.admin
+            .post(
+                "/v1/revocations",
+                Some(&json!({"kind": kind, "subject": subject, "reason": "test"})),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+fn secret_file(dir: &tempfile::TempDir, name: &str, secret: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, format!("{secret}\n")).unwrap();
+    path
+}
+
+pub fn read_file_detail(path: &str) -> Value {
+    json!({"type": "mcp_tool_call", "server": "files", "tool": "read_file",
+           "arguments": {"object": {"required": {"path": {"exact": path}}}},
+           "datatypes": ["internal"]})
+}
+
+pub fn mcp_request_detail(method: &str) -> Value {
+    json!({"type": "mcp_request", "server": "files", "methods": [method]})
+}
+
+pub fn tools_call(tool: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+           "params": {"name": tool, "arguments": arguments}})
+}
+
+/// The reason code of a denial, from a JSON body or a JSON-RPC error.
+pub fn reason(body: &str) -> String {
+    let value: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    value
+        .get("reason")
+        .or_else(|| value.pointer("/error/data/reason"))
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no reason in {body}"))
+        .to_owned()
+}
