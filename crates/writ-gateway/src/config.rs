@@ -296,3 +296,74 @@ fn segment_ok(segment: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic, reason = "test code")]
+
+    use super::*;
+
+    const BASE: &str = r#"
+listen = "127.0.0.1:8443"
+public_url = "https://gateway.example/"
+issuer = "https://issuer.example"
+key_file = "gateway.key"
+spool_dir = "spool"
+"#;
+
+    fn with_route(route: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("{BASE}\n[[routes]]\n{route}"))
+    }
+
+    fn refused(route: &str, needle: &str) {
+        match with_route(route) {
+            Err(error) => assert!(
+                error.to_string().contains(needle),
+                "`{error}` does not mention `{needle}`"
+            ),
+            Ok(_) => panic!("accepted: {route}"),
+        }
+    }
+
+    #[test]
+    fn a_good_file_reads_with_defaults() {
+        let config = with_route(
+            "name = \"files\"\npath = \"/mcp/files\"\nkind = \"mcp\"\nupstream = \"http://127.0.0.1:9000/mcp\"\ncredential = { type = \"header\", header = \"x-api-key\", env = \"FILES_KEY\" }",
+        )
+        .unwrap();
+        assert_eq!(config.public_url, "https://gateway.example");
+        assert_eq!(config.limits.max_feed_staleness_secs, 5);
+        assert_eq!(config.routes.len(), 1);
+    }
+
+    #[test]
+    fn bad_routes_are_refused_with_the_reason() {
+        let route = |path: &str, upstream: &str| {
+            format!(
+                "name = \"files\"\npath = \"{path}\"\nkind = \"mcp\"\nupstream = \"{upstream}\""
+            )
+        };
+        refused(&route("mcp/files", "http://u"), "must start with `/`");
+        refused(&route("/mcp/../files", "http://u"), "segments");
+        refused(&route("/mcp/files/", "http://u"), "trailing");
+        refused(&route("/healthz", "http://u"), "the gateway's own");
+        refused(&route("/mcp/files", "ftp://u"), "http or https");
+        refused(&route("/mcp/files", "http://u/x?q=1"), "without query");
+        refused(
+            &(route("/a", "http://u") + "\ncredential = { type = \"bearer\" }"),
+            "exactly one of `env` or `file`",
+        );
+        refused(
+            &(route("/a", "http://u") + "\ncredential = { type = \"header\", env = \"X\" }"),
+            "valid `header`",
+        );
+        refused(
+            &(route("/a", "http://u") + "\nsecret = \"inline\""),
+            "unknown field",
+        );
+        assert!(matches!(
+            Config::parse(BASE),
+            Err(ConfigError::Invalid(message)) if message.contains("no [[routes]]")
+        ));
+    }
+}
