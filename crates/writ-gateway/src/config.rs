@@ -222,8 +222,10 @@ impl Config {
         Audience::new(&self.public_url)
             .map_err(|e| ConfigError::Invalid(format!("public_url: {e}")))?;
         Audience::new(&self.issuer).map_err(|e| ConfigError::Invalid(format!("issuer: {e}")))?;
-        if self.limits.max_feed_staleness_secs == 0 {
-            return invalid("limits.max_feed_staleness_secs must be at least 1".into());
+        if self.limits.max_feed_staleness_secs < 3 {
+            return invalid(
+                "limits.max_feed_staleness_secs must be at least 3: the feed answers every second at best".into(),
+            );
         }
         if self.routes.is_empty() {
             return invalid("no [[routes]]: a gateway with nothing behind it serves nobody".into());

@@ -8,6 +8,12 @@
 //!
 //! When the queue is full (the issuer is down and the spool cannot be written), the
 //! gateway refuses new requests rather than let them pass unrecorded.
+//!
+//! Fields are cut to the issuer's limits before they are queued, and reports are split to
+//! stay under its body limit, so no decision can make a report the issuer refuses. Should
+//! the issuer still refuse one as malformed (a 4xx other than an authentication failure),
+//! the report goes to `decisions.rejected.jsonl` beside the spool, for an operator, rather
+//! than block every later decision.
 
 use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -23,6 +29,10 @@ use crate::deny::Denial;
 
 /// The spool's file name inside the spool directory.
 pub const SPOOL_FILE: &str = "decisions.jsonl";
+/// Where reports the issuer refused as malformed are kept.
+pub const REJECTED_FILE: &str = "decisions.rejected.jsonl";
+/// The most bytes of decisions in one report, well under the issuer's body limit.
+const REPORT_BYTES: usize = 48 * 1024;
 /// The most decisions in one report (the issuer's limit).
 const BATCH: usize = 500;
 /// How many decisions may wait in memory.
@@ -66,6 +76,42 @@ pub struct Decision {
     pub human: Option<String>,
 }
 
+impl Decision {
+    /// The decision with every field within the issuer's limits.
+    fn bounded(mut self) -> Decision {
+        fn cut(text: &mut String, max: usize) {
+            if text.len() > max {
+                let mut end = max;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+            if text.is_empty() {
+                text.push('-');
+            }
+        }
+        cut(&mut self.reason, 64);
+        cut(&mut self.route, 128);
+        cut(&mut self.method, 64);
+        cut(&mut self.target, 2048);
+        for field in [
+            &mut self.writ,
+            &mut self.mandate,
+            &mut self.agent,
+            &mut self.human,
+        ] {
+            if let Some(text) = field.as_mut() {
+                cut(text, 256);
+            }
+        }
+        if let Some(message) = self.message.as_mut() {
+            cut(message, 1024);
+        }
+        self
+    }
+}
+
 /// The sending half, and the way to stop the reporting task.
 #[derive(Debug)]
 pub(crate) struct Reporter {
@@ -84,9 +130,12 @@ impl Reporter {
         std::fs::create_dir_all(dir)?;
         let spool = Spool {
             path: dir.join(SPOOL_FILE),
+            rejected: dir.join(REJECTED_FILE),
         };
-        // Fail at start, not at the first outage, if the spool cannot be written.
+        // Fail at start, not at the first outage, if the spool cannot be written; and cut
+        // off a line torn by a crash, so the next append starts on a line of its own.
         spool.open_append()?;
+        spool.repair()?;
         let (queue, receiver) = mpsc::channel(QUEUE);
         let wake = Arc::new(Notify::new());
         let stop = Arc::new(Notify::new());
@@ -122,7 +171,7 @@ impl Reporter {
 
     /// Queues a decision; refuses when it cannot be recorded (fail closed).
     pub(crate) fn record(&self, decision: Decision) -> Result<(), Denial> {
-        self.queue.try_send(decision).map_err(|_| {
+        self.queue.try_send(decision.bounded()).map_err(|_| {
             Denial::unavailable(
                 "audit_unavailable",
                 "the gateway cannot record decisions right now, so it decides nothing",
@@ -134,9 +183,40 @@ impl Reporter {
 #[derive(Debug)]
 struct Spool {
     path: PathBuf,
+    rejected: PathBuf,
 }
 
 impl Spool {
+    /// Truncates the file after its last complete line.
+    fn repair(&self) -> std::io::Result<()> {
+        let bytes = std::fs::read(&self.path)?;
+        let keep = bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |at| at + 1);
+        if keep < bytes.len() {
+            tracing::warn!(
+                bytes = bytes.len() - keep,
+                "cutting a torn line off the decision spool"
+            );
+            let file = std::fs::OpenOptions::new().write(true).open(&self.path)?;
+            file.set_len(keep as u64)?;
+            file.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Keeps a report the issuer refused as malformed, for an operator.
+    fn reject(&self, decisions: &[&Decision]) {
+        let kept = Spool {
+            path: self.rejected.clone(),
+            rejected: self.rejected.clone(),
+        };
+        if let Err(error) = kept.append(decisions.iter().copied()) {
+            tracing::error!(%error, decisions = decisions.len(), "cannot keep refused decisions");
+        }
+    }
+
     fn open_append(&self) -> std::io::Result<std::fs::File> {
         std::fs::OpenOptions::new()
             .create(true)
@@ -145,7 +225,7 @@ impl Spool {
     }
 
     /// Appends decisions durably.
-    fn append(&self, decisions: &[Decision]) -> std::io::Result<()> {
+    fn append<'a>(&self, decisions: impl IntoIterator<Item = &'a Decision>) -> std::io::Result<()> {
         let mut text = Vec::new();
         for decision in decisions {
             serde_json::to_writer(&mut text, decision)?;
@@ -181,17 +261,47 @@ impl Spool {
     }
 }
 
-async fn send(client: &IssuerClient, batch: &[Decision]) -> bool {
-    match client
-        .post("/v1/audit/decisions", Some(&json!({"decisions": batch})))
-        .await
-    {
-        Ok(_) => true,
-        Err(error) => {
-            tracing::warn!(%error, decisions = batch.len(), "decisions not recorded yet; spooling");
-            false
+/// Sends decisions in reports under [`REPORT_BYTES`]. Reports the issuer refuses as
+/// malformed are set aside; returns false when the issuer did not take them (unreachable,
+/// unavailable, or refusing the gateway itself), so they must be kept.
+async fn send(client: &IssuerClient, spool: &Spool, decisions: &[Decision]) -> bool {
+    let mut reports: Vec<Vec<&Decision>> = Vec::new();
+    let mut report = Vec::new();
+    let mut bytes = 0;
+    for decision in decisions {
+        let size = serde_json::to_vec(decision).map_or(0, |json| json.len()) + 1;
+        if !report.is_empty() && (bytes + size > REPORT_BYTES || report.len() == BATCH) {
+            reports.push(std::mem::take(&mut report));
+            bytes = 0;
+        }
+        bytes += size;
+        report.push(decision);
+    }
+    if !report.is_empty() {
+        reports.push(report);
+    }
+    for report in reports {
+        match client
+            .post("/v1/audit/decisions", Some(&json!({"decisions": report})))
+            .await
+        {
+            Ok(_) => {}
+            Err(writ_client::ClientError::Refused { status, reason, .. })
+                if status.is_client_error()
+                    && status != axum::http::StatusCode::UNAUTHORIZED
+                    && status != axum::http::StatusCode::FORBIDDEN =>
+            {
+                tracing::error!(%status, ?reason, decisions = report.len(), "the issuer refused a decision report; kept in {REJECTED_FILE}");
+                spool.reject(&report);
+            }
+            Err(error) => {
+                tracing::warn!(%error, decisions = report.len(), "decisions not recorded yet; spooling");
+                // What was sent before stays sent; resending it is harmless.
+                return false;
+            }
         }
     }
+    true
 }
 
 /// Sends the spool's contents; empties it once all are acknowledged.
@@ -206,10 +316,8 @@ async fn drain(client: &IssuerClient, spool: &Spool) -> bool {
     if spooled.is_empty() {
         return true;
     }
-    for batch in spooled.chunks(BATCH) {
-        if !send(client, batch).await {
-            return false;
-        }
+    if !send(client, spool, &spooled).await {
+        return false;
     }
     match spool.clear() {
         Ok(()) => {
@@ -234,11 +342,11 @@ async fn settle(
     if !*spool_empty {
         *spool_empty = drain(client, spool).await;
     }
-    if *spool_empty && send(client, held).await {
+    if *spool_empty && send(client, spool, held).await {
         held.clear();
         return true;
     }
-    match spool.append(held) {
+    match spool.append(held.iter()) {
         Ok(()) => {
             *spool_empty = false;
             held.clear();
@@ -302,5 +410,48 @@ async fn run(
         && let Err(error) = spool.append(&held)
     {
         tracing::error!(%error, decisions = held.len(), "cannot spool decisions at shutdown");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+
+    #[test]
+    fn decisions_are_cut_to_what_the_issuer_accepts() {
+        let decision = Decision {
+            request_id: "r1".into(),
+            time: 1,
+            decision: "deny".into(),
+            reason: "jsonrpc_malformed".into(),
+            message: Some("é".repeat(2000)),
+            route: "files".into(),
+            method: String::new(),
+            target: "/".repeat(5000),
+            writ: None,
+            mandate: None,
+            agent: None,
+            human: Some("x".repeat(300)),
+        }
+        .bounded();
+        assert_eq!(decision.method, "-");
+        assert_eq!(decision.target.len(), 2048);
+        assert_eq!(decision.message.as_ref().unwrap().len(), 1024);
+        assert_eq!(decision.human.as_ref().unwrap().len(), 256);
+        assert_eq!(decision.reason, "jsonrpc_malformed");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool {
+            path: dir.path().join(SPOOL_FILE),
+            rejected: dir.path().join(REJECTED_FILE),
+        };
+        std::fs::write(&spool.path, "{\"a\":1}\n{\"torn").unwrap();
+        spool.repair().unwrap();
+        assert_eq!(std::fs::read_to_string(&spool.path).unwrap(), "{\"a\":1}\n");
     }
 }

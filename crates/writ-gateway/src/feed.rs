@@ -3,8 +3,10 @@
 //! The issuer answers a feed request as soon as something is revoked, so a revocation
 //! reaches the gateway within one round trip. When nothing happens it answers after the
 //! wait, which keeps the gateway's copy provably fresh: the copy is as new as the last
-//! request that was answered, counted from when it was sent. Older than the configured
-//! limit, the gateway refuses every request until the feed answers again (fail closed).
+//! request that came back empty (nothing left to read), counted from when it was sent. A
+//! page with news is followed at once by another request, until one comes back empty.
+//! Older than the configured limit, the gateway refuses every request until the feed
+//! answers again (fail closed).
 
 use std::collections::HashSet;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -66,13 +68,13 @@ impl Revocations {
     }
 
     /// Reads one page of the feed after `after`, waiting up to `wait` seconds for news.
-    /// Returns where to resume.
+    /// Returns where to resume, and whether the page was empty (the copy caught up).
     pub(crate) async fn poll(
         &self,
         client: &IssuerClient,
         after: i64,
         wait: u64,
-    ) -> Result<i64, writ_client::ClientError> {
+    ) -> Result<(i64, bool), writ_client::ClientError> {
         let sent = Instant::now();
         let body = client
             .get(&format!("/v1/revocations?after={after}&wait={wait}"))
@@ -83,32 +85,36 @@ impl Revocations {
                 reason: None,
                 description: format!("the revocation feed is malformed: {e}"),
             })?;
-        {
+        let caught_up = page.revocations.is_empty();
+        if caught_up {
+            *self.synced.write().unwrap_or_else(PoisonError::into_inner) = Some(sent);
+        } else {
             let mut revoked = self.revoked.write().unwrap_or_else(PoisonError::into_inner);
             revoked.extend(page.revocations.into_iter().map(|e| (e.kind, e.subject)));
         }
-        *self.synced.write().unwrap_or_else(PoisonError::into_inner) = Some(sent);
-        Ok(page.next)
+        Ok((page.next, caught_up))
     }
 
     /// Follows the feed until the gateway stops.
     pub(crate) fn spawn_follower(self: &Arc<Self>, client: Arc<IssuerClient>) {
         let feed = Arc::downgrade(self);
-        // Answers arrive at least this often while the issuer is up, well inside the limit.
-        let wait = (self.max_staleness.as_secs() / 2).clamp(1, 30);
+        // An empty answer comes at least every `wait` plus two round trips; a third of the
+        // limit leaves room for slow ones.
+        let wait = (self.max_staleness.as_secs().saturating_sub(1) / 3).clamp(1, 30);
         tokio::spawn(async move {
             let mut after = 0;
-            // The first page is read at once, so a new gateway is ready without waiting.
-            let mut synced = false;
+            // Until caught up, pages are read at once: a new gateway is ready without
+            // waiting, and news is followed by a check that nothing more is queued.
+            let mut caught_up = false;
             loop {
                 let Some(feed) = feed.upgrade() else { return };
                 match feed
-                    .poll(&client, after, if synced { wait } else { 0 })
+                    .poll(&client, after, if caught_up { wait } else { 0 })
                     .await
                 {
-                    Ok(next) => {
+                    Ok((next, empty)) => {
                         after = next;
-                        synced = true;
+                        caught_up = empty;
                     }
                     Err(error) => {
                         tracing::warn!(%error, "revocation feed unavailable");

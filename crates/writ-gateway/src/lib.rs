@@ -601,6 +601,17 @@ async fn check(
                     "MCP routes take JSON-RPC messages by POST; this gateway offers no server-initiated stream",
                 ));
             }
+            // The writ covers the JSON-RPC message, not a path: only the endpoint itself.
+            if rest != "/" || parts.uri.query().is_some() {
+                return Err(Denial::status(
+                    StatusCode::NOT_FOUND,
+                    "unknown_route",
+                    format!(
+                        "an MCP route is one endpoint: `{}` has no paths or query below it",
+                        route.path
+                    ),
+                ));
+            }
             let message = Message::parse(&body)?;
             seen.jsonrpc_id = Some(message.id.clone());
             seen.method.clone_from(&message.method);
@@ -747,7 +758,7 @@ async fn check(
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), and the
 /// agent's own credentials, which stop here.
-const NOT_FORWARDED: [&str; 11] = [
+const NOT_FORWARDED: [&str; 16] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -759,11 +770,18 @@ const NOT_FORWARDED: [&str; 11] = [
     "upgrade",
     "authorization",
     "dpop",
+    // A method other than the one checked, or a client address the agent made up.
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "forwarded",
+    "x-real-ip",
 ];
 
 fn forwardable(name: &HeaderName, connection: &[String]) -> bool {
     let name = name.as_str();
     !NOT_FORWARDED.contains(&name)
+        && !name.starts_with("x-forwarded-")
         && name != "host"
         && name != "content-length"
         && !connection.iter().any(|listed| listed == name)
@@ -815,6 +833,10 @@ async fn forward(
             if forwardable(name, &connection) {
                 headers.append(name.clone(), value.clone());
             }
+        }
+        if allowed.tools_list.is_some() {
+            // The answer is read and filtered here: it must come uncompressed.
+            headers.remove(header::ACCEPT_ENCODING);
         }
         if let Some((name, value)) = &route.credential {
             headers.insert(name.clone(), value.clone());

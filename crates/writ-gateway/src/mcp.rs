@@ -176,7 +176,8 @@ impl MandateTools {
 /// Cuts the tools in a `tools/list` answer (JSON, or an SSE stream of JSON messages) down
 /// to `allowed`. A message that is not a `tools/list` result passes unchanged. `None` when
 /// the answer cannot be read, so nothing unfiltered slips through: every SSE `data:` line
-/// must hold one whole JSON message, as MCP servers write them.
+/// must hold one whole JSON message (as MCP servers write them), lines end in LF or CRLF,
+/// and a stream without any `data:` line is refused.
 pub(crate) fn filter_tools_list(
     body: &[u8],
     sse: bool,
@@ -186,7 +187,9 @@ pub(crate) fn filter_tools_list(
         return filter_message(body, allowed);
     }
     let text = std::str::from_utf8(body).ok()?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = String::with_capacity(text.len());
+    let mut messages = 0;
     for line in text.split_inclusive('\n') {
         let (content, ending) = match line.strip_suffix("\r\n") {
             Some(content) => (content, "\r\n"),
@@ -195,17 +198,22 @@ pub(crate) fn filter_tools_list(
                 None => (line, ""),
             },
         };
+        // A bare CR also ends an SSE line; such framing is not read here, so refused.
+        if content.contains('\r') {
+            return None;
+        }
         match content.strip_prefix("data:") {
             Some(data) => {
                 let filtered = filter_message(data.trim_start().as_bytes(), allowed)?;
                 out.push_str("data: ");
                 out.push_str(std::str::from_utf8(&filtered).ok()?);
+                messages += 1;
             }
             None => out.push_str(content),
         }
         out.push_str(ending);
     }
-    Some(out.into_bytes())
+    (messages > 0).then(|| out.into_bytes())
 }
 
 fn filter_message(json: &[u8], allowed: &HashSet<String>) -> Option<Vec<u8>> {
@@ -222,4 +230,53 @@ fn filter_message(json: &[u8], allowed: &HashSet<String>) -> Option<Vec<u8>> {
         });
     }
     serde_json::to_vec(&message).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+
+    fn allowed() -> HashSet<String> {
+        HashSet::from(["read_file".to_owned()])
+    }
+
+    const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read_file"},{"name":"drop_table"}]}}"#;
+
+    #[test]
+    fn json_and_sse_answers_are_filtered() {
+        let json = filter_tools_list(LIST.as_bytes(), false, &allowed()).unwrap();
+        let text = String::from_utf8(json).unwrap();
+        assert!(
+            text.contains("read_file") && !text.contains("drop_table"),
+            "{text}"
+        );
+        for framing in [
+            format!("event: message\ndata: {LIST}\n\n"),
+            format!("\u{feff}data: {LIST}\r\n\r\n"),
+        ] {
+            let sse = filter_tools_list(framing.as_bytes(), true, &allowed()).unwrap();
+            let text = String::from_utf8(sse).unwrap();
+            assert!(
+                text.contains("read_file") && !text.contains("drop_table"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn framing_that_cannot_be_read_is_refused_not_passed() {
+        for body in [
+            format!("data: {LIST}\r\r"),
+            format!("data: {{\"jsonrpc\":\n{LIST}\n\n"),
+            "event: message\n\n".to_owned(),
+        ] {
+            assert!(
+                filter_tools_list(body.as_bytes(), true, &allowed()).is_none(),
+                "{body:?}"
+            );
+        }
+        assert!(filter_tools_list(b"\x1f\x8b gzip", false, &allowed()).is_none());
+    }
 }

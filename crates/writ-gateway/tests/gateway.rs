@@ -83,16 +83,18 @@ async fn an_allowed_http_call_passes_with_basic_credentials_and_streams_back() {
     let writ = world.writ(&mandate, "/api/crm", detail).await;
     let url = format!("{}/api/crm/customers/42", world.gateway_url);
     let proof = world.proof("GET", &url, &writ);
-    let (status, _, body) = world
-        .send(
-            Method::GET,
-            "/api/crm/customers/42?fields=name",
-            Some(&writ),
-            Some(&proof),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let response = world
+        .http
+        .get(format!("{url}?fields=name"))
+        .header("authorization", format!("DPoP {writ}"))
+        .header("dpop", proof)
+        .header("x-http-method-override", "DELETE")
+        .header("x-forwarded-for", "10.9.8.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["id"], "42");
     let seen = world
         .upstream_headers
@@ -109,6 +111,9 @@ async fn an_allowed_http_call_passes_with_basic_credentials_and_streams_back() {
         )
     };
     assert_eq!(seen.get("authorization").unwrap(), &expected);
+    // The method is the one checked, and the agent cannot claim another client address.
+    assert!(seen.get("x-http-method-override").is_none());
+    assert!(seen.get("x-forwarded-for").is_none());
 
     // An event stream passes through as it is.
     let detail =
@@ -381,6 +386,26 @@ async fn every_deny_reason_is_refused_with_its_code() {
         (401, "token_unknown_key")
     );
 
+    // An MCP route is one endpoint: nothing below it is reachable.
+    let writ = world
+        .writ(&mandate, "/mcp/files", read_file_detail("/data/h"))
+        .await;
+    let below = format!("{files}/admin");
+    let proof = world.proof("POST", &below, &writ);
+    let (status, _, text) = world
+        .send(
+            Method::POST,
+            "/mcp/files/admin",
+            Some(&writ),
+            Some(&proof),
+            Some(call("/data/h").to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), reason(&text).as_str()),
+        (404, "unknown_route")
+    );
+
     // Batches are refused with a clear error.
     let writ = world
         .writ(&mandate, "/mcp/files", read_file_detail("/data/g"))
@@ -490,8 +515,8 @@ async fn a_stale_feed_or_missing_keys_fail_closed() {
     world
         .issuer_down
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    // The feed answers at least every second while the issuer is up; the limit is 2 s.
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // The feed answers at least every second while the issuer is up; the limit is 3 s.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     let (status, _, text) = world
         .mcp(&writ, tools_call("read_file", json!({"path": "/data/a"})))
         .await;

@@ -123,7 +123,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            max_feed_staleness_secs: 2,
+            max_feed_staleness_secs: 3,
             max_body_bytes: 64 * 1024,
         }
     }
