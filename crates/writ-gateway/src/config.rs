@@ -5,8 +5,8 @@
 //! # How agents reach this gateway: DPoP proofs name it, and route resources sit under it.
 //! public_url = "https://gateway.example"
 //! issuer = "https://issuer.example"
-//! # The gateway's own key, created (mode 0600) on first start; register its public half
-//! # with `writ gateway add`.
+//! # The gateway's own key; `writ gateway run` creates it (mode 0600) on first start.
+//! # Register its public half with `writ gateway add`.
 //! key_file = "gateway.key"
 //! # Decisions the issuer could not take yet wait here, on disk, until it can.
 //! spool_dir = "spool"
@@ -63,7 +63,7 @@ pub struct Config {
     pub public_url: String,
     /// The issuer's base URL (the `iss` of its writs).
     pub issuer: String,
-    /// The gateway's key file.
+    /// The gateway's key file (read by the command that runs the gateway).
     pub key_file: PathBuf,
     /// The directory of the decision spool.
     pub spool_dir: PathBuf,

@@ -116,17 +116,14 @@ impl Decision {
 #[derive(Debug)]
 pub(crate) struct Reporter {
     queue: mpsc::Sender<Decision>,
+    wake: Arc<Notify>,
     stop: Arc<Notify>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Reporter {
-    /// Starts the reporting task over the spool in `dir` (created if missing). Returns the
-    /// reporter and a notifier that wakes the task to drain the spool now.
-    pub(crate) fn start(
-        client: Arc<IssuerClient>,
-        dir: &Path,
-    ) -> std::io::Result<(Reporter, Arc<Notify>)> {
+    /// Starts the reporting task over the spool in `dir` (created if missing).
+    pub(crate) fn start(client: Arc<IssuerClient>, dir: &Path) -> std::io::Result<Reporter> {
         std::fs::create_dir_all(dir)?;
         let spool = Spool {
             path: dir.join(SPOOL_FILE),
@@ -146,12 +143,17 @@ impl Reporter {
             Arc::clone(&wake),
             Arc::clone(&stop),
         ));
-        let reporter = Reporter {
+        Ok(Reporter {
             queue,
+            wake,
             stop,
             task: std::sync::Mutex::new(Some(task)),
-        };
-        Ok((reporter, wake))
+        })
+    }
+
+    /// Wakes the task to drain the spool now.
+    pub(crate) fn drain_now(&self) {
+        self.wake.notify_one();
     }
 
     /// Stops taking decisions, sends or spools every queued one, and waits for that.

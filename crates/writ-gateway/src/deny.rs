@@ -88,8 +88,23 @@ impl Denial {
         Denial::new(status, None, reason, message)
     }
 
-    /// How an MCP client sees it: a JSON-RPC error for the request `id`.
-    pub fn jsonrpc(&self, id: &Value, request_id: &str) -> Value {
+    /// The whole answer: on MCP routes (`mcp_id` is the request's JSON-RPC id) a JSON-RPC
+    /// error an MCP client can show, elsewhere a JSON body; with a challenge when the
+    /// status calls for one.
+    pub(crate) fn respond(
+        &self,
+        mcp_id: Option<&Value>,
+        request_id: &str,
+        resource_metadata: Option<&str>,
+    ) -> Response {
+        let body = match mcp_id {
+            Some(id) => self.jsonrpc(id, request_id),
+            None => self.body(request_id),
+        };
+        self.response(&body, resource_metadata)
+    }
+
+    fn jsonrpc(&self, id: &Value, request_id: &str) -> Value {
         json!({
             "jsonrpc": "2.0",
             "id": id,
@@ -101,8 +116,7 @@ impl Denial {
         })
     }
 
-    /// The response: a challenge when the status calls for one, and `body`.
-    pub fn response(&self, body: &Value, resource_metadata: Option<&str>) -> Response {
+    fn response(&self, body: &Value, resource_metadata: Option<&str>) -> Response {
         let mut response = (self.status, axum::Json(body)).into_response();
         if matches!(
             self.status,
@@ -115,7 +129,7 @@ impl Denial {
                 let description: String = self
                     .message
                     .chars()
-                    .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\' || *c == ' ')
+                    .filter(|c| matches!(c, ' '..='~') && !matches!(c, '"' | '\\'))
                     .collect();
                 challenge.push_str(&format!(", error_description=\"{description}\""));
             }
@@ -131,8 +145,7 @@ impl Denial {
         response
     }
 
-    /// The JSON body for plain HTTP routes.
-    pub fn body(&self, request_id: &str) -> Value {
+    fn body(&self, request_id: &str) -> Value {
         json!({
             "error": self.error.unwrap_or("request_refused"),
             "reason": self.reason,

@@ -52,7 +52,6 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 use writ_client::IssuerClient;
 use writ_jose::SigningKey;
 use writ_scope::Call;
@@ -63,9 +62,9 @@ use writ_token::{
 
 pub use config::{Config, ConfigError, CredentialKind, Limits, RouteKind};
 pub use decisions::Decision;
-pub use deny::Denial;
 
 use decisions::Reporter;
+use deny::Denial;
 use feed::Revocations;
 use keys::IssuerKeys;
 use mcp::{MandateTools, Message};
@@ -131,7 +130,6 @@ pub struct Gateway {
     feed: Arc<Revocations>,
     replay: MemoryReplayCache,
     reporter: Reporter,
-    spool_wake: Arc<Notify>,
     tools: MandateTools,
     upstream: UpstreamClient,
 }
@@ -147,16 +145,10 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// Starts a gateway: reads its key (creating it on first start), the routes'
+    /// Starts a gateway that authenticates to the issuer with `key`: reads the routes'
     /// credentials and the issuer's keys, and starts following the revocation feed and
     /// reporting decisions.
-    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Gateway>, StartError> {
-        let key = load_or_create_key(&config.key_file)?;
-        Gateway::start_with_key(config, key, clock).await
-    }
-
-    /// [`Gateway::start`] with a key already in hand.
-    pub async fn start_with_key(
+    pub async fn start(
         config: Config,
         key: SigningKey,
         clock: Arc<dyn Clock>,
@@ -183,11 +175,12 @@ impl Gateway {
             limits.max_feed_staleness_secs,
         )));
         feed.spawn_follower(Arc::clone(&client));
-        let (reporter, spool_wake) = Reporter::start(Arc::clone(&client), &config.spool_dir)
-            .map_err(|e| StartError::Spool {
+        let reporter = Reporter::start(Arc::clone(&client), &config.spool_dir).map_err(|e| {
+            StartError::Spool {
                 path: config.spool_dir.display().to_string(),
                 message: e.to_string(),
-            })?;
+            }
+        })?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .map_err(|e| StartError::Setup(format!("TLS trust roots: {e}")))?
@@ -208,7 +201,6 @@ impl Gateway {
             feed,
             replay: MemoryReplayCache::new(limits.replay_cache_entries),
             reporter,
-            spool_wake,
             tools: MandateTools::new(client),
             upstream,
         };
@@ -226,7 +218,7 @@ impl Gateway {
 
     /// Wakes the decision reporter to drain its spool now.
     pub fn drain_spool(&self) {
-        self.spool_wake.notify_one();
+        self.reporter.drain_now();
     }
 
     /// Stops recording: every decision still queued is sent to the issuer or spooled.
@@ -248,21 +240,6 @@ impl Gateway {
             }
         })
     }
-}
-
-fn load_or_create_key(path: &std::path::Path) -> Result<SigningKey, StartError> {
-    if path.exists() {
-        return writ_keystore::load(path).map_err(|e| StartError::Setup(e.to_string()));
-    }
-    let key = SigningKey::generate(writ_jose::Algorithm::EdDSA)
-        .map_err(|e| StartError::Setup(e.to_string()))?;
-    writ_keystore::create(path, &key).map_err(|e| StartError::Setup(e.to_string()))?;
-    tracing::info!(
-        path = %path.display(),
-        jkt = %key.public_key().thumbprint(),
-        "created the gateway key; register it with `writ gateway add`"
-    );
-    Ok(key)
 }
 
 fn build_route(public_url: &str, route: &config::RouteConfig) -> Result<Route, StartError> {
@@ -432,6 +409,13 @@ struct Seen {
     writ: Option<VerifiedWrit>,
 }
 
+impl Seen {
+    /// On MCP routes, the id a JSON-RPC error answers (`null` before the message was read).
+    fn mcp_id(&self, route: &Route) -> Option<&Value> {
+        (route.kind == RouteKind::Mcp).then(|| self.jsonrpc_id.as_ref().unwrap_or(&Value::Null))
+    }
+}
+
 /// An allowed request, ready to forward.
 struct Allowed {
     body: Bytes,
@@ -454,10 +438,7 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
             "unknown_route",
             format!("no route serves `{}`", parts.uri.path()),
         );
-        return with_request_id(
-            denial.response(&denial.body(&request_id), None),
-            &request_id,
-        );
+        return with_request_id(denial.respond(None, &request_id, None), &request_id);
     };
     let mut seen = Seen::default();
     let decided = check(&gateway, route, rest, &parts, body, &mut seen).await;
@@ -497,16 +478,11 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
                 );
             }
             tracing::info!(route = %route.name, reason = denial.reason, request_id, "denied");
-            let body = match (&seen.jsonrpc_id, route.kind) {
-                (Some(id), RouteKind::Mcp) => denial.jsonrpc(id, &request_id),
-                (None, RouteKind::Mcp) => denial.jsonrpc(&Value::Null, &request_id),
-                (_, RouteKind::Http) => denial.body(&request_id),
-            };
-            denial.response(&body, Some(&route.metadata_url))
+            denial.respond(seen.mcp_id(route), &request_id, Some(&route.metadata_url))
         }
     };
     metrics::counter!(
-        "writ_gateway_decisions_total",
+        "writ_gateway_requests_total",
         "route" => route.name.clone(),
         "status" => response.status().as_u16().to_string()
     )
@@ -673,8 +649,9 @@ async fn check(
         }
         verified => verified?,
     };
-    let claims = writ.claims().clone();
-    seen.writ = Some(writ);
+    // Kept for the decision record, whatever the later checks say.
+    let writ = &*seen.writ.insert(writ);
+    let claims = writ.claims();
     let uri = format!("{}{}", gateway.public_url, parts.uri.path());
     let proof = check_proof(
         proof,
@@ -691,15 +668,12 @@ async fn check(
     proof.ensure_bound_to(&claims.cnf.jkt)?;
 
     // Revocation, by everything the writ names.
-    let kid = seen.writ.as_ref().map_or("", |writ| writ.kid());
-    let jti = claims.jti.to_string();
-    let mandate = claims.mandate.to_string();
-    let human = claims.sub.to_string();
+    let jti = claims.jti.as_str();
     let subjects = [
-        ("writ", jti.as_str()),
-        ("mandate", mandate.as_str()),
-        ("human", human.as_str()),
-        ("key", kid),
+        ("writ", jti),
+        ("mandate", claims.mandate.as_str()),
+        ("human", claims.sub.as_str()),
+        ("key", writ.kid()),
     ]
     .into_iter()
     .chain(claims.act.chain().map(|agent| ("agent", agent.as_str())));
@@ -748,9 +722,12 @@ async fn check(
     }
 
     let tools_list = match &message {
-        Some(message) if message.method == "tools/list" => {
-            Some(gateway.tools.granted(&mandate, &route.name).await?)
-        }
+        Some(message) if message.method == "tools/list" => Some(
+            gateway
+                .tools
+                .granted(claims.mandate.as_str(), &route.name)
+                .await?,
+        ),
         _ => None,
     };
     Ok(Allowed { body, tools_list })
@@ -783,7 +760,6 @@ fn forwardable(name: &HeaderName, connection: &[String]) -> bool {
     !NOT_FORWARDED.contains(&name)
         && !name.starts_with("x-forwarded-")
         && name != "host"
-        && name != "content-length"
         && !connection.iter().any(|listed| listed == name)
 }
 
@@ -807,12 +783,7 @@ async fn forward(
     request_id: &str,
 ) -> Response {
     let failed = |status: StatusCode, reason: &'static str, message: String| {
-        let denial = Denial::status(status, reason, message);
-        let body = match (&seen.jsonrpc_id, route.kind) {
-            (Some(id), RouteKind::Mcp) => denial.jsonrpc(id, request_id),
-            _ => denial.body(request_id),
-        };
-        denial.response(&body, None)
+        Denial::status(status, reason, message).respond(seen.mcp_id(route), request_id, None)
     };
     let path = if rest == "/" && !route.upstream_path.is_empty() {
         route.upstream_path.clone()
@@ -882,7 +853,7 @@ async fn forward(
     let connection = connection_listed(&head.headers);
     let names: Vec<HeaderName> = head.headers.keys().cloned().collect();
     for name in names {
-        if !forwardable(&name, &connection) && name != header::CONTENT_LENGTH {
+        if !forwardable(&name, &connection) {
             head.headers.remove(&name);
         }
     }

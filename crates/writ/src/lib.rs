@@ -316,23 +316,27 @@ async fn issuer(command: IssuerCommand, out: &mut dyn Write) -> anyhow::Result<(
 /// queued.
 async fn run_gateway(config: &std::path::Path, out: &mut dyn Write) -> anyhow::Result<()> {
     let config = writ_gateway::Config::load(config)?;
-    let listen = config.listen;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on `{}`", config.listen))?;
     let key_file = config.key_file.clone();
-    let audience = config.public_url.clone();
-    let key_existed = key_file.exists();
-    let gateway =
-        writ_gateway::Gateway::start(config, std::sync::Arc::new(writ_issuer::SystemClock)).await?;
-    if !key_existed {
+    let key = if key_file.exists() {
+        writ_keystore::load(&key_file)?
+    } else {
+        let key = SigningKey::generate(writ_jose::Algorithm::EdDSA)?;
+        writ_keystore::create(&key_file, &key)?;
         writeln!(
             out,
-            "created the gateway key {} (mode 0600); register it once with:\n  writ gateway add NAME --audience {audience} --key-file {} --issuer ... --key ADMIN_KEY",
-            key_file.display(),
-            key_file.display()
+            "created the gateway key {file} (mode 0600); register it once with:\n  writ gateway add NAME --audience {audience} --key-file {file} --issuer ... --key ADMIN_KEY",
+            file = key_file.display(),
+            audience = config.public_url,
         )?;
-    }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on `{listen}`"))?;
+        key
+    };
+    let audience = config.public_url.clone();
+    let gateway =
+        writ_gateway::Gateway::start(config, key, std::sync::Arc::new(writ_issuer::SystemClock))
+            .await?;
     writeln!(
         out,
         "gateway {audience} listening on {}",

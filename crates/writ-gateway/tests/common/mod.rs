@@ -313,10 +313,9 @@ credential = {{ type = "basic", file = "{http_secret}" }}
             http_secret = secret_file(&dir, "crm.secret", HTTP_SECRET).display(),
         ))
         .unwrap();
-        let gateway =
-            Gateway::start_with_key(config, gateway_key, Arc::clone(&clock) as Arc<dyn Clock>)
-                .await
-                .unwrap();
+        let gateway = Gateway::start(config, gateway_key, Arc::clone(&clock) as Arc<dyn Clock>)
+            .await
+            .unwrap();
         let served = Arc::clone(&gateway);
         tokio::spawn(async move {
             writ_gateway::serve(gateway_listener, served, std::future::pending()).await
