@@ -8,7 +8,7 @@
 //! Older than the configured limit, the gateway refuses every request until the feed
 //! answers again (fail closed).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,8 @@ use writ_client::IssuerClient;
 /// Revoked subjects, and how fresh that knowledge is.
 #[derive(Debug)]
 pub(crate) struct Revocations {
-    revoked: RwLock<HashSet<(String, String)>>,
+    /// Kind (`writ`, `mandate`, ...) → revoked ids; looked up without allocating.
+    revoked: RwLock<HashMap<String, HashSet<String>>>,
     /// When the last answered feed request was sent.
     synced: RwLock<Option<Instant>>,
     max_staleness: Duration,
@@ -39,7 +40,7 @@ struct Entry {
 impl Revocations {
     pub(crate) fn new(max_staleness: Duration) -> Self {
         Revocations {
-            revoked: RwLock::new(HashSet::new()),
+            revoked: RwLock::new(HashMap::new()),
             synced: RwLock::new(None),
             max_staleness,
         }
@@ -62,9 +63,11 @@ impl Revocations {
         if revoked.is_empty() {
             return None;
         }
-        subjects
-            .into_iter()
-            .find(|(kind, id)| revoked.contains(&((*kind).to_owned(), (*id).to_owned())))
+        subjects.into_iter().find(|(kind, id)| {
+            revoked
+                .get(*kind)
+                .is_some_and(|revoked| revoked.contains(*id))
+        })
     }
 
     /// Reads one page of the feed after `after`, waiting up to `wait` seconds for news.
@@ -90,7 +93,9 @@ impl Revocations {
             *self.synced.write().unwrap_or_else(PoisonError::into_inner) = Some(sent);
         } else {
             let mut revoked = self.revoked.write().unwrap_or_else(PoisonError::into_inner);
-            revoked.extend(page.revocations.into_iter().map(|e| (e.kind, e.subject)));
+            for entry in page.revocations {
+                revoked.entry(entry.kind).or_default().insert(entry.subject);
+            }
         }
         Ok((page.next, caught_up))
     }

@@ -11,6 +11,7 @@
 //! | `writ_policy_reloads_total` | counter | `outcome` (`changed`, `unchanged`, `refused`) |
 //! | `writ_key_rotations_total` | counter | |
 //! | `writ_audit_log_leaves` | gauge | |
+//! | `writ_gateway_decisions_total` | counter | |
 //!
 //! The counts carry no identities or secrets: routes are templates (`/v1/audit/leaves/{index}`),
 //! reasons are stable codes. The recorder is process-wide; a process that already installed

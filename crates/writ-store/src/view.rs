@@ -15,9 +15,6 @@ use crate::Write;
 use crate::backend::Snapshot;
 use crate::records::{AgentRecord, GatewayRecord, HumanRecord, ToolRecord};
 
-/// A revoked subject: its kind (`agent`, `mandate`, `human`, `writ`, `key`) and id.
-type Subject = (String, String);
-
 /// The inventory and revocation state as of the last commit.
 #[derive(Debug, Default)]
 pub(crate) struct View {
@@ -30,9 +27,10 @@ pub(crate) struct View {
     /// Agent name → thumbprint.
     agent_names: HashMap<String, String>,
     gateways: HashMap<String, GatewayRecord>,
-    /// (server, tool) → tool.
-    tools: HashMap<(String, String), ToolRecord>,
-    revoked: HashSet<Subject>,
+    /// Server → tool name → tool; looked up without allocating.
+    tools: HashMap<String, HashMap<String, ToolRecord>>,
+    /// Kind (`agent`, `mandate`, `human`, `writ`, `key`) → revoked ids.
+    revoked: HashMap<String, HashSet<String>>,
     /// Delegated mandate → the mandate it came from. Root mandates have no entry.
     parents: HashMap<String, String>,
 }
@@ -57,7 +55,9 @@ impl View {
         for tool in snapshot.tools {
             view.insert_tool(tool);
         }
-        view.revoked.extend(snapshot.revoked);
+        for (kind, subject) in snapshot.revoked {
+            view.revoke(kind, subject);
+        }
         view.parents.extend(snapshot.mandate_parents);
         view
     }
@@ -78,7 +78,13 @@ impl View {
 
     fn insert_tool(&mut self, tool: ToolRecord) {
         self.tools
-            .insert((tool.server.clone(), tool.name.clone()), tool);
+            .entry(tool.server.clone())
+            .or_default()
+            .insert(tool.name.clone(), tool);
+    }
+
+    fn revoke(&mut self, kind: String, subject: String) {
+        self.revoked.entry(kind).or_default().insert(subject);
     }
 
     /// Applies a committed change. `time` is its event's time.
@@ -122,7 +128,7 @@ impl View {
                 }
             }
             Write::UpsertProvider(provider, tools) => {
-                self.tools.retain(|(server, _), _| *server != provider.name);
+                self.tools.remove(&provider.name);
                 for tool in tools {
                     self.insert_tool(ToolRecord {
                         server: provider.name.clone(),
@@ -141,8 +147,7 @@ impl View {
             }
             Write::Revoke(revocations) => {
                 for revocation in revocations {
-                    self.revoked
-                        .insert((revocation.kind.clone(), revocation.subject.clone()));
+                    self.revoke(revocation.kind.clone(), revocation.subject.clone());
                 }
             }
         }
@@ -181,7 +186,7 @@ impl View {
     }
 
     pub(crate) fn tool(&self, server: &str, name: &str) -> Option<&ToolRecord> {
-        self.tools.get(&(server.to_owned(), name.to_owned()))
+        self.tools.get(server).and_then(|tools| tools.get(name))
     }
 
     pub(crate) fn gateway(&self, jkt: &str) -> Option<&GatewayRecord> {
@@ -203,7 +208,8 @@ impl View {
 
     pub(crate) fn is_revoked(&self, kind: &str, subject: &str) -> bool {
         self.revoked
-            .contains(&(kind.to_owned(), subject.to_owned()))
+            .get(kind)
+            .is_some_and(|revoked| revoked.contains(subject))
     }
 
     pub(crate) fn parent(&self, mandate: &str) -> Option<&str> {
