@@ -113,18 +113,12 @@ impl Store {
 
     /// Appends `event` and applies `write` in the same transaction; returns once durable.
     pub async fn append(&self, event: Event, write: Write) -> Result<Appended, StoreError> {
-        let (reply, response) = oneshot::channel();
-        self.writer
-            .send(Job::Append {
-                event,
-                write: Box::new(write),
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
-        response
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+        self.ask(|reply| Job::Append {
+            event,
+            write: Box::new(write),
+            reply,
+        })
+        .await
     }
 
     /// Stores a signed checkpoint note for tree size `size`.
@@ -134,19 +128,24 @@ impl Store {
         note: String,
         time: i64,
     ) -> Result<(), StoreError> {
+        self.ask(|reply| Job::Checkpoint {
+            size,
+            note,
+            time,
+            reply,
+        })
+        .await
+    }
+
+    /// Queues a job for the writer and waits for its answer.
+    async fn ask<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> Result<T, StoreError> {
+        let stopped = || StoreError::Unavailable("the writer has stopped".into());
         let (reply, response) = oneshot::channel();
-        self.writer
-            .send(Job::Checkpoint {
-                size,
-                note,
-                time,
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
-        response
-            .await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+        self.writer.send(job(reply)).await.map_err(|_| stopped())?;
+        response.await.map_err(|_| stopped())?
     }
 
     /// The log's size and root after the last commit.
