@@ -124,7 +124,12 @@ pub(crate) struct Reporter {
 impl Reporter {
     /// Starts the reporting task over the spool in `dir` (created if missing).
     pub(crate) fn start(client: Arc<IssuerClient>, dir: &Path) -> std::io::Result<Reporter> {
-        std::fs::create_dir_all(dir)?;
+        // Decisions name humans, agents and what they touched: for the gateway's eyes only.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
         let spool = Spool {
             path: dir.join(SPOOL_FILE),
             rejected: dir.join(REJECTED_FILE),

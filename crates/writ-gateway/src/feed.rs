@@ -77,17 +77,14 @@ impl Revocations {
         client: &IssuerClient,
         after: i64,
         wait: u64,
-    ) -> Result<(i64, bool), writ_client::ClientError> {
+    ) -> Result<(i64, bool), String> {
         let sent = Instant::now();
         let body = client
             .get(&format!("/v1/revocations?after={after}&wait={wait}"))
-            .await?;
-        let page: Page =
-            serde_json::from_value(body).map_err(|e| writ_client::ClientError::Refused {
-                status: axum::http::StatusCode::BAD_GATEWAY,
-                reason: None,
-                description: format!("the revocation feed is malformed: {e}"),
-            })?;
+            .await
+            .map_err(|e| e.to_string())?;
+        let page: Page = serde_json::from_value(body)
+            .map_err(|e| format!("the revocation feed is malformed: {e}"))?;
         let caught_up = page.revocations.is_empty();
         if caught_up {
             *self.synced.write().unwrap_or_else(PoisonError::into_inner) = Some(sent);

@@ -611,6 +611,16 @@ async fn decisions_made_during_an_issuer_outage_are_spooled_and_drain() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(spool.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "the spool directory is open to others");
+    }
+
     // Back up: every decision reaches the log, and the spool empties.
     world
         .issuer_down
