@@ -238,25 +238,9 @@ async fn every_deny_reason_is_refused_with_its_code() {
         .await;
     let proof = world.proof("POST", &files, &writ);
     let body = call("/data/b").to_string().into_bytes();
-    let (status, _, text) = world
-        .send(
-            Method::POST,
-            "/mcp/files",
-            Some(&writ),
-            Some(&proof),
-            Some(body.clone()),
-        )
-        .await;
+    let (status, _, text) = world.post_mcp(&writ, &proof, body.clone()).await;
     assert_eq!(status, 200, "{text}");
-    let (status, _, text) = world
-        .send(
-            Method::POST,
-            "/mcp/files",
-            Some(&writ),
-            Some(&proof),
-            Some(body),
-        )
-        .await;
+    let (status, _, text) = world.post_mcp(&writ, &proof, body).await;
     assert_eq!(
         (status.as_u16(), reason(&text).as_str()),
         (401, "dpop_replayed")
@@ -268,29 +252,13 @@ async fn every_deny_reason_is_refused_with_its_code() {
         .await;
     let body = call("/data/c").to_string().into_bytes();
     let elsewhere = world.proof("POST", &format!("{}/api/crm", world.gateway_url), &writ);
-    let (status, _, text) = world
-        .send(
-            Method::POST,
-            "/mcp/files",
-            Some(&writ),
-            Some(&elsewhere),
-            Some(body.clone()),
-        )
-        .await;
+    let (status, _, text) = world.post_mcp(&writ, &elsewhere, body.clone()).await;
     assert_eq!(
         (status.as_u16(), reason(&text).as_str()),
         (401, "dpop_uri_mismatch")
     );
     let other_method = world.proof("PUT", &files, &writ);
-    let (status, _, text) = world
-        .send(
-            Method::POST,
-            "/mcp/files",
-            Some(&writ),
-            Some(&other_method),
-            Some(body),
-        )
-        .await;
+    let (status, _, text) = world.post_mcp(&writ, &other_method, body).await;
     assert_eq!(
         (status.as_u16(), reason(&text).as_str()),
         (401, "dpop_method_mismatch")

@@ -468,18 +468,29 @@ credential = {{ type = "basic", file = "{http_secret}" }}
         (status, headers, response.text().await.unwrap())
     }
 
-    /// One MCP JSON-RPC message to the `files` route with `writ` and a fresh proof.
-    pub async fn mcp(&self, writ: &str, message: Value) -> (StatusCode, HeaderMap, String) {
-        let url = format!("{}/mcp/files", self.gateway_url);
-        let proof = self.proof("POST", &url, writ);
+    /// A body to the `files` route with `writ` and the given proof.
+    pub async fn post_mcp(
+        &self,
+        writ: &str,
+        proof: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, HeaderMap, String) {
         self.send(
             reqwest::Method::POST,
             "/mcp/files",
             Some(writ),
-            Some(&proof),
-            Some(message.to_string().into_bytes()),
+            Some(proof),
+            Some(body),
         )
         .await
+    }
+
+    /// One MCP JSON-RPC message to the `files` route with `writ` and a fresh proof.
+    pub async fn mcp(&self, writ: &str, message: Value) -> (StatusCode, HeaderMap, String) {
+        let url = format!("{}/mcp/files", self.gateway_url);
+        let proof = self.proof("POST", &url, writ);
+        self.post_mcp(writ, &proof, message.to_string().into_bytes())
+            .await
     }
 
     /// A writ for `read_file` of `path`, then the call itself.
