@@ -17,6 +17,15 @@
 //! kind = "mcp"                         # "mcp" (streamable HTTP) or "http"
 //! upstream = "http://127.0.0.1:9000/mcp"
 //! credential = { type = "bearer", env = "FILES_TOKEN" }
+//!
+//! [[routes]]
+//! name = "notes"
+//! path = "/mcp/notes"
+//! kind = "mcp"
+//! # A stdio MCP server, run by the gateway as a child process.
+//! command = ["notes-mcp-server", "--stdio"]
+//! env = { NOTES_DIR = "/srv/notes" }
+//! credential = { type = "env", variable = "NOTES_TOKEN", file = "notes.token" }
 //! ```
 //!
 //! Relative paths are relative to the configuration file's directory. Every limit has a
@@ -99,6 +108,8 @@ pub struct Limits {
     pub proof_max_age_secs: u64,
     /// How many writ and proof ids the replay cache holds.
     pub replay_cache_entries: usize,
+    /// The longest line a stdio MCP server may write, in bytes.
+    pub max_stdio_message_bytes: usize,
 }
 
 impl Default for Limits {
@@ -114,6 +125,7 @@ impl Default for Limits {
             clock_skew_secs: 5,
             proof_max_age_secs: 60,
             replay_cache_entries: 1_000_000,
+            max_stdio_message_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -129,8 +141,17 @@ pub struct RouteConfig {
     /// What the upstream speaks.
     pub kind: RouteKind,
     /// The upstream's URL (`http` or `https`); the rest of the request path is appended.
-    pub upstream: String,
-    /// The credential injected into upstream requests.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// For an MCP server over stdio, instead of `upstream`: the program and its arguments,
+    /// run by the gateway (the program is looked up in `PATH`).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// For `command`: environment variables set in the child, besides `PATH`, `HOME`,
+    /// `LANG` and `TMPDIR`, the only ones it inherits. Not for secrets: see `credential`.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// The credential injected into upstream requests, or into the child's environment.
     #[serde(default)]
     pub credential: Option<CredentialConfig>,
 }
@@ -155,6 +176,9 @@ pub struct CredentialConfig {
     /// For `header`: the header's name.
     #[serde(default)]
     pub header: Option<String>,
+    /// For `env`: the variable the child reads the secret from.
+    #[serde(default)]
+    pub variable: Option<String>,
     /// The environment variable holding the secret (for `basic`, `user:password`).
     #[serde(default)]
     pub env: Option<String>,
@@ -173,6 +197,8 @@ pub enum CredentialKind {
     Basic,
     /// `<header>: <secret>`.
     Header,
+    /// For a stdio server: the secret in the child's environment, as `<variable>`.
+    Env,
 }
 
 impl Config {
@@ -252,14 +278,44 @@ impl Config {
                     "route `{name}`: path `{path}` is the gateway's own"
                 ));
             }
-            let upstream = route.upstream.as_str();
-            if !(upstream.starts_with("http://") || upstream.starts_with("https://"))
-                || upstream.contains(['?', '#'])
-                || upstream.parse::<hyper::Uri>().is_err()
-            {
-                return invalid(format!(
-                    "route `{name}`: upstream `{upstream}` must be an http or https URL without query or fragment"
-                ));
+            match (&route.upstream, &route.command, route.kind) {
+                (Some(upstream), None, _) => {
+                    if !(upstream.starts_with("http://") || upstream.starts_with("https://"))
+                        || upstream.contains(['?', '#'])
+                        || upstream.parse::<hyper::Uri>().is_err()
+                    {
+                        return invalid(format!(
+                            "route `{name}`: upstream `{upstream}` must be an http or https URL without query or fragment"
+                        ));
+                    }
+                    if !route.env.is_empty() {
+                        return invalid(format!(
+                            "route `{name}`: `env` is for routes that run a `command`"
+                        ));
+                    }
+                }
+                (None, Some(command), RouteKind::Mcp) => {
+                    if command.first().is_none_or(String::is_empty) {
+                        return invalid(format!(
+                            "route `{name}`: `command` names the program first"
+                        ));
+                    }
+                    if let Some(variable) = route.env.keys().find(|v| !variable_ok(v)) {
+                        return invalid(format!(
+                            "route `{name}`: `{variable}` is not an environment variable name"
+                        ));
+                    }
+                }
+                (None, Some(_), RouteKind::Http) => {
+                    return invalid(format!(
+                        "route `{name}`: an `http` route needs an `upstream` URL; `command` is for MCP servers over stdio"
+                    ));
+                }
+                _ => {
+                    return invalid(format!(
+                        "route `{name}`: exactly one of `upstream` (a URL) or `command` (a stdio MCP server) is needed"
+                    ));
+                }
             }
             if let Some(credential) = &route.credential {
                 let sources =
@@ -284,10 +340,40 @@ impl Config {
                     }
                     (_, None) => {}
                 }
+                let stdio = route.command.is_some();
+                match (credential.kind, &credential.variable) {
+                    (CredentialKind::Env, Some(variable)) if stdio && variable_ok(variable) => {}
+                    (CredentialKind::Env, _) if stdio => {
+                        return invalid(format!(
+                            "route `{name}`: an `env` credential needs a valid `variable` name"
+                        ));
+                    }
+                    (CredentialKind::Env, _) => {
+                        return invalid(format!(
+                            "route `{name}`: an `env` credential is for routes that run a `command`"
+                        ));
+                    }
+                    (_, Some(_)) => {
+                        return invalid(format!(
+                            "route `{name}`: only an `env` credential names a `variable`"
+                        ));
+                    }
+                    (_, None) if stdio => {
+                        return invalid(format!(
+                            "route `{name}`: a stdio server takes its credential as `type = \"env\"`"
+                        ));
+                    }
+                    (_, None) => {}
+                }
             }
         }
         Ok(())
     }
+}
+
+fn variable_ok(name: &str) -> bool {
+    name.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn segment_ok(segment: &str) -> bool {
@@ -362,6 +448,48 @@ spool_dir = "spool"
         refused(
             &(route("/a", "http://u") + "\nsecret = \"inline\""),
             "unknown field",
+        );
+        refused(
+            &(route("/a", "http://u") + "\ncommand = [\"srv\"]"),
+            "exactly one of `upstream`",
+        );
+        refused(
+            &(route("/a", "http://u")
+                + "\ncredential = { type = \"env\", variable = \"T\", env = \"X\" }"),
+            "routes that run a `command`",
+        );
+    }
+
+    #[test]
+    fn stdio_routes_are_checked() {
+        let route = |extra: &str| {
+            format!("name = \"notes\"\npath = \"/mcp/notes\"\nkind = \"mcp\"\n{extra}")
+        };
+        let config = with_route(&route(
+            "command = [\"notes\", \"--stdio\"]\nenv = { NOTES_DIR = \"/srv\" }\ncredential = { type = \"env\", variable = \"NOTES_TOKEN\", env = \"T\" }",
+        ))
+        .unwrap();
+        assert_eq!(
+            config.routes.first().and_then(|r| r.command.clone()),
+            Some(vec!["notes".to_owned(), "--stdio".to_owned()])
+        );
+        refused(&route("command = []"), "names the program");
+        refused(&route(""), "exactly one of `upstream`");
+        refused(
+            &route("command = [\"notes\"]\nenv = { \"BAD-NAME\" = \"x\" }"),
+            "not an environment variable name",
+        );
+        refused(
+            &route("command = [\"notes\"]\ncredential = { type = \"bearer\", env = \"T\" }"),
+            "`type = \"env\"`",
+        );
+        refused(
+            &route("command = [\"notes\"]\ncredential = { type = \"env\", env = \"T\" }"),
+            "valid `variable`",
+        );
+        refused(
+            "name = \"crm\"\npath = \"/api\"\nkind = \"http\"\ncommand = [\"x\"]",
+            "needs an `upstream` URL",
         );
         assert!(matches!(
             Config::parse(BASE),

@@ -35,6 +35,7 @@ mod deny;
 mod feed;
 mod keys;
 mod mcp;
+mod stdio;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -68,6 +69,7 @@ use deny::Denial;
 use feed::Revocations;
 use keys::IssuerKeys;
 use mcp::{MandateTools, Message};
+use stdio::StdioServer;
 
 /// The response header that carries the gateway's request id.
 pub const REQUEST_ID_HEADER: &str = "writ-request-id";
@@ -105,16 +107,27 @@ struct Route {
     name: String,
     path: String,
     kind: RouteKind,
-    /// The upstream's scheme and authority.
-    upstream_origin: String,
-    /// The upstream's path, without a trailing `/`.
-    upstream_path: String,
+    upstream: Upstream,
     /// This route's resource: the `aud` its writs carry.
     resource: writ_token::Audience,
-    /// The credential header, marked sensitive so it is never logged.
-    credential: Option<(HeaderName, HeaderValue)>,
     /// The RFC 9728 metadata URL.
     metadata_url: String,
+}
+
+/// Where a route's checked requests go.
+#[derive(Debug)]
+enum Upstream {
+    /// An HTTP server: an HTTP API or an MCP streamable-HTTP endpoint.
+    Http {
+        /// The upstream's scheme and authority.
+        origin: String,
+        /// The upstream's path, without a trailing `/`.
+        path: String,
+        /// The credential header, marked sensitive so it is never logged.
+        credential: Option<(HeaderName, HeaderValue)>,
+    },
+    /// An MCP server over stdio, run by the gateway.
+    Stdio(StdioServer),
 }
 
 type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -155,15 +168,23 @@ impl Gateway {
     ) -> Result<Arc<Gateway>, StartError> {
         let issuer = writ_token::Audience::new(&config.issuer)
             .map_err(|e| StartError::Setup(format!("issuer: {e}")))?;
+        let limits = config.limits;
         let routes = config
             .routes
             .iter()
-            .map(|route| build_route(&config.public_url, route))
+            .map(|route| build_route(&config.public_url, route, &limits))
             .collect::<Result<Vec<_>, _>>()?;
+        for route in &routes {
+            if let Upstream::Stdio(server) = &route.upstream {
+                server
+                    .ensure_started()
+                    .await
+                    .map_err(|e| StartError::Setup(e.to_string()))?;
+            }
+        }
         let client = Arc::new(
             IssuerClient::new(&config.issuer, key).map_err(|e| StartError::Setup(e.to_string()))?,
         );
-        let limits = config.limits;
         let keys = Arc::new(IssuerKeys::new(
             Arc::clone(&client),
             Duration::from_secs(limits.max_jwks_age_secs),
@@ -225,6 +246,11 @@ impl Gateway {
     /// Requests that arrive afterwards are refused (`audit_unavailable`).
     pub async fn shutdown(&self) {
         self.reporter.shutdown().await;
+        for route in &self.routes {
+            if let Upstream::Stdio(server) = &route.upstream {
+                server.stop(Duration::from_secs(2)).await;
+            }
+        }
     }
 
     /// The route serving `path`, and the rest of the path below it (`/` at least).
@@ -242,32 +268,67 @@ impl Gateway {
     }
 }
 
-fn build_route(public_url: &str, route: &config::RouteConfig) -> Result<Route, StartError> {
-    let uri: Uri = route
-        .upstream
-        .parse()
-        .map_err(|e| StartError::Setup(format!("route `{}`: upstream: {e}", route.name)))?;
-    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-        return Err(StartError::Setup(format!(
-            "route `{}`: upstream needs a scheme and host",
-            route.name
-        )));
-    };
+fn build_route(
+    public_url: &str,
+    route: &config::RouteConfig,
+    limits: &Limits,
+) -> Result<Route, StartError> {
+    let setup = |message: String| StartError::Setup(format!("route `{}`: {message}", route.name));
     let resource = writ_token::Audience::new(format!("{public_url}{}", route.path))
-        .map_err(|e| StartError::Setup(format!("route `{}`: resource: {e}", route.name)))?;
-    let credential = route
+        .map_err(|e| setup(format!("resource: {e}")))?;
+    let secret = route
         .credential
         .as_ref()
-        .map(|credential| read_credential(&route.name, credential))
+        .map(|credential| read_secret(&route.name, credential).map(|secret| (credential, secret)))
         .transpose()?;
+    let upstream = match (&route.upstream, &route.command) {
+        (Some(upstream), _) => {
+            let uri: Uri = upstream
+                .parse()
+                .map_err(|e| setup(format!("upstream: {e}")))?;
+            let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+                return Err(setup("upstream needs a scheme and host".into()));
+            };
+            Upstream::Http {
+                origin: format!("{scheme}://{authority}"),
+                path: uri.path().trim_end_matches('/').to_owned(),
+                credential: secret
+                    .map(|(credential, secret)| credential_header(credential, secret))
+                    .transpose()
+                    .map_err(setup)?,
+            }
+        }
+        (None, Some(command)) => {
+            let (program, args) = command
+                .split_first()
+                .ok_or_else(|| setup("`command` is empty".into()))?;
+            let mut env: Vec<(String, String)> = route
+                .env
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            if let Some((credential, secret)) = secret
+                && let Some(variable) = &credential.variable
+            {
+                env.push((variable.clone(), secret));
+            }
+            Upstream::Stdio(StdioServer::new(stdio::Launch {
+                route: route.name.clone(),
+                program: program.clone(),
+                args: args.to_vec(),
+                env,
+                max_message_bytes: limits.max_stdio_message_bytes,
+                timeout: Duration::from_secs(limits.upstream_timeout_secs),
+            }))
+        }
+        (None, None) => return Err(setup("no `upstream` or `command`".into())),
+    };
     Ok(Route {
         name: route.name.clone(),
         path: route.path.clone(),
         kind: route.kind,
-        upstream_origin: format!("{scheme}://{authority}"),
-        upstream_path: uri.path().trim_end_matches('/').to_owned(),
+        upstream,
         resource,
-        credential,
         metadata_url: format!(
             "{public_url}/.well-known/oauth-protected-resource{}",
             route.path
@@ -275,10 +336,8 @@ fn build_route(public_url: &str, route: &config::RouteConfig) -> Result<Route, S
     })
 }
 
-fn read_credential(
-    route: &str,
-    credential: &config::CredentialConfig,
-) -> Result<(HeaderName, HeaderValue), StartError> {
+/// A credential's secret, from its environment variable or file.
+fn read_secret(route: &str, credential: &config::CredentialConfig) -> Result<String, StartError> {
     let failed = |message: String| StartError::Credential {
         route: route.to_owned(),
         message,
@@ -295,6 +354,14 @@ fn read_credential(
     if secret.is_empty() {
         return Err(failed("the secret is empty".into()));
     }
+    Ok(secret)
+}
+
+/// The header an HTTP upstream's credential travels in, marked sensitive.
+fn credential_header(
+    credential: &config::CredentialConfig,
+    secret: String,
+) -> Result<(HeaderName, HeaderValue), String> {
     let (name, value) = match credential.kind {
         CredentialKind::Bearer => (header::AUTHORIZATION, format!("Bearer {secret}")),
         CredentialKind::Basic => {
@@ -307,12 +374,17 @@ fn read_credential(
                 .header
                 .as_deref()
                 .and_then(|name| HeaderName::try_from(name).ok())
-                .ok_or_else(|| failed("a `header` credential needs a valid `header`".into()))?;
+                .ok_or("credential: a `header` credential needs a valid `header`")?;
             (name, secret)
+        }
+        CredentialKind::Env => {
+            return Err(
+                "credential: an `env` credential is for routes that run a `command`".into(),
+            );
         }
     };
     let mut value = HeaderValue::try_from(value)
-        .map_err(|_| failed("the secret is not a valid header value".into()))?;
+        .map_err(|_| "credential: the secret is not a valid header value".to_owned())?;
     value.set_sensitive(true);
     Ok((name, value))
 }
@@ -773,6 +845,18 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
+/// A failure past the checks, answered like a denial but not one.
+fn upstream_failed(
+    route: &Route,
+    seen: &Seen,
+    request_id: &str,
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+) -> Response {
+    Denial::status(status, reason, message).respond(seen.mcp_id(route), request_id, None)
+}
+
 async fn forward(
     gateway: &Gateway,
     route: &Route,
@@ -782,19 +866,97 @@ async fn forward(
     seen: &Seen,
     request_id: &str,
 ) -> Response {
-    let failed = |status: StatusCode, reason: &'static str, message: String| {
-        Denial::status(status, reason, message).respond(seen.mcp_id(route), request_id, None)
+    let started = Instant::now();
+    let response = match &route.upstream {
+        Upstream::Http {
+            origin,
+            path,
+            credential,
+        } => {
+            let target = HttpTarget {
+                origin,
+                path,
+                credential: credential.as_ref(),
+            };
+            forward_http(
+                gateway, route, &target, rest, parts, allowed, seen, request_id,
+            )
+            .await
+        }
+        Upstream::Stdio(server) => relay_stdio(server, route, allowed, seen, request_id).await,
     };
-    let path = if rest == "/" && !route.upstream_path.is_empty() {
-        route.upstream_path.clone()
+    metrics::histogram!("writ_gateway_upstream_duration_seconds", "route" => route.name.clone())
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// An allowed message to a stdio MCP server, and its answer as JSON.
+async fn relay_stdio(
+    server: &StdioServer,
+    route: &Route,
+    allowed: Allowed,
+    seen: &Seen,
+    request_id: &str,
+) -> Response {
+    let failed =
+        |status, reason, message| upstream_failed(route, seen, request_id, status, reason, message);
+    match server.relay(&allowed.body).await {
+        Ok(stdio::Answer::Accepted) => StatusCode::ACCEPTED.into_response(),
+        Ok(stdio::Answer::Response(mut answer)) => {
+            if let Some(tools) = &allowed.tools_list {
+                mcp::retain_tools(&mut answer, tools);
+            }
+            axum::Json(answer).into_response()
+        }
+        Err(stdio::StdioError::Timeout(seconds)) => failed(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            format!(
+                "the `{}` server did not answer within {seconds} s",
+                route.name
+            ),
+        ),
+        Err(error) => {
+            tracing::warn!(route = %route.name, %error, "stdio upstream unavailable");
+            failed(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                format!("the `{}` server is unavailable: {error}", route.name),
+            )
+        }
+    }
+}
+
+/// An HTTP upstream, borrowed from its route.
+struct HttpTarget<'a> {
+    origin: &'a str,
+    path: &'a str,
+    credential: Option<&'a (HeaderName, HeaderValue)>,
+}
+
+#[expect(clippy::too_many_arguments, reason = "one request's whole context")]
+async fn forward_http(
+    gateway: &Gateway,
+    route: &Route,
+    target: &HttpTarget<'_>,
+    rest: &str,
+    parts: &request::Parts,
+    allowed: Allowed,
+    seen: &Seen,
+    request_id: &str,
+) -> Response {
+    let failed =
+        |status, reason, message| upstream_failed(route, seen, request_id, status, reason, message);
+    let path = if rest == "/" && !target.path.is_empty() {
+        target.path.to_owned()
     } else {
-        format!("{}{rest}", route.upstream_path)
+        format!("{}{rest}", target.path)
     };
     let query = parts
         .uri
         .query()
         .map_or_else(String::new, |query| format!("?{query}"));
-    let uri = format!("{}{path}{query}", route.upstream_origin);
+    let uri = format!("{}{path}{query}", target.origin);
     let mut builder = hyper::Request::builder()
         .method(parts.method.clone())
         .uri(uri);
@@ -809,7 +971,7 @@ async fn forward(
             // The answer is read and filtered here: it must come uncompressed.
             headers.remove(header::ACCEPT_ENCODING);
         }
-        if let Some((name, value)) = &route.credential {
+        if let Some((name, value)) = target.credential {
             headers.insert(name.clone(), value.clone());
         }
     }
@@ -823,7 +985,6 @@ async fn forward(
             );
         }
     };
-    let started = Instant::now();
     let timeout = Duration::from_secs(gateway.limits.upstream_timeout_secs);
     let response = match tokio::time::timeout(timeout, gateway.upstream.request(request)).await {
         Ok(Ok(response)) => response,
@@ -847,8 +1008,6 @@ async fn forward(
             );
         }
     };
-    metrics::histogram!("writ_gateway_upstream_duration_seconds", "route" => route.name.clone())
-        .record(started.elapsed().as_secs_f64());
     let (mut head, body) = response.into_parts();
     let connection = connection_listed(&head.headers);
     let names: Vec<HeaderName> = head.headers.keys().cloned().collect();

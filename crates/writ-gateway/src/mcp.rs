@@ -218,6 +218,12 @@ pub(crate) fn filter_tools_list(
 
 fn filter_message(json: &[u8], allowed: &HashSet<String>) -> Option<Vec<u8>> {
     let mut message: Value = serde_json::from_slice(json).ok()?;
+    retain_tools(&mut message, allowed);
+    serde_json::to_vec(&message).ok()
+}
+
+/// Cuts the tools of a `tools/list` result down to `allowed`; other messages are left alone.
+pub(crate) fn retain_tools(message: &mut Value, allowed: &HashSet<String>) {
     if let Some(tools) = message
         .get_mut("result")
         .and_then(|result| result.get_mut("tools"))
@@ -229,7 +235,6 @@ fn filter_message(json: &[u8], allowed: &HashSet<String>) -> Option<Vec<u8>> {
                 .is_some_and(|name| allowed.contains(name))
         });
     }
-    serde_json::to_vec(&message).ok()
 }
 
 #[cfg(test)]

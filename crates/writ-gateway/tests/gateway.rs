@@ -10,22 +10,20 @@
     reason = "test code"
 )]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
+use writ_testkit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_allowed_mcp_call_reaches_the_server_with_the_credential_the_agent_never_sees() {
     let world = World::new().await;
     let (mandate, _) = world.grant().await;
 
-    let (status, headers, body) = world.read_file(&mandate, "/data/q3.txt").await;
+    let (status, headers, body) = world.read_file(&mandate, "/data/reports/q3.md").await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("contents of /data/q3.txt"), "{body}");
+    assert!(body.contains("Revenue grew 12%"), "{body}");
     assert!(headers.contains_key(writ_gateway::REQUEST_ID_HEADER));
 
     // The server saw the gateway's credential and none of the agent's.
@@ -159,11 +157,14 @@ async fn time_bounds_are_enforced() {
 
     // Expired: the writ lives 30 s, the skew allowed is 5 s.
     let writ = world
-        .writ(&mandate, "/mcp/files", read_file_detail("/data/a"))
+        .writ(&mandate, "/mcp/files", read_file_detail("/data/reports/a"))
         .await;
     world.clock.advance(40);
     let (status, headers, body) = world
-        .mcp(&writ, tools_call("read_file", json!({"path": "/data/a"})))
+        .mcp(
+            &writ,
+            tools_call("read_file", json!({"path": "/data/reports/a"})),
+        )
         .await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(reason(&body), "token_expired");
@@ -175,11 +176,14 @@ async fn time_bounds_are_enforced() {
     // Not yet valid: issued by a clock 100 s ahead.
     world.clock.advance(100);
     let writ = world
-        .writ(&mandate, "/mcp/files", read_file_detail("/data/b"))
+        .writ(&mandate, "/mcp/files", read_file_detail("/data/reports/b"))
         .await;
     world.clock.advance(-100);
     let (status, _, body) = world
-        .mcp(&writ, tools_call("read_file", json!({"path": "/data/b"})))
+        .mcp(
+            &writ,
+            tools_call("read_file", json!({"path": "/data/reports/b"})),
+        )
         .await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(reason(&body), "token_not_yet_valid");
@@ -199,7 +203,7 @@ async fn every_deny_reason_is_refused_with_its_code() {
             "/mcp/files",
             None,
             None,
-            Some(call("/data/a").to_string().into_bytes()),
+            Some(call("/data/reports/a").to_string().into_bytes()),
         )
         .await;
     assert_eq!(status, 401);
@@ -214,7 +218,7 @@ async fn every_deny_reason_is_refused_with_its_code() {
     // Wrong audience: a writ for the CRM route used on the files route.
     let detail = json!({"type": "http_request", "server": "crm", "methods": ["GET"], "path": "/customers/1"});
     let writ = world.writ(&mandate, "/api/crm", detail).await;
-    let (status, _, body) = world.mcp(&writ, call("/data/a")).await;
+    let (status, _, body) = world.mcp(&writ, call("/data/reports/a")).await;
     assert_eq!(
         (status.as_u16(), reason(&body).as_str()),
         (401, "token_wrong_audience")
@@ -222,11 +226,11 @@ async fn every_deny_reason_is_refused_with_its_code() {
 
     // Replayed writ: the same writ with a fresh proof.
     let writ = world
-        .writ(&mandate, "/mcp/files", read_file_detail("/data/a"))
+        .writ(&mandate, "/mcp/files", read_file_detail("/data/reports/a"))
         .await;
-    let (status, _, body) = world.mcp(&writ, call("/data/a")).await;
+    let (status, _, body) = world.mcp(&writ, call("/data/reports/a")).await;
     assert_eq!(status, 200, "{body}");
-    let (status, _, body) = world.mcp(&writ, call("/data/a")).await;
+    let (status, _, body) = world.mcp(&writ, call("/data/reports/a")).await;
     assert_eq!(
         (status.as_u16(), reason(&body).as_str()),
         (401, "writ_replayed")
@@ -234,10 +238,10 @@ async fn every_deny_reason_is_refused_with_its_code() {
 
     // Replayed proof: the same request twice.
     let writ = world
-        .writ(&mandate, "/mcp/files", read_file_detail("/data/b"))
+        .writ(&mandate, "/mcp/files", read_file_detail("/data/reports/b"))
         .await;
     let proof = world.proof("POST", &files, &writ);
-    let body = call("/data/b").to_string().into_bytes();
+    let body = call("/data/reports/b").to_string().into_bytes();
     let (status, _, text) = world.post_mcp(&writ, &proof, body.clone()).await;
     assert_eq!(status, 200, "{text}");
     let (status, _, text) = world.post_mcp(&writ, &proof, body).await;
@@ -248,9 +252,9 @@ async fn every_deny_reason_is_refused_with_its_code() {
 
     // A proof for another URL, or another method.
     let writ = world
-        .writ(&mandate, "/mcp/files", read_file_detail("/data/c"))
+        .writ(&mandate, "/mcp/files", read_file_detail("/data/reports/c"))
         .await;
-    let body = call("/data/c").to_string().into_bytes();
+    let body = call("/data/reports/c").to_string().into_bytes();
     let elsewhere = world.proof("POST", &format!("{}/api/crm", world.gateway_url), &writ);
     let (status, _, text) = world.post_mcp(&writ, &elsewhere, body.clone()).await;
     assert_eq!(
@@ -266,7 +270,7 @@ async fn every_deny_reason_is_refused_with_its_code() {
 
     // The wrong tool, and an argument outside its constraint.
     let writ = world
-        .writ(&mandate, "/mcp/files", read_file_detail("/data/d"))
+        .writ(&mandate, "/mcp/files", read_file_detail("/data/reports/d"))
         .await;
     let (status, _, text) = world
         .mcp(&writ, tools_call("drop_table", json!({"table": "users"})))
@@ -287,7 +291,7 @@ async fn every_deny_reason_is_refused_with_its_code() {
             .starts_with("denied: ")
     );
     let writ = world
-        .writ(&mandate, "/mcp/files", read_file_detail("/data/e"))
+        .writ(&mandate, "/mcp/files", read_file_detail("/data/reports/e"))
         .await;
     let (status, _, text) = world.mcp(&writ, call("/etc/passwd")).await;
     assert_eq!(
@@ -297,7 +301,7 @@ async fn every_deny_reason_is_refused_with_its_code() {
 
     // A tampered writ: one character of the claims changed.
     let writ = world
-        .writ(&mandate, "/mcp/files", read_file_detail("/data/f"))
+        .writ(&mandate, "/mcp/files", read_file_detail("/data/reports/f"))
         .await;
     let mut parts: Vec<String> = writ.split('.').map(str::to_owned).collect();
     let flipped = if parts[1].as_bytes()[10] == b'A' {
@@ -307,7 +311,7 @@ async fn every_deny_reason_is_refused_with_its_code() {
     };
     parts[1].replace_range(10..11, flipped);
     let tampered = parts.join(".");
-    let (status, _, text) = world.mcp(&tampered, call("/data/f")).await;
+    let (status, _, text) = world.mcp(&tampered, call("/data/reports/f")).await;
     assert_eq!(status, 401, "{text}");
     assert!(
         matches!(
@@ -332,7 +336,7 @@ async fn every_deny_reason_is_refused_with_its_code() {
         b64(&json!({"alg": "none", "typ": "writ+jwt", "kid": kid_of(&writ)})),
         b64(&claims)
     );
-    let (status, _, text) = world.mcp(&unsigned, call("/data/f")).await;
+    let (status, _, text) = world.mcp(&unsigned, call("/data/reports/f")).await;
     assert_eq!(
         (status.as_u16(), reason(&text).as_str()),
         (401, "token_bad_algorithm")
@@ -348,7 +352,7 @@ async fn every_deny_reason_is_refused_with_its_code() {
             claims.to_string().as_bytes(),
         )
         .unwrap();
-    let (status, _, text) = world.mcp(&forged, call("/data/f")).await;
+    let (status, _, text) = world.mcp(&forged, call("/data/reports/f")).await;
     assert_eq!(
         (status.as_u16(), reason(&text).as_str()),
         (401, "token_unknown_key")
@@ -356,7 +360,7 @@ async fn every_deny_reason_is_refused_with_its_code() {
 
     // An MCP route is one endpoint: nothing below it is reachable.
     let writ = world
-        .writ(&mandate, "/mcp/files", read_file_detail("/data/h"))
+        .writ(&mandate, "/mcp/files", read_file_detail("/data/reports/h"))
         .await;
     let below = format!("{files}/admin");
     let proof = world.proof("POST", &below, &writ);
@@ -366,7 +370,7 @@ async fn every_deny_reason_is_refused_with_its_code() {
             "/mcp/files/admin",
             Some(&writ),
             Some(&proof),
-            Some(call("/data/h").to_string().into_bytes()),
+            Some(call("/data/reports/h").to_string().into_bytes()),
         )
         .await;
     assert_eq!(
@@ -376,9 +380,9 @@ async fn every_deny_reason_is_refused_with_its_code() {
 
     // Batches are refused with a clear error.
     let writ = world
-        .writ(&mandate, "/mcp/files", read_file_detail("/data/g"))
+        .writ(&mandate, "/mcp/files", read_file_detail("/data/reports/g"))
         .await;
-    let (status, _, text) = world.mcp(&writ, json!([call("/data/g")])).await;
+    let (status, _, text) = world.mcp(&writ, json!([call("/data/reports/g")])).await;
     assert_eq!(
         (status.as_u16(), reason(&text).as_str()),
         (400, "jsonrpc_batch_refused")
@@ -389,7 +393,7 @@ async fn every_deny_reason_is_refused_with_its_code() {
         .http
         .post(&files)
         .header("authorization", format!("Bearer {writ}"))
-        .body(call("/data/g").to_string())
+        .body(call("/data/reports/g").to_string())
         .send()
         .await
         .unwrap();
@@ -417,7 +421,7 @@ async fn an_oversized_body_is_refused_before_anything_else() {
     .await;
     let (mandate, _) = world.grant().await;
     let writ = world
-        .writ(&mandate, "/mcp/files", read_file_detail("/data/a"))
+        .writ(&mandate, "/mcp/files", read_file_detail("/data/reports/a"))
         .await;
     let big = "x".repeat(4096);
     let (status, _, text) = world
@@ -437,7 +441,7 @@ async fn revoking_an_agent_or_a_mandate_stops_calls_within_a_second() {
         // Writs obtained before the revocation...
         let mut writs = Vec::new();
         for n in 0..20 {
-            let path = format!("/data/{kind}-{n}");
+            let path = format!("/data/reports/{kind}-{n}");
             writs.push((
                 world
                     .writ(&mandate, "/mcp/files", read_file_detail(&path))
@@ -478,7 +482,7 @@ async fn a_stale_feed_or_missing_keys_fail_closed() {
     let world = World::new().await;
     let (mandate, _) = world.grant().await;
     let writ = world
-        .writ(&mandate, "/mcp/files", read_file_detail("/data/a"))
+        .writ(&mandate, "/mcp/files", read_file_detail("/data/reports/a"))
         .await;
     world
         .issuer_down
@@ -486,7 +490,10 @@ async fn a_stale_feed_or_missing_keys_fail_closed() {
     // The feed answers at least every second while the issuer is up; the limit is 3 s.
     tokio::time::sleep(Duration::from_millis(4500)).await;
     let (status, _, text) = world
-        .mcp(&writ, tools_call("read_file", json!({"path": "/data/a"})))
+        .mcp(
+            &writ,
+            tools_call("read_file", json!({"path": "/data/reports/a"})),
+        )
         .await;
     assert_eq!(
         (status.as_u16(), reason(&text).as_str()),
@@ -506,7 +513,10 @@ async fn a_stale_feed_or_missing_keys_fail_closed() {
         .store(false, std::sync::atomic::Ordering::SeqCst);
     world.wait_ready().await;
     let (status, _, text) = world
-        .mcp(&writ, tools_call("read_file", json!({"path": "/data/a"})))
+        .mcp(
+            &writ,
+            tools_call("read_file", json!({"path": "/data/reports/a"})),
+        )
         .await;
     assert_eq!(status, 200, "{text}");
 }
@@ -521,7 +531,7 @@ async fn decisions_made_during_an_issuer_outage_are_spooled_and_drain() {
     let (mandate, _) = world.grant().await;
     let mut writs = Vec::new();
     for n in 0..3 {
-        let path = format!("/data/{n}");
+        let path = format!("/data/reports/{n}");
         writs.push((
             world
                 .writ(&mandate, "/mcp/files", read_file_detail(&path))
@@ -549,7 +559,7 @@ async fn decisions_made_during_an_issuer_outage_are_spooled_and_drain() {
     let (status, headers, _) = world
         .mcp(
             &writs[0].0,
-            tools_call("read_file", json!({"path": "/data/0"})),
+            tools_call("read_file", json!({"path": "/data/reports/0"})),
         )
         .await;
     assert_eq!(status, 401);

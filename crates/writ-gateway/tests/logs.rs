@@ -9,13 +9,11 @@
     reason = "test code"
 )]
 
-mod common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::*;
 use serde_json::json;
+use writ_testkit::*;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -43,19 +41,23 @@ async fn no_secret_is_ever_logged() {
     let world = World::new().await;
     let (mandate, _) = world.grant().await;
     let writ = world
-        .writ(&mandate, "/mcp/files", read_file_detail("/data/q3.txt"))
+        .writ(
+            &mandate,
+            "/mcp/files",
+            read_file_detail("/data/reports/q3.md"),
+        )
         .await;
     let (status, _, body) = world
         .mcp(
             &writ,
-            tools_call("read_file", json!({"path": "/data/q3.txt"})),
+            tools_call("read_file", json!({"path": "/data/reports/q3.md"})),
         )
         .await;
     assert_eq!(status, 200, "{body}");
     let (status, _, _) = world
         .mcp(
             &writ,
-            tools_call("read_file", json!({"path": "/data/q3.txt"})),
+            tools_call("read_file", json!({"path": "/data/reports/q3.md"})),
         )
         .await;
     assert_eq!(status, 401);

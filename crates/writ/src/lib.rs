@@ -52,6 +52,16 @@ enum Command {
     /// Gateways in a running issuer's inventory.
     #[command(subcommand)]
     Gateway(remote::GatewayCommand),
+    /// Serve the quickstart's demo MCP tool server (`read_file`, `drop_table`), over stdio
+    /// or over streamable HTTP at `/mcp`.
+    DemoServer {
+        /// Speak MCP on standard input and output.
+        #[arg(long, conflicts_with = "listen", required_unless_present = "listen")]
+        stdio: bool,
+        /// The address to serve streamable HTTP on, such as `127.0.0.1:7402`.
+        #[arg(long)]
+        listen: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,6 +212,24 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Agent(command) => runtime()?.block_on(remote::agent(command, out)),
         Command::Tool(command) => runtime()?.block_on(remote::tool(command, out)),
         Command::Gateway(command) => runtime()?.block_on(remote::gateway(command, out)),
+        Command::DemoServer { stdio: true, .. } => {
+            runtime()?.block_on(writ_demo::serve_stdio())?;
+            Ok(())
+        }
+        Command::DemoServer { listen, .. } => runtime()?.block_on(async {
+            let listen = listen.unwrap_or_default();
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("listening on `{listen}`"))?;
+            writeln!(
+                out,
+                "demo MCP server on http://{}/mcp",
+                listener.local_addr()?
+            )?;
+            out.flush()?;
+            axum::serve(listener, writ_demo::http_router()).await?;
+            Ok(())
+        }),
         Command::Audit(AuditCommand::Verify {
             data: None,
             issuer,

@@ -15,7 +15,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = writ::Cli::parse();
-    match writ::run(cli, &mut std::io::stdout().lock()) {
+    // Not `stdout().lock()`: `writ demo-server --stdio` writes MCP to standard output from
+    // another thread.
+    match writ::run(cli, &mut std::io::stdout()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -1,13 +1,14 @@
-//! A whole deployment on 127.0.0.1: an issuer, a gateway, an MCP server built with rmcp and
-//! a plain HTTP API, each on its own port, with an agent that obtains writs and calls.
+//! A whole Writ deployment on 127.0.0.1 for integration tests: an issuer, a gateway, the
+//! demo MCP server (built with rmcp) and a plain HTTP API, each on its own port, with an
+//! agent that obtains writs and calls. Failures panic: this crate only serves tests.
 
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
     clippy::panic,
-    dead_code,
-    reason = "test code"
+    missing_docs,
+    reason = "test support"
 )]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,12 +19,6 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
-use rmcp::model::{ServerCapabilities, ServerConfig};
-use rmcp::transport::streamable_http_server::{
-    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
-};
-use rmcp::{ServerHandler, tool, tool_handler, tool_router};
 use serde_json::{Value, json};
 use writ_client::IssuerClient;
 use writ_gateway::{Config, Gateway};
@@ -55,45 +50,6 @@ impl TestClock {
     }
 }
 
-// ---- the MCP server --------------------------------------------------------------------
-
-#[derive(Debug, serde::Deserialize, rmcp::schemars::JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-pub struct PathArgs {
-    pub path: String,
-}
-
-#[derive(Debug, serde::Deserialize, rmcp::schemars::JsonSchema)]
-#[schemars(crate = "rmcp::schemars")]
-pub struct TableArgs {
-    pub table: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct Files {
-    tool_router: ToolRouter<Self>,
-}
-
-#[tool_router]
-impl Files {
-    #[tool(description = "Read a file")]
-    fn read_file(&self, Parameters(PathArgs { path }): Parameters<PathArgs>) -> String {
-        format!("contents of {path}")
-    }
-
-    #[tool(description = "Drop a database table")]
-    fn drop_table(&self, Parameters(TableArgs { table }): Parameters<TableArgs>) -> String {
-        format!("dropped {table}")
-    }
-}
-
-#[tool_handler(router = self.tool_router)]
-impl ServerHandler for Files {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-    }
-}
-
 // ---- the deployment --------------------------------------------------------------------
 
 pub struct World {
@@ -118,6 +74,9 @@ pub struct World {
 pub struct Options {
     pub max_feed_staleness_secs: u64,
     pub max_body_bytes: usize,
+    /// When set, the `files` route runs this command as a stdio MCP server (which gets
+    /// [`MCP_SECRET`] as `FILES_TOKEN`) instead of calling the demo server over HTTP.
+    pub files_command: Option<Vec<String>>,
 }
 
 impl Default for Options {
@@ -125,6 +84,7 @@ impl Default for Options {
         Options {
             max_feed_staleness_secs: 3,
             max_body_bytes: 64 * 1024,
+            files_command: None,
         }
     }
 }
@@ -187,20 +147,10 @@ impl World {
         // The upstreams: an rmcp MCP server and a plain HTTP API.
         let upstream_headers = Arc::new(Mutex::new(Vec::new()));
         let (mcp_listener, mcp_url) = listen().await;
-        let service: StreamableHttpService<Files, LocalSessionManager> = StreamableHttpService::new(
-            || {
-                Ok(Files {
-                    tool_router: Files::tool_router(),
-                })
-            },
-            Default::default(),
-            StreamableHttpServerConfig::default()
-                .with_legacy_session_mode(false)
-                .with_json_response(true),
-        );
-        let mcp = axum::Router::new().nest_service("/mcp", service).layer(
-            axum::middleware::from_fn_with_state(Arc::clone(&upstream_headers), record_headers),
-        );
+        let mcp = writ_demo::http_router().layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&upstream_headers),
+            record_headers,
+        ));
         tokio::spawn(async move { axum::serve(mcp_listener, mcp).await });
         let (api_listener, api_url) = listen().await;
         let api = axum::Router::new()
@@ -245,9 +195,9 @@ impl World {
         admin
             .post(
                 "/v1/providers",
-                Some(&json!({"name": "files", "kind": "mcp", "tools": [
-                    {"name": "read_file", "labels": ["internal"]}, {"name": "drop_table"}
-                ]})),
+                Some(&json!({"name": "files", "kind": "mcp", "tools":
+                    writ_demo::TOOLS.iter().map(|(name, labels)| json!({"name": name, "labels": labels})).collect::<Vec<_>>()
+                })),
             )
             .await
             .unwrap();
@@ -291,12 +241,7 @@ max_feed_staleness_secs = {staleness}
 max_body_bytes = {body}
 jwks_refetch_interval_secs = 1
 
-[[routes]]
-name = "files"
-path = "/mcp/files"
-kind = "mcp"
-upstream = "{mcp_url}/mcp"
-credential = {{ type = "bearer", file = "{mcp_secret}" }}
+{files_route}
 
 [[routes]]
 name = "crm"
@@ -309,7 +254,7 @@ credential = {{ type = "basic", file = "{http_secret}" }}
             spool = dir.path().join("spool").display(),
             staleness = options.max_feed_staleness_secs,
             body = options.max_body_bytes,
-            mcp_secret = secret_file(&dir, "files.secret", MCP_SECRET).display(),
+            files_route = files_route(&dir, &options, &mcp_url),
             http_secret = secret_file(&dir, "crm.secret", HTTP_SECRET).display(),
         ))
         .unwrap();
@@ -352,7 +297,7 @@ credential = {{ type = "basic", file = "{http_secret}" }}
         panic!("the gateway never became ready");
     }
 
-    /// Alice grants report-bot a mandate: read files under /data, list and initialize on
+    /// Alice grants report-bot a mandate: read files under /data/reports, list and initialize on
     /// `files`, read customers on `crm`. Returns (mandate JWT, mandate id).
     pub async fn grant(&self) -> (String, String) {
         let body = self
@@ -364,7 +309,7 @@ credential = {{ type = "basic", file = "{http_secret}" }}
                     "task": "Summarize the Q3 reports in /data",
                     "grants": [
                         {"type": "mcp_tool_call", "server": "files", "tool": "read_file",
-                         "arguments": {"object": {"required": {"path": {"glob": "/data/*"}}}},
+                         "arguments": {"object": {"required": {"path": {"glob": "/data/reports/*"}}}},
                          "datatypes": ["internal"]},
                         {"type": "mcp_request", "server": "files",
                          "methods": ["initialize", "notifications/initialized", "tools/list"]},
@@ -512,6 +457,22 @@ credential = {{ type = "basic", file = "{http_secret}" }}
             .await
             .unwrap();
     }
+}
+
+fn files_route(dir: &tempfile::TempDir, options: &Options, mcp_url: &str) -> String {
+    let secret = secret_file(dir, "files.secret", MCP_SECRET);
+    let upstream = match &options.files_command {
+        Some(command) => format!(
+            "command = {}\ncredential = {{ type = \"env\", variable = \"FILES_TOKEN\", file = \"{}\" }}",
+            serde_json::to_string(command).unwrap(),
+            secret.display()
+        ),
+        None => format!(
+            "upstream = \"{mcp_url}/mcp\"\ncredential = {{ type = \"bearer\", file = \"{}\" }}",
+            secret.display()
+        ),
+    };
+    format!("[[routes]]\nname = \"files\"\npath = \"/mcp/files\"\nkind = \"mcp\"\n{upstream}")
 }
 
 fn secret_file(dir: &tempfile::TempDir, name: &str, secret: &str) -> std::path::PathBuf {
