@@ -18,6 +18,9 @@
 //!    arguments against their constraints;
 //! 6. neither the writ nor the proof was used before.
 //!
+//! Upstreams are HTTP servers (REST APIs and MCP streamable-HTTP endpoints) or MCP servers
+//! over stdio that the gateway runs as child processes (see `stdio.rs`).
+//!
 //! Each decision, allow or deny, goes to the issuer's audit log with a request id (see
 //! [`decisions`]). `tools/list` answers are cut down to the tools the writ's mandate grants.
 //! Answers stream back unbuffered (SSE included), except `tools/list`, which is filtered.

@@ -48,6 +48,12 @@ impl TestClock {
             self.0.fetch_sub(seconds.unsigned_abs(), Ordering::SeqCst);
         }
     }
+
+    /// Moves the clock forward to the system's time, if it is behind.
+    pub fn catch_up(&self) {
+        self.0
+            .fetch_max(SystemClock.now().as_secs(), Ordering::SeqCst);
+    }
 }
 
 // ---- the deployment --------------------------------------------------------------------
@@ -61,6 +67,8 @@ pub struct World {
     pub issuer_down: Arc<AtomicBool>,
     pub gateway: Arc<Gateway>,
     pub gateway_url: String,
+    /// The plain HTTP API's base URL (its routes live under `/v2`).
+    pub api_url: String,
     pub admin: IssuerClient,
     pub alice: IssuerClient,
     pub agent: SigningKey,
@@ -275,6 +283,7 @@ credential = {{ type = "basic", file = "{http_secret}" }}
             issuer_down,
             gateway,
             gateway_url,
+            api_url,
             admin,
             alice,
             agent,
@@ -345,6 +354,17 @@ credential = {{ type = "basic", file = "{http_secret}" }}
         route_path: &str,
         detail: Value,
     ) -> (StatusCode, Value) {
+        let resource = format!("{}{route_path}", self.gateway_url);
+        self.try_writ_for(mandate, &resource, detail).await
+    }
+
+    /// The agent's token exchange for one call on `resource`, a route of any gateway.
+    pub async fn try_writ_for(
+        &self,
+        mandate: &str,
+        resource: &str,
+        detail: Value,
+    ) -> (StatusCode, Value) {
         let url = format!("{}/token", self.issuer_url);
         let proof = ProofClaims::new("POST", &url, self.clock.now(), self.jti())
             .sign(&self.agent)
@@ -359,7 +379,7 @@ credential = {{ type = "basic", file = "{http_secret}" }}
                 "subject_token_type",
                 "urn:writ:params:oauth:token-type:mandate".to_owned(),
             ),
-            ("resource", format!("{}{route_path}", self.gateway_url)),
+            ("resource", resource.to_owned()),
             ("authorization_details", json!([detail]).to_string()),
         ];
         let response = self
