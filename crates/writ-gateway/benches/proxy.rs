@@ -57,7 +57,10 @@ struct Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM, not SIGKILL: nginx's master then stops its workers.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -131,6 +134,7 @@ async fn load(port: u16, requests: Vec<Prepared>, concurrency: usize) -> Measure
                 for (name, value) in headers {
                     request = request.header(name, value);
                 }
+                sender.ready().await.unwrap();
                 let started = Instant::now();
                 let response = sender
                     .send_request(request.body(Empty::<Bytes>::new()).unwrap())
@@ -165,14 +169,15 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// Fields drop in order: the proxies stop before the issuer and the directory they use.
 struct Deployment {
+    gateway: Proxy,
+    nginx: Proxy,
     world: Arc<World>,
     mandate: String,
     gateway_port: u16,
     nginx_port: u16,
     upstream_port: u16,
-    _gateway: Proxy,
-    _nginx: Proxy,
 }
 
 async fn deploy() -> Deployment {
@@ -180,6 +185,15 @@ async fn deploy() -> Deployment {
     let nginx_bin = env_or("NGINX_BIN", "nginx");
     let cpu = env_or("PROXY_CPU", "1");
     let world = Arc::new(World::new().await);
+    // The issuer runs on the test clock; keep it on the system's time, which the gateway
+    // process uses.
+    let clock = Arc::clone(&world.clock);
+    tokio::spawn(async move {
+        loop {
+            clock.catch_up();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
     let (mandate, _) = world.grant().await;
     let upstream_port: u16 = world.api_url.rsplit(':').next().unwrap().parse().unwrap();
     let dir = world.dir.path();
@@ -229,7 +243,7 @@ async fn deploy() -> Deployment {
     std::fs::write(
         &nginx_config,
         format!(
-            "daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/logs/error.log warn;\nevents {{ worker_connections 1024; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {prefix}/body;\n  proxy_temp_path {prefix}/proxy;\n  upstream api {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}\n  server {{\n    listen 127.0.0.1:{nginx_port};\n    location /api/crm/ {{\n      proxy_pass http://api/v2/;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Authorization \"Bearer {SECRET}\";\n    }}\n  }}\n}}\n",
+            "daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\nerror_log stderr warn;\nevents {{ worker_connections 1024; }}\nhttp {{\n  access_log off;\n  keepalive_requests 1000000;\n  client_body_temp_path {prefix}/body;\n  proxy_temp_path {prefix}/proxy;\n  upstream api {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}\n  server {{\n    listen 127.0.0.1:{nginx_port};\n    location /api/crm/ {{\n      proxy_pass http://api/v2/;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Authorization \"Bearer {SECRET}\";\n    }}\n  }}\n}}\n",
             prefix = prefix.display(),
         ),
     )
@@ -264,8 +278,8 @@ async fn deploy() -> Deployment {
                 gateway_port,
                 nginx_port,
                 upstream_port,
-                _gateway: gateway,
-                _nginx: nginx,
+                gateway,
+                nginx,
             };
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -345,16 +359,8 @@ async fn main() {
     ];
     let deployment = deploy().await;
     let proxies = [
-        (
-            "nginx proxy_pass",
-            deployment.nginx_port,
-            &deployment._nginx,
-        ),
-        (
-            "writ gateway",
-            deployment.gateway_port,
-            &deployment._gateway,
-        ),
+        ("nginx proxy_pass", deployment.nginx_port, &deployment.nginx),
+        ("writ gateway", deployment.gateway_port, &deployment.gateway),
     ];
     let mut cells: BTreeMap<(usize, &str), Cell> = BTreeMap::new();
     for run in 1..=runs {
