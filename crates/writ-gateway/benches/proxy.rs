@@ -185,15 +185,6 @@ async fn deploy() -> Deployment {
     let nginx_bin = env_or("NGINX_BIN", "nginx");
     let cpu = env_or("PROXY_CPU", "1");
     let world = Arc::new(World::new().await);
-    // The issuer runs on the test clock; keep it on the system's time, which the gateway
-    // process uses.
-    let clock = Arc::clone(&world.clock);
-    tokio::spawn(async move {
-        loop {
-            clock.catch_up();
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
     let (mandate, _) = world.grant().await;
     let upstream_port: u16 = world.api_url.rsplit(':').next().unwrap().parse().unwrap();
     let dir = world.dir.path();
@@ -290,7 +281,6 @@ async fn deploy() -> Deployment {
 impl Deployment {
     /// `count` requests for the gateway, each with its own writ and proof.
     async fn writ_requests(&self, count: usize) -> Vec<Prepared> {
-        self.world.clock.catch_up();
         let resource = format!("http://127.0.0.1:{}/api/crm", self.gateway_port);
         let url = format!("{resource}{PATH}");
         let detail =

@@ -11,7 +11,7 @@
     reason = "test support"
 )]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,28 +31,23 @@ pub const MCP_SECRET: &str = "s3cret-files-token-7f1c";
 /// The `user:password` the gateway sends to the HTTP API.
 pub const HTTP_SECRET: &str = "crm-user:crm-pass-91b2";
 
-#[derive(Debug)]
-pub struct TestClock(AtomicU64);
+/// The system's time shifted by an offset the test sets: it runs on like a real clock (the
+/// gateway's and the agent's proofs use the system's time), and a test moves it to make
+/// tokens expire or come from the future.
+#[derive(Debug, Default)]
+pub struct TestClock(AtomicI64);
 
 impl Clock for TestClock {
     fn now(&self) -> UnixTime {
-        UnixTime::from_secs(self.0.load(Ordering::SeqCst))
+        let now = SystemClock.now().as_secs();
+        UnixTime::from_secs(now.saturating_add_signed(self.0.load(Ordering::SeqCst)))
     }
 }
 
 impl TestClock {
+    /// Moves the clock by `seconds`, forward or back.
     pub fn advance(&self, seconds: i64) {
-        if seconds >= 0 {
-            self.0.fetch_add(seconds.unsigned_abs(), Ordering::SeqCst);
-        } else {
-            self.0.fetch_sub(seconds.unsigned_abs(), Ordering::SeqCst);
-        }
-    }
-
-    /// Moves the clock forward to the system's time, if it is behind.
-    pub fn catch_up(&self) {
-        self.0
-            .fetch_max(SystemClock.now().as_secs(), Ordering::SeqCst);
+        self.0.fetch_add(seconds, Ordering::SeqCst);
     }
 }
 
@@ -130,7 +125,7 @@ impl World {
 
     pub async fn with(options: Options) -> World {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(TestClock(AtomicU64::new(SystemClock.now().as_secs())));
+        let clock = Arc::new(TestClock::default());
 
         // The issuer.
         let (issuer_listener, issuer_url) = listen().await;
