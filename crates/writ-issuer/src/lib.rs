@@ -413,6 +413,22 @@ impl Issuer {
         Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// Signs a mandate or a writ with the active key.
+    pub(crate) fn sign<C: writ_token::TokenClaims>(
+        &self,
+        claims: &C,
+    ) -> Result<String, error::ApiError> {
+        let keys = self.key_ring();
+        writ_token::sign(claims, &keys.signer, &keys.kid).map_err(|e| {
+            error::ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "signing_failed",
+                e.to_string(),
+            )
+        })
+    }
+
     /// Switches to a rotated key ring, once its rotation is durable.
     fn install(&self, ring: KeyRing) {
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(ring);

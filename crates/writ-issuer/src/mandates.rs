@@ -310,15 +310,7 @@ async fn grant_checked(
     )
     .await
     ?;
-    let keys = issuer.key_ring();
-    let mandate = writ_token::sign(&claims, &keys.signer, &keys.kid).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "signing_failed",
-            e.to_string(),
-        )
-    })?;
+    let mandate = issuer.sign(&claims)?;
     Ok(Granted {
         mandate,
         id: id.to_string(),

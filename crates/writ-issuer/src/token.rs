@@ -323,15 +323,7 @@ async fn exchange_checked(
         )
     })?;
     writ.log_index = appended.index;
-    let keys = issuer.key_ring();
-    let token = writ_token::sign(&writ, &keys.signer, &keys.kid).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "signing_failed",
-            e.to_string(),
-        )
-    })?;
+    let token = issuer.sign(&writ)?;
     Ok(TokenResponse {
         access_token: token,
         issued_token_type: WRIT_TOKEN_TYPE,
