@@ -115,22 +115,29 @@ struct Route {
     resource: writ_token::Audience,
     /// The RFC 9728 metadata URL.
     metadata_url: String,
+    /// `writ_gateway_check_duration_seconds` for this route.
+    check_duration: metrics::Histogram,
+    /// `writ_gateway_upstream_duration_seconds` for this route.
+    upstream_duration: metrics::Histogram,
 }
 
 /// Where a route's checked requests go.
 #[derive(Debug)]
 enum Upstream {
     /// An HTTP server: an HTTP API or an MCP streamable-HTTP endpoint.
-    Http {
-        /// The upstream's scheme and authority.
-        origin: String,
-        /// The upstream's path, without a trailing `/`.
-        path: String,
-        /// The credential header, marked sensitive so it is never logged.
-        credential: Option<(HeaderName, HeaderValue)>,
-    },
+    Http(HttpUpstream),
     /// An MCP server over stdio, run by the gateway.
     Stdio(StdioServer),
+}
+
+#[derive(Debug)]
+struct HttpUpstream {
+    /// The upstream's scheme and authority.
+    origin: String,
+    /// The upstream's path, without a trailing `/`.
+    path: String,
+    /// The credential header, marked sensitive so it is never logged.
+    credential: Option<(HeaderName, HeaderValue)>,
 }
 
 type UpstreamClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -172,6 +179,8 @@ impl Gateway {
         let issuer = writ_token::Audience::new(&config.issuer)
             .map_err(|e| StartError::Setup(format!("issuer: {e}")))?;
         let limits = config.limits;
+        // Before the routes register their metrics with it.
+        writ_metrics::handle();
         let routes = config
             .routes
             .iter()
@@ -214,7 +223,6 @@ impl Gateway {
         let upstream = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        writ_metrics::handle();
         let mut gateway = Gateway {
             public_url: config.public_url.clone(),
             issuer,
@@ -292,14 +300,14 @@ fn build_route(
             let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
                 return Err(setup("upstream needs a scheme and host".into()));
             };
-            Upstream::Http {
+            Upstream::Http(HttpUpstream {
                 origin: format!("{scheme}://{authority}"),
                 path: uri.path().trim_end_matches('/').to_owned(),
                 credential: secret
                     .map(|(credential, secret)| credential_header(credential, secret))
                     .transpose()
                     .map_err(setup)?,
-            }
+            })
         }
         (None, Some(command)) => {
             let (program, args) = command
@@ -336,6 +344,8 @@ fn build_route(
             "{public_url}/.well-known/oauth-protected-resource{}",
             route.path
         ),
+        check_duration: metrics::histogram!("writ_gateway_check_duration_seconds", "route" => route.name.clone()),
+        upstream_duration: metrics::histogram!("writ_gateway_upstream_duration_seconds", "route" => route.name.clone()),
     })
 }
 
@@ -540,8 +550,7 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
         Ok(allowed) => gateway.reporter.record(record(None)).map(|()| allowed),
         Err(denial) => Err(denial),
     };
-    metrics::histogram!("writ_gateway_check_duration_seconds", "route" => route.name.clone())
-        .record(started.elapsed().as_secs_f64());
+    route.check_duration.record(started.elapsed().as_secs_f64());
     let response = match decided {
         Ok(allowed) => forward(&gateway, route, rest, &parts, allowed, &seen, &request_id).await,
         Err(denial) => {
@@ -871,24 +880,16 @@ async fn forward(
 ) -> Response {
     let started = Instant::now();
     let response = match &route.upstream {
-        Upstream::Http {
-            origin,
-            path,
-            credential,
-        } => {
-            let target = HttpTarget {
-                origin,
-                path,
-                credential: credential.as_ref(),
-            };
+        Upstream::Http(upstream) => {
             forward_http(
-                gateway, route, &target, rest, parts, allowed, seen, request_id,
+                gateway, route, upstream, rest, parts, allowed, seen, request_id,
             )
             .await
         }
         Upstream::Stdio(server) => relay_stdio(server, route, allowed, seen, request_id).await,
     };
-    metrics::histogram!("writ_gateway_upstream_duration_seconds", "route" => route.name.clone())
+    route
+        .upstream_duration
         .record(started.elapsed().as_secs_f64());
     response
 }
@@ -930,18 +931,11 @@ async fn relay_stdio(
     }
 }
 
-/// An HTTP upstream, borrowed from its route.
-struct HttpTarget<'a> {
-    origin: &'a str,
-    path: &'a str,
-    credential: Option<&'a (HeaderName, HeaderValue)>,
-}
-
 #[expect(clippy::too_many_arguments, reason = "one request's whole context")]
 async fn forward_http(
     gateway: &Gateway,
     route: &Route,
-    target: &HttpTarget<'_>,
+    target: &HttpUpstream,
     rest: &str,
     parts: &request::Parts,
     allowed: Allowed,
@@ -951,7 +945,7 @@ async fn forward_http(
     let failed =
         |status, reason, message| upstream_failed(route, seen, request_id, status, reason, message);
     let path = if rest == "/" && !target.path.is_empty() {
-        target.path.to_owned()
+        target.path.clone()
     } else {
         format!("{}{rest}", target.path)
     };
@@ -974,7 +968,7 @@ async fn forward_http(
             // The answer is read and filtered here: it must come uncompressed.
             headers.remove(header::ACCEPT_ENCODING);
         }
-        if let Some((name, value)) = target.credential {
+        if let Some((name, value)) = &target.credential {
             headers.insert(name.clone(), value.clone());
         }
     }
