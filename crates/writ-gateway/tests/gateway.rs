@@ -26,6 +26,24 @@ async fn an_allowed_mcp_call_reaches_the_server_with_the_credential_the_agent_ne
     assert!(body.contains("Revenue grew 12%"), "{body}");
     assert!(headers.contains_key(writ_gateway::REQUEST_ID_HEADER));
 
+    // The call shows in the route's metrics.
+    let metrics = world
+        .http
+        .get(format!("{}/metrics", world.gateway_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "writ_gateway_check_duration_seconds_count{route=\"files\"}",
+        "writ_gateway_upstream_duration_seconds_count{route=\"files\"}",
+        "writ_gateway_requests_total{route=\"files\",status=\"200\"}",
+    ] {
+        assert!(metrics.contains(series), "no {series} in:\n{metrics}");
+    }
+
     // The server saw the gateway's credential and none of the agent's.
     let seen = world
         .upstream_headers
@@ -53,24 +71,18 @@ async fn an_allowed_mcp_call_reaches_the_server_with_the_credential_the_agent_ne
 async fn tools_list_shows_only_what_the_mandate_grants() {
     let world = World::new().await;
     let (mandate, _) = world.grant().await;
-    let writ = world
-        .writ(&mandate, "/mcp/files", mcp_request_detail("tools/list"))
-        .await;
     let (status, _, body) = world
-        .mcp(
-            &writ,
+        .mcp_method(
+            &mandate,
             json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let listed: Value = serde_json::from_str(&body).unwrap();
-    let names: Vec<&str> = listed["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|tool| tool["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["read_file"], "drop_table is not granted: {body}");
+    assert_eq!(
+        tool_names(&body),
+        ["read_file"],
+        "drop_table is not granted: {body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

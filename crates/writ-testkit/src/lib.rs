@@ -462,6 +462,19 @@ credential = {{ type = "basic", file = "{http_secret}" }}
             .await
     }
 
+    /// A writ for `message`'s JSON-RPC method (not a tool call), then the message itself.
+    pub async fn mcp_method(
+        &self,
+        mandate: &str,
+        message: Value,
+    ) -> (StatusCode, HeaderMap, String) {
+        let method = message["method"].as_str().unwrap().to_owned();
+        let writ = self
+            .writ(mandate, "/mcp/files", mcp_request_detail(&method))
+            .await;
+        self.mcp(&writ, message).await
+    }
+
     /// Revokes `subject` of `kind` as administrator.
     pub async fn revoke(&self, kind: &str, subject: &str) {
         self.admin
@@ -504,6 +517,17 @@ pub fn read_file_detail(path: &str) -> Value {
 
 pub fn mcp_request_detail(method: &str) -> Value {
     json!({"type": "mcp_request", "server": "files", "methods": [method]})
+}
+
+/// The tool names in a `tools/list` answer.
+pub fn tool_names(body: &str) -> Vec<String> {
+    let answer: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    answer["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tools in {body}"))
+        .iter()
+        .map(|tool| tool["name"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 pub fn tools_call(tool: &str, arguments: Value) -> Value {

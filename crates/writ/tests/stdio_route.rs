@@ -41,12 +41,9 @@ async fn a_stdio_server_serves_checked_calls_with_its_credential_and_a_clean_env
     let (mandate, _) = world.grant().await;
 
     // initialize: answered with the child's own result, under the agent's id.
-    let writ = world
-        .writ(&mandate, "/mcp/files", mcp_request_detail("initialize"))
-        .await;
     let (status, _, body) = world
-        .mcp(
-            &writ,
+        .mcp_method(
+            &mandate,
             json!({"jsonrpc": "2.0", "id": "init-1", "method": "initialize", "params": {
                 "protocolVersion": "2025-06-18", "capabilities": {},
                 "clientInfo": {"name": "test", "version": "0"}}}),
@@ -57,40 +54,23 @@ async fn a_stdio_server_serves_checked_calls_with_its_credential_and_a_clean_env
     assert_eq!(answer["id"], "init-1");
     assert_eq!(answer["result"]["serverInfo"]["name"], "writ-demo-files");
 
-    let writ = world
-        .writ(
-            &mandate,
-            "/mcp/files",
-            mcp_request_detail("notifications/initialized"),
-        )
-        .await;
     let (status, _, body) = world
-        .mcp(
-            &writ,
+        .mcp_method(
+            &mandate,
             json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
         )
         .await;
     assert_eq!(status, 202, "{body}");
 
     // tools/list, filtered to the mandate.
-    let writ = world
-        .writ(&mandate, "/mcp/files", mcp_request_detail("tools/list"))
-        .await;
     let (status, _, body) = world
-        .mcp(
-            &writ,
+        .mcp_method(
+            &mandate,
             json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let answer: Value = serde_json::from_str(&body).unwrap();
-    let names: Vec<&str> = answer["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|tool| tool["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["read_file"]);
+    assert_eq!(tool_names(&body), ["read_file"]);
 
     // Calls in flight together, all with the agent's id 7, each get their own answer.
     let (q3, q2) = tokio::join!(
