@@ -515,75 +515,42 @@ async fn every_refusal_names_its_reason_and_is_recorded() {
 async fn inventory_and_grants_refuse_bad_input_and_change_nothing() {
     let world = World::new().await;
     let size = world.issuer.store().tree_head().size;
+    let stranger = SigningKey::generate(Algorithm::EdDSA).unwrap();
     let cases = [
         (
-            world
-                .call(
-                    &world.alice,
-                    Method::POST,
-                    "/v1/humans",
-                    json!({"id": "mallory"}),
-                )
-                .await,
+            &world.alice,
+            "/v1/humans",
+            json!({"id": "mallory"}),
             "admin_required",
         ),
         (
-            world
-                .call(
-                    &world.admin,
-                    Method::POST,
-                    "/v1/humans",
-                    json!({"id": "bob", "extra": 1}),
-                )
-                .await,
+            &world.admin,
+            "/v1/humans",
+            json!({"id": "bob", "extra": 1}),
             "invalid_body",
         ),
         (
-            world
-                .call(
-                    &world.admin,
-                    Method::POST,
-                    "/v1/humans",
-                    json!({"id": "b o b"}),
-                )
-                .await,
+            &world.admin,
+            "/v1/humans",
+            json!({"id": "b o b"}),
             "invalid_body",
         ),
         (
-            world
-                .call(
-                    &world.admin,
-                    Method::POST,
-                    "/v1/humans",
-                    json!({"id": "alice"}),
-                )
-                .await,
+            &world.admin,
+            "/v1/humans",
+            json!({"id": "alice"}),
             "already_exists",
         ),
         (
-            world
-                .call(
-                    &world.alice,
-                    Method::POST,
-                    "/v1/agents",
-                    json!({"name": "x", "jwk": {"kty": "RSA", "crv": "", "x": ""}, "tools": []}),
-                )
-                .await,
+            &world.alice,
+            "/v1/agents",
+            json!({"name": "x", "jwk": {"kty": "RSA", "crv": "", "x": ""}, "tools": []}),
             "invalid_jwk",
         ),
-        (
-            world
-                .call(
-                    &SigningKey::generate(Algorithm::EdDSA).unwrap(),
-                    Method::POST,
-                    "/v1/agents",
-                    json!({}),
-                )
-                .await,
-            "unknown_key",
-        ),
+        (&stranger, "/v1/agents", json!({}), "unknown_key"),
     ];
-    for ((status, body), expected) in cases {
+    for (key, path, body, expected) in cases {
+        let (status, body) = world.call(key, Method::POST, path, body).await;
         assert!(status.is_client_error(), "{expected}: {status}");
         assert_eq!(reason(&body), expected, "{body}");
     }
