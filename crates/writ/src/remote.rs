@@ -35,6 +35,21 @@ impl Remote {
             .with_context(|| format!("loading the caller key `{}`", self.key.display()))?;
         Ok(IssuerClient::new(&self.issuer, key)?)
     }
+
+    /// `GET path`, printing the answer.
+    async fn show(&self, path: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+        print(out, &self.client()?.get(path).await?)
+    }
+
+    /// `POST path` with `body`, printing the answer.
+    async fn send(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<()> {
+        print(out, &self.client()?.post(path, body).await?)
+    }
 }
 
 /// The public key to register.
@@ -214,12 +229,9 @@ pub(crate) async fn human(command: HumanCommand, out: &mut dyn Write) -> anyhow:
                 "id": id, "admin": admin, "display_name": display_name, "jwk": key.optional_jwk()?,
                 "oidc": oidc,
             });
-            print(
-                out,
-                &remote.client()?.post("/v1/humans", Some(&body)).await?,
-            )
+            remote.send("/v1/humans", Some(&body), out).await
         }
-        HumanCommand::List { remote } => print(out, &remote.client()?.get("/v1/humans").await?),
+        HumanCommand::List { remote } => remote.show("/v1/humans", out).await,
         HumanCommand::Bind {
             id_token_file,
             remote,
@@ -257,12 +269,9 @@ pub(crate) async fn agent(command: AgentCommand, out: &mut dyn Write) -> anyhow:
                 "name": name, "jwk": key.jwk()?, "tools": tools,
                 "owner": owner, "lifetime_days": lifetime_days,
             });
-            print(
-                out,
-                &remote.client()?.post("/v1/agents", Some(&body)).await?,
-            )
+            remote.send("/v1/agents", Some(&body), out).await
         }
-        AgentCommand::List { remote } => print(out, &remote.client()?.get("/v1/agents").await?),
+        AgentCommand::List { remote } => remote.show("/v1/agents", out).await,
     }
 }
 
@@ -290,12 +299,9 @@ pub(crate) async fn tool(command: ToolCommand, out: &mut dyn Write) -> anyhow::R
                 ProviderKind::Http => "http",
             };
             let body = json!({"name": provider, "kind": kind, "tools": tools, "url": url});
-            print(
-                out,
-                &remote.client()?.post("/v1/providers", Some(&body)).await?,
-            )
+            remote.send("/v1/providers", Some(&body), out).await
         }
-        ToolCommand::List { remote } => print(out, &remote.client()?.get("/v1/providers").await?),
+        ToolCommand::List { remote } => remote.show("/v1/providers", out).await,
     }
 }
 
@@ -308,18 +314,15 @@ pub(crate) async fn gateway(command: GatewayCommand, out: &mut dyn Write) -> any
             remote,
         } => {
             let body = json!({"name": name, "jwk": key.jwk()?, "audience": audience});
-            print(
-                out,
-                &remote.client()?.post("/v1/gateways", Some(&body)).await?,
-            )
+            remote.send("/v1/gateways", Some(&body), out).await
         }
-        GatewayCommand::List { remote } => print(out, &remote.client()?.get("/v1/gateways").await?),
+        GatewayCommand::List { remote } => remote.show("/v1/gateways", out).await,
         GatewayCommand::Run { config } => crate::run_gateway(&config, out).await,
     }
 }
 
 pub(crate) async fn rotate(remote: Remote, out: &mut dyn Write) -> anyhow::Result<()> {
-    print(out, &remote.client()?.post("/v1/keys/rotate", None).await?)
+    remote.send("/v1/keys/rotate", None, out).await
 }
 
 fn hash(text: &Value) -> anyhow::Result<writ_log::Hash> {
