@@ -93,6 +93,11 @@ impl IssuerClient {
         &self.base
     }
 
+    /// The key this client proves possession of.
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
     fn proof(&self, method: &Method, path: &str) -> Result<String, ClientError> {
         let target = format!("{}{}", self.base, path.split('?').next().unwrap_or(path));
         let mut claims =
@@ -105,20 +110,22 @@ impl IssuerClient {
 
     /// `GET path` (a path under the base, with any query).
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
-        self.send(Method::GET, path, None).await
+        self.send(Method::GET, path, Body::None).await
     }
 
     /// `POST path` with a JSON body (or none).
     pub async fn post(&self, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
+        let body = body.map_or(Body::None, Body::Json);
         self.send(Method::POST, path, body).await
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, ClientError> {
+    /// `POST path` with a form body (`application/x-www-form-urlencoded`), as the token
+    /// endpoint takes it (RFC 8693 §2.1).
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Result<Value, ClientError> {
+        self.send(Method::POST, path, Body::Form(form)).await
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Body<'_>) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut retried = false;
         loop {
@@ -126,9 +133,11 @@ impl IssuerClient {
                 .http
                 .request(method.clone(), &url)
                 .header("dpop", self.proof(&method, path)?);
-            if let Some(body) = body {
-                request = request.json(body);
-            }
+            request = match body {
+                Body::None => request,
+                Body::Json(body) => request.json(body),
+                Body::Form(form) => request.form(form),
+            };
             let transport = |error: reqwest::Error| ClientError::Transport {
                 target: format!("{method} {url}"),
                 message: error.to_string(),
@@ -163,6 +172,14 @@ impl IssuerClient {
             return Err(refusal(status, value));
         }
     }
+}
+
+/// What a request carries.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    None,
+    Json(&'a Value),
+    Form(&'a [(&'a str, &'a str)]),
 }
 
 fn refusal(status: StatusCode, body: Value) -> ClientError {

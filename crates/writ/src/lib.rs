@@ -13,6 +13,7 @@ use writ_jose::{Algorithm, SigningKey};
 mod client;
 mod quickstart;
 mod remote;
+mod sidecar;
 
 pub use quickstart::{Outcome, Summary};
 
@@ -52,6 +53,9 @@ enum Command {
     /// Gateways in a running issuer's inventory.
     #[command(subcommand)]
     Gateway(remote::GatewayCommand),
+    /// Run beside an agent: hold its key, serve it MCP (or plain HTTP), and earn a writ
+    /// from the issuer for every call it makes through the gateway.
+    Sidecar(sidecar::SidecarArgs),
     /// Serve the quickstart's demo MCP tool server (`read_file`, `drop_table`), over stdio
     /// or over streamable HTTP at `/mcp`.
     DemoServer {
@@ -212,6 +216,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Agent(command) => runtime()?.block_on(remote::agent(command, out)),
         Command::Tool(command) => runtime()?.block_on(remote::tool(command, out)),
         Command::Gateway(command) => runtime()?.block_on(remote::gateway(command, out)),
+        Command::Sidecar(args) => runtime()?.block_on(sidecar::run(args, out)),
         Command::DemoServer { stdio: true, .. } => {
             runtime()?.block_on(writ_demo::serve_stdio())?;
             Ok(())
@@ -348,19 +353,15 @@ async fn run_gateway(config: &std::path::Path, out: &mut dyn Write) -> anyhow::R
         .await
         .with_context(|| format!("listening on `{}`", config.listen))?;
     let key_file = config.key_file.clone();
-    let key = if key_file.exists() {
-        writ_keystore::load(&key_file)?
-    } else {
-        let key = SigningKey::generate(writ_jose::Algorithm::EdDSA)?;
-        writ_keystore::create(&key_file, &key)?;
+    let (key, created) = load_or_create_key(&key_file)?;
+    if created {
         writeln!(
             out,
             "created the gateway key {file} (mode 0600); register it once with:\n  writ gateway add NAME --audience {audience} --key-file {file} --issuer ... --key ADMIN_KEY",
             file = key_file.display(),
             audience = config.public_url,
         )?;
-        key
-    };
+    }
     let audience = config.public_url.clone();
     let gateway =
         writ_gateway::Gateway::start(config, key, std::sync::Arc::new(writ_issuer::SystemClock))
@@ -373,6 +374,17 @@ async fn run_gateway(config: &std::path::Path, out: &mut dyn Write) -> anyhow::R
     out.flush()?;
     writ_gateway::serve(listener, gateway, stop_signal()).await?;
     Ok(())
+}
+
+/// The key in the keystore file at `path`, or a new Ed25519 key written there when the file
+/// does not exist; `true` when it was created.
+fn load_or_create_key(path: &std::path::Path) -> anyhow::Result<(SigningKey, bool)> {
+    if path.exists() {
+        return Ok((writ_keystore::load(path)?, false));
+    }
+    let key = SigningKey::generate(Algorithm::EdDSA)?;
+    writ_keystore::create(path, &key)?;
+    Ok((key, true))
 }
 
 /// Resolves on SIGINT or SIGTERM.

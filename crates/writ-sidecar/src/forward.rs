@@ -1,0 +1,119 @@
+//! Forward mode: the agent calls a plain HTTP API through the sidecar. Each request earns
+//! a writ for its method and path, then goes to the gateway route with the same path and
+//! query.
+
+use std::collections::BTreeSet;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use writ_scope::{AuthorizationDetail, HttpMethod, PathPattern};
+
+use crate::{Refusal, Sidecar, read_capped, with_granted_datatypes};
+
+/// Request headers that stay between the agent and the sidecar: hop-by-hop headers (RFC
+/// 9110 §7.6.1), the sidecar's own host, and any credential or proof the agent might send.
+const LOCAL_HEADERS: [&str; 13] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "content-length",
+    "authorization",
+    "proxy-authorization",
+    "dpop",
+    "cookie",
+];
+
+impl Sidecar {
+    /// Forwards one HTTP request to the gateway route with a writ for exactly its method
+    /// and path.
+    pub(crate) async fn forward(
+        &self,
+        method: Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let path = uri.path();
+        match self.forward_checked(&method, uri, headers, body).await {
+            Ok(response) => {
+                tracing::info!(%method, path, status = response.status().as_u16(), "allowed");
+                response
+            }
+            Err(refusal) => {
+                tracing::info!(%method, path, by = refusal.by, reason = %refusal.reason, "refused: {}", refusal.message);
+                let status =
+                    StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_GATEWAY);
+                let body = json!({
+                    "error": "request_refused",
+                    "reason": refusal.reason,
+                    "error_description": refusal.explain(&format!("{method} {path}")),
+                    "denied_by": refusal.by,
+                });
+                (status, axum::Json(body)).into_response()
+            }
+        }
+    }
+
+    async fn forward_checked(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response, Refusal> {
+        let invalid = |message: String| Refusal {
+            by: "sidecar",
+            status: 400,
+            reason: "invalid_request".to_owned(),
+            message,
+        };
+        let (mandate, claims) = self.mandate()?;
+        let http_method =
+            HttpMethod::new(method.as_str()).map_err(|error| invalid(error.to_string()))?;
+        let path = PathPattern::new(uri.path()).map_err(|error| invalid(error.to_string()))?;
+        let detail =
+            with_granted_datatypes(&claims, |datatypes| AuthorizationDetail::HttpRequest {
+                server: self.server.clone(),
+                methods: BTreeSet::from([http_method.clone()]),
+                path: path.clone(),
+                datatypes,
+            });
+        let writ = self
+            .writ(&mandate, &detail)
+            .await
+            .map_err(|refusal| refusal.about(&claims))?;
+        let target = uri.path_and_query().map_or(uri.path(), |all| all.as_str());
+        let mut request =
+            self.gateway_request(method, &format!("{}{target}", self.route), &writ)?;
+        for (name, value) in headers {
+            if !LOCAL_HEADERS.contains(&name.as_str()) {
+                request = request.header(name, value);
+            }
+        }
+        let response = request.body(body).send().await.map_err(|error| {
+            Refusal::sidecar(
+                "gateway_unreachable",
+                format!(
+                    "the gateway at {} could not be reached: {error}",
+                    self.route
+                ),
+            )
+        })?;
+        let status = response.status();
+        let mut answer = HeaderMap::new();
+        for (name, value) in response.headers() {
+            if !LOCAL_HEADERS.contains(&name.as_str()) && name != header::SET_COOKIE {
+                answer.append(name, value.clone());
+            }
+        }
+        let body = read_capped(response).await?;
+        Ok((status, answer, body).into_response())
+    }
+}

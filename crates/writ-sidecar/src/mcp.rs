@@ -1,0 +1,370 @@
+//! MCP: one JSON-RPC message from the agent, one writ, one gateway call.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+use writ_scope::{AuthorizationDetail, Constraint, McpMethod, ServerName, ToolName};
+use writ_token::MandateClaims;
+
+use crate::{Refusal, Sidecar, read_capped, with_granted_datatypes};
+
+/// The JSON-RPC error code for a refused call (the gateway uses the same one).
+const JSONRPC_DENIED: i64 = -32001;
+/// JSON-RPC's codes for unparseable input, a malformed message and bad parameters.
+const PARSE_ERROR: i64 = -32700;
+const INVALID_REQUEST: i64 = -32600;
+const INVALID_PARAMS: i64 = -32602;
+
+impl Sidecar {
+    /// Relays one message from the agent and returns the messages to hand back: none for
+    /// a notification, the answer (after any notifications the server sent first) for a
+    /// request. A refused request is answered too: a `tools/call` with a tool error the
+    /// model can read, any other method with a JSON-RPC error. `protocol` is the agent's
+    /// `MCP-Protocol-Version` header, when it came over HTTP.
+    pub async fn relay(&self, bytes: &[u8], protocol: Option<&str>) -> Vec<Value> {
+        let message: Value = match serde_json::from_slice(bytes) {
+            Ok(message) => message,
+            Err(error) => {
+                return vec![error_message(
+                    &Value::Null,
+                    PARSE_ERROR,
+                    format!("not JSON: {error}"),
+                    None,
+                )];
+            }
+        };
+        let Some(method) = message.get("method").and_then(Value::as_str) else {
+            if message.is_object() {
+                // A response to a request from the server: the gateway relays none, so
+                // nothing awaits it.
+                return Vec::new();
+            }
+            return vec![error_message(
+                &Value::Null,
+                INVALID_REQUEST,
+                "expected one JSON-RPC message object (batches are not supported)".to_owned(),
+                None,
+            )];
+        };
+        let tool = (method == "tools/call")
+            .then(|| message.pointer("/params/name").and_then(Value::as_str))
+            .flatten();
+        match self.call(method, &message, bytes, protocol).await {
+            Ok(messages) => {
+                tracing::info!(method, tool, "allowed");
+                messages
+            }
+            Err(refusal) => {
+                tracing::info!(
+                    method,
+                    tool,
+                    by = refusal.by,
+                    reason = %refusal.reason,
+                    "refused: {}",
+                    refusal.message
+                );
+                message
+                    .get("id")
+                    .map(|id| refused(id, method, tool, &refusal))
+                    .into_iter()
+                    .collect()
+            }
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        message: &Value,
+        bytes: &[u8],
+        protocol: Option<&str>,
+    ) -> Result<Vec<Value>, Refusal> {
+        let (mandate, claims) = self.mandate()?;
+        let detail = describe(&claims, &self.server, method, message.get("params"))?;
+        let writ = self
+            .writ(&mandate, &detail)
+            .await
+            .map_err(|refusal| refusal.about(&claims))?;
+        let mut request = self
+            .gateway_request(&reqwest::Method::POST, &self.route, &writ)?
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(bytes.to_vec());
+        let stored = self
+            .protocol
+            .lock()
+            .ok()
+            .and_then(|version| version.clone());
+        if let Some(version) = protocol.map(str::to_owned).or(stored) {
+            request = request.header("mcp-protocol-version", version);
+        }
+        let session = self.session.lock().ok().and_then(|session| session.clone());
+        if let Some(session) = session.filter(|_| method != "initialize") {
+            request = request.header("mcp-session-id", session);
+        }
+        let response = request.send().await.map_err(|error| {
+            Refusal::sidecar(
+                "gateway_unreachable",
+                format!(
+                    "the gateway at {} could not be reached: {error}",
+                    self.route
+                ),
+            )
+        })?;
+        let status = response.status();
+        if let Some(session) = header(&response, "mcp-session-id")
+            && let Ok(mut slot) = self.session.lock()
+        {
+            *slot = Some(session);
+        }
+        let event_stream = header(&response, "content-type")
+            .is_some_and(|kind| kind.starts_with("text/event-stream"));
+        let body = read_capped(response).await?;
+        if !status.is_success() {
+            return Err(gateway_refusal(status.as_u16(), &body));
+        }
+        let messages = if body.is_empty() {
+            Vec::new()
+        } else if event_stream {
+            sse_messages(&body)
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(Value::Array(messages)) => messages,
+                Ok(message) => vec![message],
+                Err(error) => {
+                    return Err(Refusal::sidecar(
+                        "bad_answer",
+                        format!("the gateway's answer is not JSON: {error}"),
+                    ));
+                }
+            }
+        };
+        if method == "initialize"
+            && let Some(version) = messages
+                .iter()
+                .find_map(|answer| answer.pointer("/result/protocolVersion"))
+                .and_then(Value::as_str)
+            && let Ok(mut slot) = self.protocol.lock()
+        {
+            *slot = Some(version.to_owned());
+        }
+        Ok(messages)
+    }
+}
+
+fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The one call `method` makes, as an authorization detail: a `tools/call` with its
+/// arguments pinned to exactly the values sent, any other method by name.
+fn describe(
+    claims: &MandateClaims,
+    server: &ServerName,
+    method: &str,
+    params: Option<&Value>,
+) -> Result<AuthorizationDetail, Refusal> {
+    let invalid = |message: String| Refusal {
+        by: "sidecar",
+        status: 400,
+        reason: "invalid_params".to_owned(),
+        message,
+    };
+    if method == "tools/call" {
+        let name = params
+            .and_then(|params| params.get("name"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("`tools/call` needs `params.name`".to_owned()))?;
+        let tool = ToolName::new(name).map_err(|error| invalid(error.to_string()))?;
+        let arguments = params
+            .and_then(|params| params.get("arguments"))
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        return Ok(with_granted_datatypes(claims, |datatypes| {
+            AuthorizationDetail::McpToolCall {
+                server: server.clone(),
+                tool: tool.clone(),
+                arguments: Constraint::Exact(arguments.clone()),
+                datatypes,
+            }
+        }));
+    }
+    let method = McpMethod::new(method).map_err(|error| invalid(error.to_string()))?;
+    Ok(AuthorizationDetail::McpRequest {
+        server: server.clone(),
+        methods: BTreeSet::from([method]),
+    })
+}
+
+/// The gateway's refusal, from its JSON-RPC error (or whatever else it answered).
+fn gateway_refusal(status: u16, body: &[u8]) -> Refusal {
+    let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let error = answer.get("error").unwrap_or(&Value::Null);
+    let reason = error
+        .pointer("/data/reason")
+        .or_else(|| answer.get("reason"))
+        .and_then(Value::as_str);
+    let message = error
+        .get("message")
+        .or_else(|| answer.get("error_description"))
+        .and_then(Value::as_str);
+    Refusal {
+        by: "gateway",
+        status,
+        reason: reason.unwrap_or("gateway_error").to_owned(),
+        message: match message {
+            Some(message) => message.trim_start_matches("denied: ").to_owned(),
+            None => format!(
+                "status {status}: {}",
+                String::from_utf8_lossy(body.get(..200).unwrap_or(body))
+            ),
+        },
+    }
+}
+
+/// The answer to a refused request: a tool error for `tools/call` (MCP's way to show the
+/// model what went wrong), a JSON-RPC error otherwise.
+fn refused(id: &Value, method: &str, tool: Option<&str>, refusal: &Refusal) -> Value {
+    let data = json!({"reason": refusal.reason, "by": refusal.by});
+    if refusal.reason == "invalid_params" {
+        return error_message(id, INVALID_PARAMS, refusal.message.clone(), Some(data));
+    }
+    match tool {
+        Some(tool) => json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "result": {
+                "content": [{"type": "text", "text": refusal.explain(&format!("tool `{tool}`"))}],
+                "isError": true,
+                "_meta": {"writ": data},
+            }
+        }),
+        None => error_message(
+            id,
+            JSONRPC_DENIED,
+            refusal.explain(&format!("method `{method}`")),
+            Some(data),
+        ),
+    }
+}
+
+fn error_message(id: &Value, code: i64, message: String, data: Option<Value>) -> Value {
+    let mut error = json!({"code": code, "message": message});
+    if let Some(data) = data {
+        error["data"] = data;
+    }
+    json!({"jsonrpc": "2.0", "id": id, "error": error})
+}
+
+/// The JSON-RPC messages in a `text/event-stream` body: each event's `data` lines joined
+/// by newlines (events without data, such as priming events, carry none).
+fn sse_messages(body: &[u8]) -> Vec<Value> {
+    let text = String::from_utf8_lossy(body);
+    let mut messages = Vec::new();
+    let mut data = String::new();
+    for line in text.split('\n').map(|line| line.trim_end_matches('\r')) {
+        if line.is_empty() {
+            if let Ok(message) = serde_json::from_str(&data) {
+                messages.push(message);
+            }
+            data.clear();
+        } else if let Some(value) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(value.strip_prefix(' ').unwrap_or(value));
+        }
+    }
+    if let Ok(message) = serde_json::from_str(&data) {
+        messages.push(message);
+    }
+    messages
+}
+
+impl Refusal {
+    /// The refusal in the mandate's words when the call falls outside it.
+    pub(crate) fn about(mut self, claims: &MandateClaims) -> Refusal {
+        if self.reason == "outside_mandate" {
+            self.by = "mandate";
+            let task = match &claims.task.summary {
+                Some(summary) => format!("task “{summary}”"),
+                None => format!(
+                    "the task with SHA-256 digest {}",
+                    claims.task.digest.as_str()
+                ),
+            };
+            self.message = format!(
+                "is outside mandate {} granted by {} for {task}",
+                claims.jti, claims.sub
+            );
+        }
+        self
+    }
+
+    /// One sentence for the agent's model: `denied: <what> …`, with the reason code.
+    pub(crate) fn explain(&self, what: &str) -> String {
+        if self.by == "mandate" {
+            format!("denied: {what} {} [{}]", self.message, self.reason)
+        } else {
+            format!(
+                "denied: {what} was refused by the {}: {} [{}]",
+                self.by, self.message, self.reason
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+
+    use super::*;
+
+    #[test]
+    fn event_streams_yield_every_message_in_order() {
+        let body = b": comment\r\nevent: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\r\n\r\nid: 1\ndata:\n\ndata: {\"jsonrpc\":\"2.0\",\n";
+        let mut body = body.to_vec();
+        body.extend_from_slice(b"data: \"id\":1,\"result\":{}}\n\n");
+        let messages = sse_messages(&body);
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0]["method"], "notifications/progress");
+        assert_eq!(messages[1]["id"], 1);
+    }
+
+    #[test]
+    fn gateway_refusals_keep_the_reason_and_sentence() {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32001,
+            "message": "denied: the writ does not allow this call: argument `path`",
+            "data": {"reason": "argument_mismatch"}}});
+        let refusal = gateway_refusal(403, body.to_string().as_bytes());
+        assert_eq!(refusal.reason, "argument_mismatch");
+        assert_eq!(
+            refusal.explain("tool `read_file`"),
+            "denied: tool `read_file` was refused by the gateway: the writ does not allow this call: argument `path` [argument_mismatch]"
+        );
+        let refusal = gateway_refusal(502, b"bad gateway");
+        assert_eq!(refusal.reason, "gateway_error");
+        assert!(refusal.message.contains("502: bad gateway"));
+    }
+
+    #[test]
+    fn refused_tool_calls_are_tool_errors_and_other_methods_errors() {
+        let refusal = Refusal::sidecar("issuer_unreachable", "down");
+        let tool = refused(&json!(3), "tools/call", Some("read_file"), &refusal);
+        assert_eq!(tool["id"], 3);
+        assert_eq!(tool["result"]["isError"], true);
+        assert!(
+            tool["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("denied: tool `read_file` was refused by the sidecar: down")
+        );
+        let list = refused(&json!("a"), "tools/list", None, &refusal);
+        assert_eq!(list["error"]["code"], JSONRPC_DENIED);
+        assert_eq!(list["error"]["data"]["reason"], "issuer_unreachable");
+    }
+}

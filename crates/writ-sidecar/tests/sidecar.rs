@@ -1,0 +1,227 @@
+//! The sidecar in process, in front of a whole deployment on 127.0.0.1: an rmcp client (the
+//! official Rust MCP SDK) connects to it over streamable HTTP and reaches the demo rmcp
+//! server through the issuer and the gateway.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs,
+    reason = "test code"
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmcp::ServiceExt as _;
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use serde_json::{Value, json};
+use writ_jose::SigningKey;
+use writ_sidecar::{MandateSource, Sidecar};
+use writ_testkit::{MCP_SECRET, World};
+
+fn agent_key(world: &World) -> SigningKey {
+    SigningKey::from_pkcs8_any(world.agent.expose_secret_pkcs8()).unwrap()
+}
+
+/// Serves `router` on a loopback port and returns its base URL.
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+async fn sidecar(world: &World, route: &str, mandate: MandateSource) -> Arc<Sidecar> {
+    let route = format!("{}{route}", world.gateway_url);
+    Arc::new(
+        Sidecar::connect(&route, agent_key(world), mandate)
+            .await
+            .unwrap(),
+    )
+}
+
+async fn client(url: &str) -> RunningService<RoleClient, ()> {
+    ().serve(StreamableHttpClientTransport::from_uri(url))
+        .await
+        .unwrap()
+}
+
+async fn call(
+    client: &RunningService<RoleClient, ()>,
+    tool: &'static str,
+    arguments: Value,
+) -> CallToolResult {
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments must be an object")
+    };
+    client
+        .call_tool(CallToolRequestParams::new(tool).with_arguments(arguments))
+        .await
+        .unwrap()
+}
+
+fn text(result: &CallToolResult) -> String {
+    serde_json::to_value(&result.content).unwrap()[0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rmcp_client_lists_calls_is_denied_and_stops_at_revocation() {
+    let world = World::new().await;
+    let (mandate, mandate_id) = world.grant().await;
+    let sidecar = sidecar(&world, "/mcp/files", MandateSource::Token(mandate)).await;
+    assert_eq!(sidecar.server(), "files");
+    let url = serve(writ_sidecar::mcp_router(sidecar)).await;
+    let client = client(&format!("{url}/mcp")).await;
+    let server = client.peer_info().and_then(|info| info.server_info.clone());
+    assert_eq!(server.unwrap().name, "writ-demo-files");
+
+    // The gateway filters the list down to the mandate's tools.
+    let tools = client.list_tools(None).await.unwrap();
+    let names: Vec<_> = tools.tools.iter().map(|tool| tool.name.as_ref()).collect();
+    assert_eq!(names, ["read_file"]);
+
+    // An allowed call reaches the server, which got the gateway's credential.
+    let allowed = call(&client, "read_file", json!({"path": "/data/reports/q3.md"})).await;
+    assert_ne!(allowed.is_error, Some(true), "{allowed:?}");
+    assert!(text(&allowed).contains("Revenue grew 12%"));
+    let seen = world.upstream_headers.lock().unwrap().clone();
+    assert!(seen.iter().any(|headers| {
+        headers.get("authorization").and_then(|v| v.to_str().ok())
+            == Some(&format!("Bearer {MCP_SECRET}"))
+    }));
+
+    // Outside the data scope and outside the granted tools: readable tool errors.
+    let scope = call(
+        &client,
+        "read_file",
+        json!({"path": "/data/hr/salaries.csv"}),
+    )
+    .await;
+    assert_eq!(scope.is_error, Some(true));
+    let digest = writ_token::TaskDigest::of("Summarize the Q3 reports in /data");
+    assert_eq!(
+        text(&scope),
+        format!(
+            "denied: tool `read_file` is outside mandate {mandate_id} granted by alice for the task with SHA-256 digest {} [outside_mandate]",
+            digest.as_str()
+        )
+    );
+    let drop = call(&client, "drop_table", json!({"table": "customers"})).await;
+    assert_eq!(drop.is_error, Some(true));
+    assert!(
+        text(&drop).starts_with(&format!(
+            "denied: tool `drop_table` is outside mandate {mandate_id} granted by alice"
+        )),
+        "{}",
+        text(&drop)
+    );
+
+    // Revocation: the next call is refused, and well within a second.
+    world.revoke("mandate", &mandate_id).await;
+    let revoked_at = Instant::now();
+    let after = call(&client, "read_file", json!({"path": "/data/reports/q3.md"})).await;
+    assert!(revoked_at.elapsed() < Duration::from_secs(1));
+    assert_eq!(after.is_error, Some(true));
+    assert!(
+        text(&after).contains("[mandate_revoked]"),
+        "{}",
+        text(&after)
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_mode_earns_a_writ_per_http_request() {
+    let world = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mandate_file = dir.path().join("mandate.jwt");
+    let (mandate, _) = world.grant().await;
+    std::fs::write(&mandate_file, format!("{mandate}\n")).unwrap();
+    let sidecar = sidecar(&world, "/api/crm", MandateSource::File(mandate_file)).await;
+    let url = serve(writ_sidecar::http_router(sidecar)).await;
+    let http = reqwest::Client::new();
+
+    let answer = http
+        .get(format!("{url}/customers/42"))
+        .header("authorization", "Bearer agent-made-this-up")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.json::<Value>().await.unwrap(),
+        json!({"id": "42", "name": "ACME"})
+    );
+    // The agent's own `Authorization` header stayed in the sidecar; the API saw the
+    // gateway's credential.
+    let seen = world.upstream_headers.lock().unwrap().clone();
+    let sent = seen.last().unwrap()["authorization"].to_str().unwrap();
+    assert!(sent.starts_with("Basic "), "{sent}");
+
+    let denied = http
+        .delete(format!("{url}/customers/42"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    let body: Value = denied.json().await.unwrap();
+    assert_eq!(body["reason"], "outside_mandate");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("denied: DELETE /customers/42 is outside mandate")
+    );
+
+    // A web page cannot reach the sidecar through the user's browser.
+    let foreign = http
+        .get(format!("{url}/customers/42"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mandate_for_another_key_or_an_untrusted_issuer_is_refused_at_start() {
+    let world = World::new().await;
+    let (mandate, _) = world.grant().await;
+    let route = format!("{}/mcp/files", world.gateway_url);
+    let stranger = SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
+    let error = Sidecar::connect(&route, stranger, MandateSource::Token(mandate.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("is bound to agent key"),
+        "{error}"
+    );
+
+    let error = Sidecar::connect(
+        &format!("{}/mcp/nowhere", world.gateway_url),
+        agent_key(&world),
+        MandateSource::Token(mandate),
+    )
+    .await
+    .unwrap_err();
+    assert!(error.to_string().starts_with("discovery:"), "{error}");
+
+    let error = Sidecar::connect(
+        &route,
+        agent_key(&world),
+        MandateSource::Token("not.a.mandate".to_owned()),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error.to_string().starts_with("mandate: not a mandate"),
+        "{error}"
+    );
+}
