@@ -124,7 +124,7 @@ pub(crate) async fn healthz(State(issuer): State<Arc<Issuer>>) -> Json<Health> {
 
 #[derive(Serialize)]
 pub(crate) struct CheckpointBody {
-    size: u64,
+    pub(crate) size: u64,
     note: String,
     verifier_key: String,
 }
@@ -135,10 +135,16 @@ pub(crate) async fn checkpoint(
     headers: HeaderMap,
 ) -> Result<Json<CheckpointBody>, ApiError> {
     authenticate(&issuer, &method, "/v1/audit/checkpoint", &headers).await?;
+    Ok(Json(current_checkpoint(&issuer).await?))
+}
+
+/// A signed checkpoint of the whole log as it stands: the newest stored one when the log
+/// has not grown since, a new one otherwise.
+pub(crate) async fn current_checkpoint(issuer: &Issuer) -> Result<CheckpointBody, ApiError> {
     let (size, note) = match issuer.store.latest_checkpoint().await? {
         Some((size, note)) if size == issuer.store.tree_head().size => (size, note),
         _ => {
-            let size = sign_checkpoint(&issuer).await?;
+            let size = sign_checkpoint(issuer).await?;
             issuer
                 .store
                 .latest_checkpoint()
@@ -147,11 +153,11 @@ pub(crate) async fn checkpoint(
                 .ok_or_else(|| ApiError::not_found("no_checkpoint", "no checkpoint yet"))?
         }
     };
-    Ok(Json(CheckpointBody {
+    Ok(CheckpointBody {
         size,
         note,
         verifier_key: issuer.log_verifier_key(),
-    }))
+    })
 }
 
 #[derive(Deserialize)]

@@ -40,6 +40,7 @@
 //! | `GET /v1/audit/leaves/{index}?size=N` | admins | a leaf and its inclusion proof |
 //! | `GET /v1/audit/consistency?old=M&new=N` | anyone registered | a consistency proof |
 //! | `POST /v1/audit/decisions` | gateways | record gateway decisions, once per request id |
+//! | `GET /v1/trace/{id}` | admins, the human it ends at | from a writ, mandate, gateway request or log index back to the human, every record with its inclusion proof |
 
 mod audit;
 mod auth;
@@ -52,6 +53,7 @@ mod oidc;
 mod policy;
 mod revocation;
 mod token;
+mod trace;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -510,6 +512,7 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
         .route("/v1/audit/leaves/{index}", get(audit::leaf))
         .route("/v1/audit/consistency", get(audit::consistency))
         .route("/v1/audit/decisions", post(audit::decisions))
+        .route("/v1/trace/{id}", get(trace::trace))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::map_response_with_state(

@@ -321,11 +321,150 @@ pub(crate) async fn gateway(command: GatewayCommand, out: &mut dyn Write) -> any
     }
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum MandateCommand {
+    /// Grant one of your agents a mandate for a task (as the human in `--key`).
+    Grant {
+        /// The agent's name.
+        agent: String,
+        /// The task, in words; the issuer keeps it (or only its SHA-256 digest, by its
+        /// configuration) and every writ carries the digest.
+        #[arg(long)]
+        task: String,
+        /// A short summary shown in refusals and traces.
+        #[arg(long)]
+        summary: Option<String>,
+        /// One grant as an RFC 9396 authorization detail in JSON, such as
+        /// `{"type":"mcp_tool_call","server":"files","tool":"read_file","arguments":"any"}`.
+        /// Repeat for each.
+        #[arg(long = "grant", required_unless_present = "grants_file")]
+        grants: Vec<String>,
+        /// A file holding a JSON array of grants, instead of `--grant`.
+        #[arg(long, conflicts_with = "grants")]
+        grants_file: Option<PathBuf>,
+        /// Seconds until it expires (the issuer's default when absent).
+        #[arg(long)]
+        ttl_seconds: Option<u64>,
+        /// How many times it may be delegated further.
+        #[arg(long)]
+        max_depth: Option<u8>,
+        /// Write the mandate to this file (for the sidecar's `--mandate-file`) instead of
+        /// printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show a mandate: its grants, chain position, task digest and revocation.
+    Show {
+        /// The mandate id.
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+pub(crate) async fn mandate(command: MandateCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    match command {
+        MandateCommand::Grant {
+            agent,
+            task,
+            summary,
+            grants,
+            grants_file,
+            ttl_seconds,
+            max_depth,
+            out: file,
+            remote,
+        } => {
+            let grants: Value = match grants_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading `{}`", path.display()))?;
+                    serde_json::from_str(&text).with_context(|| {
+                        format!("`{}` is not a JSON array of grants", path.display())
+                    })?
+                }
+                None => Value::Array(
+                    grants
+                        .iter()
+                        .map(|grant| {
+                            serde_json::from_str(grant)
+                                .with_context(|| format!("--grant `{grant}` is not JSON"))
+                        })
+                        .collect::<anyhow::Result<_>>()?,
+                ),
+            };
+            let body = json!({
+                "agent": agent, "task": task, "summary": summary, "grants": grants,
+                "ttl_seconds": ttl_seconds, "max_depth": max_depth,
+            });
+            let mut granted = remote.client()?.post("/v1/mandates", Some(&body)).await?;
+            if let Some(file) = file
+                && let Some(Value::String(mandate)) = granted
+                    .as_object_mut()
+                    .and_then(|members| members.remove("mandate"))
+            {
+                std::fs::write(&file, format!("{mandate}\n"))
+                    .with_context(|| format!("writing `{}`", file.display()))?;
+                writeln!(out, "wrote the mandate to {}", file.display())?;
+            }
+            print(out, &granted)
+        }
+        MandateCommand::Show { id, remote } => {
+            remote.show(&format!("/v1/mandates/{id}"), out).await
+        }
+    }
+}
+
+/// What `writ revoke` revokes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum RevocationKind {
+    /// An agent, by its key thumbprint: every writ and mandate it holds stops.
+    Agent,
+    /// A mandate and every mandate delegated from it.
+    Mandate,
+    /// A human and every mandate they granted.
+    Human,
+    /// One writ, by its id.
+    Writ,
+    /// An issuer signing key, by its `kid`: every mandate it signed stops.
+    Key,
+}
+
+/// `writ revoke KIND SUBJECT`: takes effect at the issuer at once and at every gateway
+/// within a round trip of its revocation feed.
+#[derive(Debug, Args)]
+pub(crate) struct RevokeArgs {
+    /// What to revoke.
+    #[arg(value_enum)]
+    kind: RevocationKind,
+    /// Its id: a thumbprint, mandate id, human id, writ id or `kid`.
+    subject: String,
+    /// Why, for the audit log.
+    #[arg(long, default_value = "revoked from the command line")]
+    reason: String,
+    #[command(flatten)]
+    remote: Remote,
+}
+
+pub(crate) async fn revoke(args: RevokeArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let kind = match args.kind {
+        RevocationKind::Agent => "agent",
+        RevocationKind::Mandate => "mandate",
+        RevocationKind::Human => "human",
+        RevocationKind::Writ => "writ",
+        RevocationKind::Key => "key",
+    };
+    let body = json!({"kind": kind, "subject": args.subject, "reason": args.reason});
+    args.remote.send("/v1/revocations", Some(&body), out).await
+}
+
 pub(crate) async fn rotate(remote: Remote, out: &mut dyn Write) -> anyhow::Result<()> {
     remote.send("/v1/keys/rotate", None, out).await
 }
 
-fn hash(text: &Value) -> anyhow::Result<writ_log::Hash> {
+pub(crate) fn hash(text: &Value) -> anyhow::Result<writ_log::Hash> {
     let bytes = STANDARD
         .decode(text.as_str().context("a hash is not a string")?)
         .context("a hash is not base64")?;
@@ -338,14 +477,13 @@ fn hash(text: &Value) -> anyhow::Result<writ_log::Hash> {
 /// (a checkpoint verified earlier), the rebuilt log must also have that root at that size:
 /// it only grew since.
 pub(crate) async fn verify(
-    remote: Remote,
+    client: &IssuerClient,
     log_key: &str,
     since: Option<&str>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let verifier =
         writ_log::NoteVerifier::parse(log_key).context("--log-key is not a note verifier key")?;
-    let client = remote.client()?;
     let body = client.get("/v1/audit/checkpoint").await?;
     let note = body
         .get("note")

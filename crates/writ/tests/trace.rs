@@ -1,0 +1,197 @@
+//! `writ trace` against a whole deployment on 127.0.0.1: from a gateway request id, a writ
+//! id, a mandate id or a log index back to the human, each record proven in a signed
+//! checkpoint; and who may see a trace.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::time::Duration;
+
+use clap::Parser as _;
+use serde_json::{Value, json};
+use writ_testkit::World;
+
+fn writ(args: &[&str]) -> (anyhow::Result<()>, String) {
+    let cli =
+        writ::Cli::try_parse_from(std::iter::once("writ").chain(args.iter().copied())).unwrap();
+    let mut out = Vec::new();
+    // `writ::run` starts its own runtime, so it runs on a thread of its own.
+    let result = std::thread::scope(|scope| scope.spawn(|| writ::run(cli, &mut out)).join());
+    (result.unwrap(), String::from_utf8(out).unwrap())
+}
+
+/// `writ trace` with `args`, as the administrator; its output or its error.
+fn trace(world: &World, args: &[&str]) -> Result<String, String> {
+    let admin_key = world.dir.path().join("admin.key");
+    let mut all = vec!["trace"];
+    all.extend_from_slice(args);
+    all.extend([
+        "--issuer",
+        &world.issuer_url,
+        "--key",
+        admin_key.to_str().unwrap(),
+    ]);
+    match writ(&all) {
+        (Ok(()), out) => Ok(out),
+        (Err(error), _) => Err(format!("{error:#}")),
+    }
+}
+
+/// The log's verifier key, as the issuer presents it.
+async fn log_key(world: &World) -> String {
+    let body = world.admin.get("/v1/audit/checkpoint").await.unwrap();
+    body["verifier_key"].as_str().unwrap().to_owned()
+}
+
+/// Calls until the gateway's decision on `request` is in the log.
+async fn wait_for_decision(world: &World, request: &str) {
+    for _ in 0..100 {
+        if world
+            .admin
+            .get(&format!("/v1/trace/{request}"))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the decision on {request} never reached the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_walks_from_any_step_back_to_the_human() {
+    let world = World::new().await;
+    let (mandate, mandate_id) = world.grant().await;
+    let (status, headers, _) = world.read_file(&mandate, "/data/reports/q3.md").await;
+    assert_eq!(status, 200);
+    let request = headers["writ-request-id"].to_str().unwrap().to_owned();
+    wait_for_decision(&world, &request).await;
+    let key = log_key(&world).await;
+
+    let out = trace(&world, &[&request, "--log-key", &key, "--json"]).unwrap();
+    let traced: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(traced["verified"], true);
+    assert_eq!(traced["checkpoint"]["key_pinned"], true);
+    let kinds: Vec<&str> = traced["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| record["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "human_registered",
+            "agent_registered",
+            "mandate_granted",
+            "writ_issued",
+            "gateway_decision"
+        ]
+    );
+    let records = traced["records"].as_array().unwrap();
+    assert_eq!(records[0]["event"]["human"], "alice");
+    assert_eq!(records[2]["event"]["mandate"], mandate_id);
+    assert_eq!(
+        records[2]["event"]["task"],
+        "Summarize the Q3 reports in /data"
+    );
+    assert!(
+        records[3]["event"]["policy"]["set"]
+            .as_str()
+            .unwrap()
+            .starts_with("ps_")
+    );
+    assert_eq!(records[4]["event"]["request_id"], request);
+    let writ_id = records[3]["event"]["writ"].as_str().unwrap().to_owned();
+    let writ_index = records[3]["index"].to_string();
+
+    // From the writ: the same line, its decision included.
+    let from_writ = trace(&world, &[&writ_id, "--json"]).unwrap();
+    let from_writ: Value = serde_json::from_str(&from_writ).unwrap();
+    assert_eq!(from_writ["records"], traced["records"]);
+    assert_eq!(from_writ["checkpoint"]["key_pinned"], false);
+    // From the writ's log index: back to the human (forward only from a writ id).
+    let from_index: Value =
+        serde_json::from_str(&trace(&world, &[&writ_index, "--json"]).unwrap()).unwrap();
+    assert_eq!(from_index["records"].as_array().unwrap().len(), 4);
+    // From the mandate: the human, the agent, the grant and every writ issued under it.
+    world.read_file(&mandate, "/data/reports/q2.md").await;
+    let from_mandate: Value =
+        serde_json::from_str(&trace(&world, &[&mandate_id, "--json"]).unwrap()).unwrap();
+    let writs = from_mandate["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|record| record["kind"] == "writ_issued")
+        .count();
+    assert_eq!(writs, 2);
+
+    // For people: one line per record, the policy named at each step.
+    let text = trace(&world, &[&request, "--log-key", &key]).unwrap();
+    for expected in [
+        &format!("trace of {request}: 5 records, each proven to be in checkpoint "),
+        "human alice (member), registered by root",
+        "agent report-bot owned by alice",
+        &format!("mandate {mandate_id} granted by alice to report-bot"),
+        "task “Summarize the Q3 reports in /data”",
+        "policy set ps_",
+        "by agent report-bot (",
+        "allow tools/call read_file on route files at gateway gw",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_is_for_administrators_and_the_human_it_ends_at() {
+    let world = World::new().await;
+    let (_, mandate_id) = world.grant().await;
+    // alice traces what was done on her behalf.
+    let mine = world
+        .alice
+        .get(&format!("/v1/trace/{mandate_id}"))
+        .await
+        .unwrap();
+    assert!(!mine["records"].as_array().unwrap().is_empty());
+    // bob, another human, may not.
+    let bob_key = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
+    world
+        .admin
+        .post(
+            "/v1/humans",
+            Some(&json!({"id": "bob", "jwk": serde_json::to_value(bob_key.public_key().to_jwk()).unwrap()})),
+        )
+        .await
+        .unwrap();
+    let bob = writ_client::IssuerClient::new(&world.issuer_url, bob_key).unwrap();
+    let refused = bob
+        .get(&format!("/v1/trace/{mandate_id}"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("not_authorized_to_trace"), "{refused}");
+    // An agent is no human.
+    let agent = writ_client::IssuerClient::new(
+        &world.issuer_url,
+        writ_jose::SigningKey::from_pkcs8_any(world.agent.expose_secret_pkcs8()).unwrap(),
+    )
+    .unwrap();
+    let refused = agent
+        .get(&format!("/v1/trace/{mandate_id}"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("human_required"), "{refused}");
+
+    // Nothing to trace, or not an id at all: clear errors.
+    let unknown = trace(&world, &["wrt_doesnotexist"]).unwrap_err();
+    assert!(unknown.contains("nothing_to_trace"), "{unknown}");
+    let malformed = trace(&world, &["a.b"]).unwrap_err();
+    assert!(malformed.contains("invalid_trace_id"), "{malformed}");
+}
