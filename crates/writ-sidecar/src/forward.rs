@@ -68,12 +68,7 @@ impl Sidecar {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Response, Refusal> {
-        let invalid = |message: String| Refusal {
-            by: "sidecar",
-            status: 400,
-            reason: "invalid_request".to_owned(),
-            message,
-        };
+        let invalid = |message: String| Refusal::new("sidecar", 400, "invalid_request", message);
         let (mandate, claims) = self.mandate()?;
         let http_method =
             HttpMethod::new(method.as_str()).map_err(|error| invalid(error.to_string()))?;

@@ -37,7 +37,12 @@ mod forward;
 mod mcp;
 mod serve;
 
+pub use mcp::Relayed;
 pub use serve::{http_router, mcp_router, serve_stdio};
+
+/// The response header in which the gateway, and the sidecar after it, name the request
+/// for `writ trace`.
+pub const REQUEST_ID_HEADER: &str = "writ-request-id";
 
 /// The token type of a mandate presented as an RFC 8693 subject token.
 const MANDATE_TOKEN_TYPE: &str = "urn:writ:params:oauth:token-type:mandate";
@@ -84,16 +89,23 @@ pub(crate) struct Refusal {
     status: u16,
     reason: String,
     message: String,
+    /// The gateway's id for the request, when it got that far.
+    request_id: Option<String>,
 }
 
 impl Refusal {
-    fn sidecar(reason: &str, message: impl Into<String>) -> Refusal {
+    fn new(by: &'static str, status: u16, reason: &str, message: impl Into<String>) -> Refusal {
         Refusal {
-            by: "sidecar",
-            status: 502,
+            by,
+            status,
             reason: reason.to_owned(),
             message: message.into(),
+            request_id: None,
         }
+    }
+
+    fn sidecar(reason: &str, message: impl Into<String>) -> Refusal {
+        Refusal::new("sidecar", 502, reason, message)
     }
 }
 
@@ -104,12 +116,12 @@ impl From<ClientError> for Refusal {
                 status,
                 reason,
                 description,
-            } => Refusal {
-                by: "issuer",
-                status: status.as_u16(),
-                reason: reason.unwrap_or_else(|| "issuer_error".to_owned()),
-                message: description,
-            },
+            } => Refusal::new(
+                "issuer",
+                status.as_u16(),
+                reason.as_deref().unwrap_or("issuer_error"),
+                description,
+            ),
             other => Refusal::sidecar(
                 "issuer_unreachable",
                 format!("no writ could be obtained: {other}"),

@@ -15,44 +15,63 @@ const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 const INVALID_PARAMS: i64 = -32602;
 
+/// What one message from the agent led to.
+#[derive(Debug, Default)]
+pub struct Relayed {
+    /// The messages to hand back: none for a notification, the answer (after any
+    /// notifications the server sent first) for a request.
+    pub messages: Vec<Value>,
+    /// The gateway's id for the request (`writ trace` starts from it), when the call
+    /// reached the gateway.
+    pub request_id: Option<String>,
+}
+
+impl Relayed {
+    fn answer(message: Value) -> Relayed {
+        Relayed {
+            messages: vec![message],
+            request_id: None,
+        }
+    }
+}
+
 impl Sidecar {
-    /// Relays one message from the agent and returns the messages to hand back: none for
-    /// a notification, the answer (after any notifications the server sent first) for a
-    /// request. A refused request is answered too: a `tools/call` with a tool error the
-    /// model can read, any other method with a JSON-RPC error. `protocol` is the agent's
-    /// `MCP-Protocol-Version` header, when it came over HTTP.
-    pub async fn relay(&self, bytes: &[u8], protocol: Option<&str>) -> Vec<Value> {
+    /// Relays one message from the agent. A refused request is answered too: a
+    /// `tools/call` with a tool error the model can read, any other method with a JSON-RPC
+    /// error. `protocol` is the agent's `MCP-Protocol-Version` header, when it came over
+    /// HTTP.
+    pub async fn relay(&self, bytes: &[u8], protocol: Option<&str>) -> Relayed {
         let message: Value = match serde_json::from_slice(bytes) {
             Ok(message) => message,
             Err(error) => {
-                return vec![error_message(
+                return Relayed::answer(error_message(
                     &Value::Null,
                     PARSE_ERROR,
                     format!("not JSON: {error}"),
                     None,
-                )];
+                ));
             }
         };
         let Some(method) = message.get("method").and_then(Value::as_str) else {
             if message.is_object() {
                 // A response to a request from the server: the gateway relays none, so
                 // nothing awaits it.
-                return Vec::new();
+                return Relayed::default();
             }
-            return vec![error_message(
+            return Relayed::answer(error_message(
                 &Value::Null,
                 INVALID_REQUEST,
                 "expected one JSON-RPC message object (batches are not supported)".to_owned(),
                 None,
-            )];
+            ));
         };
         let tool = (method == "tools/call")
             .then(|| message.pointer("/params/name").and_then(Value::as_str))
             .flatten();
         match self.call(method, &message, bytes, protocol).await {
-            Ok(messages) => {
-                tracing::info!(method, tool, "allowed");
-                messages
+            Ok(relayed) => {
+                tracing::info!(method, tool, request_id = relayed.request_id, "allowed");
+                relayed
             }
             Err(refusal) => {
                 tracing::info!(
@@ -60,14 +79,18 @@ impl Sidecar {
                     tool,
                     by = refusal.by,
                     reason = %refusal.reason,
+                    request_id = refusal.request_id,
                     "refused: {}",
                     refusal.message
                 );
-                message
-                    .get("id")
-                    .map(|id| refused(id, method, tool, &refusal))
-                    .into_iter()
-                    .collect()
+                Relayed {
+                    messages: message
+                        .get("id")
+                        .map(|id| refused(id, method, tool, &refusal))
+                        .into_iter()
+                        .collect(),
+                    request_id: refusal.request_id,
+                }
             }
         }
     }
@@ -78,7 +101,7 @@ impl Sidecar {
         message: &Value,
         bytes: &[u8],
         protocol: Option<&str>,
-    ) -> Result<Vec<Value>, Refusal> {
+    ) -> Result<Relayed, Refusal> {
         let (mandate, claims) = self.mandate()?;
         let detail = describe(&claims, &self.server, method, message.get("params"))?;
         let writ = self
@@ -112,6 +135,7 @@ impl Sidecar {
             )
         })?;
         let status = response.status();
+        let request_id = header(&response, crate::REQUEST_ID_HEADER);
         if let Some(session) = header(&response, "mcp-session-id")
             && let Ok(mut slot) = self.session.lock()
         {
@@ -121,7 +145,9 @@ impl Sidecar {
             .is_some_and(|kind| kind.starts_with("text/event-stream"));
         let body = read_capped(response).await?;
         if !status.is_success() {
-            return Err(gateway_refusal(status.as_u16(), &body));
+            let mut refusal = gateway_refusal(status.as_u16(), &body);
+            refusal.request_id = request_id;
+            return Err(refusal);
         }
         let messages = if body.is_empty() {
             Vec::new()
@@ -148,7 +174,10 @@ impl Sidecar {
         {
             *slot = Some(version.to_owned());
         }
-        Ok(messages)
+        Ok(Relayed {
+            messages,
+            request_id,
+        })
     }
 }
 
@@ -168,12 +197,7 @@ fn describe(
     method: &str,
     params: Option<&Value>,
 ) -> Result<AuthorizationDetail, Refusal> {
-    let invalid = |message: String| Refusal {
-        by: "sidecar",
-        status: 400,
-        reason: "invalid_params".to_owned(),
-        message,
-    };
+    let invalid = |message: String| Refusal::new("sidecar", 400, "invalid_params", message);
     if method == "tools/call" {
         let name = params
             .and_then(|params| params.get("name"))
@@ -212,24 +236,30 @@ fn gateway_refusal(status: u16, body: &[u8]) -> Refusal {
         .get("message")
         .or_else(|| answer.get("error_description"))
         .and_then(Value::as_str);
-    Refusal {
-        by: "gateway",
+    let message = match message {
+        Some(message) => message.trim_start_matches("denied: ").to_owned(),
+        None => format!(
+            "status {status}: {}",
+            String::from_utf8_lossy(body.get(..200).unwrap_or(body))
+        ),
+    };
+    Refusal::new(
+        "gateway",
         status,
-        reason: reason.unwrap_or("gateway_error").to_owned(),
-        message: match message {
-            Some(message) => message.trim_start_matches("denied: ").to_owned(),
-            None => format!(
-                "status {status}: {}",
-                String::from_utf8_lossy(body.get(..200).unwrap_or(body))
-            ),
-        },
-    }
+        reason.unwrap_or("gateway_error"),
+        message,
+    )
 }
 
 /// The answer to a refused request: a tool error for `tools/call` (MCP's way to show the
 /// model what went wrong), a JSON-RPC error otherwise.
 fn refused(id: &Value, method: &str, tool: Option<&str>, refusal: &Refusal) -> Value {
-    let data = json!({"reason": refusal.reason, "by": refusal.by});
+    let data = match &refusal.request_id {
+        Some(request_id) => {
+            json!({"reason": refusal.reason, "by": refusal.by, "request_id": request_id})
+        }
+        None => json!({"reason": refusal.reason, "by": refusal.by}),
+    };
     if refusal.reason == "invalid_params" {
         return error_message(id, INVALID_PARAMS, refusal.message.clone(), Some(data));
     }
@@ -253,10 +283,10 @@ fn refused(id: &Value, method: &str, tool: Option<&str>, refusal: &Refusal) -> V
 }
 
 fn error_message(id: &Value, code: i64, message: String, data: Option<Value>) -> Value {
-    let mut error = json!({"code": code, "message": message});
-    if let Some(data) = data {
-        error["data"] = data;
-    }
+    let error = match data {
+        Some(data) => json!({"code": code, "message": message, "data": data}),
+        None => json!({"code": code, "message": message}),
+    };
     json!({"jsonrpc": "2.0", "id": id, "error": error})
 }
 

@@ -54,7 +54,7 @@ pub async fn serve_stdio(sidecar: Arc<Sidecar>) -> std::io::Result<()> {
         let sidecar = Arc::clone(&sidecar);
         let answers = answers.clone();
         calls.spawn(async move {
-            for answer in sidecar.relay(&line, None).await {
+            for answer in sidecar.relay(&line, None).await.messages {
                 if answers.send(answer).await.is_err() {
                     break;
                 }
@@ -103,8 +103,9 @@ async fn mcp_post(
     let protocol = headers
         .get("mcp-protocol-version")
         .and_then(|value| value.to_str().ok());
-    let mut answers = sidecar.relay(&body, protocol).await;
-    match answers.len() {
+    let relayed = sidecar.relay(&body, protocol).await;
+    let mut answers = relayed.messages;
+    let mut response = match answers.len() {
         0 => StatusCode::ACCEPTED.into_response(),
         1 => axum::Json(answers.remove(0)).into_response(),
         _ => {
@@ -114,7 +115,15 @@ async fn mcp_post(
                 .collect();
             ([(header::CONTENT_TYPE, "text/event-stream")], stream).into_response()
         }
+    };
+    if let Some(id) = relayed.request_id
+        && let Ok(value) = header::HeaderValue::from_str(&id)
+    {
+        response
+            .headers_mut()
+            .insert(crate::REQUEST_ID_HEADER, value);
     }
+    response
 }
 
 /// The sidecar opens no server-to-client stream and keeps no session to end.

@@ -14,6 +14,7 @@ mod client;
 mod quickstart;
 mod remote;
 mod sidecar;
+mod trace;
 
 pub use quickstart::{Outcome, Summary};
 
@@ -27,8 +28,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Walk through the whole protocol in-process: keys, mandate, writ, DPoP, denials.
-    Quickstart,
+    /// Run the whole story on 127.0.0.1 in a temporary directory: issuer, gateway, demo
+    /// MCP tool server and sidecar; an agent's allowed and refused calls, a revocation,
+    /// `writ trace` and `writ audit verify`.
+    Quickstart {
+        /// Leave the services running afterwards (until Ctrl-C) and print how to connect
+        /// an MCP client to them.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Create and inspect private key files.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -53,6 +61,29 @@ enum Command {
     /// Gateways in a running issuer's inventory.
     #[command(subcommand)]
     Gateway(remote::GatewayCommand),
+    /// Mandates: a human's grant of a task to an agent.
+    #[command(subcommand)]
+    Mandate(remote::MandateCommand),
+    /// Revoke an agent, a mandate (and its subtree), a human (and what they granted), a
+    /// writ or an issuer key.
+    Revoke(remote::RevokeArgs),
+    /// Draw the line from a writ, mandate, gateway request or audit index back to the
+    /// human, the task and the policies that allowed each step, checking every record's
+    /// inclusion proof against a signed checkpoint.
+    Trace {
+        /// A writ id (`wrt_…`), mandate id (`mnd_…`), gateway request id (the
+        /// `writ-request-id` header) or audit-log index.
+        id: String,
+        /// The log's verifier key, as `writ issuer init` printed it: the checkpoint must be
+        /// signed by it. Without it, the key the issuer presents is used.
+        #[arg(long)]
+        log_key: Option<String>,
+        /// Print the verified records as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
     /// Run beside an agent: hold its key, serve it MCP (or plain HTTP), and earn a writ
     /// from the issuer for every call it makes through the gateway.
     Sidecar(sidecar::SidecarArgs),
@@ -196,7 +227,7 @@ impl From<KeyAlgorithm> for Algorithm {
 /// Runs a parsed command, writing what it reports to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     match cli.command {
-        Command::Quickstart => quickstart(out).map(drop),
+        Command::Quickstart { keep } => runtime()?.block_on(quickstart::run(out, keep)).map(drop),
         Command::Keys(KeysCommand::Generate { out: path, alg }) => {
             let key = SigningKey::generate(alg.into())?;
             writ_keystore::create(&path, &key)?;
@@ -216,6 +247,22 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Agent(command) => runtime()?.block_on(remote::agent(command, out)),
         Command::Tool(command) => runtime()?.block_on(remote::tool(command, out)),
         Command::Gateway(command) => runtime()?.block_on(remote::gateway(command, out)),
+        Command::Mandate(command) => runtime()?.block_on(remote::mandate(command, out)),
+        Command::Revoke(args) => runtime()?.block_on(remote::revoke(args, out)),
+        Command::Trace {
+            id,
+            log_key,
+            json,
+            remote,
+        } => runtime()?.block_on(async {
+            let trace = trace::fetch(&remote.client()?, &id, log_key.as_deref()).await?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&trace.to_json())?)?;
+                Ok(())
+            } else {
+                trace.print(out)
+            }
+        }),
         Command::Sidecar(args) => runtime()?.block_on(sidecar::run(args, out)),
         Command::DemoServer { stdio: true, .. } => {
             runtime()?.block_on(writ_demo::serve_stdio())?;
@@ -247,12 +294,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                     "give --data DIR to verify offline, or --issuer, --key and --log-key to verify a running issuer"
                 );
             };
-            runtime()?.block_on(remote::verify(
-                remote::Remote::new(issuer, key),
-                &log_key,
-                since.as_deref(),
-                out,
-            ))
+            let client = remote::Remote::new(issuer, key).client()?;
+            runtime()?.block_on(remote::verify(&client, &log_key, since.as_deref(), out))
         }
         Command::Audit(AuditCommand::Verify {
             data: Some(data), ..
@@ -490,7 +533,18 @@ fn policy(command: PolicyCommand, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// Runs `writ quickstart`, writing its narration to `out`, and returns every decision made.
 pub fn quickstart(out: &mut dyn Write) -> anyhow::Result<Summary> {
-    quickstart::run(out)
+    runtime()?.block_on(quickstart::run(out, false))
+}
+
+impl Cli {
+    /// The log level when `RUST_LOG` is not set: the quickstart's narration goes to the
+    /// terminal with the logs, so it shows only warnings; everything else logs `info`.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.command {
+            Command::Quickstart { .. } => "warn",
+            _ => "info",
+        }
+    }
 }
 
 fn print_public(out: &mut dyn Write, key: &SigningKey) -> anyhow::Result<()> {

@@ -1,454 +1,821 @@
-//! `writ quickstart`: the protocol, end to end, in one process.
+//! `writ quickstart`: the whole story on 127.0.0.1, in a temporary directory.
 //!
-//! Alice grants an agent a mandate for a task; the agent earns a writ for one call with a
-//! DPoP proof from a key it never exports; a gateway checks the writ, the proof and the real
-//! call. Then the ways it fails closed: a replayed proof, a stolen writ, a call outside the
-//! data scope, an expired writ. Every decision prints its stable reason code.
+//! It runs the real services in one process, each on its own loopback port: the issuer on
+//! an embedded store, the demo MCP tool server, a gateway in front of it, and a sidecar
+//! that holds the agent's key. Then it plays the agent, an MCP client that talks to the
+//! sidecar and knows nothing of Writ: it lists its tools, makes an allowed call, is refused
+//! a call outside its data scope and a tool outside its mandate, shows what a stolen writ
+//! is worth, and is stopped by a revocation. `writ trace` draws the first call back to
+//! the human, the task and the policy, and `writ audit verify` rebuilds the log.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::{Value, json};
-use writ_jose::{Algorithm, KeySet, SigningKey};
-use writ_scope::{AuthorizationDetail, Call, Grants};
-use writ_token::{
-    Actor, Audience, Confirmation, DEFAULT_WRIT_LIFETIME, Expectations, HumanId, MandateClaims,
-    MandateId, MemoryReplayCache, PolicyRef, ProofCheck, ProofClaims, ReplayCache, SingleDetail,
-    Task, TaskDigest, UnixTime, UnverifiedMandate, UnverifiedWrit, WritClaims, WritId,
-    verify_proof,
-};
+use writ_client::{ClientError, IssuerClient};
+use writ_jose::{Algorithm, SigningKey};
+use writ_token::{Clock as _, ProofClaims, SystemClock};
 
-const ISSUER: &str = "https://issuer.writ.localhost";
-const TOKEN_ENDPOINT: &str = "https://issuer.writ.localhost/token";
-const GATEWAY: &str = "https://gateway.writ.localhost/mcp/files";
-const ISSUER_KID: &str = "issuer-1";
-const TASK: &str = "Summarize the Q3 sales reports in /data/sales for the board meeting.";
-const SKEW: u64 = 5;
-const PROOF_MAX_AGE: u64 = 60;
+/// The task alice hands the agent.
+const TASK: &str = "Summarize the Q3 reports in /data/reports for the board meeting";
+const SUMMARY: &str = "Summarize the Q3 reports for the board";
+/// The credential only the gateway holds, for the demo tool server.
+const UPSTREAM_SECRET_FILE: &str = "files.token";
 
-/// How one step of the walk-through ended.
+/// How one step of the story ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The request went through.
+    /// The call went through.
     Allowed,
-    /// The request was refused with this stable reason code.
-    Denied(&'static str),
+    /// The call was refused with this stable reason code.
+    Denied(String),
 }
 
-/// Every decision the walk-through made, in order.
+/// Every decision the story made, in order, and the record kinds the trace walked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     /// `(step, outcome)` pairs.
     pub decisions: Vec<(&'static str, Outcome)>,
+    /// The kinds of the records `writ trace` proved, in log order.
+    pub traced: Vec<String>,
+    /// How long after the revocation was acknowledged the next call was refused.
+    pub revoked_within: Duration,
 }
 
-/// A refusal: a stable code and a sentence.
-struct Denial {
-    code: &'static str,
-    message: String,
+/// The services, running.
+struct Deployment {
+    dir: tempfile::TempDir,
+    issuer_url: String,
+    gateway_url: String,
+    sidecar_url: String,
+    log_key: String,
+    admin: IssuerClient,
+    alice: IssuerClient,
+    /// The agent key's file: the sidecar loaded it, and only the sidecar uses it.
+    agent_key: PathBuf,
+    mandate_file: PathBuf,
+    stop_gateway: tokio::sync::oneshot::Sender<()>,
+    gateway_task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-impl Denial {
-    fn new(code: &'static str, message: impl ToString) -> Self {
-        Denial {
-            code,
-            message: message.to_string(),
-        }
-    }
-}
-
-/// The issuer's side of the exchange, as far as the quickstart needs it.
-struct Issuer {
-    key: SigningKey,
-    keys: KeySet,
-    id: Audience,
-    replay: MemoryReplayCache,
-}
-
-/// The gateway's side: the issuer's public keys and its own replay cache.
-struct Gateway {
-    keys: KeySet,
-    issuer: Audience,
-    id: Audience,
-    replay: MemoryReplayCache,
-}
-
-pub(crate) fn run(out: &mut dyn Write) -> anyhow::Result<Summary> {
+pub(crate) async fn run(out: &mut dyn Write, keep: bool) -> anyhow::Result<Summary> {
     let mut decisions = Vec::new();
-    let dir = tempfile::tempdir().context("creating a temporary directory")?;
-    let now = writ_issuer::Clock::now(&writ_issuer::SystemClock);
-
     writeln!(
         out,
-        "Writ quickstart: one agent, one task, one call at a time."
+        "Writ quickstart: an agent that holds no credential earns one writ per call.\n"
     )?;
-    writeln!(out, "Working directory: {}", dir.path().display())?;
+    let (deployment, mandate_id) = deploy(out).await?;
+    let agent = Agent::new(&deployment.sidecar_url);
 
     step(
         out,
-        1,
-        "Keys: the issuer and the agent each get a key in a keystore file",
+        5,
+        "The agent connects: an MCP client that knows nothing of Writ",
     )?;
-    let issuer_key = keystore_key(&dir.path().join("issuer.key"))?;
-    let agent_key = keystore_key(&dir.path().join("agent.key"))?;
-    let agent = agent_key.public_key().thumbprint().clone();
+    let init = agent
+        .send(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "quickstart-agent", "version": "1"}}}),
+        )
+        .await?;
+    let server = init
+        .answer
+        .pointer("/result/serverInfo/name")
+        .and_then(Value::as_str)
+        .context("the sidecar's answer to initialize names no server")?;
     say(
         out,
-        &format!("issuer.key  Ed25519, mode 0600, published as kid `{ISSUER_KID}`"),
+        &format!("initialize   → connected to `{server}` through the sidecar"),
     )?;
-    say(
-        out,
-        &format!("agent.key   Ed25519, mode 0600, agent id (key thumbprint) {agent}"),
-    )?;
-    say(
-        out,
-        "The agent's private key stays in its keystore; it proves possession instead.",
-    )?;
-
-    let mut keys = KeySet::new();
-    keys.insert(ISSUER_KID, issuer_key.public_key().clone())?;
-    let issuer_id = Audience::new(ISSUER)?;
-    let issuer = Issuer {
-        key: issuer_key,
-        keys: keys.clone(),
-        id: issuer_id.clone(),
-        replay: MemoryReplayCache::new(1024),
-    };
-    let gateway = Gateway {
-        keys,
-        issuer: issuer_id.clone(),
-        id: Audience::new(GATEWAY)?,
-        replay: MemoryReplayCache::new(1024),
-    };
-
-    step(out, 2, "alice grants the agent a mandate for a task")?;
-    let grants: Grants = serde_json::from_value(json!([{
-        "type": "mcp_tool_call",
-        "server": "files",
-        "tool": "read_file",
-        "arguments": {"object": {"required": {"path": {"glob": "/data/sales/*"}}}},
-        "datatypes": ["internal"]
-    }]))?;
-    let mandate_claims = MandateClaims {
-        iss: issuer_id.clone(),
-        sub: HumanId::new("alice")?,
-        act: Actor::new(agent.clone()),
-        aud: issuer_id.clone(),
-        iat: now,
-        exp: now.plus(15 * 60),
-        jti: MandateId::from_random(random_id()?),
-        cnf: Confirmation { jkt: agent.clone() },
-        grants,
-        task: Task {
-            digest: TaskDigest::of(TASK),
-            summary: Some("Summarize Q3 sales reports".to_owned()),
-        },
-        depth: 0,
-        max_depth: 2,
-        parent: None,
-    };
-    let mandate = writ_token::sign(&mandate_claims, &issuer.key, ISSUER_KID)?;
-    say(out, &format!("task:    \"{TASK}\""))?;
-    say(
-        out,
-        "grants:  files/read_file with `path` matching /data/sales/*  (data: internal)",
-    )?;
+    decisions.push(("initialize", outcome(&init.answer)));
+    agent
+        .notify(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .await?;
+    let list = agent
+        .send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+        .await?;
+    let tools: Vec<&str> = list
+        .answer
+        .pointer("/result/tools")
+        .and_then(Value::as_array)
+        .map(|tools| {
+            tools
+                .iter()
+                .filter_map(|tool| tool.get("name").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
     say(
         out,
         &format!(
-            "mandate: {} (mandate+jwt, {} bytes)",
-            mandate_claims.jti,
-            mandate.len()
+            "tools/list   → {} (the server also has drop_table; the gateway hides what the mandate does not grant)",
+            tools.join(", ")
+        ),
+    )?;
+    decisions.push(("tools/list", outcome(&list.answer)));
+
+    step(out, 6, "An allowed call: read /data/reports/q3.md")?;
+    let first = agent
+        .call(3, "read_file", json!({"path": "/data/reports/q3.md"}))
+        .await?;
+    say(
+        out,
+        "the sidecar asks the issuer for a writ for exactly this call (token exchange + DPoP),",
+    )?;
+    say(
+        out,
+        "then calls the gateway with it; the gateway checks writ, proof, revocation and",
+    )?;
+    say(
+        out,
+        "the real call, adds the credential only it holds, and forwards",
+    )?;
+    say(
+        out,
+        &format!("ALLOW  {}", one_line(&tool_text(&first.answer))),
+    )?;
+    decisions.push(("read_file /data/reports/q3.md", outcome(&first.answer)));
+    let first_request = first
+        .request_id
+        .context("the first call came back without a gateway request id")?;
+
+    step(out, 7, "Outside the mandate: another folder, another tool")?;
+    let scope = agent
+        .call(4, "read_file", json!({"path": "/data/hr/salaries.csv"}))
+        .await?;
+    say(out, &format!("DENY   {}", tool_text(&scope.answer)))?;
+    decisions.push(("read_file /data/hr/salaries.csv", outcome(&scope.answer)));
+    let drop = agent
+        .call(5, "drop_table", json!({"table": "customers"}))
+        .await?;
+    say(out, &format!("DENY   {}", tool_text(&drop.answer)))?;
+    decisions.push(("drop_table customers", outcome(&drop.answer)));
+    say(
+        out,
+        "The model reads these as tool errors and can explain them to the user.",
+    )?;
+
+    step(out, 8, "What a stolen writ is worth")?;
+    say(
+        out,
+        "An eavesdropper copies a request, writ and proof, off the wire (the agent never sees either).",
+    )?;
+    let stolen = steal_a_writ(&deployment, out).await?;
+    decisions.extend(stolen);
+
+    step(out, 9, "alice revokes the mandate")?;
+    say(out, &format!("$ writ revoke mandate {mandate_id}"))?;
+    deployment
+        .alice
+        .post(
+            "/v1/revocations",
+            Some(&json!({"kind": "mandate", "subject": mandate_id, "reason": "task done"})),
+        )
+        .await?;
+    let revoked_at = Instant::now();
+    let after = agent
+        .call(6, "read_file", json!({"path": "/data/reports/q2.md"}))
+        .await?;
+    let revoked_within = revoked_at.elapsed();
+    say(out, &format!("DENY   {}", tool_text(&after.answer)))?;
+    say(
+        out,
+        &format!(
+            "       refused {} ms after the revocation was acknowledged",
+            revoked_within.as_millis()
+        ),
+    )?;
+    decisions.push(("read_file after the revocation", outcome(&after.answer)));
+
+    step(
+        out,
+        10,
+        "writ trace: the first call, back to the human, the task and the policy",
+    )?;
+    say(
+        out,
+        &format!("$ writ trace {first_request} --log-key <log verifier key>"),
+    )?;
+    let trace = trace_when_recorded(&deployment, &first_request).await?;
+    trace.print(&mut Indented::new(out))?;
+    let traced = trace.kinds();
+
+    step(
+        out,
+        11,
+        "writ audit verify: every leaf, rehashed, rebuilds the signed root",
+    )?;
+    say(out, "$ writ audit verify --log-key <log verifier key>")?;
+    crate::remote::verify(
+        &deployment.admin,
+        &deployment.log_key,
+        None,
+        &mut Indented::new(out),
+    )
+    .await?;
+
+    let allowed = decisions
+        .iter()
+        .filter(|(_, outcome)| *outcome == Outcome::Allowed)
+        .count();
+    writeln!(
+        out,
+        "\nDone: {allowed} allowed, {} denied, each denial with its reason; the agent never held a key, a writ or the tool's credential.",
+        decisions.len() - allowed
+    )?;
+    if keep {
+        keep_running(&deployment, out).await?;
+    }
+    stop(deployment).await;
+    Ok(Summary {
+        decisions,
+        traced,
+        revoked_within,
+    })
+}
+
+/// Steps 1 to 4: the services and the inventory. Returns the deployment and the mandate id.
+async fn deploy(out: &mut dyn Write) -> anyhow::Result<(Deployment, String)> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let path = |name: &str| dir.path().join(name);
+
+    step(out, 1, "The issuer, on an embedded store")?;
+    let (issuer_listener, issuer_url) = listen().await?;
+    let data = path("issuer-data");
+    let admin_key = path("admin.key");
+    let done = writ_issuer::init(&data, &issuer_url, "admin", &admin_key).await?;
+    let issuer = writ_issuer::Issuer::open(&data, writ_issuer::Settings::default()).await?;
+    tokio::spawn(writ_issuer::serve(issuer_listener, issuer));
+    say(
+        out,
+        &format!(
+            "$ writ issuer init --data {} --url {issuer_url} --admin-key admin.key",
+            data.display()
         ),
     )?;
     say(
         out,
-        "         valid 15 minutes, bound to the agent key, good only at the issuer",
+        &format!(
+            "issuer      {issuer_url}  (signing key {}; SQLite in {})",
+            done.identity.active_kid,
+            data.display()
+        ),
     )?;
+    say(out, &format!("log key     {}", done.log_verifier_key))?;
 
-    step(
-        out,
-        3,
-        "The agent asks for a writ to read /data/sales/q3.csv",
-    )?;
-    let read_q3 = json!({"path": "/data/sales/q3.csv"});
-    let writ = match issue_writ(&issuer, &mandate, &agent_key, &read_q3, now) {
-        Ok(writ) => {
-            let claims = UnverifiedWrit::parse(&writ)?.unverified_claims()?;
-            say(
-                out,
-                "issuer checks: mandate signature and expiry, DPoP proof by the agent",
-            )?;
-            say(
-                out,
-                "               key, the call inside the mandate's grants",
-            )?;
-            say(
-                out,
-                &format!(
-                    "writ:    {} (writ+jwt, {} bytes, expires in {} s)",
-                    claims.jti,
-                    writ.len(),
-                    DEFAULT_WRIT_LIFETIME
-                ),
-            )?;
-            decisions.push(("issue writ for /data/sales/q3.csv", Outcome::Allowed));
-            writ
-        }
-        Err(denial) => anyhow::bail!("the quickstart's own writ was refused: {}", denial.message),
-    };
+    step(out, 2, "The tool and the gateway in front of it")?;
+    let (tool_listener, tool_url) = listen().await?;
+    tokio::spawn(async move { axum::serve(tool_listener, writ_demo::http_router()).await });
+    let (gateway_listener, gateway_url) = listen().await?;
+    let secret = path(UPSTREAM_SECRET_FILE);
+    std::fs::write(&secret, format!("{}\n", upstream_secret()?))
+        .with_context(|| format!("writing `{}`", secret.display()))?;
+    let config = writ_gateway::Config::parse(&format!(
+        r#"listen = "127.0.0.1:0"
+public_url = "{gateway_url}"
+issuer = "{issuer_url}"
+key_file = "{key}"
+spool_dir = "{spool}"
 
-    step(out, 4, "The agent calls the tool through the gateway")?;
-    let proof = ProofClaims::new("POST", GATEWAY, now, random_jti()?)
-        .with_access_token(&writ)
-        .sign(&agent_key)?;
-    let call = |arguments| Call::McpToolCall {
-        server: "files",
-        tool: "read_file",
-        arguments,
-    };
-    let decision = gateway.check(&writ, &proof, &call(&read_q3), now);
-    report(
-        out,
-        &mut decisions,
-        "call read_file with the writ",
-        decision,
-    )?;
-
-    step(out, 5, "Someone replays the same request")?;
-    let decision = gateway.check(&writ, &proof, &call(&read_q3), now);
-    report(out, &mut decisions, "replay the same request", decision)?;
-
-    step(
-        out,
-        6,
-        "An attacker steals the writ and signs a proof with their own key",
-    )?;
-    let attacker = SigningKey::generate(Algorithm::EdDSA)?;
-    let stolen = ProofClaims::new("POST", GATEWAY, now, random_jti()?)
-        .with_access_token(&writ)
-        .sign(&attacker)?;
-    let decision = gateway.check(&writ, &stolen, &call(&read_q3), now);
-    report(out, &mut decisions, "stolen writ, attacker's key", decision)?;
-
-    step(
-        out,
-        7,
-        "The agent asks for a writ to read /etc/passwd, outside its data scope",
-    )?;
-    let passwd = json!({"path": "/etc/passwd"});
-    let decision = issue_writ(&issuer, &mandate, &agent_key, &passwd, now).map(drop);
-    report(out, &mut decisions, "issue writ for /etc/passwd", decision)?;
-
-    step(
-        out,
-        8,
-        "A minute later, the agent presents the first writ again",
-    )?;
-    let later = now.plus(60);
-    let fresh = ProofClaims::new("POST", GATEWAY, later, random_jti()?)
-        .with_access_token(&writ)
-        .sign(&agent_key)?;
-    let decision = gateway.check(&writ, &fresh, &call(&read_q3), later);
-    report(out, &mut decisions, "expired writ", decision)?;
-
-    let allowed = decisions
+[[routes]]
+name = "files"
+path = "/mcp/files"
+kind = "mcp"
+upstream = "{tool_url}/mcp"
+credential = {{ type = "bearer", file = "{secret}" }}
+"#,
+        key = path("gateway.key").display(),
+        spool = path("spool").display(),
+        secret = secret.display(),
+    ))?;
+    let (gateway_key, _) = crate::load_or_create_key(&path("gateway.key"))?;
+    let admin = IssuerClient::new(&issuer_url, writ_keystore::load(&admin_key)?)?;
+    let alice_key = key_file(&path("alice.key"))?;
+    admin
+        .post(
+            "/v1/humans",
+            Some(&json!({"id": "alice", "jwk": jwk(&alice_key)?})),
+        )
+        .await?;
+    let tools: Vec<Value> = writ_demo::TOOLS
         .iter()
-        .filter(|(_, o)| *o == Outcome::Allowed)
-        .count();
-    writeln!(out)?;
+        .map(|(name, labels)| json!({"name": name, "labels": labels}))
+        .collect();
+    admin
+        .post(
+            "/v1/providers",
+            Some(&json!({"name": writ_demo::SERVER, "kind": "mcp", "tools": tools})),
+        )
+        .await?;
+    admin
+        .post(
+            "/v1/gateways",
+            Some(&json!({"name": "gw", "jwk": jwk(&gateway_key)?, "audience": gateway_url})),
+        )
+        .await?;
+    let gateway = writ_gateway::Gateway::start(config, gateway_key, Arc::new(SystemClock)).await?;
+    let (stop_gateway, stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway_task = tokio::spawn(writ_gateway::serve(
+        gateway_listener,
+        Arc::clone(&gateway),
+        async {
+            drop(stopped.await);
+        },
+    ));
+    wait_ready(&gateway).await?;
+    say(out, "$ writ human add alice --key-file alice.key")?;
+    say(
+        out,
+        "$ writ tool add files --kind mcp --tool read_file=internal --tool drop_table",
+    )?;
+    say(
+        out,
+        &format!("$ writ gateway add gw --audience {gateway_url} --key-file gateway.key"),
+    )?;
+    say(
+        out,
+        &format!("tool        demo MCP server at {tool_url}/mcp: read_file, drop_table"),
+    )?;
+    say(
+        out,
+        &format!(
+            "gateway     {gateway_url}/mcp/files → the tool, with a credential only the gateway holds"
+        ),
+    )?;
+
+    step(out, 3, "alice, the owner, registers her agent")?;
+    let agent_key = path("agent.key");
+    let (agent, _) = crate::load_or_create_key(&agent_key)?;
+    let alice = IssuerClient::new(&issuer_url, alice_key)?;
+    alice
+        .post(
+            "/v1/agents",
+            Some(&json!({"name": "report-bot", "jwk": jwk(&agent)?, "tools": ["files/read_file", "files/*"]})),
+        )
+        .await?;
+    say(
+        out,
+        "$ writ agent add report-bot --tools files/read_file,files/* --key-file agent.key",
+    )?;
+    say(
+        out,
+        &format!(
+            "agent       report-bot, owned by alice, key {} (Ed25519, mode 0600)",
+            agent.public_key().thumbprint()
+        ),
+    )?;
+    say(
+        out,
+        "            expires in 90 days unless renewed; its private key stays with the sidecar",
+    )?;
+
+    step(
+        out,
+        4,
+        "alice grants report-bot a mandate for a task; a sidecar holds it with the agent key",
+    )?;
+    let granted = alice.post("/v1/mandates", Some(&mandate_request())).await?;
+    let mandate = granted
+        .get("mandate")
+        .and_then(Value::as_str)
+        .context("the grant returned no mandate")?;
+    let mandate_id = granted
+        .get("id")
+        .and_then(Value::as_str)
+        .context("the grant returned no mandate id")?
+        .to_owned();
+    let mandate_file = path("mandate.jwt");
+    std::fs::write(&mandate_file, mandate)
+        .with_context(|| format!("writing `{}`", mandate_file.display()))?;
+    say(out, &format!("task        “{TASK}”"))?;
+    say(
+        out,
+        "grants      files/read_file with `path` matching /data/reports/*; initialize and tools/list",
+    )?;
+    say(
+        out,
+        &format!(
+            "mandate     {mandate_id}: 15 minutes, bound to report-bot's key, good only at the issuer"
+        ),
+    )?;
+
+    let sidecar = writ_sidecar::Sidecar::connect(
+        &format!("{gateway_url}/mcp/files"),
+        agent,
+        writ_sidecar::MandateSource::File(mandate_file.clone()),
+    )
+    .await?;
+    let (sidecar_listener, sidecar_url) = listen().await?;
+    tokio::spawn(async move {
+        axum::serve(
+            sidecar_listener,
+            writ_sidecar::mcp_router(Arc::new(sidecar)),
+        )
+        .await
+    });
+    say(
+        out,
+        &format!(
+            "$ writ sidecar --gateway {gateway_url}/mcp/files --key agent.key --mandate-file mandate.jwt --listen 127.0.0.1:0"
+        ),
+    )?;
+    say(
+        out,
+        &format!("sidecar     MCP at {sidecar_url}/mcp, holding the agent key and the mandate"),
+    )?;
+
+    Ok((
+        Deployment {
+            dir,
+            issuer_url,
+            gateway_url,
+            sidecar_url,
+            log_key: done.log_verifier_key,
+            admin,
+            alice,
+            agent_key,
+            mandate_file,
+            stop_gateway,
+            gateway_task,
+        },
+        mandate_id,
+    ))
+}
+
+fn mandate_request() -> Value {
+    json!({
+        "agent": "report-bot",
+        "task": TASK,
+        "summary": SUMMARY,
+        "grants": [
+            {"type": "mcp_tool_call", "server": "files", "tool": "read_file",
+             "arguments": {"object": {"required": {"path": {"glob": "/data/reports/*"}}}},
+             "datatypes": ["internal"]},
+            {"type": "mcp_request", "server": "files",
+             "methods": ["initialize", "notifications/initialized", "tools/list"]}
+        ]
+    })
+}
+
+/// Step 8: the quickstart plays an attacker who copied a writ and its request off the wire
+/// (which the agent itself never sees: the sidecar keeps them).
+async fn steal_a_writ(
+    deployment: &Deployment,
+    out: &mut dyn Write,
+) -> anyhow::Result<Vec<(&'static str, Outcome)>> {
+    let agent = IssuerClient::new(
+        &deployment.issuer_url,
+        writ_keystore::load(&deployment.agent_key)?,
+    )?;
+    let route = format!("{}/mcp/files", deployment.gateway_url);
+    let mandate = std::fs::read_to_string(&deployment.mandate_file)?;
+    let detail = json!([{"type": "mcp_tool_call", "server": "files", "tool": "read_file",
+        "arguments": {"exact": {"path": "/data/reports/q3.md"}}, "datatypes": ["internal"]}]);
+    let answer = agent
+        .post_form(
+            "/token",
+            &[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", mandate.trim()),
+                (
+                    "subject_token_type",
+                    "urn:writ:params:oauth:token-type:mandate",
+                ),
+                ("resource", &route),
+                ("authorization_details", &detail.to_string()),
+            ],
+        )
+        .await?;
+    let writ = answer
+        .get("access_token")
+        .and_then(Value::as_str)
+        .context("the issuer's answer has no writ")?;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "read_file", "arguments": {"path": "/data/reports/q3.md"}}})
+    .to_string();
+    let proof = |key: &SigningKey| -> anyhow::Result<String> {
+        let jti = writ_client::random_jti()?;
+        Ok(ProofClaims::new("POST", &route, SystemClock.now(), jti)
+            .with_access_token(writ)
+            .sign(key)?)
+    };
+    let http = reqwest::Client::new();
+    let send = |proof: String| {
+        http.post(&route)
+            .header("authorization", format!("DPoP {writ}"))
+            .header("dpop", proof)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(body.clone())
+            .send()
+    };
+    let mut decisions = Vec::new();
+    let captured = proof(agent.key())?;
+    let original = gateway_outcome(send(captured.clone()).await?).await;
+    say(
+        out,
+        &format!(
+            "the agent's own request            → {}",
+            describe(&original)
+        ),
+    )?;
+    decisions.push(("the agent's own request", original));
+    let replayed = gateway_outcome(send(captured).await?).await;
+    say(
+        out,
+        &format!(
+            "replay the captured request        → {}",
+            describe(&replayed)
+        ),
+    )?;
+    decisions.push(("replay the captured request", replayed));
+    let attacker = SigningKey::generate(Algorithm::EdDSA)?;
+    let mismatched = gateway_outcome(send(proof(&attacker)?).await?).await;
+    say(
+        out,
+        &format!(
+            "present the writ with its own key  → {}",
+            describe(&mismatched)
+        ),
+    )?;
+    decisions.push(("present the writ with the attacker's key", mismatched));
+    say(
+        out,
+        "The writ is bound to the agent's key, good for one call, and dies in 30 seconds.",
+    )?;
+    Ok(decisions)
+}
+
+/// The gateway's answer as an outcome: allowed, or its reason code.
+async fn gateway_outcome(response: reqwest::Response) -> Outcome {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    match body.pointer("/error/data/reason").and_then(Value::as_str) {
+        Some(reason) => Outcome::Denied(reason.to_owned()),
+        None if status.is_success() => Outcome::Allowed,
+        None => Outcome::Denied(format!("status_{}", status.as_u16())),
+    }
+}
+
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Allowed => "ALLOW".to_owned(),
+        Outcome::Denied(reason) => format!("DENY {reason}"),
+    }
+}
+
+/// The trace of `request`, once the gateway's decision has reached the audit log (the
+/// gateway reports decisions in batches every few milliseconds).
+async fn trace_when_recorded(
+    deployment: &Deployment,
+    request: &str,
+) -> anyhow::Result<crate::trace::Verified> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match crate::trace::fetch(&deployment.admin, request, Some(&deployment.log_key)).await {
+            Err(error)
+                if Instant::now() < deadline
+                    && matches!(
+                        error.downcast_ref::<ClientError>(),
+                        Some(ClientError::Refused { reason: Some(reason), .. }) if reason == "nothing_to_trace"
+                    ) =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// `--keep`: a fresh mandate, how to connect an MCP client, and the services until Ctrl-C.
+async fn keep_running(deployment: &Deployment, out: &mut dyn Write) -> anyhow::Result<()> {
+    let granted = deployment
+        .alice
+        .post("/v1/mandates", Some(&mandate_request()))
+        .await?;
+    let mandate = granted
+        .get("mandate")
+        .and_then(Value::as_str)
+        .context("the grant returned no mandate")?;
+    std::fs::write(&deployment.mandate_file, mandate)?;
+    let writ = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("writ"));
+    let config = json!({"mcpServers": {"writ-files": {
+        "command": writ,
+        "args": ["sidecar", "--stdio",
+                 "--gateway", format!("{}/mcp/files", deployment.gateway_url),
+                 "--key", deployment.agent_key,
+                 "--mandate-file", deployment.mandate_file]
+    }}});
     writeln!(
         out,
-        "Done: {allowed} allowed, {} denied, each with its reason. The agent never held a \
-         reusable credential.",
-        decisions.len() - allowed
+        "\nThe services keep running (Ctrl-C stops them and removes {}).",
+        deployment.dir.path().display()
     )?;
-    Ok(Summary { decisions })
+    writeln!(
+        out,
+        "alice granted a fresh mandate ({}, 15 minutes) into {}.",
+        granted.get("id").and_then(Value::as_str).unwrap_or("?"),
+        deployment.mandate_file.display()
+    )?;
+    writeln!(
+        out,
+        "Connect an MCP client over streamable HTTP: {}/mcp",
+        deployment.sidecar_url
+    )?;
+    writeln!(
+        out,
+        "or start a sidecar over stdio from a desktop client's MCP configuration:\n{}",
+        serde_json::to_string_pretty(&config)?
+    )?;
+    writeln!(
+        out,
+        "Inspect it with: export WRIT_ISSUER={} WRIT_KEY={}",
+        deployment.issuer_url,
+        deployment.dir.path().join("admin.key").display()
+    )?;
+    writeln!(
+        out,
+        "  writ agent list; writ trace <writ-request-id> --log-key {}",
+        deployment.log_key
+    )?;
+    out.flush()?;
+    crate::stop_signal().await;
+    Ok(())
 }
 
-impl Issuer {
-    /// Token exchange, reduced to its checks: the mandate, the proof at the token endpoint,
-    /// the binding between them, and the requested call inside the grants.
-    fn issue(
-        &self,
-        mandate: &str,
-        proof: &str,
-        requested: AuthorizationDetail,
-        arguments: &Value,
-        now: UnixTime,
-    ) -> Result<String, Denial> {
-        let expect = Expectations {
-            issuer: &self.id,
-            audience: &self.id,
-            now,
-            skew: SKEW,
-        };
-        let mandate = UnverifiedMandate::parse(mandate)
-            .and_then(|token| token.verify(&self.keys, &expect))
-            .map_err(|error| Denial::new(error.code(), &error))?;
-        let check = ProofCheck {
-            method: "POST",
-            uri: TOKEN_ENDPOINT,
-            now,
-            max_age: PROOF_MAX_AGE,
-            max_skew: SKEW,
-            access_token: None,
-            nonce: None,
-        };
-        let proof = verify_proof(proof, &check, &self.replay)
-            .map_err(|error| Denial::new(error.code(), &error))?;
-        let claims = mandate.claims();
-        proof
-            .ensure_bound_to(&claims.cnf.jkt)
-            .map_err(|error| Denial::new(error.code(), &error))?;
-        if claims.grants.covering(&requested).is_none() {
-            // Explain with the closest grant: the one for the same tool, if any.
-            let call = Call::McpToolCall {
-                server: "files",
-                tool: "read_file",
-                arguments,
-            };
-            let reason = claims
-                .grants
-                .as_slice()
-                .iter()
-                .find_map(|grant| grant.check(&call).err())
-                .map(|mismatch| Denial::new(mismatch.code(), &mismatch))
-                .unwrap_or_else(|| Denial::new("outside_mandate", "no grant covers the call"));
-            return Err(reason);
+/// Stops the gateway gracefully, so every decision it made is recorded before the
+/// temporary directory goes.
+async fn stop(deployment: Deployment) {
+    // The gateway may have stopped already; there is nothing more to do then.
+    deployment.stop_gateway.send(()).ok();
+    drop(tokio::time::timeout(Duration::from_secs(5), deployment.gateway_task).await);
+}
+
+/// The agent: an MCP client speaking streamable HTTP to the sidecar.
+struct Agent {
+    http: reqwest::Client,
+    url: String,
+}
+
+/// One answer from the sidecar, and the gateway's id for the request behind it.
+struct Answer {
+    answer: Value,
+    request_id: Option<String>,
+}
+
+impl Agent {
+    fn new(sidecar: &str) -> Agent {
+        Agent {
+            http: reqwest::Client::new(),
+            url: format!("{sidecar}/mcp"),
         }
-        let writ = WritClaims {
-            iss: self.id.clone(),
-            sub: claims.sub.clone(),
-            act: claims.act.clone(),
-            aud: Audience::new(GATEWAY).map_err(|e| Denial::new("internal", e))?,
-            iat: now,
-            nbf: now,
-            exp: now.plus(DEFAULT_WRIT_LIFETIME),
-            jti: WritId::from_random(random_id().map_err(|e| Denial::new("internal", e))?),
-            cnf: claims.cnf.clone(),
-            authorization_details: SingleDetail::new(requested)
-                .map_err(|e| Denial::new("invalid_request", e))?,
-            mandate: claims.jti.clone(),
-            task: Task {
-                digest: claims.task.digest.clone(),
-                summary: None,
-            },
-            policy: PolicyRef {
-                set: "quickstart".to_owned(),
-                ids: vec!["invoke-within-mandate".to_owned()],
-            },
-            log_index: 0,
-        };
-        writ_token::sign(&writ, &self.key, ISSUER_KID).map_err(|e| Denial::new("internal", e))
+    }
+
+    async fn post(&self, message: &Value) -> anyhow::Result<reqwest::Response> {
+        self.http
+            .post(&self.url)
+            .header("accept", "application/json, text/event-stream")
+            .json(message)
+            .send()
+            .await
+            .context("calling the sidecar")
+    }
+
+    async fn send(&self, message: Value) -> anyhow::Result<Answer> {
+        let response = self.post(&message).await?;
+        let request_id = response
+            .headers()
+            .get(writ_sidecar::REQUEST_ID_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let answer = response
+            .json()
+            .await
+            .context("the sidecar's answer is not JSON")?;
+        Ok(Answer { answer, request_id })
+    }
+
+    async fn notify(&self, message: Value) -> anyhow::Result<()> {
+        let status = self.post(&message).await?.status();
+        anyhow::ensure!(
+            status.is_success(),
+            "the sidecar refused a notification: {status}"
+        );
+        Ok(())
+    }
+
+    async fn call(&self, id: u64, tool: &str, arguments: Value) -> anyhow::Result<Answer> {
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments}}))
+            .await
     }
 }
 
-impl Gateway {
-    /// The gateway's checks, in order: the writ, the proof bound to it, the key binding,
-    /// single use of the writ, and the real call against the writ's one detail.
-    fn check(&self, writ: &str, proof: &str, call: &Call<'_>, now: UnixTime) -> Result<(), Denial> {
-        let expect = Expectations {
-            issuer: &self.issuer,
-            audience: &self.id,
-            now,
-            skew: SKEW,
-        };
-        let writ_token = writ;
-        let writ = UnverifiedWrit::parse(writ)
-            .and_then(|token| token.verify(&self.keys, &expect))
-            .map_err(|error| Denial::new(error.code(), &error))?;
-        let check = ProofCheck {
-            method: "POST",
-            uri: GATEWAY,
-            now,
-            max_age: PROOF_MAX_AGE,
-            max_skew: SKEW,
-            access_token: Some(writ_token),
-            nonce: None,
-        };
-        let proof = verify_proof(proof, &check, &self.replay)
-            .map_err(|error| Denial::new(error.code(), &error))?;
-        let claims = writ.claims();
-        proof
-            .ensure_bound_to(&claims.cnf.jkt)
-            .map_err(|error| Denial::new(error.code(), &error))?;
-        self.replay
-            .first_use(&format!("writ:{}", claims.jti), claims.exp.plus(SKEW), now)
-            .map_err(|_| Denial::new("writ_replayed", "the writ was already used"))?;
-        claims
-            .authorization_details
-            .detail()
-            .check(call)
-            .map_err(|mismatch| Denial::new(mismatch.code(), &mismatch))
+/// An MCP answer as an outcome: a JSON-RPC error or a tool error carries Writ's reason.
+fn outcome(answer: &Value) -> Outcome {
+    let reason = answer
+        .pointer("/result/_meta/writ/reason")
+        .or_else(|| answer.pointer("/error/data/reason"))
+        .and_then(Value::as_str);
+    match reason {
+        Some(reason) => Outcome::Denied(reason.to_owned()),
+        None if answer.get("result").is_some() => Outcome::Allowed,
+        None => Outcome::Denied("error".to_owned()),
     }
 }
 
-/// The agent's side of token exchange: a proof for the token endpoint and the call it wants.
-fn issue_writ(
-    issuer: &Issuer,
-    mandate: &str,
-    agent_key: &SigningKey,
-    arguments: &Value,
-    now: UnixTime,
-) -> Result<String, Denial> {
-    let internal = |error: anyhow::Error| Denial::new("internal", error);
-    let proof = ProofClaims::new("POST", TOKEN_ENDPOINT, now, random_jti().map_err(internal)?)
-        .sign(agent_key)
-        .map_err(|error| Denial::new("internal", error))?;
-    let requested: AuthorizationDetail = serde_json::from_value(json!({
-        "type": "mcp_tool_call",
-        "server": "files",
-        "tool": "read_file",
-        "arguments": {"object": {"required": {"path": {
-            "exact": arguments.get("path").cloned().unwrap_or(Value::Null)
-        }}}},
-        "datatypes": ["internal"]
-    }))
-    .map_err(|error| Denial::new("invalid_request", error))?;
-    issuer.issue(mandate, &proof, requested, arguments, now)
+fn tool_text(answer: &Value) -> String {
+    answer
+        .pointer("/result/content/0/text")
+        .or_else(|| answer.pointer("/error/message"))
+        .and_then(Value::as_str)
+        .unwrap_or("(no text)")
+        .to_owned()
 }
 
-fn keystore_key(path: &std::path::Path) -> anyhow::Result<SigningKey> {
-    writ_keystore::create(path, &SigningKey::generate(Algorithm::EdDSA)?)?;
-    Ok(writ_keystore::load(path)?)
+/// A tool's text on one line.
+fn one_line(text: &str) -> String {
+    text.lines().collect::<Vec<_>>().join(" / ")
 }
 
-fn random_id() -> anyhow::Result<[u8; 16]> {
-    Ok(writ_jose::random_bytes()?)
+async fn listen() -> anyhow::Result<(tokio::net::TcpListener, String)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("listening on 127.0.0.1")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    Ok((listener, url))
 }
 
-fn random_jti() -> anyhow::Result<String> {
-    Ok(writ_client::random_jti()?)
+async fn wait_ready(gateway: &writ_gateway::Gateway) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if gateway.ready() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::bail!("the gateway did not get the issuer's keys and revocation feed within 5 s")
+}
+
+/// A new key in a new keystore file.
+fn key_file(path: &Path) -> anyhow::Result<SigningKey> {
+    let key = SigningKey::generate(Algorithm::EdDSA)?;
+    writ_keystore::create(path, &key)?;
+    Ok(key)
+}
+
+fn jwk(key: &SigningKey) -> anyhow::Result<Value> {
+    Ok(serde_json::to_value(key.public_key().to_jwk())?)
+}
+
+/// A random credential for the demo tool server, which only the gateway reads.
+fn upstream_secret() -> anyhow::Result<String> {
+    Ok(format!("upstream-secret-{}", writ_client::random_jti()?))
+}
+
+/// Writes through to another writer, indenting every line as [`say`] does.
+struct Indented<'a> {
+    out: &'a mut dyn Write,
+    at_line_start: bool,
+}
+
+impl<'a> Indented<'a> {
+    fn new(out: &'a mut dyn Write) -> Self {
+        Indented {
+            out,
+            at_line_start: true,
+        }
+    }
+}
+
+impl Write for Indented<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        for line in bytes.split_inclusive(|&byte| byte == b'\n') {
+            if self.at_line_start {
+                self.out.write_all(b"   ")?;
+            }
+            self.out.write_all(line)?;
+            self.at_line_start = line.ends_with(b"\n");
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 fn step(out: &mut dyn Write, number: u32, title: &str) -> std::io::Result<()> {
-    writeln!(out)?;
-    writeln!(out, "{number}. {title}")
+    writeln!(out, "\n{number}. {title}")
 }
 
 fn say(out: &mut dyn Write, line: &str) -> std::io::Result<()> {
     writeln!(out, "   {line}")
-}
-
-fn report(
-    out: &mut dyn Write,
-    decisions: &mut Vec<(&'static str, Outcome)>,
-    what: &'static str,
-    decision: Result<(), Denial>,
-) -> std::io::Result<()> {
-    match decision {
-        Ok(()) => {
-            say(
-                out,
-                "ALLOW  writ, proof, key binding and call all check out",
-            )?;
-            decisions.push((what, Outcome::Allowed));
-        }
-        Err(denial) => {
-            say(out, &format!("DENY   {}: {}", denial.code, denial.message))?;
-            decisions.push((what, Outcome::Denied(denial.code)));
-        }
-    }
-    Ok(())
 }

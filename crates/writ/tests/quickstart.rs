@@ -1,43 +1,70 @@
-//! `writ quickstart` tells the whole story and every decision comes out as it should.
+//! `writ quickstart` tells the whole story on real services and every decision comes out
+//! as it should.
 
 #![allow(clippy::unwrap_used, reason = "test code")]
 
+use std::time::Duration;
+
 use writ::Outcome;
 
+fn denied(reason: &str) -> Outcome {
+    Outcome::Denied(reason.to_owned())
+}
+
 #[test]
-fn quickstart_allows_the_granted_call_and_denies_the_rest_with_reasons() {
+fn quickstart_allows_the_granted_calls_denies_the_rest_and_traces_the_first() {
     let mut output = Vec::new();
     let summary = writ::quickstart(&mut output).unwrap();
     let output = String::from_utf8(output).unwrap();
     assert_eq!(
         summary.decisions,
         vec![
-            ("issue writ for /data/sales/q3.csv", Outcome::Allowed),
-            ("call read_file with the writ", Outcome::Allowed),
-            ("replay the same request", Outcome::Denied("dpop_replayed")),
+            ("initialize", Outcome::Allowed),
+            ("tools/list", Outcome::Allowed),
+            ("read_file /data/reports/q3.md", Outcome::Allowed),
+            ("read_file /data/hr/salaries.csv", denied("outside_mandate")),
+            ("drop_table customers", denied("outside_mandate")),
+            ("the agent's own request", Outcome::Allowed),
+            ("replay the captured request", denied("dpop_replayed")),
             (
-                "stolen writ, attacker's key",
-                Outcome::Denied("dpop_key_mismatch")
+                "present the writ with the attacker's key",
+                denied("dpop_key_mismatch")
             ),
-            (
-                "issue writ for /etc/passwd",
-                Outcome::Denied("argument_outside_constraint")
-            ),
-            ("expired writ", Outcome::Denied("token_expired")),
-        ]
+            ("read_file after the revocation", denied("mandate_revoked")),
+        ],
+        "{output}"
+    );
+    assert!(summary.revoked_within < Duration::from_secs(1));
+    // The first call, back through its writ and mandate to the human and the agent.
+    assert_eq!(
+        summary.traced,
+        [
+            "human_registered",
+            "agent_registered",
+            "mandate_granted",
+            "writ_issued",
+            "gateway_decision"
+        ],
+        "{output}"
     );
     for expected in [
-        "DENY   dpop_replayed",
-        "DENY   argument_outside_constraint: argument value at `/path` must be a string matching `/data/sales/*`",
-        "Done: 2 allowed, 4 denied",
+        "tools/list   → read_file (",
+        "ALLOW  # Q3 report / Revenue grew 12%",
+        "DENY   denied: tool `drop_table` is outside mandate mnd_",
+        "granted by alice for task “Summarize the Q3 reports for the board” [outside_mandate]",
+        "[mandate_revoked]",
+        "policy set ps_",
+        "allow tools/call read_file on route files at gateway gw",
+        "audit log verified: ",
+        "Done: 4 allowed, 5 denied",
     ] {
         assert!(
             output.contains(expected),
             "missing `{expected}` in:\n{output}"
         );
     }
-    assert!(
-        !output.contains("PRIVATE KEY"),
-        "no key material in the narration"
-    );
+    // No key, token or upstream credential in the narration: every JWS starts with `eyJ`.
+    for secret in ["PRIVATE KEY", "eyJ", "upstream-secret-"] {
+        assert!(!output.contains(secret), "`{secret}` in:\n{output}");
+    }
 }
