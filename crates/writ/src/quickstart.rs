@@ -391,6 +391,10 @@ credential = {{ type = "bearer", file = "{secret}" }}
     let mandate_file = path("mandate.jwt");
     std::fs::write(&mandate_file, mandate)
         .with_context(|| format!("writing `{}`", mandate_file.display()))?;
+    say(
+        out,
+        "$ writ mandate grant report-bot --task '…' --grant '{\"type\":\"mcp_tool_call\",…}' --out mandate.jwt",
+    )?;
     say(out, &format!("task        “{TASK}”"))?;
     say(
         out,
