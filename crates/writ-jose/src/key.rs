@@ -1,6 +1,7 @@
 //! Signing and verifying keys on aws-lc-rs.
 
 use std::fmt;
+use std::sync::Arc;
 
 use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
@@ -205,20 +206,28 @@ fn public_jwk(algorithm: Algorithm, bytes: &[u8]) -> Jwk {
 #[error("signature does not verify")]
 pub struct BadSignature;
 
+/// A private key kept outside this process, such as on a PKCS#11 token, that signs where it
+/// lives: the process only ever holds a handle to it.
+pub trait ExternalSigner: Send + Sync {
+    /// Signs `message` with the key's algorithm: 64 bytes for both (ES256 as fixed-width
+    /// `r || s`).
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError>;
+}
+
 /// A private signing key.
 ///
 /// Its `Debug` output is redacted, it is not `Serialize`, and the PKCS#8 encoding it keeps for
 /// the keystore is zeroized on drop. The aws-lc-rs key pair frees its own memory with
-/// `OPENSSL_cleanse`.
+/// `OPENSSL_cleanse`. A key held by an [`ExternalSigner`] has no private bytes here at all.
 pub struct SigningKey {
     pair: KeyPair,
-    pkcs8: Zeroizing<Vec<u8>>,
     public: PublicKey,
 }
 
 enum KeyPair {
-    Ed25519(Ed25519KeyPair),
-    P256(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair, Zeroizing<Vec<u8>>),
+    P256(EcdsaKeyPair, Zeroizing<Vec<u8>>),
+    External(Arc<dyn ExternalSigner>),
 }
 
 impl SigningKey {
@@ -249,8 +258,7 @@ impl SigningKey {
                 })?;
                 let public = PublicKey::ed25519(pair.public_key().as_ref())?;
                 Ok(SigningKey {
-                    pair: KeyPair::Ed25519(pair),
-                    pkcs8,
+                    pair: KeyPair::Ed25519(pair, pkcs8),
                     public,
                 })
             }
@@ -266,8 +274,7 @@ impl SigningKey {
                     point.get(33..65).unwrap_or_default(),
                 )?;
                 Ok(SigningKey {
-                    pair: KeyPair::P256(pair),
-                    pkcs8,
+                    pair: KeyPair::P256(pair, pkcs8),
                     public,
                 })
             }
@@ -303,6 +310,23 @@ impl SigningKey {
         Self::from_pkcs8(Algorithm::EdDSA, pkcs8.as_ref())
     }
 
+    /// A key that `signer` holds, whose public half is `public`. The pairing is checked: a
+    /// test message signed by `signer` must verify under `public`.
+    pub fn external(public: PublicKey, signer: Arc<dyn ExternalSigner>) -> Result<Self, KeyError> {
+        let probe = b"writ: does this signer hold the key for this public key?";
+        let signature = signer.sign(probe)?;
+        public
+            .verify(probe, &signature)
+            .map_err(|_| KeyError::Invalid {
+                kind: "external private",
+                reason: "its signatures do not verify under the public key it was paired with",
+            })?;
+        Ok(SigningKey {
+            pair: KeyPair::External(signer),
+            public,
+        })
+    }
+
     /// The algorithm this key signs with.
     pub fn algorithm(&self) -> Algorithm {
         self.public.algorithm
@@ -316,22 +340,27 @@ impl SigningKey {
     /// Signs `message`: 64 bytes for both algorithms (ES256 as fixed-width `r || s`).
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         match &self.pair {
-            KeyPair::Ed25519(pair) => pair
+            KeyPair::Ed25519(pair, _) => pair
                 .try_sign(message)
                 .map(|signature| signature.as_ref().to_vec())
                 .map_err(|_| KeyError::Crypto("Ed25519 signing failed")),
-            KeyPair::P256(pair) => pair
+            KeyPair::P256(pair, _) => pair
                 .sign(&SystemRandom::new(), message)
                 .map(|signature| signature.as_ref().to_vec())
                 .map_err(|_| KeyError::Crypto("ES256 signing failed")),
+            KeyPair::External(signer) => signer.sign(message),
         }
     }
 
-    /// The PKCS#8 DER encoding of the private key.
+    /// The PKCS#8 DER encoding of the private key; `None` for a key an [`ExternalSigner`]
+    /// holds, whose private bytes never leave it.
     ///
     /// Only a keystore should call this, to write the key to storage only its owner can read.
-    pub fn expose_secret_pkcs8(&self) -> &[u8] {
-        &self.pkcs8
+    pub fn expose_secret_pkcs8(&self) -> Option<&[u8]> {
+        match &self.pair {
+            KeyPair::Ed25519(_, pkcs8) | KeyPair::P256(_, pkcs8) => Some(pkcs8),
+            KeyPair::External(_) => None,
+        }
     }
 }
 
@@ -340,7 +369,13 @@ impl fmt::Debug for SigningKey {
         f.debug_struct("SigningKey")
             .field("algorithm", &self.algorithm())
             .field("thumbprint", &self.public.thumbprint().as_str())
-            .field("private", &"<redacted>")
+            .field(
+                "private",
+                match self.pair {
+                    KeyPair::External(_) => &"<held externally>",
+                    _ => &"<redacted>",
+                },
+            )
             .finish()
     }
 }
@@ -363,11 +398,32 @@ mod tests {
         }
     }
 
+    struct Borrowed(SigningKey);
+
+    impl ExternalSigner for Borrowed {
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+            self.0.sign(message)
+        }
+    }
+
+    #[test]
+    fn an_external_signer_must_hold_the_key_it_is_paired_with() {
+        let held = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let public = held.public_key().clone();
+        let key = SigningKey::external(public.clone(), Arc::new(Borrowed(held))).unwrap();
+        assert!(key.expose_secret_pkcs8().is_none());
+        public.verify(b"m", &key.sign(b"m").unwrap()).unwrap();
+        assert!(format!("{key:?}").contains("<held externally>"));
+
+        let other = Arc::new(Borrowed(SigningKey::generate(Algorithm::EdDSA).unwrap()));
+        assert!(SigningKey::external(public, other).is_err());
+    }
+
     #[test]
     fn pkcs8_round_trips() {
         for algorithm in [Algorithm::EdDSA, Algorithm::ES256] {
             let key = SigningKey::generate(algorithm).unwrap();
-            let again = SigningKey::from_pkcs8_any(key.expose_secret_pkcs8()).unwrap();
+            let again = SigningKey::from_pkcs8_any(key.expose_secret_pkcs8().unwrap()).unwrap();
             assert_eq!(again.algorithm(), algorithm);
             assert_eq!(again.public_key(), key.public_key());
         }

@@ -49,4 +49,6 @@ pub use idp::IdpKeySet;
 pub use json::{JsonError, from_slice_strict, sort_members};
 pub use jwk::{Jwk, JwkError, KeySet, KeySetError, Thumbprint, ThumbprintError};
 pub use jws::{Header, JwsError, UnverifiedJws};
-pub use key::{Algorithm, KeyError, PublicKey, SigningKey, random_bytes, sha256, sha256_concat};
+pub use key::{
+    Algorithm, ExternalSigner, KeyError, PublicKey, SigningKey, random_bytes, sha256, sha256_concat,
+};

@@ -9,7 +9,9 @@
 //! - every buffer that held key material is zeroized when dropped;
 //! - errors name the file and the problem, never the contents.
 //!
-//! Keys held in hardware (PKCS#11) stay out of files entirely and are added beside this.
+//! Keys held in hardware stay out of files entirely: [`pkcs11`] finds or creates a key on a
+//! PKCS#11 token (an HSM, a smart card, SoftHSM2) that cannot be extracted from it, and
+//! signs there.
 //!
 //! ```
 //! use writ_jose::{Algorithm, SigningKey};
@@ -32,6 +34,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use writ_jose::{KeyError, SigningKey};
 use zeroize::Zeroizing;
+
+pub mod pkcs11;
 
 const BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
 const END: &str = "-----END PRIVATE KEY-----";
@@ -80,11 +84,18 @@ pub enum KeystoreError {
     },
 }
 
-/// Writes `key` to a new file at `path` with mode `0600` and syncs it to disk.
+/// Writes `key` to a new file at `path` with mode `0600` and syncs it to disk. A key held on
+/// a token has no private bytes to write and is refused.
 pub fn create(path: &Path, key: &SigningKey) -> Result<(), KeystoreError> {
     let io = |source| KeystoreError::Io {
         path: path.to_owned(),
         source,
+    };
+    let Some(pkcs8) = key.expose_secret_pkcs8() else {
+        return Err(KeystoreError::Format {
+            path: path.to_owned(),
+            reason: "the key is held on a hardware token and cannot be written to a file",
+        });
     };
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
@@ -97,7 +108,7 @@ pub fn create(path: &Path, key: &SigningKey) -> Result<(), KeystoreError> {
             io(error)
         }
     })?;
-    let pem = to_pem(key.expose_secret_pkcs8());
+    let pem = to_pem(pkcs8);
     file.write_all(pem.as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)?;
     Ok(())

@@ -24,7 +24,7 @@ use writ_sidecar::{MandateSource, Sidecar};
 use writ_testkit::{MCP_SECRET, World};
 
 fn agent_key(world: &World) -> SigningKey {
-    SigningKey::from_pkcs8_any(world.agent.expose_secret_pkcs8()).unwrap()
+    SigningKey::from_pkcs8_any(world.agent.expose_secret_pkcs8().unwrap()).unwrap()
 }
 
 /// Serves `router` on a loopback port and returns its base URL.

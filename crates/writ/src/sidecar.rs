@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
+use writ_jose::{Algorithm, SigningKey};
 use writ_sidecar::{MandateSource, Sidecar};
+use zeroize::Zeroizing;
 
 /// Where the sidecar serves and what it calls.
 #[derive(Debug, Args)]
@@ -17,8 +19,31 @@ pub(crate) struct SidecarArgs {
     gateway: String,
     /// The agent's keystore file (mode 0600). When it does not exist, a new Ed25519 key is
     /// created in it and its public JWK printed, for the owner to register the agent with.
-    #[arg(long, env = "WRIT_AGENT_KEY")]
-    key: PathBuf,
+    #[arg(
+        long,
+        env = "WRIT_AGENT_KEY",
+        required_unless_present = "pkcs11_module",
+        conflicts_with = "pkcs11_module"
+    )]
+    key: Option<PathBuf>,
+    /// Keep the agent key on a PKCS#11 token instead: the module's path, such as
+    /// `/usr/lib/softhsm/libsofthsm2.so`. The key is generated on the token, sensitive and
+    /// non-extractable, when it is not there yet. The PIN comes from `--pkcs11-pin-file` or
+    /// `WRIT_PKCS11_PIN`.
+    #[arg(long, env = "WRIT_PKCS11_MODULE", requires = "pkcs11_token")]
+    pkcs11_module: Option<PathBuf>,
+    /// The token's label.
+    #[arg(long, env = "WRIT_PKCS11_TOKEN")]
+    pkcs11_token: Option<String>,
+    /// The key's label on the token.
+    #[arg(long, env = "WRIT_PKCS11_KEY", default_value = "writ-agent")]
+    pkcs11_key: String,
+    /// Generate a missing key as P-256 (ES256) rather than Ed25519, for tokens without EdDSA.
+    #[arg(long)]
+    pkcs11_es256: bool,
+    /// A file holding the token's user PIN (instead of `WRIT_PKCS11_PIN`).
+    #[arg(long)]
+    pkcs11_pin_file: Option<PathBuf>,
     /// A file holding the mandate, read again for every call.
     #[arg(long, env = "WRIT_MANDATE_FILE", conflicts_with = "mandate")]
     mandate_file: Option<PathBuf>,
@@ -40,11 +65,10 @@ pub(crate) struct SidecarArgs {
 
 pub(crate) async fn run(args: SidecarArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     // Standard output may be the MCP channel: everything else goes to standard error.
-    let (key, created) = crate::load_or_create_key(&args.key)?;
-    if created {
+    let (key, created) = agent_key(&args)?;
+    if let Some(created) = created {
         eprintln!(
-            "created the agent key {} (mode 0600); its owner registers it with:\n  writ agent add NAME --tools SERVER/TOOL --jwk '{}'",
-            args.key.display(),
+            "created the agent key {created}; its owner registers it with:\n  writ agent add NAME --tools SERVER/TOOL --jwk '{}'",
             serde_json::to_string(&key.public_key().to_jwk())?,
         );
     }
@@ -90,4 +114,62 @@ pub(crate) async fn run(args: SidecarArgs, out: &mut dyn Write) -> anyhow::Resul
         .with_graceful_shutdown(crate::stop_signal())
         .await?;
     Ok(())
+}
+
+/// The agent's key, from its keystore file or its token, and a description of it when it
+/// was created just now.
+fn agent_key(args: &SidecarArgs) -> anyhow::Result<(SigningKey, Option<String>)> {
+    let (Some(module), Some(token)) = (&args.pkcs11_module, &args.pkcs11_token) else {
+        let path = args
+            .key
+            .as_ref()
+            .context("give --key FILE or --pkcs11-module and --pkcs11-token")?;
+        let (key, created) = crate::load_or_create_key(path)?;
+        return Ok((
+            key,
+            created.then(|| format!("{} (mode 0600)", path.display())),
+        ));
+    };
+    let pin = match &args.pkcs11_pin_file {
+        Some(path) => Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the PIN file `{}`", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+        None => Zeroizing::new(
+            std::env::var("WRIT_PKCS11_PIN")
+                .context("the token's PIN: give --pkcs11-pin-file FILE or set WRIT_PKCS11_PIN")?,
+        ),
+    };
+    let token = writ_keystore::pkcs11::Token {
+        module: module.clone(),
+        label: token.clone(),
+        pin,
+    };
+    let algorithm = if args.pkcs11_es256 {
+        Algorithm::ES256
+    } else {
+        Algorithm::EdDSA
+    };
+    let (key, created) =
+        writ_keystore::pkcs11::open_or_generate(&token, &args.pkcs11_key, algorithm)?;
+    Ok((
+        key,
+        created.then(|| {
+            format!(
+                "`{}` on token `{}` ({}, generated there, non-extractable)",
+                args.pkcs11_key,
+                token.label,
+                key_algorithm_name(algorithm)
+            )
+        }),
+    ))
+}
+
+fn key_algorithm_name(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::EdDSA => "Ed25519",
+        Algorithm::ES256 => "P-256",
+    }
 }

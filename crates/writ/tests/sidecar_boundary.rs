@@ -128,7 +128,7 @@ async fn the_agent_sees_answers_and_refusals_but_no_key_token_or_credential() {
 
     // What crossed the boundary, and what the sidecar logged, holds no JWS (mandate, writ,
     // proof: all start with `eyJ`), no private key in any encoding, and no upstream secret.
-    let pkcs8 = world.agent.expose_secret_pkcs8();
+    let pkcs8 = world.agent.expose_secret_pkcs8().unwrap();
     let seed = &pkcs8[pkcs8.len() - 32..];
     let secrets = [
         "eyJ".to_owned(),

@@ -179,7 +179,7 @@ async fn a_trace_is_for_administrators_and_the_human_it_ends_at() {
     // An agent is no human.
     let agent = writ_client::IssuerClient::new(
         &world.issuer_url,
-        writ_jose::SigningKey::from_pkcs8_any(world.agent.expose_secret_pkcs8()).unwrap(),
+        writ_jose::SigningKey::from_pkcs8_any(world.agent.expose_secret_pkcs8().unwrap()).unwrap(),
     )
     .unwrap();
     let refused = agent
