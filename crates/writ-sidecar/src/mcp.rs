@@ -113,12 +113,22 @@ impl Sidecar {
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
             .body(bytes.to_vec());
-        let stored = self
-            .protocol
-            .lock()
-            .ok()
-            .and_then(|version| version.clone());
-        if let Some(version) = protocol.map(str::to_owned).or(stored) {
+        // An `initialize` names its own version, which servers check the header against;
+        // later messages carry the agent's header, or the version the server chose.
+        let version = if method == "initialize" {
+            message
+                .pointer("/params/protocolVersion")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        } else {
+            protocol.map(str::to_owned).or_else(|| {
+                self.protocol
+                    .lock()
+                    .ok()
+                    .and_then(|version| version.clone())
+            })
+        };
+        if let Some(version) = version {
             request = request.header("mcp-protocol-version", version);
         }
         let session = self.session.lock().ok().and_then(|session| session.clone());

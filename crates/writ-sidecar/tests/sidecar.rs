@@ -225,3 +225,35 @@ async fn a_mandate_for_another_key_or_an_untrusted_issuer_is_refused_at_start() 
         "{error}"
     );
 }
+
+/// Regression: the sidecar sent the protocol version an earlier client had agreed on as the
+/// header of a later client's `initialize`, whose body named another, and the server refused
+/// the mismatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_client_initializing_with_another_protocol_version_is_not_refused() {
+    let world = World::new().await;
+    let (mandate, _) = world.grant().await;
+    let sidecar = sidecar(&world, "/mcp/files", MandateSource::Token(mandate)).await;
+    let url = format!("{}/mcp", serve(writ_sidecar::mcp_router(sidecar)).await);
+    let http = reqwest::Client::new();
+    for version in ["2025-06-18", "2025-03-26"] {
+        let answer: Value = http
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": version, "capabilities": {},
+                "clientInfo": {"name": "agent", "version": "1"}}}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer["result"]["protocolVersion"], version,
+            "{version}: {answer}"
+        );
+    }
+}
