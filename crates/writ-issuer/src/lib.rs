@@ -44,6 +44,7 @@
 
 mod audit;
 mod auth;
+mod delegation;
 mod error;
 mod inventory;
 mod keys;

@@ -71,6 +71,27 @@ pub(crate) fn tool_of(detail: &AuthorizationDetail) -> (&str, &str) {
     }
 }
 
+/// The `server/tool` names that `grants` grant, for policy; every granted tool must be in
+/// the inventory.
+pub(crate) fn granted_tools(issuer: &Issuer, grants: &Grants) -> Result<Vec<String>, ApiError> {
+    grants
+        .as_slice()
+        .iter()
+        .map(|detail| {
+            if let AuthorizationDetail::McpToolCall { server, tool, .. } = detail
+                && issuer.store.tool(server.as_str(), tool.as_str()).is_none()
+            {
+                return Err(ApiError::invalid_request(
+                    "unknown_tool",
+                    format!("no tool `{server}/{tool}` in the inventory"),
+                ));
+            }
+            let (server, tool) = tool_of(detail);
+            Ok(format!("{server}/{tool}"))
+        })
+        .collect()
+}
+
 /// Whether an agent is usable now: not revoked, active and within its lifetime.
 pub(crate) fn agent_usable(
     store: &writ_store::Store,
@@ -188,28 +209,7 @@ async fn grant_checked(
             format!("max_depth must be at most {}", issuer.settings.max_depth),
         ));
     }
-    // Every granted tool must exist in the inventory.
-    for detail in request.grants.as_slice() {
-        let AuthorizationDetail::McpToolCall { server, tool, .. } = detail else {
-            continue;
-        };
-        let known = issuer.store.tool(server.as_str(), tool.as_str());
-        if known.is_none() {
-            return Err(ApiError::invalid_request(
-                "unknown_tool",
-                format!("no tool `{server}/{tool}` in the inventory"),
-            ));
-        }
-    }
-    let tools: Vec<String> = request
-        .grants
-        .as_slice()
-        .iter()
-        .map(|detail| {
-            let (server, tool) = tool_of(detail);
-            format!("{server}/{tool}")
-        })
-        .collect();
+    let tools = granted_tools(issuer, &request.grants)?;
     let tool_refs: Vec<&str> = tools.iter().map(String::as_str).collect();
     let labels: Vec<String> = request
         .grants
@@ -271,53 +271,90 @@ async fn grant_checked(
         max_depth,
         parent: None,
     };
-    // Check the claims before recording, so nothing is recorded that cannot be signed.
-    writ_token::TokenClaims::check(&claims)
-        .map_err(|e| ApiError::invalid_request("invalid_mandate", e.to_string()))?;
     let policy = writ_token::PolicyRef {
         set: permit.policy_set,
         ids: permit.policy_ids,
     };
-    let appended = record(
+    let (mandate, log_index) = record_and_sign(
         issuer,
         "mandate_granted",
-        json!({
-            "mandate": id, "human": human.id, "agent": agent.jkt, "agent_name": agent.name,
-            "task_digest": digest, "task": if issuer.settings.store_task_text { Some(&request.task) } else { None },
-            "grants": claims.grants, "exp": claims.exp, "max_depth": max_depth, "policy": policy,
-        }),
-        vec![format!("mandate:{id}"), format!("human:{}", human.id), format!("agent:{}", agent.jkt)],
-        Write::InsertMandate(MandateRecord {
-            id: id.to_string(),
-            human_id: human.id.clone(),
-            agent_jkt: agent.jkt.clone(),
-            parent: None,
-            depth: 0,
-            expires_at: crate::seconds(claims.exp),
-            task_digest: digest.as_str().to_owned(),
-            task_text: issuer.settings.store_task_text.then(|| request.task.clone()),
-            grants: serde_json::to_string(&claims.grants).map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "encoding_failed",
-                    e.to_string(),
-                )
-            })?,
-            created_at: crate::seconds(now),
-            log_index: 0,
-        }),
+        &claims,
+        &agent,
+        Some(&request.task),
+        &policy,
     )
-    .await
-    ?;
-    let mandate = issuer.sign(&claims)?;
+    .await?;
     Ok(Granted {
         mandate,
         id: id.to_string(),
         expires_at: claims.exp.as_secs(),
-        log_index: appended.index,
+        log_index,
         policy,
     })
+}
+
+/// Records `claims` as a new mandate (its `kind` leaf and its row, in one commit), and only
+/// then signs it. Returns the mandate and its leaf's index.
+pub(crate) async fn record_and_sign(
+    issuer: &Issuer,
+    kind: &str,
+    claims: &MandateClaims,
+    agent: &AgentRecord,
+    task_text: Option<&str>,
+    policy: &writ_token::PolicyRef,
+) -> Result<(String, u64), ApiError> {
+    // Check the claims before recording, so nothing is recorded that cannot be signed.
+    writ_token::TokenClaims::check(claims)
+        .map_err(|e| ApiError::invalid_request("invalid_mandate", e.to_string()))?;
+    let id = claims.jti.to_string();
+    let human = claims.sub.as_str();
+    let task_text = task_text.filter(|_| issuer.settings.store_task_text);
+    let mut event = json!({
+        "mandate": id, "human": human, "agent": agent.jkt, "agent_name": agent.name,
+        "task_digest": claims.task.digest, "task": task_text, "grants": claims.grants,
+        "exp": claims.exp, "max_depth": claims.max_depth, "policy": policy,
+    });
+    if let (Some(parent), Some(delegator), serde_json::Value::Object(members)) =
+        (&claims.parent, &claims.act.act, &mut event)
+    {
+        members.insert("parent".into(), json!(parent));
+        members.insert("delegated_by".into(), json!(delegator.sub));
+        members.insert("depth".into(), json!(claims.depth));
+        members.insert("actors".into(), json!(claims.act));
+    }
+    let grants = serde_json::to_string(&claims.grants).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "encoding_failed",
+            e.to_string(),
+        )
+    })?;
+    let appended = record(
+        issuer,
+        kind,
+        event,
+        vec![
+            format!("mandate:{id}"),
+            format!("human:{human}"),
+            format!("agent:{}", agent.jkt),
+        ],
+        Write::InsertMandate(MandateRecord {
+            id,
+            human_id: human.to_owned(),
+            agent_jkt: agent.jkt.clone(),
+            parent: claims.parent.as_ref().map(ToString::to_string),
+            depth: i64::from(claims.depth),
+            expires_at: crate::seconds(claims.exp),
+            task_digest: claims.task.digest.as_str().to_owned(),
+            task_text: task_text.map(str::to_owned),
+            grants,
+            created_at: crate::seconds(claims.iat),
+            log_index: 0,
+        }),
+    )
+    .await?;
+    Ok((issuer.sign(claims)?, appended.index))
 }
 
 /// A mandate as stored, for the humans and agents it concerns, gateways and administrators.

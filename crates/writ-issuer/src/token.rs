@@ -42,12 +42,7 @@ use crate::auth::proof;
 use crate::error::{ApiError, mandate_error};
 use crate::mandates::{agent_usable, policy_human, random_id, tool_of};
 
-/// RFC 8693 §2.1.
-pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-/// The token type of a mandate presented as `subject_token`.
-pub const MANDATE_TOKEN_TYPE: &str = "urn:writ:params:oauth:token-type:mandate";
-/// The token type of the writ returned.
-pub const WRIT_TOKEN_TYPE: &str = "urn:writ:params:oauth:token-type:writ";
+pub(crate) use writ_token::{MANDATE_TOKEN_TYPE, TOKEN_EXCHANGE, WRIT_TOKEN_TYPE};
 
 pub(crate) async fn metadata(State(issuer): State<Arc<Issuer>>) -> Json<Value> {
     // RFC 8414 §2, with RFC 9449 §5.1 and RFC 9396 §10.
@@ -66,12 +61,13 @@ pub(crate) async fn metadata(State(issuer): State<Arc<Issuer>>) -> Json<Value> {
 }
 
 #[derive(Serialize)]
-struct TokenResponse {
-    access_token: String,
-    issued_token_type: &'static str,
-    token_type: &'static str,
-    expires_in: u64,
-    log_index: u64,
+pub(crate) struct TokenResponse {
+    pub(crate) access_token: String,
+    pub(crate) issued_token_type: &'static str,
+    /// `DPoP` for a writ; RFC 8693 §2.2.1's `N_A` for a mandate, which is no access token.
+    pub(crate) token_type: &'static str,
+    pub(crate) expires_in: u64,
+    pub(crate) log_index: u64,
 }
 
 /// The form, with RFC 6749 §3.2's rule that no parameter appears twice.
@@ -91,7 +87,10 @@ fn form(body: &Bytes) -> Result<HashMap<String, String>, ApiError> {
     Ok(form)
 }
 
-fn required<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
+pub(crate) fn required<'a>(
+    form: &'a HashMap<String, String>,
+    name: &str,
+) -> Result<&'a str, ApiError> {
     form.get(name).map(String::as_str).ok_or_else(|| {
         ApiError::invalid_request(
             "missing_parameter",
@@ -139,7 +138,12 @@ pub(crate) async fn exchange(
                         .map(|value| format!("{key}:{value}"))
                 })
                 .collect();
-            record_denial(&issuer, "writ_denied", &error, context, keys).await;
+            let kind = if context.get("delegate").is_some() {
+                "delegation_denied"
+            } else {
+                "writ_denied"
+            };
+            record_denial(&issuer, kind, &error, context, keys).await;
             error.into_response()
         }
     }
@@ -169,14 +173,20 @@ async fn exchange_checked(
             format!("subject_token_type must be `{MANDATE_TOKEN_TYPE}`"),
         ));
     }
-    if form
-        .get("requested_token_type")
-        .is_some_and(|t| t != WRIT_TOKEN_TYPE)
-    {
-        return Err(ApiError::invalid_request(
-            "unsupported_token_type",
-            format!("requested_token_type must be `{WRIT_TOKEN_TYPE}`"),
-        ));
+    match form.get("requested_token_type").map(String::as_str) {
+        None | Some(WRIT_TOKEN_TYPE) => {}
+        // A child mandate for another agent: delegation.
+        Some(MANDATE_TOKEN_TYPE) => {
+            return crate::delegation::delegate(issuer, method, headers, &form, context, now).await;
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_request(
+                "unsupported_token_type",
+                format!(
+                    "requested_token_type must be `{WRIT_TOKEN_TYPE}` (a writ) or `{MANDATE_TOKEN_TYPE}` (a delegated mandate)"
+                ),
+            ));
+        }
     }
     let resource = Audience::new(required(&form, "resource")?).map_err(|e| {
         ApiError::new(
@@ -200,36 +210,12 @@ async fn exchange_checked(
             .map_err(|e| invalid_details(e.to_string()))?;
     let detail = SingleDetail::try_from(details).map_err(|e| invalid_details(e.to_string()))?;
 
-    // RFC 9449 §4.3 at the token endpoint.
-    let proof =
-        proof(issuer, method, "/token", headers, None).map_err(ApiError::at_token_endpoint)?;
-    context["caller"] = json!(proof.jkt());
-    let mandate = verify_mandate(issuer, required(&form, "subject_token")?, now)?;
+    let Holder {
+        mandate,
+        agent,
+        human,
+    } = holder(issuer, method, headers, &form, context, now)?;
     let claims = mandate.claims();
-    context["mandate"] = json!(claims.jti);
-    context["agent"] = json!(claims.cnf.jkt);
-    context["human"] = json!(claims.sub);
-    // RFC 9449 §6: the proof's key is the key the mandate is bound to. Only then is the
-    // proof recorded as used, so strangers' proofs never fill the replay cache.
-    proof.ensure_bound_to(&claims.cnf.jkt)?;
-    crate::auth::record(issuer, proof).map_err(ApiError::at_token_endpoint)?;
-    check_not_revoked(issuer, &mandate)?;
-    let agent = issuer.store.agent(claims.cnf.jkt.as_str()).ok_or_else(|| {
-        ApiError::denied("unknown_agent", "the mandate's agent is not registered")
-    })?;
-    agent_usable(&issuer.store, &agent, now.as_secs())?;
-    let human = issuer.store.human(claims.sub.as_str()).ok_or_else(|| {
-        ApiError::denied(
-            "unknown_human",
-            format!("human `{}` is not registered", claims.sub),
-        )
-    })?;
-    if human.status != "active" {
-        return Err(ApiError::denied(
-            "human_inactive",
-            format!("human `{}` is {}", human.id, human.status),
-        ));
-    }
     if !issuer.store.audience_known(resource.as_str()) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -330,6 +316,59 @@ async fn exchange_checked(
         token_type: "DPoP",
         expires_in: issuer.settings.writ_lifetime,
         log_index: appended.index,
+    })
+}
+
+/// The agent presenting a mandate, checked: its DPoP proof, the mandate, the proof's key
+/// bound to it, nothing in the chain revoked, the agent usable and the human active.
+pub(crate) struct Holder {
+    pub(crate) mandate: VerifiedMandate,
+    pub(crate) agent: writ_store::AgentRecord,
+    pub(crate) human: writ_store::HumanRecord,
+}
+
+pub(crate) fn holder(
+    issuer: &Issuer,
+    method: &Method,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+    context: &mut Value,
+    now: writ_token::UnixTime,
+) -> Result<Holder, ApiError> {
+    // RFC 9449 §4.3 at the token endpoint.
+    let proof =
+        proof(issuer, method, "/token", headers, None).map_err(ApiError::at_token_endpoint)?;
+    context["caller"] = json!(proof.jkt());
+    let mandate = verify_mandate(issuer, required(form, "subject_token")?, now)?;
+    let claims = mandate.claims();
+    context["mandate"] = json!(claims.jti);
+    context["agent"] = json!(claims.cnf.jkt);
+    context["human"] = json!(claims.sub);
+    // RFC 9449 §6: the proof's key is the key the mandate is bound to. Only then is the
+    // proof recorded as used, so strangers' proofs never fill the replay cache.
+    proof.ensure_bound_to(&claims.cnf.jkt)?;
+    crate::auth::record(issuer, proof).map_err(ApiError::at_token_endpoint)?;
+    check_not_revoked(issuer, &mandate)?;
+    let agent = issuer.store.agent(claims.cnf.jkt.as_str()).ok_or_else(|| {
+        ApiError::denied("unknown_agent", "the mandate's agent is not registered")
+    })?;
+    agent_usable(&issuer.store, &agent, now.as_secs())?;
+    let human = issuer.store.human(claims.sub.as_str()).ok_or_else(|| {
+        ApiError::denied(
+            "unknown_human",
+            format!("human `{}` is not registered", claims.sub),
+        )
+    })?;
+    if human.status != "active" {
+        return Err(ApiError::denied(
+            "human_inactive",
+            format!("human `{}` is {}", human.id, human.status),
+        ));
+    }
+    Ok(Holder {
+        mandate,
+        agent,
+        human,
     })
 }
 

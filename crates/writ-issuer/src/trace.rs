@@ -129,11 +129,11 @@ impl<'a> Gathered<'a> {
             .map(|(_, leaf)| leaf.get("event").unwrap_or(&Value::Null)))
     }
 
-    /// The first leaf of `kind` under the lookup `key`, added; its event.
-    async fn first(&mut self, key: &str, kind: &str) -> Result<Option<Value>, ApiError> {
+    /// The first leaf of one of `kinds` under the lookup `key`, added; its event.
+    async fn first(&mut self, key: &str, kinds: &[&str]) -> Result<Option<Value>, ApiError> {
         for index in self.issuer.store.lookup(key).await?.into_iter().take(SCAN) {
             let leaf = self.issuer.store.leaf(index).await?;
-            if leaf.is_some_and(|leaf| leaf.kind == kind) {
+            if leaf.is_some_and(|leaf| kinds.contains(&leaf.kind.as_str())) {
                 return Ok(self.add(index).await?.cloned());
             }
         }
@@ -163,11 +163,7 @@ impl<'a> Gathered<'a> {
     /// A writ's issuance, then back along its mandate.
     async fn writ(&mut self, id: &str) -> Result<bool, ApiError> {
         let key = format!("writ:{id}");
-        let found = match self.first(&key, "writ_issued").await? {
-            Some(event) => Some(event),
-            None => self.first(&key, "writ_denied").await?,
-        };
-        let Some(event) = found else {
+        let Some(event) = self.first(&key, &["writ_issued", "writ_denied"]).await? else {
             return Ok(false);
         };
         if let Some(mandate) = text(&event, "mandate") {
@@ -176,7 +172,8 @@ impl<'a> Gathered<'a> {
         Ok(true)
     }
 
-    /// A mandate's grant, then its parents, humans and agents, up to the origin.
+    /// A mandate's grant or delegation, then its parents, humans and agents, up to the
+    /// origin.
     async fn mandate(&mut self, id: &str) -> Result<bool, ApiError> {
         let mut next = Some(id.to_owned());
         let mut seen = BTreeSet::new();
@@ -186,18 +183,21 @@ impl<'a> Gathered<'a> {
                 break;
             }
             let Some(event) = self
-                .first(&format!("mandate:{id}"), "mandate_granted")
+                .first(
+                    &format!("mandate:{id}"),
+                    &["mandate_granted", "mandate_delegated"],
+                )
                 .await?
             else {
                 break;
             };
             found = true;
             if let Some(human) = text(&event, "human") {
-                self.first(&format!("human:{human}"), "human_registered")
+                self.first(&format!("human:{human}"), &["human_registered"])
                     .await?;
             }
             if let Some(agent) = text(&event, "agent") {
-                self.first(&format!("agent:{agent}"), "agent_registered")
+                self.first(&format!("agent:{agent}"), &["agent_registered"])
                     .await?;
             }
             next = text(&event, "parent");
@@ -237,7 +237,7 @@ pub(crate) async fn trace(
         }
         Start::Request(request) => {
             match gathered
-                .first(&format!("request:{request}"), "gateway_decision")
+                .first(&format!("request:{request}"), &["gateway_decision"])
                 .await?
             {
                 Some(decision) => {

@@ -44,10 +44,6 @@ pub use serve::{http_router, mcp_router, serve_stdio};
 /// for `writ trace`.
 pub const REQUEST_ID_HEADER: &str = "writ-request-id";
 
-/// The token type of a mandate presented as an RFC 8693 subject token.
-const MANDATE_TOKEN_TYPE: &str = "urn:writ:params:oauth:token-type:mandate";
-/// RFC 8693's grant type.
-const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// The largest answer read from the gateway or a discovery document, in bytes.
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
 /// How long one call through the gateway may take.
@@ -286,9 +282,9 @@ impl Sidecar {
             .post_form(
                 &self.token_path,
                 &[
-                    ("grant_type", TOKEN_EXCHANGE),
+                    ("grant_type", writ_token::TOKEN_EXCHANGE),
                     ("subject_token", mandate),
-                    ("subject_token_type", MANDATE_TOKEN_TYPE),
+                    ("subject_token_type", writ_token::MANDATE_TOKEN_TYPE),
                     ("resource", &self.route),
                     ("authorization_details", &details),
                 ],

@@ -360,23 +360,74 @@ credential = {{ type = "basic", file = "{http_secret}" }}
         resource: &str,
         detail: Value,
     ) -> (StatusCode, Value) {
+        self.try_writ_as(&self.agent, mandate, resource, detail)
+            .await
+    }
+
+    /// The token exchange for one call on `resource`, proven with `key`.
+    pub async fn try_writ_as(
+        &self,
+        key: &SigningKey,
+        mandate: &str,
+        resource: &str,
+        detail: Value,
+    ) -> (StatusCode, Value) {
+        self.exchange(
+            key,
+            &[
+                ("subject_token", mandate.to_owned()),
+                ("resource", resource.to_owned()),
+                ("authorization_details", json!([detail]).to_string()),
+            ],
+        )
+        .await
+    }
+
+    /// Delegation: the holder of `mandate`, proving `key`, asks for a child mandate for the
+    /// agent named `delegate` with `grants`, expiring in `expires_in` seconds (with the
+    /// parent when `None`).
+    pub async fn delegate_as(
+        &self,
+        key: &SigningKey,
+        mandate: &str,
+        delegate: &str,
+        grants: Value,
+        expires_in: Option<u64>,
+    ) -> (StatusCode, Value) {
+        let mut form = vec![
+            ("subject_token", mandate.to_owned()),
+            (
+                "requested_token_type",
+                "urn:writ:params:oauth:token-type:mandate".to_owned(),
+            ),
+            ("delegate", delegate.to_owned()),
+            ("authorization_details", grants.to_string()),
+        ];
+        form.extend(expires_in.map(|seconds| ("expires_in", seconds.to_string())));
+        self.exchange(key, &form).await
+    }
+
+    /// A token exchange at the issuer with a mandate as subject token, proven with `key`.
+    async fn exchange(
+        &self,
+        key: &SigningKey,
+        parameters: &[(&str, String)],
+    ) -> (StatusCode, Value) {
         let url = format!("{}/token", self.issuer_url);
         let proof = ProofClaims::new("POST", &url, self.clock.now(), self.jti())
-            .sign(&self.agent)
+            .sign(key)
             .unwrap();
-        let form = [
+        let mut form = vec![
             (
                 "grant_type",
                 "urn:ietf:params:oauth:grant-type:token-exchange".to_owned(),
             ),
-            ("subject_token", mandate.to_owned()),
             (
                 "subject_token_type",
                 "urn:writ:params:oauth:token-type:mandate".to_owned(),
             ),
-            ("resource", resource.to_owned()),
-            ("authorization_details", json!([detail]).to_string()),
         ];
+        form.extend(parameters.iter().cloned());
         let response = self
             .http
             .post(&url)
@@ -387,6 +438,23 @@ credential = {{ type = "basic", file = "{http_secret}" }}
             .unwrap();
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// alice registers another agent of hers, with a new key, for the `files` tools.
+    pub async fn add_agent(&self, name: &str) -> SigningKey {
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        self.alice
+            .post(
+                "/v1/agents",
+                Some(&json!({
+                    "name": name,
+                    "jwk": serde_json::to_value(key.public_key().to_jwk()).unwrap(),
+                    "tools": ["files/read_file", "files/drop_table", "files/*"]
+                })),
+            )
+            .await
+            .unwrap();
+        key
     }
 
     /// A proof for `method` on `url` bound to `writ`, made now.

@@ -92,6 +92,15 @@ pub use nonce::NonceKey;
 pub use time::{Clock, SystemClock, UnixTime};
 pub use token::{SignError, TokenClaims, Unverified, Verified, sign};
 pub use verify::{Expectations, MAX_SKEW, MAX_TOKEN_LEN, VerifyError};
+/// RFC 8693 §2.1: the grant type of token exchange, by which a mandate earns a writ or a
+/// delegated mandate.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The token type of a mandate, as an RFC 8693 `subject_token_type` or
+/// `requested_token_type`.
+pub const MANDATE_TOKEN_TYPE: &str = "urn:writ:params:oauth:token-type:mandate";
+/// The token type of a writ, as an RFC 8693 `requested_token_type` or `issued_token_type`.
+pub const WRIT_TOKEN_TYPE: &str = "urn:writ:params:oauth:token-type:writ";
+
 pub use writ::{
     DEFAULT_WRIT_LIFETIME, MAX_WRIT_LIFETIME, UnverifiedWrit, VerifiedWrit, WritClaims,
 };

@@ -483,15 +483,9 @@ async fn steal_a_writ(
         .post_form(
             "/token",
             &[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:token-exchange",
-                ),
+                ("grant_type", writ_token::TOKEN_EXCHANGE),
                 ("subject_token", mandate.trim()),
-                (
-                    "subject_token_type",
-                    "urn:writ:params:oauth:token-type:mandate",
-                ),
+                ("subject_token_type", writ_token::MANDATE_TOKEN_TYPE),
                 ("resource", &route),
                 ("authorization_details", &detail.to_string()),
             ],

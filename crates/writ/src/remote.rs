@@ -355,6 +355,30 @@ pub(crate) enum MandateCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Delegate part of a mandate to another agent, as the agent holding it (`--key` is
+    /// that agent's key): the child's grants may only narrow the parent's, and it expires no
+    /// later. For the sub-agents an agent starts.
+    Delegate {
+        /// The receiving agent's name.
+        to: String,
+        /// The file holding the parent mandate.
+        #[arg(long)]
+        mandate_file: PathBuf,
+        /// One grant of the child mandate (RFC 9396 detail, JSON); repeat for each.
+        #[arg(long = "grant", required_unless_present = "grants_file")]
+        grants: Vec<String>,
+        /// A file holding a JSON array of grants, instead of `--grant`.
+        #[arg(long, conflicts_with = "grants")]
+        grants_file: Option<PathBuf>,
+        /// Seconds until the child expires; with its parent when absent.
+        #[arg(long)]
+        expires_in: Option<u64>,
+        /// Where to write the child mandate.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Show a mandate: its grants, chain position, task digest and revocation.
     Show {
         /// The mandate id.
@@ -377,24 +401,7 @@ pub(crate) async fn mandate(command: MandateCommand, out: &mut dyn Write) -> any
             out: file,
             remote,
         } => {
-            let grants: Value = match grants_file {
-                Some(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading `{}`", path.display()))?;
-                    serde_json::from_str(&text).with_context(|| {
-                        format!("`{}` is not a JSON array of grants", path.display())
-                    })?
-                }
-                None => Value::Array(
-                    grants
-                        .iter()
-                        .map(|grant| {
-                            serde_json::from_str(grant)
-                                .with_context(|| format!("--grant `{grant}` is not JSON"))
-                        })
-                        .collect::<anyhow::Result<_>>()?,
-                ),
-            };
+            let grants = grants_from(&grants, grants_file.as_deref())?;
             let body = json!({
                 "agent": agent, "task": task, "summary": summary, "grants": grants,
                 "ttl_seconds": ttl_seconds, "max_depth": max_depth,
@@ -411,9 +418,67 @@ pub(crate) async fn mandate(command: MandateCommand, out: &mut dyn Write) -> any
             }
             print(out, &granted)
         }
+        MandateCommand::Delegate {
+            to,
+            mandate_file,
+            grants,
+            grants_file,
+            expires_in,
+            out: file,
+            remote,
+        } => {
+            let grants = grants_from(&grants, grants_file.as_deref())?;
+            let parent = std::fs::read_to_string(&mandate_file)
+                .with_context(|| format!("reading `{}`", mandate_file.display()))?;
+            let expires_in = expires_in.map(|seconds| seconds.to_string());
+            let grants = grants.to_string();
+            let mut form = vec![
+                ("grant_type", writ_token::TOKEN_EXCHANGE),
+                ("subject_token", parent.trim()),
+                ("subject_token_type", writ_token::MANDATE_TOKEN_TYPE),
+                ("requested_token_type", writ_token::MANDATE_TOKEN_TYPE),
+                ("delegate", &to),
+                ("authorization_details", &grants),
+            ];
+            form.extend(expires_in.as_deref().map(|seconds| ("expires_in", seconds)));
+            let mut answer = remote.client()?.post_form("/token", &form).await?;
+            let child = answer
+                .as_object_mut()
+                .and_then(|members| members.remove("access_token"))
+                .and_then(|token| token.as_str().map(str::to_owned))
+                .context("the issuer's answer has no mandate")?;
+            std::fs::write(&file, format!("{child}\n"))
+                .with_context(|| format!("writing `{}`", file.display()))?;
+            writeln!(
+                out,
+                "wrote the child mandate for `{to}` to {}",
+                file.display()
+            )?;
+            print(out, &answer)
+        }
         MandateCommand::Show { id, remote } => {
             remote.show(&format!("/v1/mandates/{id}"), out).await
         }
+    }
+}
+
+/// Grants from `--grant` arguments or a file of them, as a JSON array.
+fn grants_from(grants: &[String], file: Option<&std::path::Path>) -> anyhow::Result<Value> {
+    match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading `{}`", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("`{}` is not a JSON array of grants", path.display()))
+        }
+        None => grants
+            .iter()
+            .map(|grant| {
+                serde_json::from_str(grant)
+                    .with_context(|| format!("--grant `{grant}` is not JSON"))
+            })
+            .collect::<anyhow::Result<_>>()
+            .map(Value::Array),
     }
 }
 

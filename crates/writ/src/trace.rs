@@ -229,15 +229,20 @@ fn describe(kind: &str, event: &Value, names: &BTreeMap<&str, &str>) -> Vec<Stri
             ),
             format!("may be granted {}", compact(event.get("tools"))),
         ],
-        "mandate_granted" => {
+        "mandate_granted" | "mandate_delegated" => {
             let task = match event.get("task").and_then(Value::as_str) {
                 Some(task) => format!("task “{task}” (SHA-256 {})", text("task_digest")),
                 None => format!("task with SHA-256 {} (text not kept)", text("task_digest")),
             };
             let mut lines = vec![
                 format!(
-                    "mandate {} granted by {} to {}",
+                    "mandate {} {} {} to {}",
                     text("mandate"),
+                    if kind == "mandate_granted" {
+                        "granted by"
+                    } else {
+                        "delegated on behalf of"
+                    },
                     text("human"),
                     event
                         .get("agent_name")
@@ -247,7 +252,17 @@ fn describe(kind: &str, event: &Value, names: &BTreeMap<&str, &str>) -> Vec<Stri
                 task,
             ];
             if let Some(parent) = event.get("parent").and_then(Value::as_str) {
-                lines.push(format!("delegated from mandate {parent}"));
+                let by = event
+                    .get("delegated_by")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?");
+                lines.push(format!(
+                    "delegated by {} from mandate {parent}, depth {}",
+                    names
+                        .get(by)
+                        .map_or_else(|| by.to_owned(), |name| format!("{name} ({by})")),
+                    event.get("depth").and_then(Value::as_u64).unwrap_or(0)
+                ));
             }
             lines.push(policy());
             lines

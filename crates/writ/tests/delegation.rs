@@ -1,0 +1,344 @@
+//! Delegation on a whole deployment on 127.0.0.1: an agent passes part of its mandate to
+//! another, which passes part of that on; every step may only narrow; the chain reaches the
+//! gateway and `writ trace`; revoking a mandate stops everything delegated from it.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::time::Duration;
+
+use clap::Parser as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use writ_testkit::*;
+
+fn read_grant(path: Value) -> Value {
+    json!({"type": "mcp_tool_call", "server": "files", "tool": "read_file",
+           "arguments": {"object": {"required": {"path": path}}}, "datatypes": ["internal"]})
+}
+
+/// The claims of a JWS, unverified: for looking at what was issued.
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&writ_jose::base64url_decode(payload).unwrap()).unwrap()
+}
+
+fn token(body: &Value) -> String {
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_levels_down_the_chain_reaches_the_gateway_and_the_trace() {
+    let world = World::new().await;
+    let helper = world.add_agent("helper-bot").await;
+    let sub = world.add_agent("sub-bot").await;
+    let (root, root_id) = world.grant().await;
+
+    // report-bot → helper-bot: q-reports only.
+    let (status, child) = world
+        .delegate_as(
+            &world.agent,
+            &root,
+            "helper-bot",
+            json!([read_grant(json!({"glob": "/data/reports/q*"}))]),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{child}");
+    assert_eq!(
+        child["issued_token_type"],
+        "urn:writ:params:oauth:token-type:mandate"
+    );
+    assert_eq!(child["token_type"], "N_A");
+    let child = token(&child);
+    let child_claims = claims(&child);
+    let root_claims = claims(&root);
+    assert_eq!(child_claims["sub"], "alice");
+    assert_eq!(child_claims["depth"], 1);
+    assert_eq!(child_claims["parent"], root_id);
+    assert_eq!(
+        child_claims["exp"], root_claims["exp"],
+        "expires with its parent"
+    );
+    assert_eq!(
+        child_claims["act"]["sub"],
+        helper.public_key().thumbprint().as_str()
+    );
+    assert_eq!(child_claims["act"]["act"]["sub"], world.agent_jkt);
+    assert_eq!(
+        child_claims["cnf"]["jkt"],
+        helper.public_key().thumbprint().as_str()
+    );
+
+    // helper-bot → sub-bot: one file, for a minute.
+    let (status, grandchild) = world
+        .delegate_as(
+            &helper,
+            &child,
+            "sub-bot",
+            json!([read_grant(json!({"exact": "/data/reports/q3.md"}))]),
+            Some(60),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{grandchild}");
+    let grandchild = token(&grandchild);
+    assert_eq!(claims(&grandchild)["depth"], 2);
+
+    // sub-bot earns a writ and calls: the writ carries the whole chain, back to alice.
+    let resource = format!("{}/mcp/files", world.gateway_url);
+    let (status, body) = world
+        .try_writ_as(
+            &sub,
+            &grandchild,
+            &resource,
+            read_file_detail("/data/reports/q3.md"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let writ = token(&body);
+    let writ_claims = claims(&writ);
+    assert_eq!(writ_claims["sub"], "alice");
+    assert_eq!(
+        writ_claims["act"]["act"]["act"]["sub"], world.agent_jkt,
+        "three actors"
+    );
+    // sub-bot's key, not report-bot's, makes the proof the gateway checks.
+    let url = format!("{}/mcp/files", world.gateway_url);
+    let proof = writ_token::ProofClaims::new(
+        "POST",
+        &url,
+        writ_token::Clock::now(world.clock.as_ref()),
+        "sub-proof-1".to_owned(),
+    )
+    .with_access_token(&writ)
+    .sign(&sub)
+    .unwrap();
+    let call = tools_call("read_file", json!({"path": "/data/reports/q3.md"}));
+    let (status, headers, answer) = world
+        .post_mcp(&writ, &proof, call.to_string().into_bytes())
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let request = headers["writ-request-id"].to_str().unwrap().to_owned();
+
+    // The trace of that call: alice, three agents, the grant, two delegations, the writ
+    // and the gateway's decision, each proven.
+    let admin_key = world.dir.path().join("admin.key");
+    let mut traced = None;
+    for _ in 0..100 {
+        match world.admin.get(&format!("/v1/trace/{request}")).await {
+            Ok(body) => {
+                traced = Some(body);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(traced.is_some(), "the decision reached the log");
+    let cli = writ::Cli::try_parse_from([
+        "writ",
+        "trace",
+        &request,
+        "--json",
+        "--issuer",
+        &world.issuer_url,
+        "--key",
+        admin_key.to_str().unwrap(),
+    ])
+    .unwrap();
+    let mut out = Vec::new();
+    std::thread::scope(|scope| scope.spawn(|| writ::run(cli, &mut out)).join())
+        .unwrap()
+        .unwrap();
+    let traced: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(traced["verified"], true);
+    let kinds: Vec<&str> = traced["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| record["kind"].as_str().unwrap())
+        .collect();
+    for (kind, count) in [
+        ("human_registered", 1),
+        ("agent_registered", 3),
+        ("mandate_granted", 1),
+        ("mandate_delegated", 2),
+        ("writ_issued", 1),
+        ("gateway_decision", 1),
+    ] {
+        assert_eq!(
+            kinds.iter().filter(|k| **k == kind).count(),
+            count,
+            "{kind} in {kinds:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_agent_can_only_narrow() {
+    let world = World::new().await;
+    let helper = world.add_agent("helper-bot").await;
+    world.add_agent("sub-bot").await;
+    world.add_agent("third-bot").await;
+    let (root, _) = world.grant().await;
+    let narrow = json!([read_grant(json!({"glob": "/data/reports/*"}))]);
+    let refused = async |key, mandate: &str, to: &str, grants: Value, expires_in| {
+        let (status, body) = world
+            .delegate_as(key, mandate, to, grants, expires_in)
+            .await;
+        assert_ne!(status, StatusCode::OK, "{body}");
+        body["reason"].as_str().unwrap().to_owned()
+    };
+
+    // A wider tool, a wider argument, a longer life.
+    let drop_table = json!([{"type": "mcp_tool_call", "server": "files", "tool": "drop_table",
+                             "arguments": "any"}]);
+    assert_eq!(
+        refused(&world.agent, &root, "helper-bot", drop_table, None).await,
+        "wider_than_parent"
+    );
+    let everything = json!([read_grant(json!({"glob": "/data/*"}))]);
+    assert_eq!(
+        refused(&world.agent, &root, "helper-bot", everything, None).await,
+        "wider_than_parent"
+    );
+    let unlabelled = json!([{"type": "mcp_tool_call", "server": "files", "tool": "read_file",
+        "arguments": {"object": {"required": {"path": {"glob": "/data/reports/*"}}}},
+        "datatypes": ["internal", "secret"]}]);
+    assert_eq!(
+        refused(&world.agent, &root, "helper-bot", unlabelled, None).await,
+        "wider_than_parent"
+    );
+    assert_eq!(
+        refused(
+            &world.agent,
+            &root,
+            "helper-bot",
+            narrow.clone(),
+            Some(86_400)
+        )
+        .await,
+        "expiry_beyond_parent"
+    );
+    // Another agent's mandate, presented with one's own key.
+    assert_eq!(
+        refused(&helper, &root, "sub-bot", narrow.clone(), None).await,
+        "dpop_key_mismatch"
+    );
+    // No such agent.
+    assert_eq!(
+        refused(&world.agent, &root, "nobody", narrow.clone(), None).await,
+        "unknown_agent"
+    );
+
+    // A cycle: helper-bot hands back to report-bot, already in the chain.
+    let (status, child) = world
+        .delegate_as(&world.agent, &root, "helper-bot", narrow.clone(), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{child}");
+    let child = token(&child);
+    assert_eq!(
+        refused(&helper, &child, "report-bot", narrow.clone(), None).await,
+        "delegation_cycle"
+    );
+    // Deeper than the root's max_depth (2): the third hop is refused.
+    let sub_key = world.add_agent("sub-bot-2").await;
+    let (status, grandchild) = world
+        .delegate_as(&helper, &child, "sub-bot-2", narrow.clone(), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{grandchild}");
+    assert_eq!(
+        refused(&sub_key, &token(&grandchild), "third-bot", narrow, None).await,
+        "delegation_too_deep"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_mandate_stops_everything_delegated_from_it() {
+    let world = World::new().await;
+    let helper = world.add_agent("helper-bot").await;
+    let sub = world.add_agent("sub-bot").await;
+    let (root, _) = world.grant().await;
+    let grants = json!([read_grant(json!({"glob": "/data/reports/*"}))]);
+    let (_, child) = world
+        .delegate_as(&world.agent, &root, "helper-bot", grants.clone(), None)
+        .await;
+    let child = token(&child);
+    let (_, grandchild) = world
+        .delegate_as(&helper, &child, "sub-bot", grants, None)
+        .await;
+    let grandchild = token(&grandchild);
+    let resource = format!("{}/mcp/files", world.gateway_url);
+    let detail = read_file_detail("/data/reports/q2.md");
+
+    world
+        .revoke("mandate", claims(&child)["jti"].as_str().unwrap())
+        .await;
+    let (status, body) = world
+        .try_writ_as(&sub, &grandchild, &resource, detail.clone())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["reason"], "mandate_revoked");
+    let (status, body) = world
+        .try_writ_as(&helper, &child, &resource, detail.clone())
+        .await;
+    assert_eq!(body["reason"], "mandate_revoked", "{status} {body}");
+    // The root, above the revoked mandate, still works.
+    let (status, body) = world
+        .try_writ_as(&world.agent, &root, &resource, detail)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_delegates_as_the_agent_holding_the_mandate() {
+    let world = World::new().await;
+    world.add_agent("helper-bot").await;
+    let (root, root_id) = world.grant().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("report-bot.key");
+    writ_keystore::create(&key, &world.agent).unwrap();
+    let parent = dir.path().join("mandate.jwt");
+    std::fs::write(&parent, &root).unwrap();
+    let child = dir.path().join("child.jwt");
+    let grant = read_grant(json!({"glob": "/data/reports/q*"})).to_string();
+    let args = [
+        "writ",
+        "mandate",
+        "delegate",
+        "helper-bot",
+        "--mandate-file",
+        parent.to_str().unwrap(),
+        "--grant",
+        &grant,
+        "--expires-in",
+        "120",
+        "--out",
+        child.to_str().unwrap(),
+        "--issuer",
+        &world.issuer_url,
+        "--key",
+        key.to_str().unwrap(),
+    ];
+    let cli = writ::Cli::try_parse_from(args).unwrap();
+    let mut out = Vec::new();
+    std::thread::scope(|scope| scope.spawn(|| writ::run(cli, &mut out)).join())
+        .unwrap()
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("wrote the child mandate for `helper-bot`"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("eyJ"),
+        "the mandate goes to the file, not the terminal: {out}"
+    );
+    let written = claims(std::fs::read_to_string(&child).unwrap().trim());
+    assert_eq!(written["parent"], root_id);
+    assert_eq!(written["depth"], 1);
+}
