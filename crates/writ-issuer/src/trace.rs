@@ -4,7 +4,8 @@
 //! an audit-log index, and follows what each record names: a gateway decision names its
 //! writ, a writ its mandate, a mandate its parent (when delegated), its human and its
 //! agent. From a writ it also goes forward to the gateway decisions made on it, and from a
-//! mandate to the writs issued under it. Every record comes as the leaf's exact bytes with
+//! mandate to the writs issued under it. Refused token requests have no writ id and are
+//! found from their mandate, agent or human, not traced here. Every record comes as the leaf's exact bytes with
 //! an inclusion proof in one signed checkpoint, so a client that holds the log's verifier
 //! key can check the whole line without trusting the issuer.
 
@@ -110,65 +111,56 @@ impl<'a> Gathered<'a> {
         }
     }
 
-    /// Adds the leaf at `index`; `None` when there is none.
-    async fn add(&mut self, index: u64) -> Result<Option<&Value>, ApiError> {
+    /// Adds a leaf read from the store; its event, or `None` past [`MAX_RECORDS`].
+    fn insert(&mut self, leaf: LeafRecord) -> Option<Value> {
+        let index = leaf.index;
         if !self.records.contains_key(&index) {
             if self.records.len() >= MAX_RECORDS {
                 self.truncated = true;
-                return Ok(None);
+                return None;
             }
-            let Some(leaf) = self.issuer.store.leaf(index).await? else {
-                return Ok(None);
-            };
             let parsed: Value = serde_json::from_slice(&leaf.data).unwrap_or(Value::Null);
             self.records.insert(index, (leaf, parsed));
         }
-        Ok(self
-            .records
+        self.records
             .get(&index)
-            .map(|(_, leaf)| leaf.get("event").unwrap_or(&Value::Null)))
+            .map(|(_, leaf)| leaf.get("event").cloned().unwrap_or(Value::Null))
     }
 
     /// The first leaf of one of `kinds` under the lookup `key`, added; its event.
     async fn first(&mut self, key: &str, kinds: &[&str]) -> Result<Option<Value>, ApiError> {
         for index in self.issuer.store.lookup(key).await?.into_iter().take(SCAN) {
-            let leaf = self.issuer.store.leaf(index).await?;
-            if leaf.is_some_and(|leaf| kinds.contains(&leaf.kind.as_str())) {
-                return Ok(self.add(index).await?.cloned());
+            match self.issuer.store.leaf(index).await? {
+                Some(leaf) if kinds.contains(&leaf.kind.as_str()) => return Ok(self.insert(leaf)),
+                _ => {}
             }
         }
         Ok(None)
     }
 
     /// Every leaf of `kind` under `key`, added.
-    async fn all(&mut self, key: &str, kind: &str) -> Result<Vec<Value>, ApiError> {
-        let mut events = Vec::new();
+    async fn all(&mut self, key: &str, kind: &str) -> Result<(), ApiError> {
         for index in self.issuer.store.lookup(key).await? {
-            if self.records.len() >= MAX_RECORDS {
-                self.truncated = true;
+            if let Some(leaf) = self.issuer.store.leaf(index).await?
+                && leaf.kind == kind
+                && self.insert(leaf).is_none()
+            {
                 break;
             }
-            let Some(leaf) = self.issuer.store.leaf(index).await? else {
-                continue;
-            };
-            if leaf.kind == kind
-                && let Some(event) = self.add(index).await?
-            {
-                events.push(event.clone());
-            }
         }
-        Ok(events)
+        Ok(())
     }
 
-    /// A writ's issuance, then back along its mandate.
+    /// A writ's issuance, back along its mandate and forward to the gateway's decisions.
     async fn writ(&mut self, id: &str) -> Result<bool, ApiError> {
         let key = format!("writ:{id}");
-        let Some(event) = self.first(&key, &["writ_issued", "writ_denied"]).await? else {
+        let Some(event) = self.first(&key, &["writ_issued"]).await? else {
             return Ok(false);
         };
         if let Some(mandate) = text(&event, "mandate") {
             self.mandate(&mandate).await?;
         }
+        self.all(&key, "gateway_decision").await?;
         Ok(true)
     }
 
@@ -219,15 +211,16 @@ pub(crate) async fn trace(
 ) -> Result<Json<TraceBody>, ApiError> {
     let start = Start::parse(&id)?;
     let caller = authenticate(&issuer, &method, &format!("/v1/trace/{id}"), &headers).await?;
+    // A trace names who asked, the tasks and the calls: administrators see every trace, a
+    // human the ones that end at them, and no one else any.
+    let human = if caller.is_admin() {
+        None
+    } else {
+        Some(caller.human()?.id.clone())
+    };
     let mut gathered = Gathered::new(&issuer);
     let found = match &start {
-        Start::Writ(writ) => {
-            let found = gathered.writ(writ).await?;
-            gathered
-                .all(&format!("writ:{writ}"), "gateway_decision")
-                .await?;
-            found
-        }
+        Start::Writ(writ) => gathered.writ(writ).await?,
         Start::Mandate(mandate) => {
             let found = gathered.mandate(mandate).await?;
             gathered
@@ -249,44 +242,51 @@ pub(crate) async fn trace(
                 None => false,
             }
         }
-        Start::Index(index) => match gathered.add(*index).await?.cloned() {
-            Some(event) => {
-                if let Some(writ) = text(&event, "writ") {
-                    gathered.writ(&writ).await?;
-                } else if let Some(mandate) = text(&event, "mandate") {
-                    gathered.mandate(&mandate).await?;
+        Start::Index(index) => match issuer.store.leaf(*index).await? {
+            // The same line as from the writ's id.
+            Some(leaf) if leaf.kind == "writ_issued" => {
+                let writ = serde_json::from_slice::<Value>(&leaf.data)
+                    .ok()
+                    .and_then(|parsed| parsed.pointer("/event/writ").cloned());
+                match writ.as_ref().and_then(Value::as_str) {
+                    Some(writ) => gathered.writ(writ).await?,
+                    None => gathered.insert(leaf).is_some(),
                 }
-                true
             }
+            Some(leaf) => match gathered.insert(leaf) {
+                Some(event) => {
+                    if let Some(writ) = text(&event, "writ") {
+                        gathered.writ(&writ).await?;
+                    } else if let Some(mandate) = text(&event, "mandate") {
+                        gathered.mandate(&mandate).await?;
+                    }
+                    true
+                }
+                None => false,
+            },
             None => false,
         },
     };
-    if !found {
-        return Err(ApiError::not_found(
-            "nothing_to_trace",
-            format!("the audit log holds no record of `{id}`"),
-        ));
-    }
-
-    // A trace names who asked, the tasks and the calls: administrators see every trace,
-    // a human the ones that end at them.
-    if !caller.is_admin() {
-        let human = caller.human()?;
+    if let Some(human) = &human {
+        // The same answer whether the records do not exist or are not theirs.
         let humans: BTreeSet<&str> = gathered
             .records
             .values()
             .filter(|(leaf, _)| leaf.kind == "human_registered")
             .filter_map(|(_, leaf)| leaf.pointer("/event/human").and_then(Value::as_str))
             .collect();
-        if humans != BTreeSet::from([human.id.as_str()]) {
+        if !found || humans != BTreeSet::from([human.as_str()]) {
             return Err(ApiError::denied(
                 "not_authorized_to_trace",
-                format!(
-                    "`{}` may trace only what was done on their behalf",
-                    human.id
-                ),
+                format!("`{human}` may trace only what was done on their behalf"),
             ));
         }
+    }
+    if !found {
+        return Err(ApiError::not_found(
+            "nothing_to_trace",
+            format!("the audit log holds no record of `{id}`"),
+        ));
     }
 
     let checkpoint = current_checkpoint(&issuer).await?;

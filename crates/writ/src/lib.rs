@@ -75,9 +75,9 @@ enum Command {
         /// `writ-request-id` header) or audit-log index.
         id: String,
         /// The log's verifier key, as `writ issuer init` printed it: the checkpoint must be
-        /// signed by it. Without it, the key the issuer presents is used.
-        #[arg(long)]
-        log_key: Option<String>,
+        /// signed by it (the key the issuer presents is never trusted).
+        #[arg(long, env = "WRIT_LOG_KEY")]
+        log_key: String,
         /// Print the verified records as JSON.
         #[arg(long)]
         json: bool,
@@ -255,7 +255,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             json,
             remote,
         } => runtime()?.block_on(async {
-            let trace = trace::fetch(&remote.client()?, &id, log_key.as_deref()).await?;
+            let trace = trace::fetch(&remote.client()?, &id, &log_key).await?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&trace.to_json())?)?;
                 Ok(())

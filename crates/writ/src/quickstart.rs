@@ -578,7 +578,7 @@ async fn trace_when_recorded(
 ) -> anyhow::Result<crate::trace::Verified> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match crate::trace::fetch(&deployment.admin, request, Some(&deployment.log_key)).await {
+        match crate::trace::fetch(&deployment.admin, request, &deployment.log_key).await {
             Err(error)
                 if Instant::now() < deadline
                     && matches!(

@@ -536,6 +536,23 @@ pub(crate) fn hash(text: &Value) -> anyhow::Result<writ_log::Hash> {
     writ_log::Hash::try_from(bytes).map_err(|_| anyhow::anyhow!("a hash is not 32 bytes"))
 }
 
+/// The checkpoint in `note`, once its signature verifies with `log_key` (the verifier key
+/// `writ issuer init` printed) and it names that key's log as its origin.
+pub(crate) fn signed_checkpoint(note: &str, log_key: &str) -> anyhow::Result<writ_log::Checkpoint> {
+    let verifier =
+        writ_log::NoteVerifier::parse(log_key).context("--log-key is not a note verifier key")?;
+    let text = writ_log::verify_note(note, std::slice::from_ref(&verifier))
+        .context("the checkpoint is not signed by the log key")?;
+    let checkpoint = writ_log::Checkpoint::parse(text).context("the checkpoint does not parse")?;
+    anyhow::ensure!(
+        checkpoint.origin == verifier.name(),
+        "the checkpoint is of log `{}`, not of `{}`, whose key was given",
+        checkpoint.origin,
+        verifier.name()
+    );
+    Ok(checkpoint)
+}
+
 /// Verifies a running issuer's log: the newest checkpoint must be signed by `log_key` (the
 /// verifier key `writ issuer init` printed, not one the issuer hands out), and every leaf,
 /// fetched and rehashed here, must rebuild the checkpoint's root. With `--since SIZE:ROOT`
@@ -547,16 +564,12 @@ pub(crate) async fn verify(
     since: Option<&str>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let verifier =
-        writ_log::NoteVerifier::parse(log_key).context("--log-key is not a note verifier key")?;
     let body = client.get("/v1/audit/checkpoint").await?;
     let note = body
         .get("note")
         .and_then(Value::as_str)
         .context("the checkpoint response has no note")?;
-    let text = writ_log::verify_note(note, std::slice::from_ref(&verifier))
-        .context("the checkpoint is not signed by the log key")?;
-    let checkpoint = writ_log::Checkpoint::parse(text).context("the checkpoint does not parse")?;
+    let checkpoint = signed_checkpoint(note, log_key)?;
     let mut tree = writ_log::MemoryTree::new();
     for index in 0..checkpoint.size {
         let leaf = client
@@ -602,8 +615,7 @@ pub(crate) async fn verify(
     writeln!(
         out,
         "audit log verified: {} leaves rebuild the checkpoint signed by {}",
-        checkpoint.size,
-        verifier.name()
+        checkpoint.size, checkpoint.origin
     )?;
     writeln!(
         out,

@@ -18,47 +18,33 @@ use writ_client::IssuerClient;
 /// A trace whose every record was checked against a signed checkpoint.
 pub(crate) struct Verified {
     subject: String,
-    /// The checkpoint's size and origin, and whether its key was pinned by the caller.
+    /// The checkpoint's size and origin.
     size: u64,
     origin: String,
-    pinned: bool,
     /// `(index, leaf)` in log order, each leaf `{"event", "kind", "time"}`.
     records: Vec<(u64, Value)>,
     truncated: bool,
 }
 
-/// Fetches the trace of `id` and checks it. `log_key` is the log's verifier key, as
-/// `writ issuer init` printed it; without it the key the issuer presents is used, which
-/// shows the records are consistent with each other and with a signed checkpoint, but not
-/// that the checkpoint is the log's.
+/// Fetches the trace of `id` and checks it against `log_key`, the log's verifier key as
+/// `writ issuer init` printed it (never the key the issuer presents).
 pub(crate) async fn fetch(
     client: &IssuerClient,
     id: &str,
-    log_key: Option<&str>,
+    log_key: &str,
 ) -> anyhow::Result<Verified> {
     let body = client.get(&format!("/v1/trace/{id}")).await?;
     verify(id, &body, log_key)
 }
 
-/// Checks a trace the issuer sent: its checkpoint's signature, then every record's
-/// inclusion in it.
-fn verify(id: &str, body: &Value, log_key: Option<&str>) -> anyhow::Result<Verified> {
-    let checkpoint = body
-        .get("checkpoint")
+/// Checks a trace the issuer sent: its checkpoint's signature, every record's inclusion in
+/// it, and that the records form one line through `id`.
+fn verify(id: &str, body: &Value, log_key: &str) -> anyhow::Result<Verified> {
+    let note = body
+        .pointer("/checkpoint/note")
+        .and_then(Value::as_str)
         .context("the trace has no checkpoint")?;
-    let presented = checkpoint
-        .get("verifier_key")
-        .and_then(Value::as_str)
-        .context("the checkpoint names no verifier key")?;
-    let verifier = writ_log::NoteVerifier::parse(log_key.unwrap_or(presented))
-        .context("the log's verifier key does not parse")?;
-    let note = checkpoint
-        .get("note")
-        .and_then(Value::as_str)
-        .context("the checkpoint has no note")?;
-    let text = writ_log::verify_note(note, std::slice::from_ref(&verifier))
-        .context("the trace's checkpoint is not signed by the log key")?;
-    let signed = writ_log::Checkpoint::parse(text).context("the checkpoint does not parse")?;
+    let signed = crate::remote::signed_checkpoint(note, log_key)?;
 
     let mut records = Vec::new();
     for record in body
@@ -104,11 +90,11 @@ fn verify(id: &str, body: &Value, log_key: Option<&str>) -> anyhow::Result<Verif
     }
     anyhow::ensure!(!records.is_empty(), "the issuer sent an empty trace");
     records.sort_by_key(|(index, _)| *index);
+    check_line(id, &records)?;
     Ok(Verified {
         subject: id.to_owned(),
         size: signed.size,
         origin: signed.origin,
-        pinned: log_key.is_some(),
         records,
         truncated: body.get("truncated").and_then(Value::as_bool) == Some(true),
     })
@@ -119,16 +105,11 @@ impl Verified {
     pub(crate) fn print(&self, out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(
             out,
-            "trace of {}: {} records, each proven to be in checkpoint {} of {}{}",
+            "trace of {}: {} records, each proven to be in checkpoint {} of {}",
             self.subject,
             self.records.len(),
             self.size,
             self.origin,
-            if self.pinned {
-                ""
-            } else {
-                " (by the key the issuer presented; pass --log-key to pin it)"
-            }
         )?;
         // Agents are named where their registration is in the trace.
         let names: BTreeMap<&str, &str> = self
@@ -168,7 +149,7 @@ impl Verified {
     pub(crate) fn to_json(&self) -> Value {
         json!({
             "subject": self.subject,
-            "checkpoint": {"size": self.size, "origin": self.origin, "key_pinned": self.pinned},
+            "checkpoint": {"size": self.size, "origin": self.origin},
             "verified": true,
             "truncated": self.truncated,
             "records": self.records.iter().map(|(index, leaf)| {
@@ -189,6 +170,80 @@ impl Verified {
             })
             .collect()
     }
+}
+
+/// Checks that the records are one line through `subject`: each decision's writ, each
+/// writ's mandate, each mandate's parent, human and agent are among them, and every record
+/// is linked to the one `subject` names. Inclusion proofs show each record is in the log;
+/// this shows the issuer did not splice in records of another line.
+fn check_line(subject: &str, records: &[(u64, Value)]) -> anyhow::Result<()> {
+    // Each record is a node; it names itself and what it points to.
+    let nodes: Vec<(u64, String, Vec<String>)> = records
+        .iter()
+        .map(|(index, leaf)| {
+            let event = leaf.get("event").unwrap_or(&Value::Null);
+            let name = |kind: &str, member: &str| {
+                event
+                    .get(member)
+                    .and_then(Value::as_str)
+                    .map(|id| format!("{kind}:{id}"))
+            };
+            let kind = leaf.get("kind").and_then(Value::as_str).unwrap_or("");
+            let (own, links): (Option<String>, Vec<Option<String>>) = match kind {
+                "human_registered" => (name("human", "human"), vec![]),
+                "agent_registered" => (name("agent", "agent"), vec![]),
+                "mandate_granted" | "mandate_delegated" => (
+                    name("mandate", "mandate"),
+                    vec![
+                        name("human", "human"),
+                        name("agent", "agent"),
+                        name("mandate", "parent"),
+                    ],
+                ),
+                "writ_issued" => (name("writ", "writ"), vec![name("mandate", "mandate")]),
+                "gateway_decision" => (name("request", "request_id"), vec![name("writ", "writ")]),
+                _ => (None, vec![]),
+            };
+            (
+                *index,
+                own.unwrap_or_else(|| format!("leaf:{index}")),
+                links.into_iter().flatten().collect(),
+            )
+        })
+        .collect();
+    let present: std::collections::BTreeSet<&str> =
+        nodes.iter().map(|(_, own, _)| own.as_str()).collect();
+    for (index, _, links) in &nodes {
+        if let Some(missing) = links.iter().find(|link| !present.contains(link.as_str())) {
+            anyhow::bail!("record {index} names {missing}, which the trace does not hold");
+        }
+    }
+    // Everything must hang together with the subject's own record.
+    let start = nodes
+        .iter()
+        .position(|(index, own, _)| {
+            index.to_string() == subject || own.split_once(':').is_some_and(|(_, id)| id == subject)
+        })
+        .with_context(|| format!("no record in the trace is `{subject}`"))?;
+    let mut reached = vec![false; nodes.len()];
+    let mut queue = vec![start];
+    while let Some(at) = queue.pop() {
+        if std::mem::replace(reached.get_mut(at).context("index")?, true) {
+            continue;
+        }
+        let Some((_, own, links)) = nodes.get(at) else {
+            continue;
+        };
+        for (next, (_, other, other_links)) in nodes.iter().enumerate() {
+            if links.contains(other) || other_links.contains(own) {
+                queue.push(next);
+            }
+        }
+    }
+    if let Some(((index, _, _), _)) = nodes.iter().zip(&reached).find(|(_, reached)| !**reached) {
+        anyhow::bail!("record {index} is not part of the line of `{subject}`");
+    }
+    Ok(())
 }
 
 /// What a record says, in a line or a few; `names` maps agent thumbprints to names.
@@ -337,73 +392,92 @@ mod tests {
 
     use super::*;
 
-    /// A log of three leaves, its signer, and the trace body an issuer would send for
-    /// leaves 0 and 2.
-    fn signed_trace() -> (Value, String) {
-        let leaves: Vec<Vec<u8>> = (0..3)
-            .map(|i| {
-                serde_json::to_vec(
-                    &json!({"event": {"human": format!("h{i}"), "role": "member", "by": "admin"},
-                    "kind": "human_registered", "time": 1_767_225_600 + i}),
-                )
-                .unwrap()
-            })
-            .collect();
+    /// A small log: alice, her agent, her mandate, a writ under it; then bob and a
+    /// mandate of his for the same agent.
+    fn log() -> Vec<Vec<u8>> {
+        let events = [
+            json!({"kind": "human_registered", "event": {"human": "alice", "role": "member", "by": "admin"}}),
+            json!({"kind": "agent_registered", "event": {"agent": "A", "name": "bot", "owner": "alice"}}),
+            json!({"kind": "mandate_granted", "event": {"mandate": "m1", "human": "alice", "agent": "A"}}),
+            json!({"kind": "writ_issued", "event": {"writ": "w1", "mandate": "m1", "human": "alice", "agent": "A"}}),
+            json!({"kind": "human_registered", "event": {"human": "bob", "role": "member", "by": "admin"}}),
+            json!({"kind": "mandate_granted", "event": {"mandate": "m2", "human": "bob", "agent": "A"}}),
+        ];
+        events
+            .iter()
+            .map(|event| serde_json::to_vec(event).unwrap())
+            .collect()
+    }
+
+    /// What an issuer would send for the leaves at `indexes`, signed by a new log key.
+    fn trace_of(indexes: &[u64]) -> (Value, String) {
+        let leaves = log();
         let mut tree = writ_log::MemoryTree::new();
         for leaf in &leaves {
             tree.push(writ_log::leaf_hash(leaf));
         }
+        let size = tree.size();
         let key = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
         let signer = writ_log::NoteSigner::new("test.example/log", key).unwrap();
         let checkpoint = writ_log::Checkpoint {
             origin: "test.example/log".to_owned(),
-            size: 3,
-            root: tree.root(3).unwrap(),
+            size,
+            root: tree.root(size).unwrap(),
             extensions: Vec::new(),
         };
         let note = writ_log::sign_note(&checkpoint.to_text(), &signer).unwrap();
-        let records: Vec<Value> = [0u64, 2]
+        let records: Vec<Value> = indexes
             .iter()
             .map(|&index| {
-                let proof = tree.inclusion_proof(index, 3).unwrap();
+                let proof = tree.inclusion_proof(index, size).unwrap();
                 json!({"index": index, "data": STANDARD.encode(&leaves[index as usize]),
                        "proof": proof.iter().map(|h| STANDARD.encode(h)).collect::<Vec<_>>()})
             })
             .collect();
         let vkey = signer.verifier().to_vkey();
-        let body = json!({"checkpoint": {"size": 3, "note": note, "verifier_key": vkey},
+        let body = json!({"checkpoint": {"size": size, "note": note, "verifier_key": vkey},
                           "records": records, "truncated": false});
         (body, vkey)
     }
 
+    fn refusal(id: &str, body: &Value, vkey: &str) -> String {
+        format!("{:#}", verify(id, body, vkey).err().unwrap())
+    }
+
     #[test]
-    fn a_trace_verifies_against_its_signed_checkpoint() {
-        let (body, vkey) = signed_trace();
-        let trace = verify("h0", &body, Some(&vkey)).unwrap();
-        assert_eq!(trace.kinds(), ["human_registered", "human_registered"]);
-        assert!(trace.pinned);
-        assert!(!verify("h0", &body, None).unwrap().pinned);
+    fn a_line_verifies_against_its_signed_checkpoint() {
+        let (body, vkey) = trace_of(&[0, 1, 2, 3]);
+        let trace = verify("w1", &body, &vkey).unwrap();
+        assert_eq!(
+            trace.kinds(),
+            [
+                "human_registered",
+                "agent_registered",
+                "mandate_granted",
+                "writ_issued"
+            ]
+        );
+        // From the mandate, or the writ's index, the same records hold together.
+        assert!(verify("m1", &body, &vkey).is_ok());
+        assert!(verify("3", &body, &vkey).is_ok());
     }
 
     #[test]
     fn a_changed_record_a_moved_record_or_another_log_key_is_refused() {
-        let (body, _) = signed_trace();
+        let (body, vkey) = trace_of(&[0, 1, 2, 3]);
         let mut changed = body.clone();
         let data = STANDARD
             .decode(changed["records"][0]["data"].as_str().unwrap())
             .unwrap();
-        let altered = String::from_utf8(data).unwrap().replace("h0", "hX");
+        let altered = String::from_utf8(data).unwrap().replace("member", "admin");
         changed["records"][0]["data"] = json!(STANDARD.encode(altered));
-        let error = verify("h0", &changed, None).err().unwrap();
-        assert!(
-            format!("{error:#}").contains("record 0 is not in the log"),
-            "{error:#}"
-        );
+        assert!(refusal("w1", &changed, &vkey).contains("record 0 is not in the log"));
 
         let mut moved = body.clone();
-        moved["records"][1]["index"] = json!(1);
-        assert!(verify("h0", &moved, None).is_err());
+        moved["records"][1]["index"] = json!(4);
+        assert!(refusal("w1", &moved, &vkey).contains("is not in the log"));
 
+        // The key the issuer presents is not trusted: only the one given.
         let other = writ_log::NoteSigner::new(
             "test.example/log",
             writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap(),
@@ -411,10 +485,19 @@ mod tests {
         .unwrap()
         .verifier()
         .to_vkey();
-        let error = verify("h0", &body, Some(&other)).err().unwrap();
-        assert!(
-            format!("{error:#}").contains("not signed by the log key"),
-            "{error:#}"
-        );
+        assert!(refusal("w1", &body, &other).contains("not signed by the log key"));
+    }
+
+    #[test]
+    fn records_of_another_line_are_refused_though_each_is_in_the_log() {
+        // bob's mandate in place of alice's: the writ names a mandate the trace lacks.
+        let (spliced, vkey) = trace_of(&[0, 1, 5, 3]);
+        assert!(refusal("w1", &spliced, &vkey).contains("names mandate:m1"));
+        // bob's registration added to alice's line: linked to nothing in it.
+        let (padded, vkey) = trace_of(&[0, 1, 2, 3, 4]);
+        assert!(refusal("w1", &padded, &vkey).contains("record 4 is not part of the line"));
+        // Another subject than the one asked for.
+        let (body, vkey) = trace_of(&[0, 1, 2, 3]);
+        assert!(refusal("w9", &body, &vkey).contains("no record in the trace is `w9`"));
     }
 }

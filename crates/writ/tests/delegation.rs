@@ -139,11 +139,17 @@ async fn two_levels_down_the_chain_reaches_the_gateway_and_the_trace() {
         }
     }
     assert!(traced.is_some(), "the decision reached the log");
+    let log_key = world.admin.get("/v1/audit/checkpoint").await.unwrap()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let cli = writ::Cli::try_parse_from([
         "writ",
         "trace",
         &request,
         "--json",
+        "--log-key",
+        &log_key,
         "--issuer",
         &world.issuer_url,
         "--key",
