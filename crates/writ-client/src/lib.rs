@@ -18,6 +18,9 @@ use writ_token::{Clock as _, ProofClaims, SystemClock};
 
 /// The largest response body read, in bytes.
 pub const MAX_RESPONSE: usize = 16 * 1024 * 1024;
+/// The response header in which a gateway, and a sidecar after it, name a request for
+/// `writ trace`.
+pub const REQUEST_ID_HEADER: &str = "writ-request-id";
 
 /// How long one request may take, including a long-polled revocation feed.
 const TIMEOUT: Duration = Duration::from_secs(60);

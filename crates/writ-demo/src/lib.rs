@@ -16,6 +16,7 @@ use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
 };
 use rmcp::{ServerHandler, ServiceExt as _, tool, tool_handler, tool_router};
+use subtle::ConstantTimeEq as _;
 
 /// The tool provider's name in the quickstart's inventory and routes.
 pub const SERVER: &str = "files";
@@ -106,8 +107,37 @@ pub async fn serve_stdio() -> std::io::Result<()> {
     Ok(())
 }
 
-/// The streamable-HTTP server at `/mcp`: JSON answers, no sessions.
-pub fn http_router() -> axum::Router {
+/// The streamable-HTTP server at `/mcp`: JSON answers, no sessions. With `token`, every
+/// request must carry `Authorization: Bearer <token>` (the credential a gateway injects),
+/// compared in constant time; others get 401.
+pub fn http_router(token: Option<String>) -> axum::Router {
+    let router = mcp_router();
+    match token {
+        Some(token) => router.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let expected = format!("Bearer {token}");
+                async move {
+                    let presented = request
+                        .headers()
+                        .get(axum::http::header::AUTHORIZATION)
+                        .map(|value| value.as_bytes())
+                        .unwrap_or_default();
+                    if bool::from(presented.ct_eq(expected.as_bytes())) {
+                        next.run(request).await
+                    } else {
+                        axum::response::IntoResponse::into_response((
+                            axum::http::StatusCode::UNAUTHORIZED,
+                            "this tool server answers only its gateway\n",
+                        ))
+                    }
+                }
+            },
+        )),
+        None => router,
+    }
+}
+
+fn mcp_router() -> axum::Router {
     let service: StreamableHttpService<DemoFiles, LocalSessionManager> = StreamableHttpService::new(
         || Ok(DemoFiles::default()),
         Default::default(),

@@ -74,8 +74,7 @@ use keys::IssuerKeys;
 use mcp::{MandateTools, Message};
 use stdio::StdioServer;
 
-/// The response header that carries the gateway's request id.
-pub const REQUEST_ID_HEADER: &str = "writ-request-id";
+pub use writ_client::REQUEST_ID_HEADER;
 
 /// The gateway could not start. Nothing is served.
 #[derive(Debug, thiserror::Error)]

@@ -66,7 +66,8 @@ pub enum KeystoreError {
         /// Its permission bits.
         mode: u32,
     },
-    /// The file is not a PEM PKCS#8 private key of a supported algorithm.
+    /// The file is not a PEM PKCS#8 private key of a supported algorithm (or a secret file
+    /// is too large).
     #[error("keystore `{path}` does not hold a PKCS#8 Ed25519 or P-256 private key: {reason}")]
     Format {
         /// The file.
@@ -116,6 +117,20 @@ pub fn create(path: &Path, key: &SigningKey) -> Result<(), KeystoreError> {
 
 /// Reads the key at `path`, refusing files that others can access.
 pub fn load(path: &Path) -> Result<SigningKey, KeystoreError> {
+    let text = read_secret(path)?;
+    let der = from_pem(&text).ok_or_else(|| KeystoreError::Format {
+        path: path.to_owned(),
+        reason: "expected one PEM `PRIVATE KEY` block",
+    })?;
+    SigningKey::from_pkcs8_any(&der).map_err(|source| KeystoreError::Key {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads a small secret file (a key, a token PIN) that only its owner may access, into
+/// memory that is zeroized when dropped.
+pub fn read_secret(path: &Path) -> Result<Zeroizing<String>, KeystoreError> {
     let io = |source| KeystoreError::Io {
         path: path.to_owned(),
         source,
@@ -133,24 +148,19 @@ pub fn load(path: &Path) -> Result<SigningKey, KeystoreError> {
             });
         }
     }
-    let format = |reason| KeystoreError::Format {
-        path: path.to_owned(),
-        reason,
-    };
     if metadata.len() > MAX_FILE_LEN {
-        return Err(format("file is too large"));
+        return Err(KeystoreError::Format {
+            path: path.to_owned(),
+            reason: "file is too large",
+        });
     }
-    // Sized once, so the buffer never reallocates and leaves key text in freed memory.
+    // Sized once, so the buffer never reallocates and leaves secret text in freed memory.
     let capacity = usize::try_from(metadata.len()).unwrap_or(0);
     let mut text = Zeroizing::new(String::with_capacity(capacity));
     file.take(MAX_FILE_LEN)
         .read_to_string(&mut text)
         .map_err(io)?;
-    let der = from_pem(&text).ok_or_else(|| format("expected one PEM `PRIVATE KEY` block"))?;
-    SigningKey::from_pkcs8_any(&der).map_err(|source| KeystoreError::Key {
-        path: path.to_owned(),
-        source,
-    })
+    Ok(text)
 }
 
 fn to_pem(der: &[u8]) -> Zeroizing<String> {

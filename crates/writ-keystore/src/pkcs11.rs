@@ -96,7 +96,8 @@ pub enum Pkcs11Error {
 }
 
 /// Finds the key labelled `key` on the token, or generates one of `algorithm` there when
-/// there is none. Returns the key and whether it was generated.
+/// there is none. Returns the key and whether it was generated. A key found keeps its own
+/// algorithm, which the caller may compare with the one it asked for.
 pub fn open_or_generate(
     token: &Token,
     key: &str,
@@ -166,8 +167,9 @@ pub fn open_or_generate(
         }
     };
 
-    // Only keys that were made on the token and can never leave it: not imported
-    // (`CKA_LOCAL`), not extractable, sensitive.
+    // Only signing keys that were made on the token and never could leave it: not imported
+    // (`CKA_LOCAL`), not extractable and sensitive now, and never extractable or readable
+    // before (a key flipped to non-extractable after being copied out fails these).
     let flags = session
         .get_attributes(
             private,
@@ -175,6 +177,9 @@ pub fn open_or_generate(
                 AttributeType::Local,
                 AttributeType::Extractable,
                 AttributeType::Sensitive,
+                AttributeType::NeverExtractable,
+                AttributeType::AlwaysSensitive,
+                AttributeType::Sign,
             ],
         )
         .map_err(failed("reading the key's attributes"))?;
@@ -182,12 +187,15 @@ pub fn open_or_generate(
         Attribute::Local(true),
         Attribute::Extractable(false),
         Attribute::Sensitive(true),
+        Attribute::NeverExtractable(true),
+        Attribute::AlwaysSensitive(true),
+        Attribute::Sign(true),
     ]
     .iter()
     .all(|wanted| flags.contains(wanted));
     if !held {
         return Err(unusable(
-            "the private key was imported or can be extracted; Writ uses only keys generated on the token as sensitive and non-extractable".to_owned(),
+            "the private key was imported, can be (or once could be) extracted, or cannot sign; Writ uses only signing keys generated on the token as sensitive and non-extractable".to_owned(),
         ));
     }
     let (algorithm, public_key) = public_key(&session, public)
@@ -308,6 +316,10 @@ fn public_key(
 }
 
 /// The signing half: a session on the token and the private key's handle.
+///
+/// A signature is made on the calling thread, under a lock: a token answers in
+/// microseconds (SoftHSM2) to milliseconds (a USB device), once per writ and proof, which an
+/// async caller's worker thread absorbs.
 struct TokenKey {
     /// Sessions are not shared between threads by PKCS#11; one signature at a time.
     session: Mutex<Session>,

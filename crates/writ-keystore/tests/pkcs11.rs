@@ -140,7 +140,7 @@ fn keys_are_generated_on_the_token_found_again_and_never_leave_it() {
     ]);
     let error = open_or_generate(&token, "imported", Algorithm::ES256).unwrap_err();
     assert!(
-        matches!(&error, Pkcs11Error::Unusable { reason, .. } if reason.contains("imported or can be extracted")),
+        matches!(&error, Pkcs11Error::Unusable { reason, .. } if reason.contains("was imported")),
         "{error}"
     );
 

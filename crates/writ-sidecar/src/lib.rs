@@ -40,9 +40,7 @@ mod serve;
 pub use mcp::Relayed;
 pub use serve::{http_router, mcp_router, serve_stdio};
 
-/// The response header in which the gateway, and the sidecar after it, name the request
-/// for `writ trace`.
-pub const REQUEST_ID_HEADER: &str = "writ-request-id";
+pub use writ_client::REQUEST_ID_HEADER;
 
 /// The largest answer read from the gateway or a discovery document, in bytes.
 pub const MAX_BODY: usize = 16 * 1024 * 1024;

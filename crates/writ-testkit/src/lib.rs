@@ -150,10 +150,9 @@ impl World {
         // The upstreams: an rmcp MCP server and a plain HTTP API.
         let upstream_headers = Arc::new(Mutex::new(Vec::new()));
         let (mcp_listener, mcp_url) = listen().await;
-        let mcp = writ_demo::http_router().layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&upstream_headers),
-            record_headers,
-        ));
+        let mcp = writ_demo::http_router(Some(MCP_SECRET.to_owned())).layer(
+            axum::middleware::from_fn_with_state(Arc::clone(&upstream_headers), record_headers),
+        );
         tokio::spawn(async move { axum::serve(mcp_listener, mcp).await });
         let (api_listener, api_url) = listen().await;
         let api = axum::Router::new()

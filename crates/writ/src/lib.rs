@@ -88,7 +88,8 @@ enum Command {
     /// from the issuer for every call it makes through the gateway.
     Sidecar(sidecar::SidecarArgs),
     /// Serve the quickstart's demo MCP tool server (`read_file`, `drop_table`), over stdio
-    /// or over streamable HTTP at `/mcp`.
+    /// or over streamable HTTP at `/mcp`; over HTTP, with `FILES_TOKEN` set, only requests
+    /// bearing that token (the gateway's credential) are answered.
     DemoServer {
         /// Speak MCP on standard input and output.
         #[arg(long, conflicts_with = "listen", required_unless_present = "listen")]
@@ -227,7 +228,7 @@ impl From<KeyAlgorithm> for Algorithm {
 /// Runs a parsed command, writing what it reports to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     match cli.command {
-        Command::Quickstart { keep } => runtime()?.block_on(quickstart::run(out, keep)).map(drop),
+        Command::Quickstart { keep } => quickstart_in_temporary_directory(out, keep).map(drop),
         Command::Keys(KeysCommand::Generate { out: path, alg }) => {
             let key = SigningKey::generate(alg.into())?;
             writ_keystore::create(&path, &key)?;
@@ -279,7 +280,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 listener.local_addr()?
             )?;
             out.flush()?;
-            axum::serve(listener, writ_demo::http_router()).await?;
+            axum::serve(
+                listener,
+                writ_demo::http_router(std::env::var("FILES_TOKEN").ok()),
+            )
+            .await?;
             Ok(())
         }),
         Command::Audit(AuditCommand::Verify {
@@ -533,7 +538,31 @@ fn policy(command: PolicyCommand, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// Runs `writ quickstart`, writing its narration to `out`, and returns every decision made.
 pub fn quickstart(out: &mut dyn Write) -> anyhow::Result<Summary> {
-    runtime()?.block_on(quickstart::run(out, false))
+    quickstart_in_temporary_directory(out, false)
+}
+
+/// The quickstart in a new temporary directory, removed only after the runtime, and every
+/// service in it, has stopped.
+fn quickstart_in_temporary_directory(out: &mut dyn Write, keep: bool) -> anyhow::Result<Summary> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let runtime = runtime()?;
+    let summary = runtime.block_on(quickstart::run(out, dir.path(), keep));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    dir.close().context("removing the temporary directory")?;
+    summary
+}
+
+/// Writes `text` to `path`, creating it with mode 0600 (mandates name the task and the
+/// agent; secrets are secrets).
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .with_context(|| format!("writing `{}`", path.display()))
 }
 
 impl Cli {

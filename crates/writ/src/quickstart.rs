@@ -47,7 +47,7 @@ pub struct Summary {
 
 /// The services, running.
 struct Deployment {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
     issuer_url: String,
     gateway_url: String,
     sidecar_url: String,
@@ -61,13 +61,15 @@ struct Deployment {
     gateway_task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-pub(crate) async fn run(out: &mut dyn Write, keep: bool) -> anyhow::Result<Summary> {
+/// Runs the story with its files in `dir`, which the caller removes once the runtime (and
+/// every service task in it) has stopped.
+pub(crate) async fn run(out: &mut dyn Write, dir: &Path, keep: bool) -> anyhow::Result<Summary> {
     let mut decisions = Vec::new();
     writeln!(
         out,
         "Writ quickstart: an agent that holds no credential earns one writ per call.\n"
     )?;
-    let (deployment, mandate_id) = deploy(out).await?;
+    let (deployment, mandate_id) = deploy(out, dir).await?;
     let agent = Agent::new(&deployment.sidecar_url);
 
     step(
@@ -239,9 +241,8 @@ pub(crate) async fn run(out: &mut dyn Write, keep: bool) -> anyhow::Result<Summa
 }
 
 /// Steps 1 to 4: the services and the inventory. Returns the deployment and the mandate id.
-async fn deploy(out: &mut dyn Write) -> anyhow::Result<(Deployment, String)> {
-    let dir = tempfile::tempdir().context("creating a temporary directory")?;
-    let path = |name: &str| dir.path().join(name);
+async fn deploy(out: &mut dyn Write, dir: &Path) -> anyhow::Result<(Deployment, String)> {
+    let path = |name: &str| dir.join(name);
 
     step(out, 1, "The issuer, on an embedded store")?;
     let (issuer_listener, issuer_url) = listen().await?;
@@ -269,32 +270,36 @@ async fn deploy(out: &mut dyn Write) -> anyhow::Result<(Deployment, String)> {
 
     step(out, 2, "The tool and the gateway in front of it")?;
     let (tool_listener, tool_url) = listen().await?;
-    tokio::spawn(async move { axum::serve(tool_listener, writ_demo::http_router()).await });
-    let (gateway_listener, gateway_url) = listen().await?;
+    // The tool answers only requests bearing the credential that only the gateway reads.
+    let token = upstream_secret()?;
     let secret = path(UPSTREAM_SECRET_FILE);
-    std::fs::write(&secret, format!("{}\n", upstream_secret()?))
-        .with_context(|| format!("writing `{}`", secret.display()))?;
+    crate::write_private(&secret, &format!("{token}\n"))?;
+    let tool = writ_demo::http_router(Some(token));
+    tokio::spawn(async move { axum::serve(tool_listener, tool).await });
+    let (gateway_listener, gateway_url) = listen().await?;
+    // Paths as TOML strings: JSON's string escapes are TOML's.
+    let toml = |path: &Path| serde_json::to_string(&path.to_string_lossy()).unwrap_or_default();
     let config = writ_gateway::Config::parse(&format!(
         r#"listen = "127.0.0.1:0"
 public_url = "{gateway_url}"
 issuer = "{issuer_url}"
-key_file = "{key}"
-spool_dir = "{spool}"
+key_file = {key}
+spool_dir = {spool}
 
 [[routes]]
 name = "files"
 path = "/mcp/files"
 kind = "mcp"
 upstream = "{tool_url}/mcp"
-credential = {{ type = "bearer", file = "{secret}" }}
+credential = {{ type = "bearer", file = {secret} }}
 "#,
-        key = path("gateway.key").display(),
-        spool = path("spool").display(),
-        secret = secret.display(),
+        key = toml(&path("gateway.key")),
+        spool = toml(&path("spool")),
+        secret = toml(&secret),
     ))?;
     let (gateway_key, _) = crate::load_or_create_key(&path("gateway.key"))?;
     let admin = IssuerClient::new(&issuer_url, writ_keystore::load(&admin_key)?)?;
-    let alice_key = key_file(&path("alice.key"))?;
+    let (alice_key, _) = crate::load_or_create_key(&path("alice.key"))?;
     admin
         .post(
             "/v1/humans",
@@ -389,8 +394,7 @@ credential = {{ type = "bearer", file = "{secret}" }}
         .context("the grant returned no mandate id")?
         .to_owned();
     let mandate_file = path("mandate.jwt");
-    std::fs::write(&mandate_file, mandate)
-        .with_context(|| format!("writing `{}`", mandate_file.display()))?;
+    crate::write_private(&mandate_file, mandate)?;
     say(
         out,
         "$ writ mandate grant report-bot --task '…' --grant '{\"type\":\"mcp_tool_call\",…}' --out mandate.jwt",
@@ -434,7 +438,7 @@ credential = {{ type = "bearer", file = "{secret}" }}
 
     Ok((
         Deployment {
-            dir,
+            dir: dir.to_owned(),
             issuer_url,
             gateway_url,
             sidecar_url,
@@ -603,7 +607,7 @@ async fn keep_running(deployment: &Deployment, out: &mut dyn Write) -> anyhow::R
         .get("mandate")
         .and_then(Value::as_str)
         .context("the grant returned no mandate")?;
-    std::fs::write(&deployment.mandate_file, mandate)?;
+    crate::write_private(&deployment.mandate_file, mandate)?;
     let writ = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("writ"));
     let config = json!({"mcpServers": {"writ-files": {
         "command": writ,
@@ -615,7 +619,7 @@ async fn keep_running(deployment: &Deployment, out: &mut dyn Write) -> anyhow::R
     writeln!(
         out,
         "\nThe services keep running (Ctrl-C stops them and removes {}).",
-        deployment.dir.path().display()
+        deployment.dir.display()
     )?;
     writeln!(
         out,
@@ -637,7 +641,7 @@ async fn keep_running(deployment: &Deployment, out: &mut dyn Write) -> anyhow::R
         out,
         "Inspect it with: export WRIT_ISSUER={} WRIT_KEY={}",
         deployment.issuer_url,
-        deployment.dir.path().join("admin.key").display()
+        deployment.dir.join("admin.key").display()
     )?;
     writeln!(
         out,
@@ -760,13 +764,6 @@ async fn wait_ready(gateway: &writ_gateway::Gateway) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     anyhow::bail!("the gateway did not get the issuer's keys and revocation feed within 5 s")
-}
-
-/// A new key in a new keystore file.
-fn key_file(path: &Path) -> anyhow::Result<SigningKey> {
-    let key = SigningKey::generate(Algorithm::EdDSA)?;
-    writ_keystore::create(path, &key)?;
-    Ok(key)
 }
 
 fn jwk(key: &SigningKey) -> anyhow::Result<Value> {

@@ -412,8 +412,7 @@ pub(crate) async fn mandate(command: MandateCommand, out: &mut dyn Write) -> any
                     .as_object_mut()
                     .and_then(|members| members.remove("mandate"))
             {
-                std::fs::write(&file, format!("{mandate}\n"))
-                    .with_context(|| format!("writing `{}`", file.display()))?;
+                crate::write_private(&file, &format!("{mandate}\n"))?;
                 writeln!(out, "wrote the mandate to {}", file.display())?;
             }
             print(out, &granted)
@@ -447,8 +446,7 @@ pub(crate) async fn mandate(command: MandateCommand, out: &mut dyn Write) -> any
                 .and_then(|members| members.remove("access_token"))
                 .and_then(|token| token.as_str().map(str::to_owned))
                 .context("the issuer's answer has no mandate")?;
-            std::fs::write(&file, format!("{child}\n"))
-                .with_context(|| format!("writing `{}`", file.display()))?;
+            crate::write_private(&file, &format!("{child}\n"))?;
             writeln!(
                 out,
                 "wrote the child mandate for `{to}` to {}",

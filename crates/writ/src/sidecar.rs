@@ -131,12 +131,12 @@ fn agent_key(args: &SidecarArgs) -> anyhow::Result<(SigningKey, Option<String>)>
         ));
     };
     let pin = match &args.pkcs11_pin_file {
-        Some(path) => Zeroizing::new(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading the PIN file `{}`", path.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-        ),
+        Some(path) => {
+            let mut pin = writ_keystore::read_secret(path).context("reading the PIN file")?;
+            let end = pin.trim_end_matches(['\r', '\n']).len();
+            pin.truncate(end);
+            pin
+        }
         None => Zeroizing::new(
             std::env::var("WRIT_PKCS11_PIN")
                 .context("the token's PIN: give --pkcs11-pin-file FILE or set WRIT_PKCS11_PIN")?,
@@ -154,6 +154,13 @@ fn agent_key(args: &SidecarArgs) -> anyhow::Result<(SigningKey, Option<String>)>
     };
     let (key, created) =
         writ_keystore::pkcs11::open_or_generate(&token, &args.pkcs11_key, algorithm)?;
+    anyhow::ensure!(
+        !args.pkcs11_es256 || key.algorithm() == algorithm,
+        "--pkcs11-es256: the key `{}` on token `{}` exists already, and is {}",
+        args.pkcs11_key,
+        token.label,
+        key_algorithm_name(key.algorithm())
+    );
     Ok((
         key,
         created.then(|| {

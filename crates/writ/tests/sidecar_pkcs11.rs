@@ -103,6 +103,17 @@ async fn a_sidecar_whose_key_lives_on_a_token_earns_and_spends_writs() {
             .unwrap()
     };
 
+    // A PIN file others can read is refused, like a key file.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = sidecar(Stdio::null()).wait_with_output().await.unwrap();
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success());
+        assert!(said.contains("chmod 600"), "{said}");
+        std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
     // First start, with no mandate yet: the key is generated on the token and its public
     // JWK printed for the owner; then the sidecar stops for want of a mandate.
     std::fs::write(dir.path().join("mandate.jwt"), "").unwrap();
