@@ -25,6 +25,10 @@
 //! | `POST /v1/humans/bind` | a human's new key | bind the key by an OIDC ID token whose `nonce` is its thumbprint |
 //! | `POST /v1/agents` | humans | register an agent they own |
 //! | `GET /v1/agents` | humans | their agents; every agent for admins |
+//! | `POST /v1/humans/{id}/offboard` | admins | offboard a human: revoke them and every mandate they granted, suspend their agents |
+//! | `POST /v1/agents/{name}/renew` | its owner, admins | extend an agent's lifetime |
+//! | `POST /v1/agents/{name}/retire` | its owner, admins | retire an agent: revoke its key and its mandates |
+//! | `POST /v1/agents/{name}/transfer` | admins | give an agent a new owner (lifting an offboarding suspension) |
 //! | `POST /v1/providers` | admins | register a tool provider and its tools |
 //! | `GET /v1/providers` | anyone registered | the tool providers and their tools |
 //! | `POST /v1/gateways` | admins | register a gateway and the resource it serves |
@@ -48,6 +52,7 @@ mod delegation;
 mod error;
 mod inventory;
 mod keys;
+mod lifecycle;
 mod mandates;
 mod metrics;
 mod oidc;
@@ -75,6 +80,7 @@ use writ_token::{Audience, MemoryReplayCache, NonceKey, UnixTime};
 
 pub use error::ApiError;
 pub use keys::PreviousKey;
+pub use lifecycle::Swept;
 pub use oidc::OidcProvider;
 pub use policy::{ReloadError, Reloaded, load_policy};
 pub use verify::{AuditError, AuditReport, verify_data_dir, verify_store};
@@ -132,6 +138,10 @@ pub struct Settings {
     pub policy_dir: Option<PathBuf>,
     /// How often the policy directory is checked for changes.
     pub policy_poll_interval: Duration,
+    /// Days without a writ after which an agent is suspended.
+    pub idle_suspend_days: u64,
+    /// How often agents are checked for the end of their lifetime and for idleness.
+    pub lifecycle_interval: Duration,
     /// The store's options.
     pub store: StoreOptions,
     /// Identity providers whose ID tokens may bind a key to a human once.
@@ -154,6 +164,8 @@ impl Default for Settings {
             checkpoint_interval: Duration::from_secs(1),
             policy_dir: None,
             policy_poll_interval: Duration::from_secs(2),
+            idle_suspend_days: 30,
+            lifecycle_interval: Duration::from_secs(60),
             store: StoreOptions::default(),
             oidc: Vec::new(),
         }
@@ -387,6 +399,7 @@ impl Issuer {
         writ_metrics::handle();
         audit::spawn_checkpointer(&issuer);
         policy::spawn_watcher(&issuer);
+        lifecycle::spawn_sweeper(&issuer);
         Ok(issuer)
     }
 
@@ -500,6 +513,10 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
             post(inventory::register_gateway).get(inventory::list_gateways),
         )
         .route("/v1/humans/bind", post(oidc::bind))
+        .route("/v1/humans/{id}/offboard", post(lifecycle::offboard_route))
+        .route("/v1/agents/{name}/renew", post(lifecycle::renew))
+        .route("/v1/agents/{name}/retire", post(lifecycle::retire_route))
+        .route("/v1/agents/{name}/transfer", post(lifecycle::transfer))
         .route("/v1/mandates", post(mandates::grant))
         .route("/v1/mandates/{id}", get(mandates::show))
         .route("/v1/keys/rotate", post(keys::rotate))

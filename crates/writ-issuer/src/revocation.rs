@@ -37,7 +37,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Agent => "agent",
             Kind::Mandate => "mandate",
@@ -145,42 +145,13 @@ pub(crate) async fn revoke(
         ));
     }
     authorized(&issuer, &caller, request.kind, &request.subject).await?;
-    let time = crate::seconds(issuer.now());
-    let revocation = |kind: &str, subject: &str| RevocationRecord {
-        seq: 0,
-        kind: kind.to_owned(),
-        subject: subject.to_owned(),
-        reason: request.reason.clone(),
-        created_at: time,
-        log_index: 0,
-    };
-    let mut records = vec![revocation(request.kind.as_str(), &request.subject)];
-    let mandates = match request.kind {
-        Kind::Mandate => {
-            if issuer.store.mandate(&request.subject).await?.is_none() {
-                return Err(ApiError::not_found(
-                    "unknown_mandate",
-                    format!("no mandate `{}`", request.subject),
-                ));
-            }
-            issuer.store.mandate_subtree(&request.subject).await?
-        }
-        Kind::Human => {
-            let mut all = Vec::new();
-            for root in issuer
-                .store
-                .mandates_of(Some(&request.subject), None)
-                .await?
-            {
-                all.extend(issuer.store.mandate_subtree(&root).await?);
-            }
-            all
-        }
-        Kind::Agent | Kind::Writ | Kind::Key => Vec::new(),
-    };
-    for id in mandates.iter().filter(|id| **id != request.subject) {
-        records.push(revocation("mandate", id));
+    if request.kind == Kind::Mandate && issuer.store.mandate(&request.subject).await?.is_none() {
+        return Err(ApiError::not_found(
+            "unknown_mandate",
+            format!("no mandate `{}`", request.subject),
+        ));
     }
+    let records = revocations(&issuer, request.kind, &request.subject, &request.reason).await?;
     let subjects: Vec<String> = records
         .iter()
         .map(|r| format!("{}:{}", r.kind, r.subject))
@@ -213,6 +184,43 @@ pub(crate) async fn revoke(
             log_index: appended.index,
         }),
     ))
+}
+
+/// The revocations that revoking `subject` of `kind` makes: the subject itself and every
+/// mandate that dies with it (a mandate's subtree; every mandate a human granted or an agent
+/// holds, with their subtrees).
+pub(crate) async fn revocations(
+    issuer: &Issuer,
+    kind: Kind,
+    subject: &str,
+    reason: &str,
+) -> Result<Vec<RevocationRecord>, ApiError> {
+    let time = crate::seconds(issuer.now());
+    let revocation = |kind: &str, subject: &str| RevocationRecord {
+        seq: 0,
+        kind: kind.to_owned(),
+        subject: subject.to_owned(),
+        reason: reason.to_owned(),
+        created_at: time,
+        log_index: 0,
+    };
+    let roots = match kind {
+        Kind::Mandate => vec![subject.to_owned()],
+        Kind::Human => issuer.store.mandates_of(Some(subject), None).await?,
+        Kind::Agent => issuer.store.mandates_of(None, Some(subject)).await?,
+        Kind::Writ | Kind::Key => Vec::new(),
+    };
+    let mut records = vec![revocation(kind.as_str(), subject)];
+    // Subtrees overlap (a human's mandates include those delegated from theirs).
+    let mut seen = std::collections::HashSet::from([subject.to_owned()]);
+    for root in roots {
+        for id in issuer.store.mandate_subtree(&root).await? {
+            if seen.insert(id.clone()) {
+                records.push(revocation("mandate", &id));
+            }
+        }
+    }
+    Ok(records)
 }
 
 #[derive(Deserialize)]

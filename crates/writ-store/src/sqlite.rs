@@ -670,6 +670,13 @@ async fn apply_write(
                 .execute(&mut *conn)
                 .await?;
         }
+        Write::Many(writes) => {
+            let mut seqs = Vec::new();
+            for write in writes {
+                seqs.extend(Box::pin(apply_write(conn, write, log_index)).await?);
+            }
+            return Ok(seqs);
+        }
         Write::Revoke(revocations) => {
             let mut seqs = Vec::with_capacity(revocations.len());
             for revocation in revocations {

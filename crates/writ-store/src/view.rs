@@ -150,6 +150,11 @@ impl View {
                     self.revoke(revocation.kind.clone(), revocation.subject.clone());
                 }
             }
+            Write::Many(writes) => {
+                for write in writes {
+                    self.apply(write, time);
+                }
+            }
         }
     }
 

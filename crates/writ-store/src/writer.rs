@@ -86,6 +86,9 @@ pub enum Write {
     /// Record revocations (each `seq` and `log_index` set by the store). Subjects already
     /// revoked are skipped; [`Appended::revocations`] says which.
     Revoke(Vec<RevocationRecord>),
+    /// Several changes under one leaf, all or none (an agent retired and revoked, a human
+    /// offboarded with their mandates revoked and agents suspended).
+    Many(Vec<Write>),
 }
 
 /// What an append did.
@@ -93,8 +96,9 @@ pub enum Write {
 pub struct Appended {
     /// The leaf's index.
     pub index: u64,
-    /// For [`Write::Revoke`], one entry per record in order: its feed sequence number, or
-    /// `None` where the subject was already revoked. Empty for other writes.
+    /// For [`Write::Revoke`] (also inside [`Write::Many`]), one entry per record in order:
+    /// its feed sequence number, or `None` where the subject was already revoked. Empty for
+    /// other writes.
     pub revocations: Vec<Option<i64>>,
 }
 

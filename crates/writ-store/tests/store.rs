@@ -357,3 +357,56 @@ async fn a_backend_that_cannot_commit_refuses_the_change_and_the_view_keeps_the_
         expected_tree(&store).await.root(2).unwrap()
     );
 }
+
+#[tokio::test]
+async fn several_changes_under_one_leaf_commit_all_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let revocation = |subject: &str| RevocationRecord {
+        seq: 0,
+        kind: "agent".into(),
+        subject: subject.into(),
+        reason: "retired".into(),
+        created_at: 3,
+        log_index: 0,
+    };
+    {
+        let store = Store::open(dir.path()).await.unwrap();
+        store
+            .append(event(0), Write::InsertHuman(human("alice")))
+            .await
+            .unwrap();
+        store
+            .append(event(1), Write::InsertAgent(agent("jkt-1", "bot", "alice")))
+            .await
+            .unwrap();
+        let retire = |jkt: &str| {
+            Write::Many(vec![
+                Write::SetAgentStatus {
+                    jkt: jkt.into(),
+                    status: "retired".into(),
+                    reason: Some("done".into()),
+                },
+                Write::Revoke(vec![revocation(jkt)]),
+            ])
+        };
+        let appended = store.append(event(2), retire("jkt-1")).await.unwrap();
+        assert_eq!(
+            appended.revocations.len(),
+            1,
+            "the inner revocation's sequence"
+        );
+        assert!(appended.revocations[0].is_some());
+        // One failing part refuses the whole: no such agent, so no revocation either.
+        assert!(store.append(event(3), retire("jkt-missing")).await.is_err());
+        assert!(!store.is_revoked("agent", "jkt-missing"));
+    }
+    let store = Store::open(dir.path()).await.unwrap();
+    let bot = store.agent("jkt-1").unwrap();
+    assert_eq!(
+        (bot.status.as_str(), bot.status_reason.as_deref()),
+        ("retired", Some("done"))
+    );
+    assert!(store.is_revoked("agent", "jkt-1"));
+    assert!(!store.is_revoked("agent", "jkt-missing"));
+    assert_eq!(store.tree_head().size, 3);
+}

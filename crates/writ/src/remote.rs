@@ -115,6 +115,17 @@ pub(crate) enum HumanCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Offboard a human (administrators only): revoke them and every mandate they granted,
+    /// and suspend the agents they own until `writ agent transfer`.
+    Offboard {
+        /// The human's id.
+        id: String,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,6 +150,38 @@ pub(crate) enum AgentCommand {
     },
     /// List the caller's agents (every agent, for administrators).
     List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Extend an agent's lifetime (its owner or an administrator).
+    Renew {
+        /// The agent's name.
+        name: String,
+        /// Days from now; the issuer's default lifetime when absent.
+        #[arg(long)]
+        days: Option<u64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Retire an agent: revoke its key and every mandate it holds (its owner or an
+    /// administrator).
+    Retire {
+        /// The agent's name.
+        name: String,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Give an agent a new owner (administrators only); an agent suspended because its
+    /// owner was offboarded becomes active again.
+    Transfer {
+        /// The agent's name.
+        name: String,
+        /// The new owner's human id.
+        #[arg(long)]
+        to: String,
         #[command(flatten)]
         remote: Remote,
     },
@@ -232,6 +275,12 @@ pub(crate) async fn human(command: HumanCommand, out: &mut dyn Write) -> anyhow:
             remote.send("/v1/humans", Some(&body), out).await
         }
         HumanCommand::List { remote } => remote.show("/v1/humans", out).await,
+        HumanCommand::Offboard { id, reason, remote } => {
+            let body = json!({"reason": reason});
+            remote
+                .send(&format!("/v1/humans/{id}/offboard"), Some(&body), out)
+                .await
+        }
         HumanCommand::Bind {
             id_token_file,
             remote,
@@ -272,6 +321,28 @@ pub(crate) async fn agent(command: AgentCommand, out: &mut dyn Write) -> anyhow:
             remote.send("/v1/agents", Some(&body), out).await
         }
         AgentCommand::List { remote } => remote.show("/v1/agents", out).await,
+        AgentCommand::Renew { name, days, remote } => {
+            let body = json!({"days": days});
+            remote
+                .send(&format!("/v1/agents/{name}/renew"), Some(&body), out)
+                .await
+        }
+        AgentCommand::Retire {
+            name,
+            reason,
+            remote,
+        } => {
+            let body = json!({"reason": reason});
+            remote
+                .send(&format!("/v1/agents/{name}/retire"), Some(&body), out)
+                .await
+        }
+        AgentCommand::Transfer { name, to, remote } => {
+            let body = json!({"owner": to});
+            remote
+                .send(&format!("/v1/agents/{name}/transfer"), Some(&body), out)
+                .await
+        }
     }
 }
 

@@ -1,0 +1,420 @@
+//! The agent lifecycle: every agent has an owner and a death date.
+//!
+//! - **Renewal** (`POST /v1/agents/{name}/renew`): the owner or an administrator extends an
+//!   agent's lifetime (default 90 days from now).
+//! - **Expiry**: at the end of its lifetime an agent is retired by the sweep.
+//! - **Idleness**: an agent that has earned no writ for `idle_suspend_days` (default 30;
+//!   counted from registration when it never has) is suspended by the sweep, with the reason.
+//! - **Retirement** (`POST /v1/agents/{name}/retire`, or the sweep): the agent's key is
+//!   revoked, and every mandate it holds with everything delegated from them.
+//! - **Offboarding** (`POST /v1/humans/{id}/offboard`, `writ human offboard`, or SCIM): the
+//!   human and every mandate they granted are revoked, and the agents they own are
+//!   suspended until `POST /v1/agents/{name}/transfer` gives them a new owner.
+//!
+//! Each is one audit leaf whose effects commit with it (`Write::Many`), and each revocation
+//! reaches the gateways through the revocation feed.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use writ_store::{AgentRecord, HumanRecord, Write};
+
+use crate::Issuer;
+use crate::audit::record;
+use crate::auth::{Caller, authenticate};
+use crate::error::ApiError;
+use crate::inventory::parse_json;
+use crate::revocation::{Kind, revocations};
+
+/// Why agents of an offboarded human are suspended; a transfer lifts exactly this.
+const OWNER_OFFBOARDED: &str = "owner offboarded";
+/// The longest reason kept, in characters.
+const MAX_REASON: usize = 512;
+
+#[derive(Serialize)]
+pub(crate) struct Changed {
+    /// The agent's name or the human's id.
+    subject: String,
+    /// Its status now.
+    status: String,
+    /// The audit leaf that recorded the change.
+    log_index: u64,
+    /// How many subjects were newly revoked with it.
+    revoked: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Renewal {
+    /// Days from now; the issuer's default lifetime when absent.
+    days: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Reason {
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Transfer {
+    /// The new owner's human id.
+    owner: String,
+}
+
+fn reason(text: &str) -> Result<&str, ApiError> {
+    if text.is_empty() || text.chars().count() > MAX_REASON {
+        return Err(ApiError::invalid_request(
+            "invalid_reason",
+            format!("reason must be 1 to {MAX_REASON} characters"),
+        ));
+    }
+    Ok(text)
+}
+
+/// The agent named `name`, for a caller who owns it or administers.
+fn owned_agent(issuer: &Issuer, caller: &Caller, name: &str) -> Result<AgentRecord, ApiError> {
+    let not_found = || ApiError::not_found("unknown_agent", format!("no agent named `{name}`"));
+    let human = caller.human()?;
+    let agent = issuer.store.agent_by_name(name).ok_or_else(not_found)?;
+    // Someone else's agent does not exist for them.
+    if !caller.is_admin() && agent.owner != human.id {
+        return Err(not_found());
+    }
+    Ok(agent)
+}
+
+/// `POST /v1/agents/{name}/renew`: a new end of life, counted from now.
+pub(crate) async fn renew(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Changed>, ApiError> {
+    let path = format!("/v1/agents/{name}/renew");
+    let caller = authenticate(&issuer, &method, &path, &headers).await?;
+    let request: Renewal = parse_json(&body)?;
+    let agent = owned_agent(&issuer, &caller, &name)?;
+    if agent.status == "retired" {
+        return Err(ApiError::denied(
+            "agent_retired",
+            format!("agent `{name}` is retired; register a new one"),
+        ));
+    }
+    let days = request.days.unwrap_or(issuer.settings.agent_lifetime_days);
+    if days == 0 || days > 3650 {
+        return Err(ApiError::invalid_request(
+            "invalid_lifetime",
+            "days must be 1 to 3650",
+        ));
+    }
+    let expires_at = crate::seconds(issuer.now().plus(days * 86_400));
+    let appended = record(
+        &issuer,
+        "agent_renewed",
+        json!({"agent": agent.jkt, "name": agent.name, "expires_at": expires_at, "by": caller.describe()}),
+        vec![format!("agent:{}", agent.jkt)],
+        Write::SetAgentExpiry {
+            jkt: agent.jkt.clone(),
+            expires_at,
+        },
+    )
+    .await?;
+    Ok(Json(Changed {
+        subject: agent.name,
+        status: agent.status,
+        log_index: appended.index,
+        revoked: 0,
+    }))
+}
+
+/// `POST /v1/agents/{name}/retire`.
+pub(crate) async fn retire_route(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Changed>, ApiError> {
+    let path = format!("/v1/agents/{name}/retire");
+    let caller = authenticate(&issuer, &method, &path, &headers).await?;
+    let request: Reason = parse_json(&body)?;
+    let reason = reason(&request.reason)?;
+    let agent = owned_agent(&issuer, &caller, &name)?;
+    Ok(Json(
+        retire(&issuer, &agent, "agent_retired", reason, &caller.describe()).await?,
+    ))
+}
+
+/// Retires `agent`: status `retired`, its key and every mandate it holds revoked, with what
+/// was delegated from them. `kind` is the leaf's (`agent_retired`, `agent_expired`).
+async fn retire(
+    issuer: &Issuer,
+    agent: &AgentRecord,
+    kind: &str,
+    reason: &str,
+    by: &str,
+) -> Result<Changed, ApiError> {
+    let revoked = revocations(issuer, Kind::Agent, &agent.jkt, reason).await?;
+    let count = revoked.len();
+    let appended = record(
+        issuer,
+        kind,
+        json!({"agent": agent.jkt, "name": agent.name, "owner": agent.owner, "reason": reason, "by": by,
+               "revoked": revoked.iter().map(|r| format!("{}:{}", r.kind, r.subject)).collect::<Vec<_>>()}),
+        vec![format!("agent:{}", agent.jkt)],
+        Write::Many(vec![
+            Write::SetAgentStatus {
+                jkt: agent.jkt.clone(),
+                status: "retired".to_owned(),
+                reason: Some(reason.to_owned()),
+            },
+            Write::Revoke(revoked),
+        ]),
+    )
+    .await?;
+    issuer.revoked.notify_waiters();
+    Ok(Changed {
+        subject: agent.name.clone(),
+        status: "retired".to_owned(),
+        log_index: appended.index,
+        revoked: count,
+    })
+}
+
+/// Suspends `agent` with `reason`; it earns nothing until it is active again.
+async fn suspend(
+    issuer: &Issuer,
+    agent: &AgentRecord,
+    reason: &str,
+    by: &str,
+) -> Result<Changed, ApiError> {
+    let appended = record(
+        issuer,
+        "agent_suspended",
+        json!({"agent": agent.jkt, "name": agent.name, "owner": agent.owner, "reason": reason, "by": by}),
+        vec![format!("agent:{}", agent.jkt)],
+        Write::SetAgentStatus {
+            jkt: agent.jkt.clone(),
+            status: "suspended".to_owned(),
+            reason: Some(reason.to_owned()),
+        },
+    )
+    .await?;
+    Ok(Changed {
+        subject: agent.name.clone(),
+        status: "suspended".to_owned(),
+        log_index: appended.index,
+        revoked: 0,
+    })
+}
+
+/// `POST /v1/agents/{name}/transfer`: a new owner, for administrators. An agent suspended
+/// because its owner was offboarded is active again; other suspensions stand.
+pub(crate) async fn transfer(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Changed>, ApiError> {
+    let path = format!("/v1/agents/{name}/transfer");
+    let caller = authenticate(&issuer, &method, &path, &headers).await?;
+    caller.admin()?;
+    let request: Transfer = parse_json(&body)?;
+    let agent = owned_agent(&issuer, &caller, &name)?;
+    if agent.status == "retired" {
+        return Err(ApiError::denied(
+            "agent_retired",
+            format!("agent `{name}` is retired"),
+        ));
+    }
+    let owner = issuer
+        .store
+        .human(&request.owner)
+        .filter(|human| human.status == "active")
+        .ok_or_else(|| {
+            ApiError::invalid_request(
+                "unknown_owner",
+                format!("no active human `{}`", request.owner),
+            )
+        })?;
+    let mut writes = vec![Write::SetAgentOwner {
+        jkt: agent.jkt.clone(),
+        owner: owner.id.clone(),
+    }];
+    let reactivated =
+        agent.status == "suspended" && agent.status_reason.as_deref() == Some(OWNER_OFFBOARDED);
+    if reactivated {
+        writes.push(Write::SetAgentStatus {
+            jkt: agent.jkt.clone(),
+            status: "active".to_owned(),
+            reason: None,
+        });
+    }
+    let appended = record(
+        &issuer,
+        "agent_transferred",
+        json!({"agent": agent.jkt, "name": agent.name, "from": agent.owner, "to": owner.id,
+               "reactivated": reactivated, "by": caller.describe()}),
+        vec![
+            format!("agent:{}", agent.jkt),
+            format!("human:{}", owner.id),
+        ],
+        Write::Many(writes),
+    )
+    .await?;
+    Ok(Json(Changed {
+        subject: agent.name,
+        status: if reactivated {
+            "active".to_owned()
+        } else {
+            agent.status
+        },
+        log_index: appended.index,
+        revoked: 0,
+    }))
+}
+
+/// `POST /v1/humans/{id}/offboard`, for administrators.
+pub(crate) async fn offboard_route(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Changed>, ApiError> {
+    let path = format!("/v1/humans/{id}/offboard");
+    let caller = authenticate(&issuer, &method, &path, &headers).await?;
+    let admin = caller.admin()?;
+    let request: Reason = parse_json(&body)?;
+    let reason = reason(&request.reason)?;
+    let human = issuer
+        .store
+        .human(&id)
+        .ok_or_else(|| ApiError::not_found("unknown_human", format!("no human `{id}`")))?;
+    if human.id == admin.id {
+        return Err(ApiError::invalid_request(
+            "cannot_offboard_self",
+            "an administrator cannot offboard themselves",
+        ));
+    }
+    Ok(Json(
+        offboard(&issuer, &human, reason, &caller.describe()).await?,
+    ))
+}
+
+/// Offboards `human`: status `offboarded`, the human and every mandate they granted revoked
+/// (with what was delegated from them), and their agents suspended until transferred.
+pub(crate) async fn offboard(
+    issuer: &Issuer,
+    human: &HumanRecord,
+    reason: &str,
+    by: &str,
+) -> Result<Changed, ApiError> {
+    let revoked = revocations(issuer, Kind::Human, &human.id, reason).await?;
+    let count = revoked.len();
+    let agents: Vec<AgentRecord> = issuer
+        .store
+        .agents()
+        .into_iter()
+        .filter(|agent| agent.owner == human.id && agent.status == "active")
+        .collect();
+    let mut writes = vec![
+        Write::SetHumanStatus {
+            id: human.id.clone(),
+            status: "offboarded".to_owned(),
+        },
+        Write::Revoke(revoked),
+    ];
+    writes.extend(agents.iter().map(|agent| Write::SetAgentStatus {
+        jkt: agent.jkt.clone(),
+        status: "suspended".to_owned(),
+        reason: Some(OWNER_OFFBOARDED.to_owned()),
+    }));
+    let appended = record(
+        issuer,
+        "human_offboarded",
+        json!({"human": human.id, "reason": reason, "by": by,
+               "suspended_agents": agents.iter().map(|agent| &agent.name).collect::<Vec<_>>()}),
+        vec![format!("human:{}", human.id)],
+        Write::Many(writes),
+    )
+    .await?;
+    issuer.revoked.notify_waiters();
+    Ok(Changed {
+        subject: human.id.clone(),
+        status: "offboarded".to_owned(),
+        log_index: appended.index,
+        revoked: count,
+    })
+}
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Swept {
+    /// Agents retired at the end of their lifetime.
+    pub expired: Vec<String>,
+    /// Agents suspended for idleness.
+    pub suspended: Vec<String>,
+}
+
+impl Issuer {
+    /// Retires the active agents whose lifetime has ended and suspends those idle for
+    /// `idle_suspend_days`. Runs every `lifecycle_interval`; callable directly.
+    pub async fn sweep_lifecycle(&self) -> Result<Swept, ApiError> {
+        let now = crate::seconds(self.now());
+        let idle_limit = i64::try_from(self.settings.idle_suspend_days.saturating_mul(86_400))
+            .unwrap_or(i64::MAX);
+        let mut swept = Swept::default();
+        for agent in self.store.agents() {
+            if agent.status != "active" {
+                continue;
+            }
+            if agent.expires_at <= now {
+                retire(self, &agent, "agent_expired", "lifetime ended", "lifecycle").await?;
+                swept.expired.push(agent.name);
+                continue;
+            }
+            let last = agent.last_seen.unwrap_or(agent.created_at);
+            if now.saturating_sub(last) >= idle_limit {
+                let reason = format!("idle for {} days", now.saturating_sub(last) / 86_400);
+                suspend(self, &agent, &reason, "lifecycle").await?;
+                swept.suspended.push(agent.name);
+            }
+        }
+        Ok(swept)
+    }
+}
+
+/// Sweeps every `lifecycle_interval` while the issuer lives.
+pub(crate) fn spawn_sweeper(issuer: &Arc<Issuer>) {
+    let weak = Arc::downgrade(issuer);
+    let interval = issuer.settings.lifecycle_interval;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let Some(issuer) = weak.upgrade() else { break };
+            match issuer.sweep_lifecycle().await {
+                Ok(swept) if swept != Swept::default() => {
+                    tracing::info!(expired = ?swept.expired, suspended = ?swept.suspended, "lifecycle sweep");
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(
+                        reason = error.reason(),
+                        message = error.message(),
+                        "lifecycle sweep failed"
+                    );
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,314 @@
+//! The agent lifecycle on a whole deployment on 127.0.0.1: lifetimes that end unless
+//! renewed, idle agents suspended, retirement, offboarding with transfer; each change
+//! audited, and each revocation at the gateway within a second.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::time::{Duration, Instant};
+
+use clap::Parser as _;
+use serde_json::{Value, json};
+use writ_testkit::*;
+
+const DAY: i64 = 86_400;
+
+/// `writ ARGS --issuer … --key KEY_FILE`, run in-process; its output or its error.
+fn cli(world: &World, key: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let mut all = vec!["writ"];
+    all.extend_from_slice(args);
+    all.extend([
+        "--issuer",
+        &world.issuer_url,
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    let cli = writ::Cli::try_parse_from(all).unwrap();
+    let mut out = Vec::new();
+    let result = std::thread::scope(|scope| scope.spawn(|| writ::run(cli, &mut out)).join());
+    match result.unwrap() {
+        Ok(()) => Ok(String::from_utf8(out).unwrap()),
+        Err(error) => Err(format!("{error:#}")),
+    }
+}
+
+fn admin_key(world: &World) -> std::path::PathBuf {
+    world.dir.path().join("admin.key")
+}
+
+async fn agent(world: &World, name: &str) -> Value {
+    let agents = world.admin.get("/v1/agents").await.unwrap();
+    agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|agent| agent["name"] == name)
+        .cloned()
+        .unwrap()
+}
+
+async fn leaf_kind(world: &World, answer: &str) -> String {
+    let index = serde_json::from_str::<Value>(answer).unwrap()["log_index"].clone();
+    let leaf = world
+        .admin
+        .get(&format!("/v1/audit/leaves/{index}"))
+        .await
+        .unwrap();
+    leaf["kind"].as_str().unwrap().to_owned()
+}
+
+/// Calls with `writ` until the gateway refuses it, for at most a second; the reason (the
+/// first revoked subject the gateway finds: the writ's mandate, its human or an agent).
+async fn refused_within_a_second(world: &World, writ: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let (status, _, body) = world
+            .mcp(
+                writ,
+                tools_call("read_file", json!({"path": "/data/reports/q3.md"})),
+            )
+            .await;
+        if status != 200 {
+            return reason(&body);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "still allowed after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifetimes_end_unless_renewed_and_idle_agents_are_suspended() {
+    let world = World::new().await;
+    world.add_agent("helper-bot").await;
+    let (mandate, mandate_id) = world.grant().await;
+    let (status, _, _) = world.read_file(&mandate, "/data/reports/q3.md").await;
+    assert_eq!(status, 200);
+
+    // alice renews helper-bot for 200 days; report-bot keeps its 90.
+    let alice_key = world.dir.path().join("alice.key");
+    writ_keystore::create(
+        &alice_key,
+        &writ_jose::SigningKey::from_pkcs8_any(world.alice.key().expose_secret_pkcs8().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let renewed = cli(
+        &world,
+        &alice_key,
+        &["agent", "renew", "helper-bot", "--days", "200"],
+    )
+    .unwrap();
+    assert_eq!(leaf_kind(&world, &renewed).await, "agent_renewed");
+    let before = agent(&world, "helper-bot").await["expires_at"]
+        .as_i64()
+        .unwrap();
+
+    // 91 days on: report-bot has reached the end of its life; helper-bot, renewed, has
+    // not, but it has never earned a writ in 91 days.
+    world.clock.advance(91 * DAY);
+    let swept = world.issuer.sweep_lifecycle().await.unwrap();
+    assert_eq!(swept.expired, ["report-bot"]);
+    assert_eq!(swept.suspended, ["helper-bot"]);
+    // A second sweep changes nothing.
+    assert_eq!(
+        world.issuer.sweep_lifecycle().await.unwrap(),
+        writ_issuer::Swept::default()
+    );
+    // Back to the callers' time, whose proofs use the system clock.
+    world.clock.advance(-91 * DAY);
+    let report = agent(&world, "report-bot").await;
+    assert_eq!(report["status"], "retired");
+    assert_eq!(report["status_reason"], "lifetime ended");
+    let helper = agent(&world, "helper-bot").await;
+    assert_eq!(helper["status"], "suspended");
+    assert_eq!(helper["status_reason"], "idle for 91 days");
+    assert!(before > 190 * DAY, "renewed from now");
+    // The retired agent's mandates died with it.
+    let shown = world
+        .admin
+        .get(&format!("/v1/mandates/{mandate_id}"))
+        .await
+        .unwrap();
+    assert_eq!(shown["revoked"], true);
+    // Neither gets a mandate now: the retired agent is revoked, the idle one suspended.
+    for (name, reason) in [
+        ("report-bot", "agent_revoked"),
+        ("helper-bot", "agent_inactive"),
+    ] {
+        let error = world
+            .alice
+            .post(
+                "/v1/mandates",
+                Some(&json!({"agent": name, "task": "t", "grants": [
+                    {"type": "mcp_request", "server": "files", "methods": ["tools/list"]}]})),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(reason), "{name}: {error}");
+    }
+    // A retired agent is not renewed.
+    let error = cli(&world, &alice_key, &["agent", "renew", "report-bot"]).unwrap_err();
+    assert!(error.contains("agent_retired"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retiring_an_agent_stops_its_writs_at_the_gateway_within_a_second() {
+    let world = World::new().await;
+    let (mandate, _) = world.grant().await;
+    let writ = world
+        .writ(
+            &mandate,
+            "/mcp/files",
+            read_file_detail("/data/reports/q3.md"),
+        )
+        .await;
+    let retired = cli(
+        &world,
+        &admin_key(&world),
+        &["agent", "retire", "report-bot", "--reason", "project over"],
+    )
+    .unwrap();
+    assert_eq!(leaf_kind(&world, &retired).await, "agent_retired");
+    assert_eq!(
+        serde_json::from_str::<Value>(&retired).unwrap()["revoked"],
+        2,
+        "the agent and its mandate"
+    );
+    assert_eq!(
+        refused_within_a_second(&world, &writ).await,
+        "mandate_revoked"
+    );
+    let (status, body) = world
+        .try_writ(
+            &mandate,
+            "/mcp/files",
+            read_file_detail("/data/reports/q3.md"),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["reason"], "agent_revoked", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offboarding_revokes_what_a_human_granted_and_suspends_their_agents_until_transferred() {
+    let world = World::new().await;
+    let bob_key = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
+    world
+        .admin
+        .post(
+            "/v1/humans",
+            Some(&json!({"id": "bob", "jwk": serde_json::to_value(bob_key.public_key().to_jwk()).unwrap()})),
+        )
+        .await
+        .unwrap();
+    let (mandate, _) = world.grant().await;
+    let writ = world
+        .writ(
+            &mandate,
+            "/mcp/files",
+            read_file_detail("/data/reports/q3.md"),
+        )
+        .await;
+
+    // Bad input changes nothing.
+    let admin = admin_key(&world);
+    let error = cli(
+        &world,
+        &admin,
+        &["human", "offboard", "nobody", "--reason", "left"],
+    )
+    .unwrap_err();
+    assert!(error.contains("unknown_human"), "{error}");
+    let error = cli(
+        &world,
+        &admin,
+        &["human", "offboard", "alice", "--reason", ""],
+    )
+    .unwrap_err();
+    assert!(error.contains("invalid_reason"), "{error}");
+    assert_eq!(agent(&world, "report-bot").await["status"], "active");
+
+    let offboarded = cli(
+        &world,
+        &admin,
+        &["human", "offboard", "alice", "--reason", "left the company"],
+    )
+    .unwrap();
+    assert_eq!(leaf_kind(&world, &offboarded).await, "human_offboarded");
+    assert_eq!(
+        refused_within_a_second(&world, &writ).await,
+        "mandate_revoked"
+    );
+    let report = agent(&world, "report-bot").await;
+    assert_eq!(report["status"], "suspended");
+    assert_eq!(report["status_reason"], "owner offboarded");
+    // alice's key no longer works; her mandate earns nothing.
+    assert!(world.alice.get("/v1/agents").await.is_err());
+    let (_, body) = world
+        .try_writ(
+            &mandate,
+            "/mcp/files",
+            read_file_detail("/data/reports/q3.md"),
+        )
+        .await;
+    assert_eq!(body["reason"], "human_revoked", "{body}");
+
+    // Only an administrator transfers; then the agent works for bob.
+    let bob_file = world.dir.path().join("bob.key");
+    writ_keystore::create(&bob_file, &bob_key).unwrap();
+    let error = cli(
+        &world,
+        &bob_file,
+        &["agent", "transfer", "report-bot", "--to", "bob"],
+    )
+    .unwrap_err();
+    assert!(error.contains("admin_required"), "{error}");
+    let error = cli(
+        &world,
+        &admin,
+        &["agent", "transfer", "report-bot", "--to", "alice"],
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("unknown_owner"),
+        "an offboarded human owns nothing: {error}"
+    );
+    let moved = cli(
+        &world,
+        &admin,
+        &["agent", "transfer", "report-bot", "--to", "bob"],
+    )
+    .unwrap();
+    assert_eq!(leaf_kind(&world, &moved).await, "agent_transferred");
+    let report = agent(&world, "report-bot").await;
+    assert_eq!(
+        (report["owner"].as_str(), report["status"].as_str()),
+        (Some("bob"), Some("active"))
+    );
+    let bob = writ_client::IssuerClient::new(&world.issuer_url, bob_key).unwrap();
+    let granted = bob
+        .post(
+            "/v1/mandates",
+            Some(
+                &json!({"agent": "report-bot", "task": "Carry on", "grants": [
+                {"type": "mcp_tool_call", "server": "files", "tool": "read_file",
+                 "arguments": {"object": {"required": {"path": {"glob": "/data/reports/*"}}}},
+                 "datatypes": ["internal"]}]}),
+            ),
+        )
+        .await
+        .unwrap();
+    let (status, _, body) = world
+        .read_file(granted["mandate"].as_str().unwrap(), "/data/reports/q2.md")
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
