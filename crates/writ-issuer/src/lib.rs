@@ -25,6 +25,7 @@
 //! | `POST /v1/humans/bind` | a human's new key | bind the key by an OIDC ID token whose `nonce` is its thumbprint |
 //! | `POST /v1/agents` | humans | register an agent they own |
 //! | `GET /v1/agents` | humans | their agents; every agent for admins |
+//! | `GET /v1/inventory` | admins | every agent (owner, status, last seen, end of life, tools used, outstanding mandates) and every tool provider |
 //! | `POST /v1/humans/{id}/offboard` | admins | offboard a human: revoke them and every mandate they granted, suspend their agents |
 //! | `POST /v1/agents/{name}/renew` | its owner, admins | extend an agent's lifetime |
 //! | `POST /v1/agents/{name}/retire` | its owner, admins | retire an agent: revoke its key and its mandates |
@@ -49,6 +50,7 @@
 mod audit;
 mod auth;
 mod delegation;
+mod discovery;
 mod error;
 mod inventory;
 mod keys;
@@ -514,6 +516,7 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
         )
         .route("/v1/humans/bind", post(oidc::bind))
         .route("/v1/humans/{id}/offboard", post(lifecycle::offboard_route))
+        .route("/v1/inventory", get(discovery::inventory))
         .route("/v1/agents/{name}/renew", post(lifecycle::renew))
         .route("/v1/agents/{name}/retire", post(lifecycle::retire_route))
         .route("/v1/agents/{name}/transfer", post(lifecycle::transfer))

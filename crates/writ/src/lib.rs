@@ -61,6 +61,15 @@ enum Command {
     /// Gateways in a running issuer's inventory.
     #[command(subcommand)]
     Gateway(remote::GatewayCommand),
+    /// Every agent (owner, status, last seen, end of life, tools used, outstanding
+    /// mandates) and every tool provider (administrators only).
+    Inventory {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
     /// Mandates: a human's grant of a task to an agent.
     #[command(subcommand)]
     Mandate(remote::MandateCommand),
@@ -248,6 +257,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Agent(command) => runtime()?.block_on(remote::agent(command, out)),
         Command::Tool(command) => runtime()?.block_on(remote::tool(command, out)),
         Command::Gateway(command) => runtime()?.block_on(remote::gateway(command, out)),
+        Command::Inventory { json, remote } => {
+            runtime()?.block_on(remote::inventory(remote, json, out))
+        }
         Command::Mandate(command) => runtime()?.block_on(remote::mandate(command, out)),
         Command::Revoke(args) => runtime()?.block_on(remote::revoke(args, out)),
         Command::Trace {

@@ -531,6 +531,84 @@ pub(crate) async fn mandate(command: MandateCommand, out: &mut dyn Write) -> any
     }
 }
 
+/// `writ inventory`: every agent and tool provider, as tables for people or JSON.
+pub(crate) async fn inventory(
+    remote: Remote,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let inventory = remote.client()?.get("/v1/inventory").await?;
+    if json {
+        return print(out, &inventory);
+    }
+    let list = |value: &Value| -> String {
+        value
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .filter(|text| !text.is_empty())
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    let date = |value: &Value| {
+        value.as_u64().map_or_else(
+            || "never".to_owned(),
+            |seconds| {
+                httpdate::fmt_http_date(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
+                )
+            },
+        )
+    };
+    writeln!(
+        out,
+        "{:<16} {:<10} {:<22} {:<29} {:<29} {:<28} MANDATES",
+        "AGENT", "OWNER", "STATUS", "LAST SEEN", "EXPIRES", "TOOLS USED"
+    )?;
+    for agent in inventory["agents"].as_array().into_iter().flatten() {
+        let text = |name: &str| agent[name].as_str().unwrap_or("-").to_owned();
+        let status = match agent["status_reason"].as_str() {
+            Some(reason) => format!("{} ({reason})", text("status")),
+            None => text("status"),
+        };
+        writeln!(
+            out,
+            "{:<16} {:<10} {:<22} {:<29} {:<29} {:<28} {}",
+            text("name"),
+            text("owner"),
+            status,
+            date(&agent["last_seen"]),
+            date(&agent["expires_at"]),
+            list(&agent["tools_used"]),
+            agent["outstanding_mandates"].as_array().map_or(0, Vec::len),
+        )?;
+    }
+    writeln!(out, "\n{:<16} {:<6} TOOLS", "PROVIDER", "KIND")?;
+    for provider in inventory["providers"].as_array().into_iter().flatten() {
+        let tools: Vec<String> = provider["tools"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|tool| match list(&tool["labels"]).as_str() {
+                "-" => tool["name"].as_str().unwrap_or("?").to_owned(),
+                labels => format!("{}[{labels}]", tool["name"].as_str().unwrap_or("?")),
+            })
+            .collect();
+        writeln!(
+            out,
+            "{:<16} {:<6} {}",
+            provider["name"].as_str().unwrap_or("?"),
+            provider["kind"].as_str().unwrap_or("?"),
+            tools.join(" ")
+        )?;
+    }
+    Ok(())
+}
+
 /// Grants from `--grant` arguments or a file of them, as a JSON array.
 fn grants_from(grants: &[String], file: Option<&std::path::Path>) -> anyhow::Result<Value> {
     match file {

@@ -312,3 +312,62 @@ async fn offboarding_revokes_what_a_human_granted_and_suspends_their_agents_unti
         .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inventory_shows_each_agent_its_owner_use_and_what_it_can_still_do() {
+    let world = World::new().await;
+    world.add_agent("helper-bot").await;
+    let (mandate, mandate_id) = world.grant().await;
+    let (status, _, _) = world.read_file(&mandate, "/data/reports/q3.md").await;
+    assert_eq!(status, 200);
+    let admin = admin_key(&world);
+
+    let inventory: Value =
+        serde_json::from_str(&cli(&world, &admin, &["inventory", "--json"]).unwrap()).unwrap();
+    let agents = inventory["agents"].as_array().unwrap();
+    let report = agents.iter().find(|a| a["name"] == "report-bot").unwrap();
+    assert_eq!(report["owner"], "alice");
+    assert_eq!(report["status"], "active");
+    assert!(report["last_seen"].as_i64().is_some());
+    assert_eq!(report["tools_used"], json!(["files/read_file"]));
+    assert_eq!(report["outstanding_mandates"], json!([mandate_id]));
+    let helper = agents.iter().find(|a| a["name"] == "helper-bot").unwrap();
+    assert_eq!(helper["last_seen"], Value::Null);
+    assert_eq!(helper["tools_used"], json!([]));
+    let files = inventory["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "files")
+        .unwrap();
+    assert!(
+        files["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|tool| tool["name"] == "read_file" && tool["labels"] == json!(["internal"]))
+    );
+
+    // Revoked, the mandate is no longer outstanding; the table says so too.
+    world.revoke("mandate", &mandate_id).await;
+    let table = cli(&world, &admin, &["inventory"]).unwrap();
+    let line = table
+        .lines()
+        .find(|line| line.starts_with("report-bot"))
+        .unwrap();
+    assert!(
+        line.contains("alice") && line.contains("files/read_file"),
+        "{table}"
+    );
+    assert!(line.trim_end().ends_with(" 0"), "{table}");
+    assert!(table.contains("read_file[internal]"), "{table}");
+
+    // For administrators only.
+    let error = world
+        .alice
+        .get("/v1/inventory")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("admin_required"), "{error}");
+}
