@@ -569,9 +569,9 @@ pub(crate) async fn inventory(
         "{:<16} {:<10} {:<22} {:<29} {:<29} {:<28} MANDATES",
         "AGENT", "OWNER", "STATUS", "LAST SEEN", "EXPIRES", "TOOLS USED"
     )?;
-    for agent in inventory["agents"].as_array().into_iter().flatten() {
+    for agent in field(&inventory, "agents").as_array().into_iter().flatten() {
         let text = |name: &str| agent[name].as_str().unwrap_or("-").to_owned();
-        let status = match agent["status_reason"].as_str() {
+        let status = match field(agent, "status_reason").as_str() {
             Some(reason) => format!("{} ({reason})", text("status")),
             None => text("status"),
         };
@@ -581,32 +581,43 @@ pub(crate) async fn inventory(
             text("name"),
             text("owner"),
             status,
-            date(&agent["last_seen"]),
-            date(&agent["expires_at"]),
-            list(&agent["tools_used"]),
-            agent["outstanding_mandates"].as_array().map_or(0, Vec::len),
+            date(field(agent, "last_seen")),
+            date(field(agent, "expires_at")),
+            list(field(agent, "tools_used")),
+            field(agent, "outstanding_mandates")
+                .as_array()
+                .map_or(0, Vec::len),
         )?;
     }
     writeln!(out, "\n{:<16} {:<6} TOOLS", "PROVIDER", "KIND")?;
-    for provider in inventory["providers"].as_array().into_iter().flatten() {
-        let tools: Vec<String> = provider["tools"]
+    for provider in field(&inventory, "providers")
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let tools: Vec<String> = field(provider, "tools")
             .as_array()
             .into_iter()
             .flatten()
-            .map(|tool| match list(&tool["labels"]).as_str() {
-                "-" => tool["name"].as_str().unwrap_or("?").to_owned(),
-                labels => format!("{}[{labels}]", tool["name"].as_str().unwrap_or("?")),
+            .map(|tool| match list(field(tool, "labels")).as_str() {
+                "-" => field(tool, "name").as_str().unwrap_or("?").to_owned(),
+                labels => format!("{}[{labels}]", field(tool, "name").as_str().unwrap_or("?")),
             })
             .collect();
         writeln!(
             out,
             "{:<16} {:<6} {}",
-            provider["name"].as_str().unwrap_or("?"),
-            provider["kind"].as_str().unwrap_or("?"),
+            field(provider, "name").as_str().unwrap_or("?"),
+            field(provider, "kind").as_str().unwrap_or("?"),
             tools.join(" ")
         )?;
     }
     Ok(())
+}
+
+/// A member of a JSON object, or `null`.
+fn field<'a>(value: &'a Value, name: &str) -> &'a Value {
+    value.get(name).unwrap_or(&Value::Null)
 }
 
 /// Grants from `--grant` arguments or a file of them, as a JSON array.
