@@ -122,6 +122,18 @@ impl IssuerClient {
         self.send(Method::POST, path, body).await
     }
 
+    /// `method path` with a JSON body (or none), for the methods `get` and `post` do not
+    /// cover (SCIM's `PATCH` and `DELETE`). An empty answer is an empty string.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let body = body.map_or(Body::None, Body::Json);
+        self.send(method, path, body).await
+    }
+
     /// `POST path` with a form body (`application/x-www-form-urlencoded`), as the token
     /// endpoint takes it (RFC 8693 §2.1).
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Result<Value, ClientError> {

@@ -25,6 +25,9 @@
 //! | `POST /v1/humans/bind` | a human's new key | bind the key by an OIDC ID token whose `nonce` is its thumbprint |
 //! | `POST /v1/agents` | humans | register an agent they own |
 //! | `GET /v1/agents` | humans | their agents; every agent for admins |
+//! | `GET /scim/v2/Users/{id}` | admins | SCIM 2.0: a human as a SCIM user, `active` or not |
+//! | `PATCH /scim/v2/Users/{id}` | admins | SCIM 2.0: `active: false` offboards the human |
+//! | `DELETE /scim/v2/Users/{id}` | admins | SCIM 2.0: offboards the human (the record stays, for the audit trail) |
 //! | `GET /v1/inventory` | admins | every agent (owner, status, last seen, end of life, tools used, outstanding mandates) and every tool provider |
 //! | `POST /v1/humans/{id}/offboard` | admins | offboard a human: revoke them and every mandate they granted, suspend their agents |
 //! | `POST /v1/agents/{name}/renew` | its owner, admins | extend an agent's lifetime |
@@ -60,6 +63,7 @@ mod metrics;
 mod oidc;
 mod policy;
 mod revocation;
+mod scim;
 mod token;
 mod trace;
 mod verify;
@@ -517,6 +521,12 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
         .route("/v1/humans/bind", post(oidc::bind))
         .route("/v1/humans/{id}/offboard", post(lifecycle::offboard_route))
         .route("/v1/inventory", get(discovery::inventory))
+        .route(
+            "/scim/v2/Users/{id}",
+            get(scim::get_user)
+                .patch(scim::patch_user)
+                .delete(scim::delete_user),
+        )
         .route("/v1/agents/{name}/renew", post(lifecycle::renew))
         .route("/v1/agents/{name}/retire", post(lifecycle::retire_route))
         .route("/v1/agents/{name}/transfer", post(lifecycle::transfer))

@@ -371,3 +371,136 @@ async fn the_inventory_shows_each_agent_its_owner_use_and_what_it_can_still_do()
         .to_string();
     assert!(error.contains("admin_required"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_provider_offboards_through_scim() {
+    let world = World::new().await;
+    let dave_key = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
+    let dave_jwk = serde_json::to_value(dave_key.public_key().to_jwk()).unwrap();
+    for (id, jwk) in [("carol", Value::Null), ("dave", dave_jwk)] {
+        world
+            .admin
+            .post("/v1/humans", Some(&json!({"id": id, "jwk": jwk})))
+            .await
+            .unwrap();
+    }
+    let dave_client = writ_client::IssuerClient::new(&world.issuer_url, dave_key).unwrap();
+    let (mandate, _) = world.grant().await;
+    let writ = world
+        .writ(
+            &mandate,
+            "/mcp/files",
+            read_file_detail("/data/reports/q3.md"),
+        )
+        .await;
+    let patch = |value: Value| {
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations": [{"op": "Replace", "path": "active", "value": value}]})
+    };
+    let user = world.admin.get("/scim/v2/Users/alice").await.unwrap();
+    assert_eq!(user["active"], true);
+    assert_eq!(
+        user["schemas"][0],
+        "urn:ietf:params:scim:schemas:core:2.0:User"
+    );
+
+    // Anything but `active`, or not a PatchOp: refused, nothing changes.
+    let refused = world
+        .admin
+        .request(
+            reqwest::Method::PATCH,
+            "/scim/v2/Users/alice",
+            Some(
+                &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                         "Operations": [{"op": "replace", "path": "displayName", "value": "A"}]}),
+            ),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("mutability"), "{refused}");
+    let refused = world
+        .admin
+        .request(
+            reqwest::Method::PATCH,
+            "/scim/v2/Users/alice",
+            Some(&json!({"active": false})),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("invalidSyntax"), "{refused}");
+    assert_eq!(agent(&world, "report-bot").await["status"], "active");
+
+    // `active: false` offboards: the writ stops at the gateway, the agent is suspended.
+    let user = world
+        .admin
+        .request(
+            reqwest::Method::PATCH,
+            "/scim/v2/Users/alice",
+            Some(&patch(json!(false))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(user["active"], false);
+    assert_eq!(
+        refused_within_a_second(&world, &writ).await,
+        "mandate_revoked"
+    );
+    assert_eq!(
+        agent(&world, "report-bot").await["status_reason"],
+        "owner offboarded"
+    );
+    // Repeating it changes nothing; undoing it is refused.
+    world
+        .admin
+        .request(
+            reqwest::Method::PATCH,
+            "/scim/v2/Users/alice",
+            Some(&patch(json!(false))),
+        )
+        .await
+        .unwrap();
+    let refused = world
+        .admin
+        .request(
+            reqwest::Method::PATCH,
+            "/scim/v2/Users/alice",
+            Some(&patch(json!(true))),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("stays offboarded"), "{refused}");
+
+    // DELETE offboards too; the record stays. Unknown users are 404s.
+    world
+        .admin
+        .request(reqwest::Method::DELETE, "/scim/v2/Users/carol", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        world.admin.get("/scim/v2/Users/carol").await.unwrap()["active"],
+        false
+    );
+    let missing = world
+        .admin
+        .request(reqwest::Method::DELETE, "/scim/v2/Users/nobody", None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("404"), "{missing}");
+    // Only administrators, by DPoP: a human's key is not enough.
+    let dave = world.admin.get("/scim/v2/Users/dave").await.unwrap();
+    assert_eq!(dave["active"], true);
+    let refused = dave_client
+        .request(reqwest::Method::DELETE, "/scim/v2/Users/dave", None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("admin_required"), "{refused}");
+    assert_eq!(
+        world.admin.get("/scim/v2/Users/dave").await.unwrap()["active"],
+        true
+    );
+}

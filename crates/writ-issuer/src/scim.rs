@@ -1,0 +1,276 @@
+//! SCIM 2.0 (RFC 7643, RFC 7644), as far as offboarding needs it: an identity provider
+//! deactivates a user (`PATCH` with `active: false`) or deletes it (`DELETE`), and Writ
+//! offboards that human: their mandates are revoked and their agents suspended until
+//! transferred. `GET` shows whether a user is active.
+//!
+//! The SCIM resource id is the Writ human id. Requests are authenticated like every other
+//! issuer call, with a DPoP proof by an administrator's key: there is no bearer token, so a
+//! provisioning connector signs its requests (or a relay beside it does). Offboarding cannot
+//! be undone through SCIM: `active: true` for an offboarded human is refused.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Issuer;
+use crate::auth::authenticate;
+use crate::error::ApiError;
+use crate::lifecycle::offboard;
+
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+const SCIM_JSON: &str = "application/scim+json";
+
+/// A SCIM error (RFC 7644 §3.12), carrying Writ's reason code in `detail`.
+struct ScimError {
+    status: StatusCode,
+    scim_type: Option<&'static str>,
+    detail: String,
+}
+
+impl From<ApiError> for ScimError {
+    fn from(error: ApiError) -> Self {
+        ScimError {
+            status: error.status(),
+            scim_type: None,
+            detail: format!("{} [{}]", error.message(), error.reason()),
+        }
+    }
+}
+
+impl ScimError {
+    fn invalid(scim_type: &'static str, detail: impl Into<String>) -> Self {
+        ScimError {
+            status: StatusCode::BAD_REQUEST,
+            scim_type: Some(scim_type),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "schemas": [ERROR_SCHEMA],
+            "status": self.status.as_u16().to_string(),
+            "detail": self.detail,
+        });
+        if let (Some(scim_type), Value::Object(members)) = (self.scim_type, &mut body) {
+            members.insert("scimType".into(), json!(scim_type));
+        }
+        scim(self.status, &body)
+    }
+}
+
+fn scim(status: StatusCode, body: &Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+    response
+}
+
+/// The user resource of a human.
+fn user(issuer: &Issuer, id: &str) -> Result<Value, ScimError> {
+    let human = issuer.store.human(id).ok_or_else(|| ScimError {
+        status: StatusCode::NOT_FOUND,
+        scim_type: None,
+        detail: format!("no user `{id}`"),
+    })?;
+    Ok(json!({
+        "schemas": [USER_SCHEMA],
+        "id": human.id,
+        "userName": human.id,
+        "displayName": human.display_name,
+        "active": human.status == "active",
+        "meta": {"resourceType": "User", "location": issuer.url(&format!("/scim/v2/Users/{id}"))},
+    }))
+}
+
+async fn admin(
+    issuer: &Issuer,
+    method: &Method,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<String, ScimError> {
+    let path = format!("/scim/v2/Users/{id}");
+    let caller = authenticate(issuer, method, &path, headers).await?;
+    caller.admin()?;
+    Ok(caller.describe())
+}
+
+/// Offboards `id` unless it is offboarded already; an administrator cannot offboard
+/// themselves this way either.
+async fn deactivate(issuer: &Issuer, id: &str, by: &str) -> Result<(), ScimError> {
+    let human = issuer.store.human(id).ok_or_else(|| ScimError {
+        status: StatusCode::NOT_FOUND,
+        scim_type: None,
+        detail: format!("no user `{id}`"),
+    })?;
+    if by == format!("human:{id}") {
+        return Err(ScimError::invalid(
+            "mutability",
+            "an administrator cannot offboard themselves",
+        ));
+    }
+    if human.status == "offboarded" {
+        return Ok(());
+    }
+    offboard(
+        issuer,
+        &human,
+        "deactivated by the identity provider (SCIM)",
+        by,
+    )
+    .await?;
+    Ok(())
+}
+
+/// `GET /scim/v2/Users/{id}`.
+pub(crate) async fn get_user(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    match admin(&issuer, &method, &id, &headers).await {
+        Ok(_) => match user(&issuer, &id) {
+            Ok(body) => scim(StatusCode::OK, &body),
+            Err(error) => error.into_response(),
+        },
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct PatchRequest {
+    schemas: Vec<String>,
+    #[serde(rename = "Operations")]
+    operations: Vec<Operation>,
+}
+
+#[derive(Deserialize)]
+struct Operation {
+    op: String,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    value: Value,
+}
+
+/// What a patch asks for `active`: `Some(false)` to deactivate. Only `active` may change.
+fn requested_active(request: &PatchRequest) -> Result<Option<bool>, ScimError> {
+    if !request.schemas.iter().any(|schema| schema == PATCH_SCHEMA) {
+        return Err(ScimError::invalid(
+            "invalidSyntax",
+            format!("a PATCH body names the schema `{PATCH_SCHEMA}`"),
+        ));
+    }
+    let mut active = None;
+    for operation in &request.operations {
+        // RFC 7644 §3.5.2: operation names are case-insensitive.
+        if !matches!(
+            operation.op.to_ascii_lowercase().as_str(),
+            "replace" | "add"
+        ) {
+            return Err(ScimError::invalid(
+                "invalidValue",
+                format!(
+                    "operation `{}` is not supported; only `active` can be replaced",
+                    operation.op
+                ),
+            ));
+        }
+        let value = match operation.path.as_deref() {
+            Some(path) if path.eq_ignore_ascii_case("active") => &operation.value,
+            Some(path) => {
+                return Err(ScimError::invalid(
+                    "mutability",
+                    format!("`{path}` cannot be changed here; only `active`"),
+                ));
+            }
+            None => match &operation.value {
+                Value::Object(members) if members.len() == 1 => members
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("active"))
+                    .map(|(_, value)| value)
+                    .ok_or_else(|| {
+                        ScimError::invalid("mutability", "only `active` can be changed")
+                    })?,
+                _ => {
+                    return Err(ScimError::invalid(
+                        "invalidValue",
+                        "expected `{\"active\": false}`",
+                    ));
+                }
+            },
+        };
+        active =
+            Some(value.as_bool().ok_or_else(|| {
+                ScimError::invalid("invalidValue", "`active` must be true or false")
+            })?);
+    }
+    Ok(active)
+}
+
+/// `PATCH /scim/v2/Users/{id}`: `active: false` offboards.
+pub(crate) async fn patch_user(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let by = admin(&issuer, &method, &id, &headers).await?;
+        let request: PatchRequest = serde_json::from_slice(&body)
+            .map_err(|error| ScimError::invalid("invalidSyntax", format!("PATCH body: {error}")))?;
+        match requested_active(&request)? {
+            Some(false) => deactivate(&issuer, &id, &by).await?,
+            Some(true) => {
+                let offboarded = issuer
+                    .store
+                    .human(&id)
+                    .is_some_and(|human| human.status == "offboarded");
+                if offboarded {
+                    return Err(ScimError::invalid(
+                        "mutability",
+                        "an offboarded human stays offboarded; register them anew",
+                    ));
+                }
+            }
+            None => {}
+        }
+        user(&issuer, &id)
+    }
+    .await;
+    match result {
+        Ok(body) => scim(StatusCode::OK, &body),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `DELETE /scim/v2/Users/{id}`: offboards; the record stays, for the audit trail.
+pub(crate) async fn delete_user(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let result = async {
+        let by = admin(&issuer, &method, &id, &headers).await?;
+        deactivate(&issuer, &id, &by).await
+    }
+    .await;
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => error.into_response(),
+    }
+}
