@@ -71,7 +71,7 @@ use decisions::Reporter;
 use deny::Denial;
 use feed::Revocations;
 use keys::IssuerKeys;
-use mcp::{MandateTools, Message};
+use mcp::{Discoveries, MandateTools, Message};
 use stdio::StdioServer;
 
 pub use writ_client::REQUEST_ID_HEADER;
@@ -153,6 +153,7 @@ pub struct Gateway {
     replay: MemoryReplayCache,
     reporter: Reporter,
     tools: MandateTools,
+    discoveries: Discoveries,
     upstream: UpstreamClient,
 }
 
@@ -232,7 +233,8 @@ impl Gateway {
             feed,
             replay: MemoryReplayCache::new(limits.replay_cache_entries),
             reporter,
-            tools: MandateTools::new(client),
+            tools: MandateTools::new(Arc::clone(&client)),
+            discoveries: Discoveries::new(client),
             upstream,
         };
         // Longest prefix first.
@@ -885,7 +887,9 @@ async fn forward(
             )
             .await
         }
-        Upstream::Stdio(server) => relay_stdio(server, route, allowed, seen, request_id).await,
+        Upstream::Stdio(server) => {
+            relay_stdio(gateway, server, route, allowed, seen, request_id).await
+        }
     };
     route
         .upstream_duration
@@ -895,6 +899,7 @@ async fn forward(
 
 /// An allowed message to a stdio MCP server, and its answer as JSON.
 async fn relay_stdio(
+    gateway: &Gateway,
     server: &StdioServer,
     route: &Route,
     allowed: Allowed,
@@ -907,7 +912,9 @@ async fn relay_stdio(
         Ok(stdio::Answer::Accepted) => StatusCode::ACCEPTED.into_response(),
         Ok(stdio::Answer::Response(mut answer)) => {
             if let Some(tools) = &allowed.tools_list {
-                mcp::retain_tools(&mut answer, tools);
+                let mut offered = Vec::new();
+                mcp::retain_tools(&mut answer, tools, &mut offered);
+                gateway.discoveries.note(&route.name, offered);
             }
             axum::Json(answer).into_response()
         }
@@ -1029,13 +1036,17 @@ async fn forward_http(
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("text/event-stream"));
-    let Some(filtered) = mcp::filter_tools_list(&collected.to_bytes(), sse, &allowed_tools) else {
+    let mut offered = Vec::new();
+    let Some(filtered) =
+        mcp::filter_tools_list(&collected.to_bytes(), sse, &allowed_tools, &mut offered)
+    else {
         return failed(
             StatusCode::BAD_GATEWAY,
             "upstream_answer_unreadable",
             "the `tools/list` answer is not JSON-RPC the gateway can filter".into(),
         );
     };
+    gateway.discoveries.note(&route.name, offered);
     head.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(head, Body::from(filtered))
 }

@@ -182,9 +182,10 @@ pub(crate) fn filter_tools_list(
     body: &[u8],
     sse: bool,
     allowed: &HashSet<String>,
+    offered: &mut Vec<String>,
 ) -> Option<Vec<u8>> {
     if !sse {
-        return filter_message(body, allowed);
+        return filter_message(body, allowed, offered);
     }
     let text = std::str::from_utf8(body).ok()?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -204,7 +205,7 @@ pub(crate) fn filter_tools_list(
         }
         match content.strip_prefix("data:") {
             Some(data) => {
-                let filtered = filter_message(data.trim_start().as_bytes(), allowed)?;
+                let filtered = filter_message(data.trim_start().as_bytes(), allowed, offered)?;
                 out.push_str("data: ");
                 out.push_str(std::str::from_utf8(&filtered).ok()?);
                 messages += 1;
@@ -216,23 +217,85 @@ pub(crate) fn filter_tools_list(
     (messages > 0).then(|| out.into_bytes())
 }
 
-fn filter_message(json: &[u8], allowed: &HashSet<String>) -> Option<Vec<u8>> {
+fn filter_message(
+    json: &[u8],
+    allowed: &HashSet<String>,
+    offered: &mut Vec<String>,
+) -> Option<Vec<u8>> {
     let mut message: Value = serde_json::from_slice(json).ok()?;
-    retain_tools(&mut message, allowed);
+    retain_tools(&mut message, allowed, offered);
     serde_json::to_vec(&message).ok()
 }
 
-/// Cuts the tools of a `tools/list` result down to `allowed`; other messages are left alone.
-pub(crate) fn retain_tools(message: &mut Value, allowed: &HashSet<String>) {
+/// Cuts the tools of a `tools/list` result down to `allowed`, adding the names of every tool
+/// the server offered to `offered`; other messages are left alone.
+pub(crate) fn retain_tools(
+    message: &mut Value,
+    allowed: &HashSet<String>,
+    offered: &mut Vec<String>,
+) {
     if let Some(tools) = message
         .get_mut("result")
         .and_then(|result| result.get_mut("tools"))
         .and_then(Value::as_array_mut)
     {
         tools.retain(|tool| {
-            tool.get("name")
-                .and_then(Value::as_str)
-                .is_some_and(|name| allowed.contains(name))
+            let name = tool.get("name").and_then(Value::as_str);
+            offered.extend(name.map(str::to_owned));
+            name.is_some_and(|name| allowed.contains(name))
+        });
+    }
+}
+
+/// The most tool names remembered per route as reported.
+const REMEMBERED_TOOLS: usize = 4096;
+
+/// The tools each route's server offers in `tools/list`, reported to the issuer the first
+/// time each is seen, so its inventory shows what the servers behind the gateway really
+/// offer, registered or not.
+#[derive(Debug)]
+pub(crate) struct Discoveries {
+    client: Arc<IssuerClient>,
+    reported: Arc<Mutex<HashMap<String, HashSet<String>>>>,
+}
+
+impl Discoveries {
+    pub(crate) fn new(client: Arc<IssuerClient>) -> Self {
+        Discoveries {
+            client,
+            reported: Arc::default(),
+        }
+    }
+
+    /// Reports the tools of `offered` not reported before for `route`, in the background;
+    /// names that could not be reported are tried again the next time they are seen.
+    pub(crate) fn note(&self, route: &str, offered: Vec<String>) {
+        let new: Vec<String> = {
+            let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+            let known = reported.entry(route.to_owned()).or_default();
+            let new: Vec<String> = offered
+                .into_iter()
+                .filter(|name| known.len() < REMEMBERED_TOOLS && known.insert(name.clone()))
+                .collect();
+            new
+        };
+        if new.is_empty() {
+            return;
+        }
+        let client = Arc::clone(&self.client);
+        let reported = Arc::clone(&self.reported);
+        let route = route.to_owned();
+        tokio::spawn(async move {
+            let body = serde_json::json!({"route": route, "tools": new});
+            if let Err(error) = client.post("/v1/audit/discoveries", Some(&body)).await {
+                tracing::warn!(%route, %error, "could not report the tools a server offers");
+                let mut reported = reported.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(known) = reported.get_mut(&route) {
+                    for name in &new {
+                        known.remove(name);
+                    }
+                }
+            }
         });
     }
 }
@@ -251,7 +314,13 @@ mod tests {
 
     #[test]
     fn json_and_sse_answers_are_filtered() {
-        let json = filter_tools_list(LIST.as_bytes(), false, &allowed()).unwrap();
+        let mut offered = Vec::new();
+        let json = filter_tools_list(LIST.as_bytes(), false, &allowed(), &mut offered).unwrap();
+        assert_eq!(
+            offered,
+            ["read_file", "drop_table"],
+            "every tool the server offered"
+        );
         let text = String::from_utf8(json).unwrap();
         assert!(
             text.contains("read_file") && !text.contains("drop_table"),
@@ -261,7 +330,8 @@ mod tests {
             format!("event: message\ndata: {LIST}\n\n"),
             format!("\u{feff}data: {LIST}\r\n\r\n"),
         ] {
-            let sse = filter_tools_list(framing.as_bytes(), true, &allowed()).unwrap();
+            let sse =
+                filter_tools_list(framing.as_bytes(), true, &allowed(), &mut Vec::new()).unwrap();
             let text = String::from_utf8(sse).unwrap();
             assert!(
                 text.contains("read_file") && !text.contains("drop_table"),
@@ -278,10 +348,10 @@ mod tests {
             "event: message\n\n".to_owned(),
         ] {
             assert!(
-                filter_tools_list(body.as_bytes(), true, &allowed()).is_none(),
+                filter_tools_list(body.as_bytes(), true, &allowed(), &mut Vec::new()).is_none(),
                 "{body:?}"
             );
         }
-        assert!(filter_tools_list(b"\x1f\x8b gzip", false, &allowed()).is_none());
+        assert!(filter_tools_list(b"\x1f\x8b gzip", false, &allowed(), &mut Vec::new()).is_none());
     }
 }

@@ -1,19 +1,27 @@
-//! `GET /v1/inventory`: every agent with its owner, status, last writ, end of life, the
-//! tools it has used and its outstanding mandates; and every tool provider with its tools.
-//! For administrators: the answer to "which agents exist, who answers for them, and what
-//! can they still do?".
+//! Discovery. `GET /v1/inventory`: every agent with its owner, status, last writ, end of
+//! life, the tools it has used and its outstanding mandates; every tool provider with its
+//! registered tools; and every server with the tools the gateways saw it offer in
+//! `tools/list`, flagging those no one registered. For administrators: the answer to "which
+//! agents and tools exist, who answers for them, and what can they still do?".
+//!
+//! `POST /v1/audit/discoveries`: a gateway reports the tools a route's server offered, the
+//! first time it sees each; the report is an audit leaf.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use writ_scope::{ServerName, ToolName};
+use writ_store::Write;
 
 use crate::Issuer;
-use crate::auth::authenticate;
+use crate::audit::record;
+use crate::auth::{Caller, authenticate};
 use crate::error::ApiError;
 
 /// How many of an agent's most recent audit records are read for the tools it used.
@@ -23,6 +31,16 @@ pub const RECENT_RECORDS: usize = 1000;
 pub(crate) struct Inventory {
     agents: Vec<AgentEntry>,
     providers: Vec<ProviderEntry>,
+    /// Per server, the tools gateways saw it offer.
+    discovered: Vec<DiscoveredEntry>,
+}
+
+#[derive(Serialize)]
+struct DiscoveredEntry {
+    server: String,
+    tools: Vec<String>,
+    /// Offered but not in the inventory: no grant can name them, and no writ reaches them.
+    unregistered: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -56,6 +74,68 @@ struct ToolEntry {
     name: String,
     labels: Vec<String>,
 }
+
+/// The most tools one discovery report may name.
+pub const MAX_DISCOVERED: usize = 1000;
+/// How many of the newest discovery reports the inventory reads.
+const RECENT_DISCOVERIES: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DiscoveryReport {
+    /// The route's server (its tool provider's name).
+    route: ServerName,
+    tools: Vec<ToolName>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct DiscoveryRecorded {
+    log_index: u64,
+}
+
+/// `POST /v1/audit/discoveries`, for gateways.
+pub(crate) async fn report(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<DiscoveryRecorded>, ApiError> {
+    let caller = authenticate(&issuer, &method, "/v1/audit/discoveries", &headers).await?;
+    let Caller::Gateway(gateway) = caller else {
+        return Err(ApiError::denied(
+            "gateway_required",
+            "only gateways report the tools they discover",
+        ));
+    };
+    let report: DiscoveryReport = crate::inventory::parse_json(&body)?;
+    if report.tools.is_empty() || report.tools.len() > MAX_DISCOVERED {
+        return Err(ApiError::invalid_request(
+            "invalid_report",
+            format!("a report names 1 to {MAX_DISCOVERED} tools"),
+        ));
+    }
+    let server = report.route.as_str();
+    let unregistered: Vec<&str> = report
+        .tools
+        .iter()
+        .map(ToolName::as_str)
+        .filter(|tool| issuer.store.tool(server, tool).is_none())
+        .collect();
+    let appended = record(
+        &issuer,
+        "tools_discovered",
+        json!({"gateway": gateway.name, "server": server, "tools": report.tools, "unregistered": unregistered}),
+        vec![DISCOVERIES.to_owned(), format!("gateway:{}", gateway.jkt)],
+        Write::Nothing,
+    )
+    .await?;
+    Ok(Json(DiscoveryRecorded {
+        log_index: appended.index,
+    }))
+}
+
+/// The lookup key of every discovery report.
+const DISCOVERIES: &str = "discoveries";
 
 pub(crate) async fn inventory(
     State(issuer): State<Arc<Issuer>>,
@@ -136,5 +216,44 @@ pub(crate) async fn inventory(
                 .collect(),
         })
         .collect();
-    Ok(Json(Inventory { agents, providers }))
+    // What the gateways saw each server offer, newest reports last.
+    let mut discovered: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let indexes = issuer.store.lookup(DISCOVERIES).await?;
+    let start = indexes.len().saturating_sub(RECENT_DISCOVERIES);
+    for index in indexes.into_iter().skip(start) {
+        let Some(leaf) = issuer.store.leaf(index).await? else {
+            continue;
+        };
+        let parsed: Value = serde_json::from_slice(&leaf.data).unwrap_or(Value::Null);
+        let (Some(server), Some(tools)) = (
+            parsed.pointer("/event/server").and_then(Value::as_str),
+            parsed.pointer("/event/tools").and_then(Value::as_array),
+        ) else {
+            continue;
+        };
+        discovered
+            .entry(server.to_owned())
+            .or_default()
+            .extend(tools.iter().filter_map(Value::as_str).map(str::to_owned));
+    }
+    let discovered = discovered
+        .into_iter()
+        .map(|(server, tools)| {
+            let unregistered = tools
+                .iter()
+                .filter(|tool| issuer.store.tool(&server, tool).is_none())
+                .cloned()
+                .collect();
+            DiscoveredEntry {
+                server,
+                tools: tools.into_iter().collect(),
+                unregistered,
+            }
+        })
+        .collect();
+    Ok(Json(Inventory {
+        agents,
+        providers,
+        discovered,
+    }))
 }

@@ -28,7 +28,7 @@
 //! | `GET /scim/v2/Users/{id}` | admins | SCIM 2.0: a human as a SCIM user, `active` or not |
 //! | `PATCH /scim/v2/Users/{id}` | admins | SCIM 2.0: `active: false` offboards the human |
 //! | `DELETE /scim/v2/Users/{id}` | admins | SCIM 2.0: offboards the human (the record stays, for the audit trail) |
-//! | `GET /v1/inventory` | admins | every agent (owner, status, last seen, end of life, tools used, outstanding mandates) and every tool provider |
+//! | `GET /v1/inventory` | admins | every agent (owner, status, last seen, end of life, tools used, outstanding mandates), every tool provider, and the tools gateways saw servers offer |
 //! | `POST /v1/humans/{id}/offboard` | admins | offboard a human: revoke them and every mandate they granted, suspend their agents |
 //! | `POST /v1/agents/{name}/renew` | its owner, admins | extend an agent's lifetime |
 //! | `POST /v1/agents/{name}/retire` | its owner, admins | retire an agent: revoke its key and its mandates |
@@ -48,6 +48,7 @@
 //! | `GET /v1/audit/leaves/{index}?size=N` | admins | a leaf and its inclusion proof |
 //! | `GET /v1/audit/consistency?old=M&new=N` | anyone registered | a consistency proof |
 //! | `POST /v1/audit/decisions` | gateways | record gateway decisions, once per request id |
+//! | `POST /v1/audit/discoveries` | gateways | record the tools a route's server offered in `tools/list` |
 //! | `GET /v1/trace/{id}` | admins, the human it ends at | from a writ, mandate, gateway request or log index back to the human, every record with its inclusion proof |
 
 mod audit;
@@ -543,6 +544,7 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
         .route("/v1/audit/leaves/{index}", get(audit::leaf))
         .route("/v1/audit/consistency", get(audit::consistency))
         .route("/v1/audit/decisions", post(audit::decisions))
+        .route("/v1/audit/discoveries", post(discovery::report))
         .route("/v1/trace/{id}", get(trace::trace))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(metrics::track))

@@ -612,6 +612,27 @@ pub(crate) async fn inventory(
             tools.join(" ")
         )?;
     }
+    let discovered = field(&inventory, "discovered")
+        .as_array()
+        .into_iter()
+        .flatten();
+    let mut discovered = discovered.peekable();
+    if discovered.peek().is_some() {
+        writeln!(
+            out,
+            "\n{:<16} {:<40} NOT IN THE INVENTORY",
+            "SERVER", "OFFERS"
+        )?;
+        for server in discovered {
+            writeln!(
+                out,
+                "{:<16} {:<40} {}",
+                field(server, "server").as_str().unwrap_or("?"),
+                list(field(server, "tools")),
+                list(field(server, "unregistered")),
+            )?;
+        }
+    }
     Ok(())
 }
 

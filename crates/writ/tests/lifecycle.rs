@@ -362,6 +362,52 @@ async fn the_inventory_shows_each_agent_its_owner_use_and_what_it_can_still_do()
     assert!(line.trim_end().ends_with(" 0"), "{table}");
     assert!(table.contains("read_file[internal]"), "{table}");
 
+    // Someone removes `drop_table` from the inventory, but the server still offers it: the
+    // gateway's `tools/list` shows what is really there.
+    world
+        .admin
+        .post(
+            "/v1/providers",
+            Some(&json!({"name": "files", "kind": "mcp",
+                         "tools": [{"name": "read_file", "labels": ["internal"]}]})),
+        )
+        .await
+        .unwrap();
+    let (mandate, _) = world.grant().await;
+    let (status, _, _) = world
+        .mcp_method(
+            &mandate,
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut discovered = Value::Null;
+    for _ in 0..100 {
+        let inventory = world.admin.get("/v1/inventory").await.unwrap();
+        discovered = inventory["discovered"].clone();
+        if discovered.as_array().is_some_and(|all| !all.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        discovered,
+        json!([{"server": "files", "tools": ["drop_table", "read_file"], "unregistered": ["drop_table"]}])
+    );
+    let table = cli(&world, &admin, &["inventory"]).unwrap();
+    assert!(table.contains("NOT IN THE INVENTORY"), "{table}");
+    // Only gateways report discoveries.
+    let error = world
+        .admin
+        .post(
+            "/v1/audit/discoveries",
+            Some(&json!({"route": "files", "tools": ["x"]})),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("gateway_required"), "{error}");
+
     // For administrators only.
     let error = world
         .alice
