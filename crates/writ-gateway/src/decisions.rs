@@ -74,6 +74,10 @@ pub struct Decision {
     /// The human the writ names.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub human: Option<String>,
+    /// For a denial without a valid writ: the key the caller's DPoP proof, checked on its
+    /// own, proves it holds, so the issuer can list the unregistered callers turned away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
 }
 
 impl Decision {
@@ -100,6 +104,7 @@ impl Decision {
             &mut self.mandate,
             &mut self.agent,
             &mut self.human,
+            &mut self.caller,
         ] {
             if let Some(text) = field.as_mut() {
                 cut(text, 256);
@@ -441,6 +446,7 @@ mod tests {
             mandate: None,
             agent: None,
             human: Some("x".repeat(300)),
+            caller: None,
         }
         .bounded();
         assert_eq!(decision.method, "-");

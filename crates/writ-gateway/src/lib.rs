@@ -545,6 +545,7 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
             .as_ref()
             .map(|w| w.claims().cnf.jkt.as_str().to_owned()),
         human: seen.writ.as_ref().map(|w| w.claims().sub.to_string()),
+        caller: None,
     };
     // An allow stands only once it can be recorded.
     let decided = match decided {
@@ -556,7 +557,11 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
         Ok(allowed) => forward(&gateway, route, rest, &parts, allowed, &seen, &request_id).await,
         Err(denial) => {
             // A denial stands even when it cannot be recorded.
-            if gateway.reporter.record(record(Some(&denial))).is_err() {
+            let mut decision = record(Some(&denial));
+            if seen.writ.is_none() {
+                decision.caller = caller_key(&gateway, &parts, now);
+            }
+            if gateway.reporter.record(decision).is_err() {
                 tracing::error!(
                     reason = denial.reason,
                     "could not queue a denial for the audit log"
@@ -573,6 +578,33 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
     )
     .increment(1);
     with_request_id(response, &request_id)
+}
+
+/// The key a caller turned away without a valid writ proves it holds: its DPoP proof must
+/// pass every RFC 9449 check on its own (for this method, URL and time, and the token it
+/// came with), without being recorded as used.
+fn caller_key(gateway: &Gateway, parts: &axum::http::request::Parts, now: u64) -> Option<String> {
+    let proof = single_header(&parts.headers, "dpop").ok()??;
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("DPoP "));
+    let uri = format!("{}{}", gateway.public_url, parts.uri.path());
+    check_proof(
+        proof,
+        &ProofCheck {
+            method: parts.method.as_str(),
+            uri: &uri,
+            now: writ_token::UnixTime::from_secs(now),
+            max_age: gateway.limits.proof_max_age_secs,
+            max_skew: gateway.limits.clock_skew_secs,
+            access_token: token,
+            nonce: None,
+        },
+    )
+    .ok()
+    .map(|checked| checked.jkt().as_str().to_owned())
 }
 
 fn with_request_id(mut response: Response, request_id: &str) -> Response {

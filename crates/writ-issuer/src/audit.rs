@@ -289,6 +289,9 @@ pub(crate) struct GatewayDecision {
     /// The human the writ names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     human: Option<String>,
+    /// For a denial without a valid writ, the key the caller's proof showed it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    caller: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
@@ -341,7 +344,8 @@ impl GatewayDecision {
             && optional(&self.writ)
             && optional(&self.mandate)
             && optional(&self.agent)
-            && optional(&self.human))
+            && optional(&self.human)
+            && optional(&self.caller))
         {
             return Err(ApiError::invalid_request(
                 "invalid_decision",
@@ -395,6 +399,15 @@ pub(crate) async fn decisions(
             let mut keys = vec![key, format!("gateway:{}", gateway.1)];
             keys.extend(decision.writ.as_ref().map(|id| format!("writ:{id}")));
             keys.extend(decision.mandate.as_ref().map(|id| format!("mandate:{id}")));
+            // A caller whose key is registered in no role is someone to find: listed by
+            // `GET /v1/inventory`.
+            if let Some(caller) = &decision.caller
+                && issuer.store.agent(caller).is_none()
+                && issuer.store.human_by_key(caller).is_none()
+                && issuer.store.gateway(caller).is_none()
+            {
+                keys.push(crate::discovery::TURNED_AWAY.to_owned());
+            }
             let mut body =
                 serde_json::to_value(&decision).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             if let Value::Object(members) = &mut body {

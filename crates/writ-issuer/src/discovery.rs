@@ -33,6 +33,19 @@ pub(crate) struct Inventory {
     providers: Vec<ProviderEntry>,
     /// Per server, the tools gateways saw it offer.
     discovered: Vec<DiscoveredEntry>,
+    /// Keys registered in no role that gateways turned away.
+    turned_away: Vec<CallerEntry>,
+}
+
+#[derive(Serialize)]
+struct CallerEntry {
+    /// The key's RFC 7638 thumbprint.
+    jkt: String,
+    requests: u64,
+    last_seen: i64,
+    last_reason: String,
+    /// `gateway:route` pairs it called.
+    routes: BTreeSet<String>,
 }
 
 #[derive(Serialize)]
@@ -136,6 +149,10 @@ pub(crate) async fn report(
 
 /// The lookup key of every discovery report.
 const DISCOVERIES: &str = "discoveries";
+/// The lookup key of gateway decisions that turned away a caller with an unregistered key.
+pub(crate) const TURNED_AWAY: &str = "turned_away";
+/// How many of the newest of those the inventory reads.
+const RECENT_TURNED_AWAY: usize = 10_000;
 
 pub(crate) async fn inventory(
     State(issuer): State<Arc<Issuer>>,
@@ -251,9 +268,47 @@ pub(crate) async fn inventory(
             }
         })
         .collect();
+    // Unregistered keys the gateways turned away, most recent first.
+    let mut callers: BTreeMap<String, CallerEntry> = BTreeMap::new();
+    let indexes = issuer.store.lookup(TURNED_AWAY).await?;
+    let start = indexes.len().saturating_sub(RECENT_TURNED_AWAY);
+    for index in indexes.into_iter().skip(start) {
+        let Some(leaf) = issuer.store.leaf(index).await? else {
+            continue;
+        };
+        let parsed: Value = serde_json::from_slice(&leaf.data).unwrap_or(Value::Null);
+        let text = |name: &str| {
+            parsed
+                .pointer(&format!("/event/{name}"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        let key = text("caller");
+        // Registered since: no longer a stranger.
+        if key.is_empty() || issuer.store.agent(&key).is_some() {
+            continue;
+        }
+        let entry = callers.entry(key.clone()).or_insert_with(|| CallerEntry {
+            jkt: key,
+            requests: 0,
+            last_seen: 0,
+            last_reason: String::new(),
+            routes: BTreeSet::new(),
+        });
+        entry.requests += 1;
+        entry.last_seen = leaf.created_at;
+        entry.last_reason = text("reason");
+        entry
+            .routes
+            .insert(format!("{}:{}", text("gateway"), text("route")));
+    }
+    let mut turned_away: Vec<CallerEntry> = callers.into_values().collect();
+    turned_away.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
     Ok(Json(Inventory {
         agents,
         providers,
         discovered,
+        turned_away,
     }))
 }

@@ -633,6 +633,29 @@ pub(crate) async fn inventory(
             )?;
         }
     }
+    let strangers = field(&inventory, "turned_away")
+        .as_array()
+        .into_iter()
+        .flatten();
+    let mut strangers = strangers.peekable();
+    if strangers.peek().is_some() {
+        writeln!(
+            out,
+            "\n{:<44} {:<9} {:<29} {:<24} ROUTES",
+            "TURNED AWAY (unregistered key)", "REQUESTS", "LAST SEEN", "LAST REASON"
+        )?;
+        for stranger in strangers {
+            writeln!(
+                out,
+                "{:<44} {:<9} {:<29} {:<24} {}",
+                field(stranger, "jkt").as_str().unwrap_or("?"),
+                field(stranger, "requests"),
+                date(field(stranger, "last_seen")),
+                field(stranger, "last_reason").as_str().unwrap_or("?"),
+                list(field(stranger, "routes")),
+            )?;
+        }
+    }
     Ok(())
 }
 

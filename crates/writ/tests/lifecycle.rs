@@ -396,6 +396,43 @@ async fn the_inventory_shows_each_agent_its_owner_use_and_what_it_can_still_do()
     );
     let table = cli(&world, &admin, &["inventory"]).unwrap();
     assert!(table.contains("NOT IN THE INVENTORY"), "{table}");
+    // A stranger with a key of its own and a made-up writ is turned away, and listed.
+    let stranger = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
+    let url = format!("{}/mcp/files", world.gateway_url);
+    let proof = writ_token::ProofClaims::new(
+        "POST",
+        &url,
+        writ_token::Clock::now(world.clock.as_ref()),
+        "stranger-1".to_owned(),
+    )
+    .with_access_token("made.up.writ")
+    .sign(&stranger)
+    .unwrap();
+    let call = tools_call("read_file", json!({"path": "/data/hr/salaries.csv"}));
+    let (status, _, _) = world
+        .post_mcp("made.up.writ", &proof, call.to_string().into_bytes())
+        .await;
+    assert_eq!(status, 401);
+    let mut turned_away = Value::Null;
+    for _ in 0..100 {
+        turned_away = world.admin.get("/v1/inventory").await.unwrap()["turned_away"].clone();
+        if turned_away.as_array().is_some_and(|all| !all.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        turned_away[0]["jkt"],
+        stranger.public_key().thumbprint().as_str()
+    );
+    assert_eq!(turned_away[0]["requests"], 1);
+    assert_eq!(turned_away[0]["routes"], json!(["gw:files"]));
+    assert!(
+        cli(&world, &admin, &["inventory"])
+            .unwrap()
+            .contains(stranger.public_key().thumbprint().as_str())
+    );
+
     // Only gateways report discoveries.
     let error = world
         .admin
