@@ -304,7 +304,7 @@ pub(crate) async fn inventory(
             .insert(format!("{}:{}", text("gateway"), text("route")));
     }
     let mut turned_away: Vec<CallerEntry> = callers.into_values().collect();
-    turned_away.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
+    turned_away.sort_by_key(|caller| std::cmp::Reverse(caller.last_seen));
     Ok(Json(Inventory {
         agents,
         providers,
