@@ -786,14 +786,16 @@ async fn check(
 
     // Revocation, by everything the writ names.
     let jti = claims.jti.as_str();
+    // The cause first: a human offboarded or an agent retired revokes their mandates too,
+    // and the refusal names the human or the agent, as the issuer's does.
     let subjects = [
         ("writ", jti),
-        ("mandate", claims.mandate.as_str()),
         ("human", claims.sub.as_str()),
         ("key", writ.kid()),
     ]
     .into_iter()
-    .chain(claims.act.chain().map(|agent| ("agent", agent.as_str())));
+    .chain(claims.act.chain().map(|agent| ("agent", agent.as_str())))
+    .chain(std::iter::once(("mandate", claims.mandate.as_str())));
     if let Some((kind, subject)) = gateway.feed.first_revoked(subjects) {
         let reason = match kind {
             "writ" => "writ_revoked",

@@ -75,10 +75,18 @@ pub(crate) async fn delegate(
     } = holder(issuer, method, headers, form, context, now)?;
     let parent = mandate.claims();
 
-    let delegate = issuer.store.agent_by_name(delegate_name).ok_or_else(|| {
-        ApiError::not_found("unknown_agent", format!("no agent named `{delegate_name}`"))
-    })?;
-    agent_usable(&issuer.store, &delegate, now.as_secs())?;
+    // One answer for a delegate that does not exist and one that cannot receive, so a
+    // mandate holder learns nothing about other owners' agents.
+    let delegate = issuer
+        .store
+        .agent_by_name(delegate_name)
+        .filter(|delegate| agent_usable(&issuer.store, delegate, now.as_secs()).is_ok())
+        .ok_or_else(|| {
+            ApiError::invalid_request(
+                "invalid_delegate",
+                format!("`{delegate_name}` is not an agent that can receive a mandate"),
+            )
+        })?;
     // No cycles: an agent appears in a chain once.
     if parent
         .act

@@ -29,10 +29,12 @@ use crate::audit::record;
 use crate::auth::{Caller, authenticate};
 use crate::error::ApiError;
 use crate::inventory::parse_json;
-use crate::revocation::{Kind, revocations};
+use crate::revocation::{Kind, newly_revoked, revocations, subject_keys};
 
 /// Why agents of an offboarded human are suspended; a transfer lifts exactly this.
 const OWNER_OFFBOARDED: &str = "owner offboarded";
+/// How an idleness suspension's reason begins; a renewal lifts exactly this.
+const IDLE_PREFIX: &str = "idle for ";
 /// The longest reason kept, in characters.
 const MAX_REASON: usize = 512;
 
@@ -116,20 +118,43 @@ pub(crate) async fn renew(
         ));
     }
     let expires_at = crate::seconds(issuer.now().plus(days * 86_400));
+    let mut writes = vec![Write::SetAgentExpiry {
+        jkt: agent.jkt.clone(),
+        expires_at,
+    }];
+    // An owner renewing an agent suspended for idleness vouches for it: it is active again,
+    // and its idle time counts from now.
+    let reactivated = agent.status == "suspended"
+        && agent
+            .status_reason
+            .as_deref()
+            .is_some_and(|reason| reason.starts_with(IDLE_PREFIX));
+    if reactivated {
+        writes.push(Write::SetAgentStatus {
+            jkt: agent.jkt.clone(),
+            status: "active".to_owned(),
+            reason: None,
+        });
+        writes.push(Write::AgentSeen {
+            jkt: agent.jkt.clone(),
+        });
+    }
     let appended = record(
         &issuer,
         "agent_renewed",
-        json!({"agent": agent.jkt, "name": agent.name, "expires_at": expires_at, "by": caller.describe()}),
+        json!({"agent": agent.jkt, "name": agent.name, "expires_at": expires_at,
+               "reactivated": reactivated, "by": caller.describe()}),
         vec![format!("agent:{}", agent.jkt)],
-        Write::SetAgentExpiry {
-            jkt: agent.jkt.clone(),
-            expires_at,
-        },
+        Write::Many(writes),
     )
     .await?;
     Ok(Json(Changed {
         subject: agent.name,
-        status: agent.status,
+        status: if reactivated {
+            "active".to_owned()
+        } else {
+            agent.status
+        },
         log_index: appended.index,
         revoked: 0,
     }))
@@ -163,20 +188,20 @@ async fn retire(
     by: &str,
 ) -> Result<Changed, ApiError> {
     let revoked = revocations(issuer, Kind::Agent, &agent.jkt, reason).await?;
-    let count = revoked.len();
+    let subjects = subject_keys(&revoked);
     let appended = record(
         issuer,
         kind,
-        json!({"agent": agent.jkt, "name": agent.name, "owner": agent.owner, "reason": reason, "by": by,
-               "revoked": revoked.iter().map(|r| format!("{}:{}", r.kind, r.subject)).collect::<Vec<_>>()}),
-        vec![format!("agent:{}", agent.jkt)],
+        json!({"agent": agent.jkt, "name": agent.name, "owner": agent.owner, "reason": reason,
+               "by": by, "revoked": subjects}),
+        subjects.clone(),
         Write::Many(vec![
             Write::SetAgentStatus {
                 jkt: agent.jkt.clone(),
                 status: "retired".to_owned(),
                 reason: Some(reason.to_owned()),
             },
-            Write::Revoke(revoked),
+            Write::Revoke(revoked.clone()),
         ]),
     )
     .await?;
@@ -185,7 +210,7 @@ async fn retire(
         subject: agent.name.clone(),
         status: "retired".to_owned(),
         log_index: appended.index,
-        revoked: count,
+        revoked: newly_revoked(&revoked, &appended.revocations),
     })
 }
 
@@ -293,34 +318,40 @@ pub(crate) async fn offboard_route(
 ) -> Result<Json<Changed>, ApiError> {
     let path = format!("/v1/humans/{id}/offboard");
     let caller = authenticate(&issuer, &method, &path, &headers).await?;
-    let admin = caller.admin()?;
+    caller.admin()?;
     let request: Reason = parse_json(&body)?;
     let reason = reason(&request.reason)?;
     let human = issuer
         .store
         .human(&id)
         .ok_or_else(|| ApiError::not_found("unknown_human", format!("no human `{id}`")))?;
-    if human.id == admin.id {
+    Ok(Json(offboard(&issuer, &human, reason, &caller).await?))
+}
+
+/// Offboards `human` for administrator `by`: status `offboarded`, the human and every
+/// mandate they granted revoked (with what was delegated from them), and their agents
+/// suspended until transferred. A human offboarded already, or the caller themselves, is
+/// refused.
+pub(crate) async fn offboard(
+    issuer: &Issuer,
+    human: &HumanRecord,
+    reason: &str,
+    by: &Caller,
+) -> Result<Changed, ApiError> {
+    if by.admin()?.id == human.id {
         return Err(ApiError::invalid_request(
             "cannot_offboard_self",
             "an administrator cannot offboard themselves",
         ));
     }
-    Ok(Json(
-        offboard(&issuer, &human, reason, &caller.describe()).await?,
-    ))
-}
-
-/// Offboards `human`: status `offboarded`, the human and every mandate they granted revoked
-/// (with what was delegated from them), and their agents suspended until transferred.
-pub(crate) async fn offboard(
-    issuer: &Issuer,
-    human: &HumanRecord,
-    reason: &str,
-    by: &str,
-) -> Result<Changed, ApiError> {
+    if human.status == "offboarded" {
+        return Err(ApiError::invalid_request(
+            "already_offboarded",
+            format!("`{}` is offboarded already", human.id),
+        ));
+    }
     let revoked = revocations(issuer, Kind::Human, &human.id, reason).await?;
-    let count = revoked.len();
+    let subjects = subject_keys(&revoked);
     let agents: Vec<AgentRecord> = issuer
         .store
         .agents()
@@ -332,7 +363,7 @@ pub(crate) async fn offboard(
             id: human.id.clone(),
             status: "offboarded".to_owned(),
         },
-        Write::Revoke(revoked),
+        Write::Revoke(revoked.clone()),
     ];
     writes.extend(agents.iter().map(|agent| Write::SetAgentStatus {
         jkt: agent.jkt.clone(),
@@ -342,9 +373,9 @@ pub(crate) async fn offboard(
     let appended = record(
         issuer,
         "human_offboarded",
-        json!({"human": human.id, "reason": reason, "by": by,
+        json!({"human": human.id, "reason": reason, "by": by.describe(), "revoked": subjects,
                "suspended_agents": agents.iter().map(|agent| &agent.name).collect::<Vec<_>>()}),
-        vec![format!("human:{}", human.id)],
+        subjects.clone(),
         Write::Many(writes),
     )
     .await?;
@@ -353,7 +384,7 @@ pub(crate) async fn offboard(
         subject: human.id.clone(),
         status: "offboarded".to_owned(),
         log_index: appended.index,
-        revoked: count,
+        revoked: newly_revoked(&revoked, &appended.revocations),
     })
 }
 
@@ -364,30 +395,45 @@ pub struct Swept {
     pub expired: Vec<String>,
     /// Agents suspended for idleness.
     pub suspended: Vec<String>,
+    /// Changes that could not be recorded (logged; tried again at the next sweep).
+    pub failed: usize,
 }
 
 impl Issuer {
-    /// Retires the active agents whose lifetime has ended and suspends those idle for
-    /// `idle_suspend_days`. Runs every `lifecycle_interval`; callable directly.
+    /// Retires the agents whose lifetime has ended and suspends the active ones idle for
+    /// `idle_suspend_days` (never, when 0). Runs every `lifecycle_interval`; callable
+    /// directly.
     pub async fn sweep_lifecycle(&self) -> Result<Swept, ApiError> {
         let now = crate::seconds(self.now());
         let idle_limit = i64::try_from(self.settings.idle_suspend_days.saturating_mul(86_400))
             .unwrap_or(i64::MAX);
         let mut swept = Swept::default();
-        for agent in self.store.agents() {
-            if agent.status != "active" {
+        for listed in self.store.agents() {
+            // Read again just before acting: a renewal may have landed since the list.
+            let Some(agent) = self.store.agent(&listed.jkt) else {
                 continue;
-            }
-            if agent.expires_at <= now {
-                retire(self, &agent, "agent_expired", "lifetime ended", "lifecycle").await?;
-                swept.expired.push(agent.name);
-                continue;
-            }
-            let last = agent.last_seen.unwrap_or(agent.created_at);
-            if now.saturating_sub(last) >= idle_limit {
-                let reason = format!("idle for {} days", now.saturating_sub(last) / 86_400);
-                suspend(self, &agent, &reason, "lifecycle").await?;
-                swept.suspended.push(agent.name);
+            };
+            let outcome = if agent.status != "retired" && agent.expires_at <= now {
+                // Suspended agents die at the end of their lifetime too.
+                swept.expired.push(agent.name.clone());
+                retire(self, &agent, "agent_expired", "lifetime ended", "lifecycle")
+                    .await
+                    .map(drop)
+            } else if agent.status == "active"
+                && idle_limit > 0
+                && now.saturating_sub(agent.last_seen.unwrap_or(agent.created_at)) >= idle_limit
+            {
+                let idle = now.saturating_sub(agent.last_seen.unwrap_or(agent.created_at));
+                swept.suspended.push(agent.name.clone());
+                let reason = format!("{IDLE_PREFIX}{} days", idle / 86_400);
+                suspend(self, &agent, &reason, "lifecycle").await.map(drop)
+            } else {
+                Ok(())
+            };
+            // One agent that cannot be changed does not stop the others.
+            if let Err(error) = outcome {
+                tracing::error!(agent = %agent.name, reason = error.reason(), message = error.message(), "lifecycle change failed");
+                swept.failed += 1;
             }
         }
         Ok(swept)

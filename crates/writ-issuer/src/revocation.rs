@@ -152,10 +152,7 @@ pub(crate) async fn revoke(
         ));
     }
     let records = revocations(&issuer, request.kind, &request.subject, &request.reason).await?;
-    let subjects: Vec<String> = records
-        .iter()
-        .map(|r| format!("{}:{}", r.kind, r.subject))
-        .collect();
+    let subjects = subject_keys(&records);
     let appended = record(
         &issuer,
         "revoked",
@@ -184,6 +181,28 @@ pub(crate) async fn revoke(
             log_index: appended.index,
         }),
     ))
+}
+
+/// The audit lookup keys of `records`, `kind:subject` each, so every revoked subject finds
+/// the leaf that revoked it.
+pub(crate) fn subject_keys(records: &[RevocationRecord]) -> Vec<String> {
+    records
+        .iter()
+        .map(|record| format!("{}:{}", record.kind, record.subject))
+        .collect()
+}
+
+/// How many of `records` the append newly revoked (the others were revoked before),
+/// counted in `writ_revocations_total` by kind.
+pub(crate) fn newly_revoked(records: &[RevocationRecord], seqs: &[Option<i64>]) -> usize {
+    let mut count = 0;
+    for (record, seq) in records.iter().zip(seqs) {
+        if seq.is_some() {
+            metrics::counter!("writ_revocations_total", "kind" => record.kind.clone()).increment(1);
+            count += 1;
+        }
+    }
+    count
 }
 
 /// The revocations that revoking `subject` of `kind` makes: the subject itself and every

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Issuer;
-use crate::auth::authenticate;
+use crate::auth::{Caller, authenticate};
 use crate::error::ApiError;
 use crate::lifecycle::offboard;
 
@@ -99,27 +99,21 @@ async fn admin(
     method: &Method,
     id: &str,
     headers: &HeaderMap,
-) -> Result<String, ScimError> {
+) -> Result<Caller, ScimError> {
     let path = format!("/scim/v2/Users/{id}");
     let caller = authenticate(issuer, method, &path, headers).await?;
     caller.admin()?;
-    Ok(caller.describe())
+    Ok(caller)
 }
 
-/// Offboards `id` unless it is offboarded already; an administrator cannot offboard
-/// themselves this way either.
-async fn deactivate(issuer: &Issuer, id: &str, by: &str) -> Result<(), ScimError> {
+/// Offboards `id`; a user offboarded already stays so, and the request succeeds (SCIM
+/// clients repeat themselves). An administrator cannot offboard themselves this way either.
+async fn deactivate(issuer: &Issuer, id: &str, by: &Caller) -> Result<(), ScimError> {
     let human = issuer.store.human(id).ok_or_else(|| ScimError {
         status: StatusCode::NOT_FOUND,
         scim_type: None,
         detail: format!("no user `{id}`"),
     })?;
-    if by == format!("human:{id}") {
-        return Err(ScimError::invalid(
-            "mutability",
-            "an administrator cannot offboard themselves",
-        ));
-    }
     if human.status == "offboarded" {
         return Ok(());
     }
@@ -129,7 +123,11 @@ async fn deactivate(issuer: &Issuer, id: &str, by: &str) -> Result<(), ScimError
         "deactivated by the identity provider (SCIM)",
         by,
     )
-    .await?;
+    .await
+    .map_err(|error| match error.reason() {
+        "cannot_offboard_self" => ScimError::invalid("mutability", error.message()),
+        _ => error.into(),
+    })?;
     Ok(())
 }
 
@@ -230,7 +228,7 @@ pub(crate) async fn patch_user(
 ) -> Response {
     let result = async {
         let by = admin(&issuer, &method, &id, &headers).await?;
-        let request: PatchRequest = serde_json::from_slice(&body)
+        let request: PatchRequest = writ_jose::from_slice_strict(&body)
             .map_err(|error| ScimError::invalid("invalidSyntax", format!("PATCH body: {error}")))?;
         match requested_active(&request)? {
             Some(false) => deactivate(&issuer, &id, &by).await?,

@@ -112,7 +112,9 @@ pub(crate) async fn exchange(
     }
     match result {
         Ok(response) => {
-            metrics::counter!("writ_writs_issued_total").increment(1);
+            if response.issued_token_type == WRIT_TOKEN_TYPE {
+                metrics::counter!("writ_writs_issued_total").increment(1);
+            }
             let mut response = Json(response).into_response();
             response
                 .headers_mut()
@@ -138,7 +140,7 @@ pub(crate) async fn exchange(
                         .map(|value| format!("{key}:{value}"))
                 })
                 .collect();
-            let kind = if context.get("delegate").is_some() {
+            let kind = if context.get("delegation").is_some() {
                 "delegation_denied"
             } else {
                 "writ_denied"
@@ -177,6 +179,7 @@ async fn exchange_checked(
         None | Some(WRIT_TOKEN_TYPE) => {}
         // A child mandate for another agent: delegation.
         Some(MANDATE_TOKEN_TYPE) => {
+            context["delegation"] = json!(true);
             return crate::delegation::delegate(issuer, method, headers, &form, context, now).await;
         }
         Some(_) => {
@@ -353,6 +356,17 @@ pub(crate) fn holder(
         ApiError::denied("unknown_agent", "the mandate's agent is not registered")
     })?;
     agent_usable(&issuer.store, &agent, now.as_secs())?;
+    // Every agent the chain passes through must still be usable: a suspended or expired
+    // delegator's sub-agents act for it no more than it does.
+    for delegator in claims.act.chain().skip(1) {
+        let delegator = issuer.store.agent(delegator.as_str()).ok_or_else(|| {
+            ApiError::denied(
+                "unknown_agent",
+                "an agent in the mandate's chain is not registered",
+            )
+        })?;
+        agent_usable(&issuer.store, &delegator, now.as_secs())?;
+    }
     let human = issuer.store.human(claims.sub.as_str()).ok_or_else(|| {
         ApiError::denied(
             "unknown_human",

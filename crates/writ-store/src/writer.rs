@@ -125,6 +125,23 @@ pub(crate) enum Job {
     },
 }
 
+/// Adds the agents `write` marks as seen (at top level or inside [`Write::Many`]) to the
+/// batch's `last_seen` updates; the backend applies everything else.
+fn note_seen(write: &Write, time: i64, rows: &mut LogRows) {
+    match write {
+        Write::AgentSeen { jkt } => {
+            let seen = rows.seen.entry(jkt.clone()).or_insert(time);
+            *seen = (*seen).max(time);
+        }
+        Write::Many(writes) => {
+            for write in writes {
+                note_seen(write, time, rows);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The right edge of the tree: the complete subtrees future appends combine with.
 #[derive(Debug, Clone, Default)]
 struct Frontier(HashMap<(u32, u64), Hash>);
@@ -305,14 +322,11 @@ impl Writer {
         rows: &mut LogRows,
     ) -> Result<Appended, StoreError> {
         let index = *size;
+        // `last_seen` goes in with the batch's log rows, wherever it is asked for.
+        note_seen(write, event.time, rows);
         let revocations = match write {
             // Nothing to refuse: the leaf is the change.
-            Write::Nothing => Vec::new(),
-            Write::AgentSeen { jkt } => {
-                let seen = rows.seen.entry(jkt.clone()).or_insert(event.time);
-                *seen = (*seen).max(event.time);
-                Vec::new()
-            }
+            Write::Nothing | Write::AgentSeen { .. } => Vec::new(),
             _ => self.log.apply(write, index).await?,
         };
         let nodes = writ_log::append(&*frontier, index, leaf_hash(&event.data))

@@ -65,6 +65,8 @@ pub struct World {
     /// The plain HTTP API's base URL (its routes live under `/v2`).
     pub api_url: String,
     pub admin: IssuerClient,
+    /// The audit log's verifier key, as `writ issuer init` printed it.
+    pub log_key: String,
     pub alice: IssuerClient,
     pub agent: SigningKey,
     pub agent_jkt: String,
@@ -131,9 +133,10 @@ impl World {
         let (issuer_listener, issuer_url) = listen().await;
         let data = dir.path().join("data");
         let admin_key = dir.path().join("admin.key");
-        writ_issuer::init(&data, &issuer_url, "root", &admin_key)
+        let log_key = writ_issuer::init(&data, &issuer_url, "root", &admin_key)
             .await
-            .unwrap();
+            .unwrap()
+            .log_verifier_key;
         let settings = Settings {
             checkpoint_interval: Duration::from_millis(100),
             ..Settings::default()
@@ -279,6 +282,7 @@ credential = {{ type = "basic", file = "{http_secret}" }}
             gateway_url,
             api_url,
             admin,
+            log_key,
             alice,
             agent,
             upstream_headers,

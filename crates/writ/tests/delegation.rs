@@ -139,10 +139,7 @@ async fn two_levels_down_the_chain_reaches_the_gateway_and_the_trace() {
         }
     }
     assert!(traced.is_some(), "the decision reached the log");
-    let log_key = world.admin.get("/v1/audit/checkpoint").await.unwrap()["verifier_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let log_key = world.log_key.clone();
     let cli = writ::Cli::try_parse_from([
         "writ",
         "trace",
@@ -238,7 +235,7 @@ async fn a_sub_agent_can_only_narrow() {
     // No such agent.
     assert_eq!(
         refused(&world.agent, &root, "nobody", narrow.clone(), None).await,
-        "unknown_agent"
+        "invalid_delegate"
     );
 
     // A cycle: helper-bot hands back to report-bot, already in the chain.
@@ -347,4 +344,61 @@ async fn the_command_line_delegates_as_the_agent_holding_the_mandate() {
     let written = claims(std::fs::read_to_string(&child).unwrap().trim());
     assert_eq!(written["parent"], root_id);
     assert_eq!(written["depth"], 1);
+}
+
+/// Regression: only the holding agent's state was checked, so a sub-agent kept acting under
+/// a chain through a delegator that had been suspended since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_delegator_stops_the_agents_below_it() {
+    let world = World::new().await;
+    let bob_key = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
+    world
+        .admin
+        .post(
+            "/v1/humans",
+            Some(&json!({"id": "bob", "jwk": serde_json::to_value(bob_key.public_key().to_jwk()).unwrap()})),
+        )
+        .await
+        .unwrap();
+    let bob = writ_client::IssuerClient::new(&world.issuer_url, bob_key).unwrap();
+    let bob_bot = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
+    bob.post(
+        "/v1/agents",
+        Some(
+            &json!({"name": "bob-bot", "tools": ["files/read_file", "files/*"],
+                     "jwk": serde_json::to_value(bob_bot.public_key().to_jwk()).unwrap()}),
+        ),
+    )
+    .await
+    .unwrap();
+    let sub = world.add_agent("sub-bot").await;
+    let (root, _) = world.grant().await;
+    let grants = json!([read_grant(json!({"glob": "/data/reports/*"}))]);
+    // alice's report-bot → bob's bob-bot → alice's sub-bot.
+    let (_, child) = world
+        .delegate_as(&world.agent, &root, "bob-bot", grants.clone(), None)
+        .await;
+    let (status, grandchild) = world
+        .delegate_as(&bob_bot, &token(&child), "sub-bot", grants, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{grandchild}");
+    let grandchild = token(&grandchild);
+    let resource = format!("{}/mcp/files", world.gateway_url);
+    let detail = read_file_detail("/data/reports/q3.md");
+    let (status, _) = world
+        .try_writ_as(&sub, &grandchild, &resource, detail.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // bob leaves: bob-bot is suspended; alice's mandates stand, but not through bob-bot.
+    world
+        .admin
+        .post("/v1/humans/bob/offboard", Some(&json!({"reason": "left"})))
+        .await
+        .unwrap();
+    let (status, body) = world
+        .try_writ_as(&sub, &grandchild, &resource, detail)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["reason"], "agent_inactive", "{body}");
 }

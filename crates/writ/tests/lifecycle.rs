@@ -63,7 +63,7 @@ async fn leaf_kind(world: &World, answer: &str) -> String {
 }
 
 /// Calls with `writ` until the gateway refuses it, for at most a second; the reason (the
-/// first revoked subject the gateway finds: the writ's mandate, its human or an agent).
+/// cause: the human or agent revoked before the mandates that died with them).
 async fn refused_within_a_second(world: &World, writ: &str) -> String {
     let started = Instant::now();
     loop {
@@ -155,6 +155,13 @@ async fn lifetimes_end_unless_renewed_and_idle_agents_are_suspended() {
             .to_string();
         assert!(error.contains(reason), "{name}: {error}");
     }
+    // Its owner renewing the idle agent vouches for it: active again.
+    let renewed = cli(&world, &alice_key, &["agent", "renew", "helper-bot"]).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&renewed).unwrap()["status"],
+        "active"
+    );
+    assert_eq!(agent(&world, "helper-bot").await["status"], "active");
     // A retired agent is not renewed.
     let error = cli(&world, &alice_key, &["agent", "renew", "report-bot"]).unwrap_err();
     assert!(error.contains("agent_retired"), "{error}");
@@ -185,7 +192,7 @@ async fn retiring_an_agent_stops_its_writs_at_the_gateway_within_a_second() {
     );
     assert_eq!(
         refused_within_a_second(&world, &writ).await,
-        "mandate_revoked"
+        "agent_revoked"
     );
     let (status, body) = world
         .try_writ(
@@ -244,9 +251,16 @@ async fn offboarding_revokes_what_a_human_granted_and_suspends_their_agents_unti
     )
     .unwrap();
     assert_eq!(leaf_kind(&world, &offboarded).await, "human_offboarded");
+    let again = cli(
+        &world,
+        &admin,
+        &["human", "offboard", "alice", "--reason", "left again"],
+    )
+    .unwrap_err();
+    assert!(again.contains("already_offboarded"), "{again}");
     assert_eq!(
         refused_within_a_second(&world, &writ).await,
-        "mandate_revoked"
+        "human_revoked"
     );
     let report = agent(&world, "report-bot").await;
     assert_eq!(report["status"], "suspended");
@@ -528,7 +542,7 @@ async fn an_identity_provider_offboards_through_scim() {
     assert_eq!(user["active"], false);
     assert_eq!(
         refused_within_a_second(&world, &writ).await,
-        "mandate_revoked"
+        "human_revoked"
     );
     assert_eq!(
         agent(&world, "report-bot").await["status_reason"],

@@ -34,7 +34,7 @@ struct Agent {
     name: String,
     key: SigningKey,
     owner: String,
-    /// `active`, `suspended` (owner offboarded) or `retired`.
+    /// `active`, `suspended` (owner offboarded, until transferred) or `retired`.
     status: &'static str,
 }
 
@@ -134,7 +134,7 @@ async fn run(seed: u64, steps: usize) {
     for step in 0..steps {
         let ids: Vec<String> = model.mandates.keys().cloned().collect();
         let pick_mandate = |rng: &mut Rng| ids.get(rng.below(ids.len())).cloned();
-        match rng.below(10) {
+        match rng.below(11) {
             // An owner grants one of their agents a mandate.
             0 | 1 => {
                 let agent = rng.below(model.agents.len());
@@ -251,7 +251,7 @@ async fn run(seed: u64, steps: usize) {
                     model.revoke_subtree(&id);
                 }
             }
-            // Late in a sequence, alice is offboarded once and her agents go to bob.
+            // Late in a sequence, alice is offboarded once: her agents are suspended.
             6 if step > steps / 2 && model.offboarded.is_empty() => {
                 world
                     .admin
@@ -267,21 +267,24 @@ async fn run(seed: u64, steps: usize) {
                         agent.status = "suspended";
                     }
                 }
-                for agent in 0..model.agents.len() {
-                    if model.agents[agent].status == "retired" {
-                        continue;
-                    }
-                    world
-                        .admin
-                        .post(
-                            &format!("/v1/agents/{}/transfer", model.agents[agent].name),
-                            Some(&json!({"owner": "bob"})),
-                        )
-                        .await
-                        .unwrap();
-                    model.agents[agent].status = "active";
-                    model.agents[agent].owner = "bob".into();
+            }
+            // One suspended agent at a time goes to bob, so chains through agents still
+            // suspended are tried too.
+            7 => {
+                let agent = rng.below(model.agents.len());
+                if model.agents[agent].status != "suspended" {
+                    continue;
                 }
+                world
+                    .admin
+                    .post(
+                        &format!("/v1/agents/{}/transfer", model.agents[agent].name),
+                        Some(&json!({"owner": "bob"})),
+                    )
+                    .await
+                    .unwrap();
+                model.agents[agent].status = "active";
+                model.agents[agent].owner = "bob".into();
             }
             // Someone holding a mandate asks for a writ: issued exactly when the model says.
             _ => {

@@ -45,12 +45,6 @@ fn trace(world: &World, log_key: &str, args: &[&str]) -> Result<String, String> 
     }
 }
 
-/// The log's verifier key, as the issuer presents it.
-async fn log_key(world: &World) -> String {
-    let body = world.admin.get("/v1/audit/checkpoint").await.unwrap();
-    body["verifier_key"].as_str().unwrap().to_owned()
-}
-
 /// The verifier key of a log that is not this one.
 fn other_log_key() -> String {
     let key = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
@@ -84,7 +78,7 @@ async fn a_trace_walks_from_any_step_back_to_the_human() {
     assert_eq!(status, 200);
     let request = headers["writ-request-id"].to_str().unwrap().to_owned();
     wait_for_decision(&world, &request).await;
-    let key = log_key(&world).await;
+    let key = world.log_key.clone();
 
     let out = trace(&world, &key, &[&request, "--json"]).unwrap();
     let traced: Value = serde_json::from_str(&out).unwrap();
@@ -210,7 +204,7 @@ async fn a_trace_is_for_administrators_and_the_human_it_ends_at() {
     assert!(refused.contains("human_required"), "{refused}");
 
     // Nothing to trace, or not an id at all: clear errors.
-    let key = log_key(&world).await;
+    let key = world.log_key.clone();
     let unknown = trace(&world, &key, &["wrt_doesnotexist"]).unwrap_err();
     assert!(unknown.contains("nothing_to_trace"), "{unknown}");
     let malformed = trace(&world, &key, &["a.b"]).unwrap_err();
