@@ -1,7 +1,8 @@
-//! Random sequences of grants, delegations, revocations, retirements, offboarding and
-//! transfers against a whole deployment, checked against a model of who may act: no writ is
-//! ever issued for a retired or suspended agent, under a mandate with a revoked ancestor, or
-//! for an offboarded human, and every writ the model allows is issued.
+//! Random sequences of grants, delegations, revocations, retirements, agents reaching the
+//! end of their lifetime, offboarding and transfers against a whole deployment, checked
+//! against a model of who may act: no writ is ever issued for a retired, suspended or
+//! expired agent, under a mandate with a revoked ancestor, or for an offboarded human, and
+//! every writ the model allows is issued.
 
 #![allow(
     clippy::unwrap_used,
@@ -17,6 +18,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use writ_jose::SigningKey;
 use writ_testkit::*;
+
+const DAY: i64 = 86_400;
 
 /// xorshift64*: deterministic, so a failing sequence can be replayed from its seed.
 struct Rng(u64);
@@ -36,6 +39,8 @@ struct Agent {
     owner: String,
     /// `active`, `suspended` (owner offboarded, until transferred) or `retired`.
     status: &'static str,
+    /// Its lifetime, in days.
+    lifetime: i64,
 }
 
 struct Mandate {
@@ -115,26 +120,64 @@ async fn run(seed: u64, steps: usize) {
             key: SigningKey::from_pkcs8_any(world.agent.expose_secret_pkcs8().unwrap()).unwrap(),
             owner: "alice".into(),
             status: "active",
+            lifetime: 90,
         }],
         mandates: BTreeMap::new(),
         offboarded: Vec::new(),
     };
-    for name in ["a-bot", "b-bot", "c-bot"] {
-        let key = world.add_agent(name).await;
+    // Lifetimes of 1, 2 and 3 days, so that time passing retires them one by one.
+    for (lifetime, name) in [(1, "a-bot"), (2, "b-bot"), (3, "c-bot")] {
+        let key = SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
+        world
+            .alice
+            .post(
+                "/v1/agents",
+                Some(&json!({"name": name, "lifetime_days": lifetime,
+                             "tools": ["files/read_file", "files/*"],
+                             "jwk": serde_json::to_value(key.public_key().to_jwk()).unwrap()})),
+            )
+            .await
+            .unwrap();
         model.agents.push(Agent {
             name: name.into(),
             key,
             owner: "alice".into(),
             status: "active",
+            lifetime,
         });
     }
+    let mut days_passed = 0;
     let resource = format!("{}/mcp/files", world.gateway_url);
     let mut rng = Rng(seed);
     let (mut issued, mut refused) = (0, 0);
     for step in 0..steps {
         let ids: Vec<String> = model.mandates.keys().cloned().collect();
         let pick_mandate = |rng: &mut Rng| ids.get(rng.below(ids.len())).cloned();
-        match rng.below(11) {
+        match rng.below(12) {
+            // Days pass for the lifecycle sweep (and only for it: the callers' clocks stay),
+            // and agents whose lifetime has ended are retired with their mandates.
+            8 if days_passed < 3 && step > steps / 3 => {
+                days_passed += 1;
+                world.clock.advance(days_passed * DAY + 1);
+                world.issuer.sweep_lifecycle().await.unwrap();
+                world.clock.advance(-(days_passed * DAY + 1));
+                for agent in 0..model.agents.len() {
+                    if model.agents[agent].lifetime <= days_passed
+                        && model.agents[agent].status != "retired"
+                    {
+                        model.agents[agent].status = "retired";
+                        let held: Vec<String> = model
+                            .mandates
+                            .iter()
+                            .filter(|(_, m)| m.holder == agent)
+                            .map(|(id, _)| id.clone())
+                            .collect();
+                        for id in held {
+                            model.revoke_subtree(&id);
+                        }
+                    }
+                }
+            }
             // An owner grants one of their agents a mandate.
             0 | 1 => {
                 let agent = rng.below(model.agents.len());
