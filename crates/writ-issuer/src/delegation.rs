@@ -26,13 +26,15 @@ use std::collections::HashMap;
 use axum::http::{HeaderMap, Method};
 use serde_json::{Value, json};
 use writ_jose::Thumbprint;
-use writ_policy::{Decision, PolicyRequest};
+use writ_policy::PolicyRequest;
 use writ_scope::{AuthorizationDetail, Grants};
 use writ_token::{Actor, Confirmation, MandateClaims, MandateId, UnixTime};
 
 use crate::Issuer;
 use crate::error::ApiError;
-use crate::mandates::{agent_usable, granted_tools, policy_human, random_id, record_and_sign};
+use crate::mandates::{
+    agent_usable, granted_tools, permitted, policy_human, random_id, record_and_sign,
+};
 use crate::token::{Holder, MANDATE_TOKEN_TYPE, TokenResponse, holder, required};
 
 /// RFC 8693 §2.2.1: the issued token is not an access token.
@@ -162,21 +164,10 @@ pub(crate) async fn delegate(
         tools: &tool_refs,
         depth: i64::from(depth),
     });
-    let permit = match decision {
-        Decision::Allow(permit) => permit,
-        Decision::Deny(denial) => {
-            return Err(ApiError::denied(
-                denial.reason.code(),
-                format!(
-                    "policy {} denies `{}` delegating to `{}`: {}",
-                    denial.policy_set,
-                    agent.name,
-                    delegate.name,
-                    denial.reason.message()
-                ),
-            ));
-        }
-    };
+    let permit = permitted(
+        decision,
+        &format!("`{}` delegating to `{}`", agent.name, delegate.name),
+    )?;
 
     let delegate_key = Thumbprint::parse(&delegate.jkt)
         .map_err(|e| ApiError::unavailable(&writ_store::StoreError::Corrupt(e.to_string())))?;

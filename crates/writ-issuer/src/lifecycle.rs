@@ -70,6 +70,40 @@ pub(crate) struct Transfer {
     owner: String,
 }
 
+impl Changed {
+    /// An agent changed by the leaf at `log_index`, active again when `reactivated`.
+    fn agent(agent: AgentRecord, reactivated: bool, log_index: u64) -> Changed {
+        Changed {
+            subject: agent.name,
+            status: if reactivated {
+                "active".to_owned()
+            } else {
+                agent.status
+            },
+            log_index,
+            revoked: 0,
+        }
+    }
+}
+
+/// Adds to `writes` making `agent` active again when it is suspended for a reason `lifted`
+/// accepts; whether it did.
+fn lift_suspension(
+    agent: &AgentRecord,
+    lifted: impl Fn(&str) -> bool,
+    writes: &mut Vec<Write>,
+) -> bool {
+    let lift = agent.status == "suspended" && agent.status_reason.as_deref().is_some_and(lifted);
+    if lift {
+        writes.push(Write::SetAgentStatus {
+            jkt: agent.jkt.clone(),
+            status: "active".to_owned(),
+            reason: None,
+        });
+    }
+    lift
+}
+
 fn reason(text: &str) -> Result<&str, ApiError> {
     if text.is_empty() || text.chars().count() > MAX_REASON {
         return Err(ApiError::invalid_request(
@@ -124,17 +158,12 @@ pub(crate) async fn renew(
     }];
     // An owner renewing an agent suspended for idleness vouches for it: it is active again,
     // and its idle time counts from now.
-    let reactivated = agent.status == "suspended"
-        && agent
-            .status_reason
-            .as_deref()
-            .is_some_and(|reason| reason.starts_with(IDLE_PREFIX));
+    let reactivated = lift_suspension(
+        &agent,
+        |reason| reason.starts_with(IDLE_PREFIX),
+        &mut writes,
+    );
     if reactivated {
-        writes.push(Write::SetAgentStatus {
-            jkt: agent.jkt.clone(),
-            status: "active".to_owned(),
-            reason: None,
-        });
         writes.push(Write::AgentSeen {
             jkt: agent.jkt.clone(),
         });
@@ -148,16 +177,7 @@ pub(crate) async fn renew(
         Write::Many(writes),
     )
     .await?;
-    Ok(Json(Changed {
-        subject: agent.name,
-        status: if reactivated {
-            "active".to_owned()
-        } else {
-            agent.status
-        },
-        log_index: appended.index,
-        revoked: 0,
-    }))
+    Ok(Json(Changed::agent(agent, reactivated, appended.index)))
 }
 
 /// `POST /v1/agents/{name}/retire`.
@@ -275,15 +295,7 @@ pub(crate) async fn transfer(
         jkt: agent.jkt.clone(),
         owner: owner.id.clone(),
     }];
-    let reactivated =
-        agent.status == "suspended" && agent.status_reason.as_deref() == Some(OWNER_OFFBOARDED);
-    if reactivated {
-        writes.push(Write::SetAgentStatus {
-            jkt: agent.jkt.clone(),
-            status: "active".to_owned(),
-            reason: None,
-        });
-    }
+    let reactivated = lift_suspension(&agent, |reason| reason == OWNER_OFFBOARDED, &mut writes);
     let appended = record(
         &issuer,
         "agent_transferred",
@@ -296,16 +308,7 @@ pub(crate) async fn transfer(
         Write::Many(writes),
     )
     .await?;
-    Ok(Json(Changed {
-        subject: agent.name,
-        status: if reactivated {
-            "active".to_owned()
-        } else {
-            agent.status
-        },
-        log_index: appended.index,
-        revoked: 0,
-    }))
+    Ok(Json(Changed::agent(agent, reactivated, appended.index)))
 }
 
 /// `POST /v1/humans/{id}/offboard`, for administrators.

@@ -71,6 +71,22 @@ pub(crate) fn tool_of(detail: &AuthorizationDetail) -> (&str, &str) {
     }
 }
 
+/// The permit of an allowed decision; a denial as 403 with its reason code, naming the
+/// policy set and what was `asked`.
+pub(crate) fn permitted(decision: Decision, asked: &str) -> Result<writ_policy::Permit, ApiError> {
+    match decision {
+        Decision::Allow(permit) => Ok(permit),
+        Decision::Deny(denial) => Err(ApiError::denied(
+            denial.reason.code(),
+            format!(
+                "policy {} denies {asked}: {}",
+                denial.policy_set,
+                denial.reason.message()
+            ),
+        )),
+    }
+}
+
 /// The `server/tool` names that `grants` grant, for policy; every granted tool must be in
 /// the inventory.
 pub(crate) fn granted_tools(issuer: &Issuer, grants: &Grants) -> Result<Vec<String>, ApiError> {
@@ -233,21 +249,10 @@ async fn grant_checked(
         ttl_seconds: i64::try_from(ttl).unwrap_or(i64::MAX),
         max_depth: i64::from(max_depth),
     });
-    let permit = match decision {
-        Decision::Allow(permit) => permit,
-        Decision::Deny(denial) => {
-            return Err(ApiError::denied(
-                denial.reason.code(),
-                format!(
-                    "policy {} denies `{}` granting to `{}`: {}",
-                    denial.policy_set,
-                    human.id,
-                    agent.name,
-                    denial.reason.message()
-                ),
-            ));
-        }
-    };
+    let permit = permitted(
+        decision,
+        &format!("`{}` granting to `{}`", human.id, agent.name),
+    )?;
     let agent_key = Thumbprint::parse(&agent.jkt)
         .map_err(|e| ApiError::unavailable(&writ_store::StoreError::Corrupt(e.to_string())))?;
     let id = MandateId::from_random(random_id()?);
