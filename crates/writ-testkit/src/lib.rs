@@ -443,6 +443,17 @@ credential = {{ type = "basic", file = "{http_secret}" }}
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// The administrator registers another human with a new key; their client.
+    pub async fn add_human(&self, id: &str) -> IssuerClient {
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let jwk = serde_json::to_value(key.public_key().to_jwk()).unwrap();
+        self.admin
+            .post("/v1/humans", Some(&json!({"id": id, "jwk": jwk})))
+            .await
+            .unwrap();
+        IssuerClient::new(&self.issuer_url, key).unwrap()
+    }
+
     /// alice registers another agent of hers, with a new key, for the `files` tools.
     pub async fn add_agent(&self, name: &str) -> SigningKey {
         let key = SigningKey::generate(Algorithm::EdDSA).unwrap();

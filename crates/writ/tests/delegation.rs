@@ -351,16 +351,7 @@ async fn the_command_line_delegates_as_the_agent_holding_the_mandate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_delegator_stops_the_agents_below_it() {
     let world = World::new().await;
-    let bob_key = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
-    world
-        .admin
-        .post(
-            "/v1/humans",
-            Some(&json!({"id": "bob", "jwk": serde_json::to_value(bob_key.public_key().to_jwk()).unwrap()})),
-        )
-        .await
-        .unwrap();
-    let bob = writ_client::IssuerClient::new(&world.issuer_url, bob_key).unwrap();
+    let bob = world.add_human("bob").await;
     let bob_bot = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
     bob.post(
         "/v1/agents",

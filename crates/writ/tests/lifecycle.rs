@@ -208,15 +208,7 @@ async fn retiring_an_agent_stops_its_writs_at_the_gateway_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offboarding_revokes_what_a_human_granted_and_suspends_their_agents_until_transferred() {
     let world = World::new().await;
-    let bob_key = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
-    world
-        .admin
-        .post(
-            "/v1/humans",
-            Some(&json!({"id": "bob", "jwk": serde_json::to_value(bob_key.public_key().to_jwk()).unwrap()})),
-        )
-        .await
-        .unwrap();
+    let bob = world.add_human("bob").await;
     let (mandate, _) = world.grant().await;
     let writ = world
         .writ(
@@ -278,7 +270,7 @@ async fn offboarding_revokes_what_a_human_granted_and_suspends_their_agents_unti
 
     // Only an administrator transfers; then the agent works for bob.
     let bob_file = world.dir.path().join("bob.key");
-    writ_keystore::create(&bob_file, &bob_key).unwrap();
+    writ_keystore::create(&bob_file, bob.key()).unwrap();
     let error = cli(
         &world,
         &bob_file,
@@ -308,7 +300,6 @@ async fn offboarding_revokes_what_a_human_granted_and_suspends_their_agents_unti
         (report["owner"].as_str(), report["status"].as_str()),
         (Some("bob"), Some("active"))
     );
-    let bob = writ_client::IssuerClient::new(&world.issuer_url, bob_key).unwrap();
     let granted = bob
         .post(
             "/v1/mandates",

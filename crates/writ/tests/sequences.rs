@@ -104,16 +104,7 @@ fn claims(token: &str) -> Value {
 
 async fn run(seed: u64, steps: usize) {
     let world = World::new().await;
-    let bob_key = SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
-    world
-        .admin
-        .post(
-            "/v1/humans",
-            Some(&json!({"id": "bob", "jwk": serde_json::to_value(bob_key.public_key().to_jwk()).unwrap()})),
-        )
-        .await
-        .unwrap();
-    let bob = writ_client::IssuerClient::new(&world.issuer_url, bob_key).unwrap();
+    let bob = world.add_human("bob").await;
     let mut model = Model {
         agents: vec![Agent {
             name: "report-bot".into(),

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use clap::Parser as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 use writ_testkit::World;
 
 fn writ(args: &[&str]) -> (anyhow::Result<()>, String) {
@@ -167,16 +167,7 @@ async fn a_trace_is_for_administrators_and_the_human_it_ends_at() {
         .unwrap();
     assert!(!mine["records"].as_array().unwrap().is_empty());
     // bob, another human, may not.
-    let bob_key = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
-    world
-        .admin
-        .post(
-            "/v1/humans",
-            Some(&json!({"id": "bob", "jwk": serde_json::to_value(bob_key.public_key().to_jwk()).unwrap()})),
-        )
-        .await
-        .unwrap();
-    let bob = writ_client::IssuerClient::new(&world.issuer_url, bob_key).unwrap();
+    let bob = world.add_human("bob").await;
     let refused = bob
         .get(&format!("/v1/trace/{mandate_id}"))
         .await
