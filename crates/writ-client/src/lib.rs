@@ -134,6 +134,32 @@ impl IssuerClient {
         self.send(method, path, body).await
     }
 
+    /// Delegation (RFC 8693 token exchange at `token_path`, proven with this client's key,
+    /// which `mandate` must be bound to): a child mandate for the agent named `delegate`
+    /// with `grants`, expiring in `expires_in` seconds or with its parent. The issuer's
+    /// answer; its `access_token` is the child mandate.
+    pub async fn delegate(
+        &self,
+        token_path: &str,
+        mandate: &str,
+        delegate: &str,
+        grants: &Value,
+        expires_in: Option<u64>,
+    ) -> Result<Value, ClientError> {
+        let grants = grants.to_string();
+        let expires_in = expires_in.map(|seconds| seconds.to_string());
+        let mut form = vec![
+            ("grant_type", writ_token::TOKEN_EXCHANGE),
+            ("subject_token", mandate.trim()),
+            ("subject_token_type", writ_token::MANDATE_TOKEN_TYPE),
+            ("requested_token_type", writ_token::MANDATE_TOKEN_TYPE),
+            ("delegate", delegate),
+            ("authorization_details", &grants),
+        ];
+        form.extend(expires_in.as_deref().map(|seconds| ("expires_in", seconds)));
+        self.post_form(token_path, &form).await
+    }
+
     /// `POST path` with a form body (`application/x-www-form-urlencoded`), as the token
     /// endpoint takes it (RFC 8693 §2.1).
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Result<Value, ClientError> {

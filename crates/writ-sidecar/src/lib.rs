@@ -73,6 +73,32 @@ pub enum SidecarError {
     Setup(String),
 }
 
+/// A delegation the issuer (or the sidecar) refused: who, the HTTP status, Writ's reason
+/// code and a sentence.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message} [{reason}]")]
+pub struct DelegationError {
+    /// `issuer` or `sidecar`.
+    pub by: &'static str,
+    /// The HTTP status to answer with.
+    pub status: u16,
+    /// The stable reason code.
+    pub reason: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl From<Refusal> for DelegationError {
+    fn from(refusal: Refusal) -> Self {
+        DelegationError {
+            by: refusal.by,
+            status: refusal.status,
+            reason: refusal.reason,
+            message: refusal.message,
+        }
+    }
+}
+
 /// A call the sidecar could not complete: who refused it, Writ's stable reason code and a
 /// sentence.
 #[derive(Debug, Clone)]
@@ -293,6 +319,24 @@ impl Sidecar {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .ok_or_else(|| Refusal::sidecar("issuer_error", "the issuer's answer has no writ"))
+    }
+
+    /// A child mandate of this sidecar's mandate for the agent named `delegate`, with
+    /// `grants` (each within the mandate's), expiring in `expires_in` seconds or with the
+    /// mandate (RFC 8693 token exchange, proven with the agent key). For the sub-agents an
+    /// agent starts: the child is bound to the sub-agent's key, so it is no use to anyone
+    /// else, and the sub-agent's own sidecar presents it.
+    pub async fn delegate(
+        &self,
+        delegate: &str,
+        grants: &Value,
+        expires_in: Option<u64>,
+    ) -> Result<Value, DelegationError> {
+        let (mandate, _) = self.mandate().map_err(DelegationError::from)?;
+        self.issuer
+            .delegate(&self.token_path, &mandate, delegate, grants, expires_in)
+            .await
+            .map_err(|error| DelegationError::from(Refusal::from(error)))
     }
 
     /// A request to `url` (on the gateway) carrying `writ` and a fresh proof bound to it.

@@ -67,7 +67,8 @@ pub async fn serve_stdio(sidecar: Arc<Sidecar>) -> std::io::Result<()> {
     writer.await.map_err(std::io::Error::other)?
 }
 
-/// MCP over streamable HTTP at `/mcp`, for agents that connect by URL. The sidecar keeps
+/// MCP over streamable HTTP at `/mcp`, for agents that connect by URL, and `POST /delegate`
+/// for a child mandate for a sub-agent. The sidecar keeps
 /// no session with the agent: every `POST` is answered on its own, with JSON (or an event
 /// stream when the server sent notifications before the answer). Serve it on a loopback
 /// address only; requests whose `Host` or `Origin` is not loopback are refused.
@@ -79,6 +80,7 @@ pub fn mcp_router(sidecar: Arc<Sidecar>) -> Router {
                 .get(no_stream)
                 .delete(no_stream),
         )
+        .route("/delegate", axum::routing::post(delegate))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(loopback_only))
         .with_state(sidecar)
@@ -124,6 +126,50 @@ async fn mcp_post(
             .insert(crate::REQUEST_ID_HEADER, value);
     }
     response
+}
+
+/// What the agent asks for at `POST /delegate`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DelegateRequest {
+    /// The sub-agent's registered name.
+    to: String,
+    /// Its grants, each within the sidecar's mandate.
+    grants: Value,
+    /// Seconds until it expires; with the mandate when absent.
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// `POST /delegate`: a child mandate for a sub-agent the agent starts, as the issuer
+/// answers it (`access_token` is the child mandate, bound to the sub-agent's key), or the
+/// refusal with its reason.
+async fn delegate(State(sidecar): State<Arc<Sidecar>>, body: Bytes) -> Response {
+    let request: DelegateRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({"error": "invalid_request", "reason": "invalid_body",
+                    "error_description": format!("expected {{\"to\", \"grants\", \"expires_in\"?}}: {error}")})),
+            )
+                .into_response();
+        }
+    };
+    match sidecar
+        .delegate(&request.to, &request.grants, request.expires_in)
+        .await
+    {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(error) => (
+            StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_GATEWAY),
+            axum::Json(
+                serde_json::json!({"error": "delegation_refused", "reason": error.reason,
+                "error_description": error.message, "denied_by": error.by}),
+            ),
+        )
+            .into_response(),
+    }
 }
 
 /// The sidecar opens no server-to-client stream and keeps no session to end.

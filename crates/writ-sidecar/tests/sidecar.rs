@@ -257,3 +257,69 @@ async fn a_later_client_initializing_with_another_protocol_version_is_not_refuse
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_asks_its_sidecar_for_a_child_mandate_for_a_sub_agent() {
+    let world = World::new().await;
+    let helper = world.add_agent("helper-bot").await;
+    let (mandate, mandate_id) = world.grant().await;
+    let sidecar = sidecar(&world, "/mcp/files", MandateSource::Token(mandate)).await;
+    let url = format!(
+        "{}/delegate",
+        serve(writ_sidecar::mcp_router(sidecar)).await
+    );
+    let http = reqwest::Client::new();
+    let narrow = json!([{"type": "mcp_tool_call", "server": "files", "tool": "read_file",
+        "arguments": {"object": {"required": {"path": {"exact": "/data/reports/q3.md"}}}},
+        "datatypes": ["internal"]}]);
+
+    let answer = http
+        .post(&url)
+        .json(&json!({"to": "helper-bot", "grants": narrow, "expires_in": 60}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    let child = body["access_token"].as_str().unwrap();
+    let claims = writ_token::UnverifiedMandate::parse(child)
+        .unwrap()
+        .unverified_claims()
+        .unwrap();
+    assert_eq!(claims.parent.unwrap().as_str(), mandate_id);
+    assert_eq!(claims.cnf.jkt, *helper.public_key().thumbprint());
+    // The sub-agent, with its own key, earns writs under it.
+    let (status, _) = world
+        .try_writ_as(
+            &helper,
+            child,
+            &format!("{}/mcp/files", world.gateway_url),
+            writ_testkit::read_file_detail("/data/reports/q3.md"),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Wider than the mandate: refused by the issuer, with its reason.
+    let wider = json!([{"type": "mcp_tool_call", "server": "files", "tool": "drop_table",
+        "arguments": "any"}]);
+    let answer = http
+        .post(&url)
+        .json(&json!({"to": "helper-bot", "grants": wider}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(
+        (body["reason"].as_str(), body["denied_by"].as_str()),
+        (Some("wider_than_parent"), Some("issuer"))
+    );
+    // Malformed requests are refused before anything is asked.
+    let answer = http
+        .post(&url)
+        .json(&json!({"to": "helper-bot"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+}

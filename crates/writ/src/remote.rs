@@ -500,18 +500,10 @@ pub(crate) async fn mandate(command: MandateCommand, out: &mut dyn Write) -> any
             let grants = grants_from(&grants, grants_file.as_deref())?;
             let parent = std::fs::read_to_string(&mandate_file)
                 .with_context(|| format!("reading `{}`", mandate_file.display()))?;
-            let expires_in = expires_in.map(|seconds| seconds.to_string());
-            let grants = grants.to_string();
-            let mut form = vec![
-                ("grant_type", writ_token::TOKEN_EXCHANGE),
-                ("subject_token", parent.trim()),
-                ("subject_token_type", writ_token::MANDATE_TOKEN_TYPE),
-                ("requested_token_type", writ_token::MANDATE_TOKEN_TYPE),
-                ("delegate", &to),
-                ("authorization_details", &grants),
-            ];
-            form.extend(expires_in.as_deref().map(|seconds| ("expires_in", seconds)));
-            let mut answer = remote.client()?.post_form("/token", &form).await?;
+            let mut answer = remote
+                .client()?
+                .delegate("/token", &parent, &to, &grants, expires_in)
+                .await?;
             let child = answer
                 .as_object_mut()
                 .and_then(|members| members.remove("access_token"))
