@@ -74,6 +74,20 @@ impl Model {
         true
     }
 
+    /// Retires `agent`: every mandate it holds dies, with what was delegated from them.
+    fn retire(&mut self, agent: usize) {
+        self.agents[agent].status = "retired";
+        let held: Vec<String> = self
+            .mandates
+            .iter()
+            .filter(|(_, m)| m.holder == agent)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in held {
+            self.revoke_subtree(&id);
+        }
+    }
+
     /// Marks `id` and everything delegated from it revoked.
     fn revoke_subtree(&mut self, id: &str) {
         let children: Vec<String> = self
@@ -156,16 +170,7 @@ async fn run(seed: u64, steps: usize) {
                     if model.agents[agent].lifetime <= days_passed
                         && model.agents[agent].status != "retired"
                     {
-                        model.agents[agent].status = "retired";
-                        let held: Vec<String> = model
-                            .mandates
-                            .iter()
-                            .filter(|(_, m)| m.holder == agent)
-                            .map(|(id, _)| id.clone())
-                            .collect();
-                        for id in held {
-                            model.revoke_subtree(&id);
-                        }
+                        model.retire(agent);
                     }
                 }
             }
@@ -274,16 +279,7 @@ async fn run(seed: u64, steps: usize) {
                     )
                     .await
                     .unwrap();
-                model.agents[agent].status = "retired";
-                let held: Vec<String> = model
-                    .mandates
-                    .iter()
-                    .filter(|(_, m)| m.holder == agent)
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for id in held {
-                    model.revoke_subtree(&id);
-                }
+                model.retire(agent);
             }
             // Late in a sequence, alice is offboarded once: her agents are suspended.
             6 if step > steps / 2 && model.offboarded.is_empty() => {
