@@ -322,13 +322,14 @@ impl Writer {
         rows: &mut LogRows,
     ) -> Result<Appended, StoreError> {
         let index = *size;
-        // `last_seen` goes in with the batch's log rows, wherever it is asked for.
-        note_seen(write, event.time, rows);
         let revocations = match write {
             // Nothing to refuse: the leaf is the change.
             Write::Nothing | Write::AgentSeen { .. } => Vec::new(),
             _ => self.log.apply(write, index).await?,
         };
+        // `last_seen` goes in with the batch's log rows, wherever it is asked for, once the
+        // rest of the change has applied.
+        note_seen(write, event.time, rows);
         let nodes = writ_log::append(&*frontier, index, leaf_hash(&event.data))
             .map_err(|error| StoreError::Corrupt(error.to_string()))?;
         for &(level, at, hash) in &nodes {
