@@ -402,9 +402,7 @@ pub(crate) async fn decisions(
             // A caller whose key is registered in no role is someone to find: listed by
             // `GET /v1/inventory`.
             if let Some(caller) = &decision.caller
-                && issuer.store.agent(caller).is_none()
-                && issuer.store.human_by_key(caller).is_none()
-                && issuer.store.gateway(caller).is_none()
+                && !crate::discovery::registered(&issuer, caller)
             {
                 keys.push(crate::discovery::TURNED_AWAY.to_owned());
             }

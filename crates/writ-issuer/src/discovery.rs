@@ -88,6 +88,32 @@ struct ToolEntry {
     labels: Vec<String>,
 }
 
+/// The newest `limit` leaves under the lookup `key`, oldest first, each with its bytes
+/// parsed.
+async fn recent(
+    issuer: &Issuer,
+    key: &str,
+    limit: usize,
+) -> Result<Vec<(writ_store::LeafRecord, Value)>, ApiError> {
+    let indexes = issuer.store.lookup(key).await?;
+    let start = indexes.len().saturating_sub(limit);
+    let mut leaves = Vec::new();
+    for index in indexes.into_iter().skip(start) {
+        if let Some(leaf) = issuer.store.leaf(index).await? {
+            let parsed = serde_json::from_slice(&leaf.data).unwrap_or(Value::Null);
+            leaves.push((leaf, parsed));
+        }
+    }
+    Ok(leaves)
+}
+
+/// Whether `jkt` is registered in any role: agent, human or gateway.
+pub(crate) fn registered(issuer: &Issuer, jkt: &str) -> bool {
+    issuer.store.agent(jkt).is_some()
+        || issuer.store.human_by_key(jkt).is_some()
+        || issuer.store.gateway(jkt).is_some()
+}
+
 /// The most tools one discovery report may name.
 pub const MAX_DISCOVERED: usize = 1000;
 /// How many of the newest discovery reports the inventory reads.
@@ -178,16 +204,12 @@ pub(crate) async fn inventory(
             }
         }
         let mut used = BTreeSet::new();
-        let indexes = issuer.store.lookup(&format!("agent:{}", agent.jkt)).await?;
-        let start = indexes.len().saturating_sub(RECENT_RECORDS);
-        for index in indexes.into_iter().skip(start) {
-            let Some(leaf) = issuer.store.leaf(index).await? else {
-                continue;
-            };
+        for (leaf, parsed) in
+            recent(&issuer, &format!("agent:{}", agent.jkt), RECENT_RECORDS).await?
+        {
             if leaf.kind != "writ_issued" {
                 continue;
             }
-            let parsed: Value = serde_json::from_slice(&leaf.data).unwrap_or(Value::Null);
             let call = parsed.pointer("/event/call");
             let text = |name: &str| {
                 call.and_then(|call| call.get(name))
@@ -235,13 +257,7 @@ pub(crate) async fn inventory(
         .collect();
     // What the gateways saw each server offer, newest reports last.
     let mut discovered: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let indexes = issuer.store.lookup(DISCOVERIES).await?;
-    let start = indexes.len().saturating_sub(RECENT_DISCOVERIES);
-    for index in indexes.into_iter().skip(start) {
-        let Some(leaf) = issuer.store.leaf(index).await? else {
-            continue;
-        };
-        let parsed: Value = serde_json::from_slice(&leaf.data).unwrap_or(Value::Null);
+    for (_, parsed) in recent(&issuer, DISCOVERIES, RECENT_DISCOVERIES).await? {
         let (Some(server), Some(tools)) = (
             parsed.pointer("/event/server").and_then(Value::as_str),
             parsed.pointer("/event/tools").and_then(Value::as_array),
@@ -270,13 +286,7 @@ pub(crate) async fn inventory(
         .collect();
     // Unregistered keys the gateways turned away, most recent first.
     let mut callers: BTreeMap<String, CallerEntry> = BTreeMap::new();
-    let indexes = issuer.store.lookup(TURNED_AWAY).await?;
-    let start = indexes.len().saturating_sub(RECENT_TURNED_AWAY);
-    for index in indexes.into_iter().skip(start) {
-        let Some(leaf) = issuer.store.leaf(index).await? else {
-            continue;
-        };
-        let parsed: Value = serde_json::from_slice(&leaf.data).unwrap_or(Value::Null);
+    for (leaf, parsed) in recent(&issuer, TURNED_AWAY, RECENT_TURNED_AWAY).await? {
         let text = |name: &str| {
             parsed
                 .pointer(&format!("/event/{name}"))
@@ -286,7 +296,7 @@ pub(crate) async fn inventory(
         };
         let key = text("caller");
         // Registered since: no longer a stranger.
-        if key.is_empty() || issuer.store.agent(&key).is_some() {
+        if key.is_empty() || registered(&issuer, &key) {
             continue;
         }
         let entry = callers.entry(key.clone()).or_insert_with(|| CallerEntry {
