@@ -134,6 +134,30 @@ impl IssuerClient {
         self.send(method, path, body).await
     }
 
+    /// A writ for one call (RFC 8693 token exchange at `token_path`, proven with this
+    /// client's key, which `mandate` must be bound to): `details` is the JSON array of the one
+    /// authorization detail, for the route at `resource`. The issuer's answer; its
+    /// `access_token` is the writ.
+    pub async fn writ(
+        &self,
+        token_path: &str,
+        mandate: &str,
+        resource: &str,
+        details: &str,
+    ) -> Result<Value, ClientError> {
+        self.post_form(
+            token_path,
+            &[
+                ("grant_type", writ_token::TOKEN_EXCHANGE),
+                ("subject_token", mandate.trim()),
+                ("subject_token_type", writ_token::MANDATE_TOKEN_TYPE),
+                ("resource", resource),
+                ("authorization_details", details),
+            ],
+        )
+        .await
+    }
+
     /// Delegation (RFC 8693 token exchange at `token_path`, proven with this client's key,
     /// which `mandate` must be bound to): a child mandate for the agent named `delegate`
     /// with `grants`, expiring in `expires_in` seconds or with its parent. The issuer's

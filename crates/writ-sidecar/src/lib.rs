@@ -303,16 +303,7 @@ impl Sidecar {
             .map_err(|error| Refusal::sidecar("internal", error.to_string()))?;
         let answer = self
             .issuer
-            .post_form(
-                &self.token_path,
-                &[
-                    ("grant_type", writ_token::TOKEN_EXCHANGE),
-                    ("subject_token", mandate),
-                    ("subject_token_type", writ_token::MANDATE_TOKEN_TYPE),
-                    ("resource", &self.route),
-                    ("authorization_details", &details),
-                ],
-            )
+            .writ(&self.token_path, mandate, &self.route, &details)
             .await?;
         answer
             .get("access_token")

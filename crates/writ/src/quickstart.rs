@@ -484,16 +484,7 @@ async fn steal_a_writ(
     let detail = json!([{"type": "mcp_tool_call", "server": "files", "tool": "read_file",
         "arguments": {"exact": {"path": "/data/reports/q3.md"}}, "datatypes": ["internal"]}]);
     let answer = agent
-        .post_form(
-            "/token",
-            &[
-                ("grant_type", writ_token::TOKEN_EXCHANGE),
-                ("subject_token", mandate.trim()),
-                ("subject_token_type", writ_token::MANDATE_TOKEN_TYPE),
-                ("resource", &route),
-                ("authorization_details", &detail.to_string()),
-            ],
-        )
+        .writ("/token", &mandate, &route, &detail.to_string())
         .await?;
     let writ = answer
         .get("access_token")
