@@ -273,10 +273,13 @@ impl Discoveries {
         let new: Vec<String> = {
             let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
             let known = reported.entry(route.to_owned()).or_default();
-            let new: Vec<String> = offered
-                .into_iter()
-                .filter(|name| known.len() < REMEMBERED_TOOLS && known.insert(name.clone()))
-                .collect();
+            let mut new = Vec::new();
+            for name in offered {
+                if known.len() < REMEMBERED_TOOLS && !known.contains(&name) {
+                    known.insert(name.clone());
+                    new.push(name);
+                }
+            }
             new
         };
         if new.is_empty() {
