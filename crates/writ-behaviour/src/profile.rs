@@ -1,0 +1,643 @@
+//! One agent's baseline, its recent activity, and the detectors that compare a call with
+//! them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::settings::{Detector, Mode, Settings};
+
+/// Most tools one baseline learns; calls of further tools stay new.
+pub const MAX_TOOLS: usize = 1024;
+/// Most argument shapes learned per tool.
+pub const MAX_SHAPES: usize = 64;
+/// Most arguments learned per tool.
+pub const MAX_ARGUMENTS: usize = 64;
+/// Most successors learned per tool.
+pub const MAX_SUCCESSORS: usize = 64;
+/// Most calls the rate window counts; a fuller window counts as this many.
+pub const MAX_WINDOW: usize = 65_536;
+/// Most mandates whose last call is remembered for sequences.
+pub const MAX_MANDATES: usize = 256;
+/// How deep argument values are searched for destructive patterns.
+const MAX_SCAN_DEPTH: usize = 8;
+/// How many strings of one call are searched for destructive patterns.
+const MAX_SCAN_STRINGS: usize = 256;
+
+/// One call as the detectors see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The tool, as `server/tool` for MCP or `server METHOD path` for HTTP.
+    pub tool: &'a str,
+    /// The mandate it is made under, for sequences.
+    pub mandate: &'a str,
+    /// Its arguments, when known.
+    pub arguments: Option<&'a Value>,
+    /// When, Unix seconds.
+    pub at: i64,
+}
+
+/// What an agent normally does, learned from its audited calls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Baseline {
+    /// Calls learned.
+    pub calls: u64,
+    /// The first learned call, Unix seconds.
+    pub first_call: Option<i64>,
+    /// The last learned call, Unix seconds.
+    pub last_call: Option<i64>,
+    /// Per tool.
+    pub tools: BTreeMap<String, ToolProfile>,
+    /// Tool → the tools that followed it within one mandate, with counts.
+    pub sequences: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Learned calls per hour of the day, UTC.
+    pub hours: [u64; 24],
+    /// The most calls in one rate window.
+    pub busiest_window: u32,
+    /// When `busiest_window` last rose after the learning period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busiest_raised_at: Option<i64>,
+}
+
+/// What one tool's calls look like.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolProfile {
+    /// Calls learned.
+    pub calls: u64,
+    /// Argument shapes (keys and value kinds), with counts.
+    pub shapes: BTreeMap<String, u64>,
+    /// Per top-level argument.
+    pub arguments: BTreeMap<String, ArgumentProfile>,
+    /// Destructive patterns this tool's approved calls matched.
+    pub destructive: BTreeSet<String>,
+    /// Responses learned.
+    pub responses: u64,
+    /// The largest response, in bytes.
+    pub largest_response: u64,
+}
+
+/// The extremes of one argument.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgumentProfile {
+    /// The longest string, in characters.
+    pub longest: usize,
+    /// The largest absolute number.
+    pub largest: f64,
+}
+
+/// One detector's finding, with the numbers behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Finding {
+    /// Which detector.
+    pub detector: Detector,
+    /// What it leads to.
+    pub mode: Mode,
+    /// A sentence with the numbers.
+    pub message: String,
+    /// What this call showed.
+    pub observed: f64,
+    /// The baseline's figure it was compared with.
+    pub baseline: f64,
+    /// The limit it crossed.
+    pub threshold: f64,
+}
+
+/// Where a baseline stands in its learning period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Learning {
+    /// Calls learned.
+    pub calls: u64,
+    /// Calls needed.
+    pub calls_needed: u64,
+    /// Seconds since the first learned call.
+    pub seconds: i64,
+    /// Seconds needed.
+    pub seconds_needed: i64,
+}
+
+/// The detectors' answer for one call or response.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Assessment {
+    /// Set while the baseline is still learning; no detector speaks then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning: Option<Learning>,
+    /// Every finding, strongest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
+}
+
+impl Assessment {
+    /// The strongest finding's mode; `None` when nothing was found.
+    pub fn mode(&self) -> Option<Mode> {
+        self.findings.iter().map(|finding| finding.mode).max()
+    }
+
+    /// The strongest finding.
+    pub fn strongest(&self) -> Option<&Finding> {
+        self.findings.first()
+    }
+
+    fn push(
+        &mut self,
+        settings: &Settings,
+        detector: Detector,
+        numbers: [f64; 3],
+        message: String,
+    ) {
+        let [observed, baseline, threshold] = numbers;
+        self.findings.push(Finding {
+            detector,
+            mode: settings.mode(detector),
+            message,
+            observed,
+            baseline,
+            threshold,
+        });
+    }
+
+    fn sort(&mut self) {
+        self.findings
+            .sort_by(|a, b| b.mode.cmp(&a.mode).then(a.detector.cmp(&b.detector)));
+    }
+}
+
+/// One agent: its baseline and its recent activity (the rate window and, per mandate, the
+/// last tool called). The activity is rebuilt by recording the same calls again.
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    baseline: Baseline,
+    window: VecDeque<i64>,
+    last_tool: HashMap<String, String>,
+    mandates: VecDeque<String>,
+}
+
+impl Profile {
+    /// A profile that has learned nothing.
+    pub fn new() -> Profile {
+        Profile::default()
+    }
+
+    /// A profile over a stored baseline, with no recent activity.
+    pub fn from_baseline(baseline: Baseline) -> Profile {
+        Profile {
+            baseline,
+            ..Profile::default()
+        }
+    }
+
+    /// The baseline.
+    pub fn baseline(&self) -> &Baseline {
+        &self.baseline
+    }
+
+    /// Where the learning period stands at `now`; `None` once it is over.
+    pub fn learning(&self, settings: &Settings, now: i64) -> Option<Learning> {
+        let spec = settings.spec();
+        let seconds = self
+            .baseline
+            .first_call
+            .map_or(0, |first| now.saturating_sub(first).max(0));
+        if self.baseline.calls >= spec.learning_calls && seconds >= spec.learning_seconds {
+            return None;
+        }
+        Some(Learning {
+            calls: self.baseline.calls,
+            calls_needed: spec.learning_calls,
+            seconds,
+            seconds_needed: spec.learning_seconds,
+        })
+    }
+
+    /// Compares `call` with the baseline and the recent activity. Changes nothing.
+    pub fn assess(&self, settings: &Settings, call: &Call<'_>) -> Assessment {
+        let mut assessment = Assessment {
+            learning: self.learning(settings, call.at),
+            findings: Vec::new(),
+        };
+        if assessment.learning.is_some() {
+            return assessment;
+        }
+        let spec = settings.spec();
+        let baseline = &self.baseline;
+
+        // A tool never called.
+        let tool = baseline.tools.get(call.tool);
+        if tool.is_none() {
+            assessment.push(
+                settings,
+                Detector::NewTool,
+                [0.0, baseline.tools.len() as f64, 1.0],
+                format!(
+                    "`{}` was never called by this agent, which called {} tools over {} calls",
+                    call.tool,
+                    baseline.tools.len(),
+                    baseline.calls
+                ),
+            );
+        }
+
+        // A destructive pattern in the tool name or an argument, never approved for it.
+        let learned = tool.map(|tool| &tool.destructive);
+        if let Some((pattern, place)) = destructive(settings, call)
+            && !learned.is_some_and(|learned| learned.contains(pattern))
+        {
+            assessment.push(
+                settings,
+                Detector::Destructive,
+                [1.0, 0.0, 1.0],
+                format!(
+                    "{place} matches the destructive pattern `{pattern}`, never seen for `{}`",
+                    call.tool
+                ),
+            );
+        }
+
+        // More calls in the window than the busiest window of the baseline allows.
+        let in_window = self.in_window(settings, call.at).saturating_add(1);
+        let threshold =
+            (f64::from(baseline.busiest_window) * spec.rate_factor).max(f64::from(spec.rate_floor));
+        if f64::from(in_window) > threshold {
+            assessment.push(
+                settings,
+                Detector::RateSpike,
+                [f64::from(in_window), f64::from(baseline.busiest_window), threshold],
+                format!(
+                    "{in_window} calls in the last {window} s; the baseline's busiest {window} s held {busiest} (limit {threshold:.0}, {factor}x)",
+                    window = spec.rate_window_seconds,
+                    busiest = baseline.busiest_window,
+                    factor = spec.rate_factor,
+                ),
+            );
+        }
+
+        // Arguments: their shape, then each value's size.
+        if let Some(tool) = tool.filter(|tool| tool.calls >= spec.min_tool_calls) {
+            let shape = shape(call.arguments);
+            if !tool.shapes.contains_key(&shape) {
+                assessment.push(
+                    settings,
+                    Detector::ArgumentShape,
+                    [0.0, tool.shapes.len() as f64, 1.0],
+                    format!(
+                        "arguments {shape} were never seen for `{}`, which had {} shapes over {} calls",
+                        call.tool,
+                        tool.shapes.len(),
+                        tool.calls
+                    ),
+                );
+            }
+            if let Some(finding) = unusual_value(settings, tool, call.arguments) {
+                assessment.push(settings, Detector::ArgumentValue, finding.0, finding.1);
+            }
+        }
+
+        // An hour of the day the agent never worked in.
+        let hour = hour_of(call.at);
+        if baseline.hours.get(hour).is_some_and(|count| *count == 0) {
+            assessment.push(
+                settings,
+                Detector::UnusualHour,
+                [hour as f64, 0.0, 1.0],
+                format!(
+                    "no call of the baseline's {} fell between {hour:02}:00 and {hour:02}:59 UTC",
+                    baseline.calls
+                ),
+            );
+        }
+
+        // A pair of consecutive calls never seen in that order (new tools are reported as
+        // such, not again as a sequence).
+        if let (Some(previous), Some(_)) = (self.last_tool.get(call.mandate), tool) {
+            let followers = baseline.sequences.get(previous);
+            if !followers.is_some_and(|followers| followers.contains_key(call.tool)) {
+                let known = followers.map_or(0, BTreeMap::len);
+                assessment.push(
+                    settings,
+                    Detector::UnusualSequence,
+                    [0.0, known as f64, 1.0],
+                    format!(
+                        "`{}` never followed `{previous}` in the baseline, which saw {known} tools follow it",
+                        call.tool
+                    ),
+                );
+            }
+        }
+
+        assessment.sort();
+        assessment
+    }
+
+    /// Records `call` in the recent activity, and in the baseline when `learn` (a call
+    /// without findings, or one its owner approved).
+    pub fn record(&mut self, settings: &Settings, call: &Call<'_>, learn: bool) {
+        let spec = settings.spec();
+        let in_window = self.in_window(settings, call.at).saturating_add(1);
+        let horizon = call.at.saturating_sub(spec.rate_window_seconds);
+        while self.window.front().is_some_and(|at| *at <= horizon) {
+            self.window.pop_front();
+        }
+        if self.window.len() >= MAX_WINDOW {
+            self.window.pop_front();
+        }
+        self.window.push_back(call.at);
+        let previous = self.remember(call);
+        if !learn {
+            return;
+        }
+        let learning = self.learning(settings, call.at).is_some();
+        let baseline = &mut self.baseline;
+        baseline.calls = baseline.calls.saturating_add(1);
+        baseline.first_call.get_or_insert(call.at);
+        baseline.last_call = Some(baseline.last_call.map_or(call.at, |last| last.max(call.at)));
+        if let Some(count) = baseline.hours.get_mut(hour_of(call.at)) {
+            *count = count.saturating_add(1);
+        }
+        // While learning, the busiest window is whatever was seen. After, it rises by at
+        // most one call per window, so a burst cannot teach the baseline to accept itself
+        // while a steadily growing workload still can.
+        if in_window > baseline.busiest_window {
+            if learning {
+                baseline.busiest_window = in_window;
+            } else if baseline
+                .busiest_raised_at
+                .is_none_or(|raised| call.at.saturating_sub(raised) >= spec.rate_window_seconds)
+            {
+                baseline.busiest_window = baseline.busiest_window.saturating_add(1);
+                baseline.busiest_raised_at = Some(call.at);
+            }
+        }
+        if let Some(previous) = previous {
+            learn_sequence(baseline, previous, call.tool);
+        }
+        if !baseline.tools.contains_key(call.tool) && baseline.tools.len() >= MAX_TOOLS {
+            return;
+        }
+        let tool = baseline.tools.entry(call.tool.to_owned()).or_default();
+        tool.calls = tool.calls.saturating_add(1);
+        let shape = shape(call.arguments);
+        if let Some(count) = tool.shapes.get_mut(&shape) {
+            *count = count.saturating_add(1);
+        } else if tool.shapes.len() < MAX_SHAPES {
+            tool.shapes.insert(shape, 1);
+        }
+        if let Some(Value::Object(members)) = call.arguments {
+            for (key, value) in members {
+                let Some(size) = size_of(value) else { continue };
+                if !tool.arguments.contains_key(key) && tool.arguments.len() >= MAX_ARGUMENTS {
+                    continue;
+                }
+                let argument = tool.arguments.entry(key.clone()).or_default();
+                match size {
+                    Size::Length(length) => argument.longest = argument.longest.max(length),
+                    Size::Magnitude(magnitude) => {
+                        argument.largest = argument.largest.max(magnitude);
+                    }
+                }
+            }
+        }
+        if let Some((pattern, _)) = destructive(settings, call) {
+            tool.destructive.insert(pattern.to_owned());
+        }
+    }
+
+    /// Compares a response of `bytes` from `tool` with the largest seen for it.
+    pub fn assess_response(
+        &self,
+        settings: &Settings,
+        tool: &str,
+        bytes: u64,
+        at: i64,
+    ) -> Assessment {
+        let mut assessment = Assessment {
+            learning: self.learning(settings, at),
+            findings: Vec::new(),
+        };
+        if assessment.learning.is_some() {
+            return assessment;
+        }
+        let spec = settings.spec();
+        let Some(profile) = self.baseline.tools.get(tool) else {
+            return assessment;
+        };
+        if profile.responses < spec.min_tool_calls {
+            return assessment;
+        }
+        let largest = profile.largest_response as f64;
+        let threshold = (largest * spec.volume_factor).max(spec.volume_floor as f64);
+        if bytes as f64 > threshold {
+            assessment.push(
+                settings,
+                Detector::ResponseVolume,
+                [bytes as f64, largest, threshold],
+                format!(
+                    "a response of {bytes} bytes from `{tool}`, whose largest was {} bytes over {} responses (limit {threshold:.0}, {}x)",
+                    profile.largest_response, profile.responses, spec.volume_factor
+                ),
+            );
+        }
+        assessment
+    }
+
+    /// Learns a response of `bytes` from `tool`, a tool the baseline knows.
+    pub fn record_response(&mut self, tool: &str, bytes: u64) {
+        if let Some(profile) = self.baseline.tools.get_mut(tool) {
+            profile.responses = profile.responses.saturating_add(1);
+            profile.largest_response = profile.largest_response.max(bytes);
+        }
+    }
+
+    /// Calls recorded within the rate window ending at `at`.
+    fn in_window(&self, settings: &Settings, at: i64) -> u32 {
+        let horizon = at.saturating_sub(settings.spec().rate_window_seconds);
+        let count = self
+            .window
+            .iter()
+            .rev()
+            .take_while(|t| **t > horizon)
+            .count();
+        u32::try_from(count).unwrap_or(u32::MAX)
+    }
+
+    /// Makes `call` its mandate's last call; returns the one before.
+    fn remember(&mut self, call: &Call<'_>) -> Option<String> {
+        if let Some(last) = self.last_tool.get_mut(call.mandate) {
+            return Some(std::mem::replace(last, call.tool.to_owned()));
+        }
+        if self.mandates.len() >= MAX_MANDATES
+            && let Some(oldest) = self.mandates.pop_front()
+        {
+            self.last_tool.remove(&oldest);
+        }
+        self.mandates.push_back(call.mandate.to_owned());
+        self.last_tool
+            .insert(call.mandate.to_owned(), call.tool.to_owned());
+        None
+    }
+}
+
+fn learn_sequence(baseline: &mut Baseline, previous: String, tool: &str) {
+    if !baseline.sequences.contains_key(&previous) && baseline.sequences.len() >= MAX_TOOLS {
+        return;
+    }
+    let followers = baseline.sequences.entry(previous).or_default();
+    if let Some(count) = followers.get_mut(tool) {
+        *count = count.saturating_add(1);
+    } else if followers.len() < MAX_SUCCESSORS {
+        followers.insert(tool.to_owned(), 1);
+    }
+}
+
+/// The hour of the day, UTC, of a Unix time.
+fn hour_of(at: i64) -> usize {
+    usize::try_from(at.rem_euclid(86_400) / 3_600).unwrap_or(0)
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// The arguments' top-level keys and value kinds, as `{key:kind,...}` in key order.
+fn shape(arguments: Option<&Value>) -> String {
+    match arguments {
+        None => "none".to_owned(),
+        Some(Value::Object(members)) => {
+            let mut pairs: Vec<(&str, &str)> = members
+                .iter()
+                .map(|(key, value)| (key.as_str(), kind(value)))
+                .collect();
+            pairs.sort_unstable();
+            let mut shape = String::from("{");
+            for (position, (key, kind)) in pairs.into_iter().enumerate() {
+                if position > 0 {
+                    shape.push(',');
+                }
+                shape.push_str(key);
+                shape.push(':');
+                shape.push_str(kind);
+            }
+            shape.push('}');
+            shape
+        }
+        Some(other) => kind(other).to_owned(),
+    }
+}
+
+enum Size {
+    Length(usize),
+    Magnitude(f64),
+}
+
+fn size_of(value: &Value) -> Option<Size> {
+    match value {
+        Value::String(text) => Some(Size::Length(text.chars().count())),
+        Value::Number(number) => number.as_f64().map(|n| Size::Magnitude(n.abs())),
+        _ => None,
+    }
+}
+
+/// The first top-level argument far beyond its baseline: its numbers and sentence.
+fn unusual_value(
+    settings: &Settings,
+    tool: &ToolProfile,
+    arguments: Option<&Value>,
+) -> Option<([f64; 3], String)> {
+    let spec = settings.spec();
+    let Some(Value::Object(members)) = arguments else {
+        return None;
+    };
+    for (key, value) in members {
+        let (Some(profile), Some(size)) = (tool.arguments.get(key), size_of(value)) else {
+            continue;
+        };
+        match size {
+            Size::Magnitude(magnitude) => {
+                let threshold = profile.largest.max(1.0) * spec.number_factor;
+                if magnitude > threshold {
+                    return Some((
+                        [magnitude, profile.largest, threshold],
+                        format!(
+                            "`{key}` is {magnitude}, and the largest seen was {} (limit {threshold}, {}x)",
+                            profile.largest, spec.number_factor
+                        ),
+                    ));
+                }
+            }
+            Size::Length(length) => {
+                let threshold =
+                    (profile.longest as f64 * spec.length_factor).max(spec.length_floor as f64);
+                if length as f64 > threshold {
+                    return Some((
+                        [length as f64, profile.longest as f64, threshold],
+                        format!(
+                            "`{key}` is {length} characters long, and the longest seen was {} (limit {threshold:.0}, {}x)",
+                            profile.longest, spec.length_factor
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The first destructive pattern the tool's name or an argument string matches, with
+/// where it matched.
+fn destructive<'s>(settings: &'s Settings, call: &Call<'_>) -> Option<(&'s str, String)> {
+    let name = call.tool.rsplit(['/', ' ']).next().unwrap_or(call.tool);
+    if let Some(pattern) = settings.destructive_match(name) {
+        return Some((pattern, format!("the tool name `{name}`")));
+    }
+    let mut budget = MAX_SCAN_STRINGS;
+    let (pattern, mut path) = scan(settings, call.arguments?, 0, &mut budget)?;
+    path.reverse();
+    let pointer: String = path.iter().map(|segment| format!("/{segment}")).collect();
+    Some((pattern, format!("argument `{}`", display_pointer(&pointer))))
+}
+
+/// Searches strings depth first; on a match, the path to it, innermost segment first (the
+/// path is built only when something matches).
+fn scan<'s>(
+    settings: &'s Settings,
+    value: &Value,
+    depth: usize,
+    budget: &mut usize,
+) -> Option<(&'s str, Vec<String>)> {
+    if depth > MAX_SCAN_DEPTH || *budget == 0 {
+        return None;
+    }
+    match value {
+        Value::String(text) => {
+            *budget -= 1;
+            settings
+                .destructive_match(text)
+                .map(|pattern| (pattern, Vec::new()))
+        }
+        Value::Array(items) => items.iter().enumerate().find_map(|(index, item)| {
+            let (pattern, mut path) = scan(settings, item, depth + 1, budget)?;
+            path.push(index.to_string());
+            Some((pattern, path))
+        }),
+        Value::Object(members) => members.iter().find_map(|(key, item)| {
+            let (pattern, mut path) = scan(settings, item, depth + 1, budget)?;
+            path.push(key.clone());
+            Some((pattern, path))
+        }),
+        _ => None,
+    }
+}
+
+fn display_pointer(pointer: &str) -> &str {
+    if pointer.is_empty() { "/" } else { pointer }
+}

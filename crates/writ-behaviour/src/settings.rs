@@ -1,0 +1,354 @@
+//! What the detectors look for, how strict they are, and what each finding leads to.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use regex::{Regex, RegexSet, RegexSetBuilder};
+use serde::{Deserialize, Serialize};
+
+/// The patterns a destructive operation matches by default, in tool names and argument
+/// values, case-insensitively.
+pub const DEFAULT_DESTRUCTIVE: &[&str] = &[
+    r"\bdrop\b",
+    r"\btruncate\b",
+    r"\bdelete\b",
+    r"\bdestroy\b",
+    r"\bwipe\b",
+    r"\bpurge\b",
+    r"\brm\s+-[a-z]*r",
+    r"(^|_)drop(_|$)",
+    r"(^|_)delete(_|$)",
+];
+
+/// The most destructive patterns a configuration may list.
+pub const MAX_PATTERNS: usize = 64;
+
+/// One detector: each explains its finding with numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    /// A tool this agent never called.
+    NewTool,
+    /// More calls in the rate window than the baseline's busiest window allows.
+    RateSpike,
+    /// Arguments with keys or value kinds never seen for this tool.
+    ArgumentShape,
+    /// A number or string length far beyond what was seen for this argument.
+    ArgumentValue,
+    /// A tool name or argument value matching a destructive pattern never seen for this tool.
+    Destructive,
+    /// A response far larger than any seen for this tool (a bulk export).
+    ResponseVolume,
+    /// A call in an hour of the day (UTC) the agent never worked in.
+    UnusualHour,
+    /// A pair of consecutive calls within one mandate never seen in that order.
+    UnusualSequence,
+}
+
+impl Detector {
+    /// Every detector, in a fixed order.
+    pub const ALL: [Detector; 8] = [
+        Detector::NewTool,
+        Detector::RateSpike,
+        Detector::ArgumentShape,
+        Detector::ArgumentValue,
+        Detector::Destructive,
+        Detector::ResponseVolume,
+        Detector::UnusualHour,
+        Detector::UnusualSequence,
+    ];
+
+    /// The stable code, as in audit records and denials.
+    pub fn code(self) -> &'static str {
+        match self {
+            Detector::NewTool => "new_tool",
+            Detector::RateSpike => "rate_spike",
+            Detector::ArgumentShape => "argument_shape",
+            Detector::ArgumentValue => "argument_value",
+            Detector::Destructive => "destructive",
+            Detector::ResponseVolume => "response_volume",
+            Detector::UnusualHour => "unusual_hour",
+            Detector::UnusualSequence => "unusual_sequence",
+        }
+    }
+
+    /// The mode a finding of this detector leads to unless configured otherwise: block what
+    /// destroys or floods, ask the owner about what is merely new, record the hour.
+    fn default_mode(self) -> Mode {
+        match self {
+            Detector::Destructive | Detector::RateSpike | Detector::ResponseVolume => Mode::Block,
+            Detector::NewTool
+            | Detector::ArgumentShape
+            | Detector::ArgumentValue
+            | Detector::UnusualSequence => Mode::StepUp,
+            Detector::UnusualHour => Mode::Observe,
+        }
+    }
+}
+
+impl fmt::Display for Detector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// What a finding leads to. Ordered by strength: a call's mode is its strongest finding's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Record the finding; the call proceeds.
+    Observe,
+    /// Hold the call until the agent's owner approves it.
+    StepUp,
+    /// Refuse the call.
+    Block,
+}
+
+impl Mode {
+    /// The stable name, as in configuration and audit records.
+    pub fn code(self) -> &'static str {
+        match self {
+            Mode::Observe => "observe",
+            Mode::StepUp => "step_up",
+            Mode::Block => "block",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// The configuration as written (TOML or JSON); [`Settings::new`] checks it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SettingsSpec {
+    /// Calls a baseline learns from before any detector speaks.
+    pub learning_calls: u64,
+    /// Seconds between a baseline's first call and enforcement.
+    pub learning_seconds: i64,
+    /// The rate window, in seconds.
+    pub rate_window_seconds: i64,
+    /// A window holding more than this many times the baseline's busiest window is a spike.
+    pub rate_factor: f64,
+    /// A window holding no more calls than this is never a spike.
+    pub rate_floor: u32,
+    /// A number more than this many times the largest seen for its argument is unusual.
+    pub number_factor: f64,
+    /// A string more than this many times the longest seen for its argument is unusual.
+    pub length_factor: f64,
+    /// Strings no longer than this are never unusual for their length.
+    pub length_floor: usize,
+    /// Calls of a tool before its argument shapes and values are judged.
+    pub min_tool_calls: u64,
+    /// A response more than this many times the largest seen for its tool is a bulk export.
+    pub volume_factor: f64,
+    /// Responses no larger than this many bytes are never a bulk export.
+    pub volume_floor: u64,
+    /// Regular expressions (case-insensitive) a destructive tool name or argument matches.
+    pub destructive: Vec<String>,
+    /// The mode of every detector not listed in `modes`.
+    pub mode: Option<Mode>,
+    /// A mode per detector.
+    pub modes: BTreeMap<Detector, Mode>,
+}
+
+impl Default for SettingsSpec {
+    fn default() -> Self {
+        SettingsSpec {
+            learning_calls: 200,
+            learning_seconds: 7 * 86_400,
+            rate_window_seconds: 60,
+            rate_factor: 3.0,
+            rate_floor: 10,
+            number_factor: 10.0,
+            length_factor: 4.0,
+            length_floor: 64,
+            min_tool_calls: 5,
+            volume_factor: 10.0,
+            volume_floor: 64 * 1024,
+            destructive: DEFAULT_DESTRUCTIVE
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+            mode: None,
+            modes: BTreeMap::new(),
+        }
+    }
+}
+
+/// Checked settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    spec: SettingsSpec,
+    destructive: RegexSet,
+}
+
+/// The configuration cannot be used. The operator's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// A number out of its range.
+    #[error("`{field}` must be {rule}")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// What it must be.
+        rule: &'static str,
+    },
+    /// A destructive pattern is not a regular expression.
+    #[error("destructive pattern `{pattern}` is invalid: {reason}")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        reason: String,
+    },
+    /// Too many destructive patterns.
+    #[error("at most {MAX_PATTERNS} destructive patterns")]
+    TooManyPatterns,
+}
+
+impl Settings {
+    /// Checks `spec`: factors above 1, a positive window, valid patterns.
+    pub fn new(spec: SettingsSpec) -> Result<Settings, SettingsError> {
+        let range = |ok: bool, field: &'static str, rule: &'static str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(SettingsError::OutOfRange { field, rule })
+            }
+        };
+        range(
+            (1..=86_400).contains(&spec.rate_window_seconds),
+            "rate_window_seconds",
+            "between 1 and 86400",
+        )?;
+        range(
+            spec.learning_seconds >= 0,
+            "learning_seconds",
+            "zero or more",
+        )?;
+        for (field, factor) in [
+            ("rate_factor", spec.rate_factor),
+            ("number_factor", spec.number_factor),
+            ("length_factor", spec.length_factor),
+            ("volume_factor", spec.volume_factor),
+        ] {
+            range(
+                factor.is_finite() && factor >= 1.0,
+                field,
+                "a finite number of at least 1",
+            )?;
+        }
+        if spec.destructive.len() > MAX_PATTERNS {
+            return Err(SettingsError::TooManyPatterns);
+        }
+        for pattern in &spec.destructive {
+            Regex::new(pattern).map_err(|e| SettingsError::Pattern {
+                pattern: pattern.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        let destructive = RegexSetBuilder::new(&spec.destructive)
+            .case_insensitive(true)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| SettingsError::Pattern {
+                pattern: spec.destructive.join(" "),
+                reason: e.to_string(),
+            })?;
+        Ok(Settings { spec, destructive })
+    }
+
+    /// The settings as configured.
+    pub fn spec(&self) -> &SettingsSpec {
+        &self.spec
+    }
+
+    /// The mode a finding of `detector` leads to.
+    pub fn mode(&self, detector: Detector) -> Mode {
+        self.spec
+            .modes
+            .get(&detector)
+            .copied()
+            .or(self.spec.mode)
+            .unwrap_or_else(|| detector.default_mode())
+    }
+
+    /// The first destructive pattern `text` matches.
+    pub(crate) fn destructive_match(&self, text: &str) -> Option<&str> {
+        let first = self.destructive.matches(text).into_iter().next()?;
+        self.spec.destructive.get(first).map(String::as_str)
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let spec = SettingsSpec::default();
+        // The default patterns are constants checked by a test; an empty set is the
+        // fallback that can only be reached if that test fails.
+        let destructive = RegexSetBuilder::new(&spec.destructive)
+            .case_insensitive(true)
+            .build()
+            .unwrap_or_else(|_| RegexSet::empty());
+        Settings { spec, destructive }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    #[test]
+    fn default_patterns_compile_and_match_destructive_operations() {
+        let settings = Settings::new(SettingsSpec::default()).unwrap();
+        for text in [
+            "DROP TABLE customers",
+            "drop_table",
+            "rm -rf /",
+            "delete_all",
+        ] {
+            assert!(settings.destructive_match(text).is_some(), "{text}");
+        }
+        for text in ["read_file", "dropbox sync", "list_deleted_count"] {
+            assert_eq!(settings.destructive_match(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn modes_fall_back_from_detector_to_default_to_built_in() {
+        let mut spec = SettingsSpec::default();
+        let settings = Settings::new(spec.clone()).unwrap();
+        assert_eq!(settings.mode(Detector::Destructive), Mode::Block);
+        assert_eq!(settings.mode(Detector::NewTool), Mode::StepUp);
+        spec.mode = Some(Mode::Observe);
+        spec.modes.insert(Detector::NewTool, Mode::Block);
+        let settings = Settings::new(spec).unwrap();
+        assert_eq!(settings.mode(Detector::Destructive), Mode::Observe);
+        assert_eq!(settings.mode(Detector::NewTool), Mode::Block);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_field() {
+        let spec = SettingsSpec {
+            rate_factor: 0.5,
+            ..SettingsSpec::default()
+        };
+        assert_eq!(
+            Settings::new(spec).unwrap_err().to_string(),
+            "`rate_factor` must be a finite number of at least 1"
+        );
+        let spec = SettingsSpec {
+            destructive: vec!["(unclosed".into()],
+            ..SettingsSpec::default()
+        };
+        assert!(matches!(
+            Settings::new(spec),
+            Err(SettingsError::Pattern { .. })
+        ));
+    }
+}
