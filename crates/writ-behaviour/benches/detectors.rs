@@ -54,7 +54,8 @@ fn trained() -> (Settings, Profile, i64) {
             arguments: Some(&arguments),
             at,
         };
-        profile.record(&settings, &call, true);
+        let recorded = profile.record(&settings, &call);
+        profile.learn(&settings, &call, recorded);
         profile.record_response(tool, 2_000 + step % 3_000);
         at += 20 + (step % 7) as i64 * 30;
     }
@@ -87,7 +88,8 @@ fn assess_and_record_call(bencher: Bencher) {
         let assessment = profile.assess(&settings, black_box(&call));
         let learn = assessment.findings.is_empty();
         assert!(learn, "{assessment:?}");
-        profile.record(&settings, &call, learn);
+        let recorded = profile.record(&settings, &call);
+        profile.learn(&settings, &call, recorded);
         assessment
     });
 }

@@ -17,7 +17,8 @@
 //! [`Finding`] names its [`Detector`], the [`Mode`] it leads to (observe, step up to the
 //! owner, block), a sentence and the numbers behind it. During the learning period
 //! (`learning_calls` and `learning_seconds`, both) no detector speaks. After it, a call
-//! with findings is not learned unless its owner approves it, so drift never trains the
+//! with findings is recorded as activity ([`Profile::record`]) but not learned
+//! ([`Profile::learn`]) unless its owner approves it, so drift never trains the
 //! baseline to accept itself.
 //!
 //! This crate is pure: no clock, no IO. Callers pass the time in [`Call::at`], persist
@@ -37,7 +38,8 @@
 //! for at in [100, 200, 300] {
 //!     let call = Call { tool: "files/read_file", mandate: "m1", arguments: Some(&arguments), at };
 //!     assert!(profile.assess(&settings, &call).findings.is_empty());
-//!     profile.record(&settings, &call, true);
+//!     let recorded = profile.record(&settings, &call);
+//!     profile.learn(&settings, &call, recorded);
 //! }
 //! let drop = json!({"table": "customers"});
 //! let call = Call { tool: "db/drop_table", mandate: "m1", arguments: Some(&drop), at: 400 };
@@ -49,10 +51,104 @@
 mod profile;
 mod settings;
 
+use serde_json::Value;
+use writ_scope::{AuthorizationDetail, Constraint};
+
 pub use profile::{
     ArgumentProfile, Assessment, Baseline, Call, Finding, Learning, MAX_ARGUMENTS, MAX_MANDATES,
-    MAX_SHAPES, MAX_SUCCESSORS, MAX_TOOLS, MAX_WINDOW, Profile, ToolProfile,
+    MAX_SHAPES, MAX_SUCCESSORS, MAX_TOOLS, MAX_WINDOW, Profile, Recorded, ToolProfile,
 };
 pub use settings::{
     DEFAULT_DESTRUCTIVE, Detector, MAX_PATTERNS, Mode, Settings, SettingsError, SettingsSpec,
 };
+
+/// The longest path segment kept as it is in an HTTP call's name.
+const MAX_NAMED_SEGMENT: usize = 32;
+
+/// The name the detectors give a writ's call: `server/tool` for an MCP tool call,
+/// `server METHODS path` for an HTTP request, with each path segment that holds a digit
+/// or is longer than 32 characters written `*`, so `GET /customers/42` and
+/// `GET /customers/43` are one route (`crm GET /customers/*`); `None` for protocol
+/// methods (`initialize`, `tools/list`), which are not tool use. The issuer and the gateway
+/// both name calls this way, so a response is judged against the calls it answers.
+pub fn tool_name(detail: &AuthorizationDetail) -> Option<String> {
+    match detail {
+        AuthorizationDetail::McpToolCall { server, tool, .. } => Some(format!("{server}/{tool}")),
+        AuthorizationDetail::HttpRequest {
+            server,
+            methods,
+            path,
+            ..
+        } => {
+            let methods: Vec<&str> = methods.iter().map(|method| method.as_str()).collect();
+            let path: Vec<&str> = path
+                .as_str()
+                .split('/')
+                .map(|segment| {
+                    if segment.len() > MAX_NAMED_SEGMENT
+                        || segment.bytes().any(|b| b.is_ascii_digit())
+                    {
+                        "*"
+                    } else {
+                        segment
+                    }
+                })
+                .collect();
+            Some(format!("{server} {} {}", methods.join(","), path.join("/")))
+        }
+        AuthorizationDetail::McpRequest { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn name(detail: serde_json::Value) -> Option<String> {
+        tool_name(&serde_json::from_value(detail).unwrap())
+    }
+
+    #[test]
+    fn calls_are_named_by_tool_and_by_route_template() {
+        assert_eq!(
+            name(
+                serde_json::json!({"type": "mcp_tool_call", "server": "files", "tool": "read_file"})
+            ),
+            Some("files/read_file".into())
+        );
+        assert_eq!(
+            name(
+                serde_json::json!({"type": "http_request", "server": "crm", "methods": ["GET"], "path": "/customers/42/orders"})
+            ),
+            Some("crm GET /customers/*/orders".into())
+        );
+        let long = format!("/export/{}", "x".repeat(40));
+        assert_eq!(
+            name(
+                serde_json::json!({"type": "http_request", "server": "crm", "methods": ["GET"], "path": long})
+            ),
+            Some("crm GET /export/*".into())
+        );
+        assert_eq!(
+            name(
+                serde_json::json!({"type": "mcp_request", "server": "files", "methods": ["tools/list"]})
+            ),
+            None
+        );
+    }
+}
+
+/// [`tool_name`] and the call's arguments: those of an MCP tool call when they are pinned
+/// to exact values (`None` when they are only constrained, and for HTTP requests).
+pub fn described(detail: &AuthorizationDetail) -> Option<(String, Option<Value>)> {
+    let arguments = match detail {
+        AuthorizationDetail::McpToolCall {
+            arguments: Constraint::Exact(value),
+            ..
+        } => Some(value.clone()),
+        _ => None,
+    };
+    Some((tool_name(detail)?, arguments))
+}

@@ -166,6 +166,13 @@ impl Assessment {
     }
 }
 
+/// What [`Profile::record`] saw, for [`Profile::learn`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    in_window: u32,
+    previous: Option<String>,
+}
+
 /// One agent: its baseline and its recent activity (the rate window and, per mandate, the
 /// last tool called). The activity is rebuilt by recording the same calls again.
 #[derive(Debug, Clone, Default)]
@@ -332,9 +339,10 @@ impl Profile {
         assessment
     }
 
-    /// Records `call` in the recent activity, and in the baseline when `learn` (a call
-    /// without findings, or one its owner approved).
-    pub fn record(&mut self, settings: &Settings, call: &Call<'_>, learn: bool) {
+    /// Records `call` in the recent activity: the rate window and its mandate's last tool.
+    /// Done as soon as a call is let through, so concurrent calls count against each
+    /// other; [`Profile::learn`] follows once the call is on record.
+    pub fn record(&mut self, settings: &Settings, call: &Call<'_>) -> Recorded {
         let spec = settings.spec();
         let in_window = self.in_window(settings, call.at).saturating_add(1);
         let horizon = call.at.saturating_sub(spec.rate_window_seconds);
@@ -345,10 +353,20 @@ impl Profile {
             self.window.pop_front();
         }
         self.window.push_back(call.at);
-        let previous = self.remember(call);
-        if !learn {
-            return;
+        Recorded {
+            in_window,
+            previous: self.remember(call),
         }
+    }
+
+    /// Learns a recorded call into the baseline: one without findings, or one its owner
+    /// approved.
+    pub fn learn(&mut self, settings: &Settings, call: &Call<'_>, recorded: Recorded) {
+        let spec = settings.spec();
+        let Recorded {
+            in_window,
+            previous,
+        } = recorded;
         let learning = self.learning(settings, call.at).is_some();
         let baseline = &mut self.baseline;
         baseline.calls = baseline.calls.saturating_add(1);
@@ -405,6 +423,38 @@ impl Profile {
         }
     }
 
+    /// The largest response `tool` may return at `at` before it is a bulk export: `None`
+    /// while learning, and for a tool with fewer than `min_tool_calls` responses learned.
+    pub fn response_limit(&self, settings: &Settings, tool: &str, at: i64) -> Option<u64> {
+        if self.learning(settings, at).is_some() {
+            return None;
+        }
+        let spec = settings.spec();
+        let profile = self.baseline.tools.get(tool)?;
+        if profile.responses < spec.min_tool_calls {
+            return None;
+        }
+        let limit = (profile.largest_response as f64 * spec.volume_factor)
+            .max(spec.volume_floor as f64)
+            .min(u64::MAX as f64);
+        // In range by the clamp above; the fraction is dropped.
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "clamped"
+        )]
+        Some(limit as u64)
+    }
+
+    /// Every tool's response limit at `at` (see [`Profile::response_limit`]).
+    pub fn response_limits(&self, settings: &Settings, at: i64) -> BTreeMap<String, u64> {
+        self.baseline
+            .tools
+            .keys()
+            .filter_map(|tool| Some((tool.clone(), self.response_limit(settings, tool, at)?)))
+            .collect()
+    }
+
     /// Compares a response of `bytes` from `tool` with the largest seen for it.
     pub fn assess_response(
         &self,
@@ -417,26 +467,21 @@ impl Profile {
             learning: self.learning(settings, at),
             findings: Vec::new(),
         };
-        if assessment.learning.is_some() {
-            return assessment;
-        }
-        let spec = settings.spec();
-        let Some(profile) = self.baseline.tools.get(tool) else {
+        let Some(limit) = self.response_limit(settings, tool, at) else {
             return assessment;
         };
-        if profile.responses < spec.min_tool_calls {
-            return assessment;
-        }
-        let largest = profile.largest_response as f64;
-        let threshold = (largest * spec.volume_factor).max(spec.volume_floor as f64);
-        if bytes as f64 > threshold {
+        if bytes > limit {
+            let spec = settings.spec();
+            let (largest, responses) = self.baseline.tools.get(tool).map_or((0, 0), |profile| {
+                (profile.largest_response, profile.responses)
+            });
             assessment.push(
                 settings,
                 Detector::ResponseVolume,
-                [bytes as f64, largest, threshold],
+                [bytes as f64, largest as f64, limit as f64],
                 format!(
-                    "a response of {bytes} bytes from `{tool}`, whose largest was {} bytes over {} responses (limit {threshold:.0}, {}x)",
-                    profile.largest_response, profile.responses, spec.volume_factor
+                    "a response of {bytes} bytes from `{tool}`, whose largest was {largest} bytes over {responses} responses (limit {limit}, {}x)",
+                    spec.volume_factor
                 ),
             );
         }

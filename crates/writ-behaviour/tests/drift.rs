@@ -135,7 +135,10 @@ impl Run {
         }
         let clean = assessment.findings.is_empty();
         if assessment.mode() != Some(Mode::Block) && assessment.mode() != Some(Mode::StepUp) {
-            self.profile.record(&self.settings, &call, clean);
+            let recorded = self.profile.record(&self.settings, &call);
+            if clean {
+                self.profile.learn(&self.settings, &call, recorded);
+            }
             let response_assessment =
                 self.profile
                     .assess_response(&self.settings, tool, response, self.at);
@@ -248,8 +251,10 @@ fn a_tenfold_burst_is_blocked_as_a_rate_spike() {
         if assessment.mode() == Some(Mode::Block) {
             first_spike.get_or_insert((n, assessment));
         } else {
-            run.profile
-                .record(&run.settings, &call, assessment.findings.is_empty());
+            let recorded = run.profile.record(&run.settings, &call);
+            if assessment.findings.is_empty() {
+                run.profile.learn(&run.settings, &call, recorded);
+            }
         }
     }
     let (n, assessment) = first_spike.expect("the burst was never stopped");
@@ -340,10 +345,11 @@ fn an_approved_drift_is_learned_and_an_unapproved_one_is_not() {
         at: run.at,
     };
     // Refused: recorded as activity only.
-    run.profile.record(&run.settings, &call, false);
+    run.profile.record(&run.settings, &call);
     assert!(!run.profile.assess(&run.settings, &call).findings.is_empty());
     // Approved by the owner: learned, pattern and all.
-    run.profile.record(&run.settings, &call, true);
+    let recorded = run.profile.record(&run.settings, &call);
+    run.profile.learn(&run.settings, &call, recorded);
     let again = run.profile.assess(&run.settings, &call);
     assert!(
         !again

@@ -14,7 +14,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use writ_jose::{KeyError, SigningKey};
-use writ_token::{Clock as _, ProofClaims, SystemClock};
+use writ_token::{Clock, ProofClaims, SystemClock};
 
 /// The largest response body read, in bytes.
 pub const MAX_RESPONSE: usize = 16 * 1024 * 1024;
@@ -63,6 +63,7 @@ pub struct IssuerClient {
     key: SigningKey,
     http: reqwest::Client,
     nonce: Mutex<Option<String>>,
+    clock: std::sync::Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for IssuerClient {
@@ -88,7 +89,15 @@ impl IssuerClient {
             key,
             http,
             nonce: Mutex::new(None),
+            clock: std::sync::Arc::new(SystemClock),
         })
+    }
+
+    /// The same client dating its proofs by `clock` (a service's own clock, so that the
+    /// times it checks and the times it proves agree).
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn Clock>) -> IssuerClient {
+        self.clock = clock;
+        self
     }
 
     /// The issuer's base URL.
@@ -104,7 +113,7 @@ impl IssuerClient {
     fn proof(&self, method: &Method, path: &str) -> Result<String, ClientError> {
         let target = format!("{}{}", self.base, path.split('?').next().unwrap_or(path));
         let mut claims =
-            ProofClaims::new(method.as_str(), &target, SystemClock.now(), random_jti()?);
+            ProofClaims::new(method.as_str(), &target, self.clock.now(), random_jti()?);
         if let Some(nonce) = self.nonce.lock().ok().and_then(|nonce| nonce.clone()) {
             claims = claims.with_nonce(&nonce);
         }

@@ -110,6 +110,9 @@ pub struct Limits {
     pub replay_cache_entries: usize,
     /// The longest line a stdio MCP server may write, in bytes.
     pub max_stdio_message_bytes: usize,
+    /// How long an agent's behaviour limits (the largest response each tool may return)
+    /// are used before they are read from the issuer again, in seconds.
+    pub behaviour_limits_ttl_secs: u64,
 }
 
 impl Default for Limits {
@@ -126,6 +129,7 @@ impl Default for Limits {
             proof_max_age_secs: 60,
             replay_cache_entries: 1_000_000,
             max_stdio_message_bytes: 16 * 1024 * 1024,
+            behaviour_limits_ttl_secs: 30,
         }
     }
 }

@@ -78,6 +78,13 @@ pub struct Decision {
     /// own, proves it holds, so the issuer can list the unregistered callers turned away.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
+    /// For a response: the call it answered, as the behaviour detectors name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// For a response: its size in bytes, as far as the upstream sent it (up to the cut,
+    /// for an answer cut at its limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
 }
 
 impl Decision {
@@ -105,6 +112,7 @@ impl Decision {
             &mut self.agent,
             &mut self.human,
             &mut self.caller,
+            &mut self.tool,
         ] {
             if let Some(text) = field.as_mut() {
                 cut(text, 256);
@@ -117,10 +125,27 @@ impl Decision {
     }
 }
 
+/// Where decisions are queued for the reporting task; cheap to clone, so a response
+/// body that outlives its handler can report its end.
+#[derive(Debug, Clone)]
+pub(crate) struct Queue(mpsc::Sender<Decision>);
+
+impl Queue {
+    /// Queues a decision; refuses when it cannot be recorded (fail closed).
+    pub(crate) fn record(&self, decision: Decision) -> Result<(), Denial> {
+        self.0.try_send(decision.bounded()).map_err(|_| {
+            Denial::unavailable(
+                "audit_unavailable",
+                "the gateway cannot record decisions right now, so it decides nothing",
+            )
+        })
+    }
+}
+
 /// The sending half, and the way to stop the reporting task.
 #[derive(Debug)]
 pub(crate) struct Reporter {
-    queue: mpsc::Sender<Decision>,
+    queue: Queue,
     wake: Arc<Notify>,
     stop: Arc<Notify>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -154,7 +179,7 @@ impl Reporter {
             Arc::clone(&stop),
         ));
         Ok(Reporter {
-            queue,
+            queue: Queue(queue),
             wake,
             stop,
             task: std::sync::Mutex::new(Some(task)),
@@ -183,12 +208,12 @@ impl Reporter {
 
     /// Queues a decision; refuses when it cannot be recorded (fail closed).
     pub(crate) fn record(&self, decision: Decision) -> Result<(), Denial> {
-        self.queue.try_send(decision.bounded()).map_err(|_| {
-            Denial::unavailable(
-                "audit_unavailable",
-                "the gateway cannot record decisions right now, so it decides nothing",
-            )
-        })
+        self.queue.record(decision)
+    }
+
+    /// A handle that queues decisions.
+    pub(crate) fn queue(&self) -> Queue {
+        self.queue.clone()
     }
 }
 
@@ -447,6 +472,8 @@ mod tests {
             agent: None,
             human: Some("x".repeat(300)),
             caller: None,
+            tool: Some("t".repeat(300)),
+            bytes: Some(7),
         }
         .bounded();
         assert_eq!(decision.method, "-");

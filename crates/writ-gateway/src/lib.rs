@@ -39,6 +39,7 @@ mod feed;
 mod keys;
 mod mcp;
 mod stdio;
+mod watch;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -154,6 +155,7 @@ pub struct Gateway {
     reporter: Reporter,
     tools: MandateTools,
     discoveries: Discoveries,
+    responses: watch::ResponseLimits,
     upstream: UpstreamClient,
 }
 
@@ -195,7 +197,9 @@ impl Gateway {
             }
         }
         let client = Arc::new(
-            IssuerClient::new(&config.issuer, key).map_err(|e| StartError::Setup(e.to_string()))?,
+            IssuerClient::new(&config.issuer, key)
+                .map_err(|e| StartError::Setup(e.to_string()))?
+                .with_clock(Arc::clone(&clock)),
         );
         let keys = Arc::new(IssuerKeys::new(
             Arc::clone(&client),
@@ -234,6 +238,10 @@ impl Gateway {
             replay: MemoryReplayCache::new(limits.replay_cache_entries),
             reporter,
             tools: MandateTools::new(Arc::clone(&client)),
+            responses: watch::ResponseLimits::new(
+                Arc::clone(&client),
+                Duration::from_secs(limits.behaviour_limits_ttl_secs),
+            ),
             discoveries: Discoveries::new(client),
             upstream,
         };
@@ -507,6 +515,10 @@ struct Allowed {
     body: Bytes,
     /// For `tools/list`: the tools the mandate grants on this route.
     tools_list: Option<HashSet<String>>,
+    /// For a tool call or HTTP request: its name for the behaviour detectors.
+    tool: Option<String>,
+    /// Measures the answer, once the allow is recorded.
+    watch: Option<watch::Watch>,
 }
 
 async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
@@ -546,10 +558,31 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
             .map(|w| w.claims().cnf.jkt.as_str().to_owned()),
         human: seen.writ.as_ref().map(|w| w.claims().sub.to_string()),
         caller: None,
+        tool: None,
+        bytes: None,
     };
-    // An allow stands only once it can be recorded.
+    // An allow stands only once it can be recorded; the answer to an allowed call is then
+    // measured against the agent's baseline.
     let decided = match decided {
-        Ok(allowed) => gateway.reporter.record(record(None)).map(|()| allowed),
+        Ok(mut allowed) => {
+            let allow = record(None);
+            match allowed.tool.take().zip(allow.agent.clone()) {
+                None => gateway.reporter.record(allow).map(|()| allowed),
+                Some((tool, agent)) => match gateway.reporter.record(allow.clone()) {
+                    Err(denial) => Err(denial),
+                    Ok(()) => {
+                        let limit = gateway.responses.limit(&agent, &tool).await;
+                        allowed.watch = Some(watch::Watch {
+                            decision: allow,
+                            tool,
+                            limit,
+                            queue: gateway.reporter.queue(),
+                        });
+                        Ok(allowed)
+                    }
+                },
+            }
+        }
         Err(denial) => Err(denial),
     };
     route.check_duration.record(started.elapsed().as_secs_f64());
@@ -849,7 +882,13 @@ async fn check(
         ),
         _ => None,
     };
-    Ok(Allowed { body, tools_list })
+    let tool = writ_behaviour::tool_name(claims.authorization_details.detail());
+    Ok(Allowed {
+        body,
+        tools_list,
+        tool,
+        watch: None,
+    })
 }
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), and the
@@ -945,6 +984,18 @@ async fn relay_stdio(
     match server.relay(&allowed.body).await {
         Ok(stdio::Answer::Accepted) => StatusCode::ACCEPTED.into_response(),
         Ok(stdio::Answer::Response(mut answer)) => {
+            if let Some(watch) = allowed.watch {
+                let bytes = serde_json::to_vec(&answer).map_or(0, |bytes| bytes.len());
+                if watch.settle(bytes as u64) {
+                    return failed(
+                        StatusCode::FORBIDDEN,
+                        watch::RESPONSE_VOLUME,
+                        format!(
+                            "the answer of {bytes} bytes passed this agent's behaviour limit for the tool, and was withheld"
+                        ),
+                    );
+                }
+            }
             if let Some(tools) = &allowed.tools_list {
                 let mut offered = Vec::new();
                 mcp::retain_tools(&mut answer, tools, &mut offered);
@@ -1054,7 +1105,7 @@ async fn forward_http(
         }
     }
     let Some(allowed_tools) = allowed.tools_list else {
-        return Response::from_parts(head, Body::new(body));
+        return Response::from_parts(head, watch::metered(body, allowed.watch));
     };
     // `tools/list`: read the whole answer (bounded) and filter it.
     let limit = gateway.limits.max_tools_list_bytes;

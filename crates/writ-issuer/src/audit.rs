@@ -292,13 +292,22 @@ pub(crate) struct GatewayDecision {
     /// For a denial without a valid writ, the key the caller's proof showed it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     caller: Option<String>,
+    /// For a response: the call it answered, named as the detectors name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tool: Option<String>,
+    /// For a response: its size in bytes, as far as the gateway read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 enum Verdict {
     Allow,
     Deny,
+    /// The end of an allowed call's response, with its size: what behavioural baselines
+    /// learn response volumes from, and where a gateway reports a response it cut.
+    Response,
 }
 
 #[derive(Deserialize)]
@@ -345,7 +354,8 @@ impl GatewayDecision {
             && optional(&self.mandate)
             && optional(&self.agent)
             && optional(&self.human)
-            && optional(&self.caller))
+            && optional(&self.caller)
+            && optional(&self.tool))
         {
             return Err(ApiError::invalid_request(
                 "invalid_decision",
@@ -355,12 +365,27 @@ impl GatewayDecision {
                 ),
             ));
         }
+        if self.decision == Verdict::Response
+            && (self.agent.is_none()
+                || self.mandate.is_none()
+                || self.tool.is_none()
+                || self.bytes.is_none())
+        {
+            return Err(ApiError::invalid_request(
+                "invalid_decision",
+                format!(
+                    "response `{}` needs its agent, mandate, tool and bytes",
+                    self.request_id
+                ),
+            ));
+        }
         Ok(())
     }
 }
 
 /// `POST /v1/audit/decisions`: a gateway reports its decisions, each recorded as one leaf
-/// (`gateway_decision`) found by its request id, writ, mandate and gateway. A decision
+/// (`gateway_decision`) found by its request id, writ, mandate and gateway, and the end of
+/// each allowed call's response (`gateway_response`, judged and learned by `behaviour`). A decision
 /// already recorded under its request id is not recorded again, so a gateway may resend
 /// a report whose answer it never saw.
 pub(crate) async fn decisions(
@@ -392,7 +417,12 @@ pub(crate) async fn decisions(
         let issuer = Arc::clone(&issuer);
         let gateway = (gateway.name.clone(), gateway.jkt.clone());
         pending.spawn(async move {
-            let key = format!("request:{}", decision.request_id);
+            let response = decision.decision == Verdict::Response;
+            let key = if response {
+                format!("response:{}", decision.request_id)
+            } else {
+                format!("request:{}", decision.request_id)
+            };
             if let Some(&index) = issuer.store.lookup(&key).await?.first() {
                 return Ok::<_, StoreError>((position, decision.request_id, index, true));
             }
@@ -410,6 +440,11 @@ pub(crate) async fn decisions(
                 serde_json::to_value(&decision).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             if let Value::Object(members) = &mut body {
                 members.insert("gateway".into(), json!(gateway.0));
+            }
+            if response {
+                let index =
+                    crate::behaviour::gateway_response(&issuer, body, keys, decision.time).await?;
+                return Ok((position, decision.request_id, index, false));
             }
             let event = event(
                 "gateway_decision",

@@ -25,6 +25,8 @@ pub struct ApiError {
     error: &'static str,
     reason: &'static str,
     message: String,
+    /// Members added to the body, such as the approval to wait for.
+    fields: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -32,6 +34,8 @@ struct Body<'a> {
     error: &'a str,
     reason: &'a str,
     error_description: &'a str,
+    #[serde(flatten)]
+    fields: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -47,7 +51,14 @@ impl ApiError {
             error,
             reason,
             message: message.into(),
+            fields: serde_json::Map::new(),
         }
+    }
+
+    /// The same refusal with one more member in its body.
+    pub fn with_field(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.fields.insert(name.to_owned(), value);
+        self
     }
 
     /// 400 `invalid_request`.
@@ -151,6 +162,7 @@ impl IntoResponse for ApiError {
             error: self.error,
             reason: self.reason,
             error_description: &self.message,
+            fields: &self.fields,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();

@@ -33,6 +33,10 @@
 //! | `POST /v1/agents/{name}/renew` | its owner, admins | extend an agent's lifetime |
 //! | `POST /v1/agents/{name}/retire` | its owner, admins | retire an agent: revoke its key and its mandates |
 //! | `POST /v1/agents/{name}/transfer` | admins | give an agent a new owner (lifting an offboarding suspension) |
+//! | `GET /v1/agents/{name}/baseline` | its owner, admins | the agent's behavioural baseline, learning progress and each detector's mode |
+//! | `GET /v1/approvals?state=pending\|all` | humans | approvals of calls held for the caller's agents (every agent's for admins) |
+//! | `GET /v1/behaviour/limits/{agent}` | gateways, admins | the largest response each of an agent's tools may return before it is a bulk export |
+//! | `POST /v1/approvals/{id}` | the agent's owner | approve or deny a held call, or a mandate a gateway stopped |
 //! | `POST /v1/providers` | admins | register a tool provider and its tools |
 //! | `GET /v1/providers` | anyone registered | the tool providers and their tools |
 //! | `POST /v1/gateways` | admins | register a gateway and the resource it serves |
@@ -53,6 +57,7 @@
 
 mod audit;
 mod auth;
+mod behaviour;
 mod delegation;
 mod discovery;
 mod error;
@@ -85,6 +90,7 @@ use writ_log::NoteSigner;
 use writ_store::{Store, StoreOptions};
 use writ_token::{Audience, MemoryReplayCache, NonceKey, UnixTime};
 
+pub use behaviour::BehaviourConfig;
 pub use error::ApiError;
 pub use keys::PreviousKey;
 pub use lifecycle::Swept;
@@ -153,6 +159,8 @@ pub struct Settings {
     pub store: StoreOptions,
     /// Identity providers whose ID tokens may bind a key to a human once.
     pub oidc: Vec<OidcProvider>,
+    /// Behavioural baselines: detectors, their modes, approvals.
+    pub behaviour: BehaviourConfig,
 }
 
 impl Default for Settings {
@@ -175,6 +183,7 @@ impl Default for Settings {
             lifecycle_interval: Duration::from_secs(60),
             store: StoreOptions::default(),
             oidc: Vec::new(),
+            behaviour: BehaviourConfig::default(),
         }
     }
 }
@@ -200,6 +209,7 @@ pub struct Issuer {
     oidc: Vec<oidc::Provider>,
     clock: Arc<dyn Clock>,
     revoked: Notify,
+    behaviour: behaviour::Behaviour,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -374,6 +384,8 @@ impl Issuer {
             clock.now().as_secs(),
             settings.policy_dir.as_deref(),
         );
+        let behaviour =
+            behaviour::Behaviour::new(settings.behaviour.clone()).map_err(SetupError::Invalid)?;
         let store = Store::open_with(data_dir, settings.store).await?;
         let nonce_secret = writ_jose::random_bytes::<32>()
             .map_err(|_| SetupError::Invalid("the random generator failed".into()))?;
@@ -402,7 +414,11 @@ impl Issuer {
             oidc,
             clock,
             revoked: Notify::new(),
+            behaviour,
         });
+        // Baselines, approvals and holds are derived from the log.
+        let replayed = behaviour::replay(&issuer).await?;
+        tracing::debug!(replayed, "behaviour rebuilt from the audit log");
         writ_metrics::handle();
         audit::spawn_checkpointer(&issuer);
         policy::spawn_watcher(&issuer);
@@ -531,6 +547,10 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
         .route("/v1/agents/{name}/renew", post(lifecycle::renew))
         .route("/v1/agents/{name}/retire", post(lifecycle::retire_route))
         .route("/v1/agents/{name}/transfer", post(lifecycle::transfer))
+        .route("/v1/agents/{name}/baseline", get(behaviour::baseline))
+        .route("/v1/approvals", get(behaviour::list))
+        .route("/v1/behaviour/limits/{agent}", get(behaviour::limits))
+        .route("/v1/approvals/{id}", post(behaviour::decide))
         .route("/v1/mandates", post(mandates::grant))
         .route("/v1/mandates/{id}", get(mandates::show))
         .route("/v1/keys/rotate", post(keys::rotate))

@@ -115,7 +115,11 @@ fn reason(text: &str) -> Result<&str, ApiError> {
 }
 
 /// The agent named `name`, for a caller who owns it or administers.
-fn owned_agent(issuer: &Issuer, caller: &Caller, name: &str) -> Result<AgentRecord, ApiError> {
+pub(crate) fn owned_agent(
+    issuer: &Issuer,
+    caller: &Caller,
+    name: &str,
+) -> Result<AgentRecord, ApiError> {
     let not_found = || ApiError::not_found("unknown_agent", format!("no agent named `{name}`"));
     let human = caller.human()?;
     let agent = issuer.store.agent_by_name(name).ok_or_else(not_found)?;

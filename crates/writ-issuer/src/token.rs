@@ -16,7 +16,8 @@
 //! audience, expiry), the proof's key is the mandate's `cnf.jkt`, nothing in the chain is
 //! revoked, the agent is active and within its lifetime, the human is active, the resource
 //! is a registered gateway, the call is one detail inside the mandate's grants, the tool is
-//! in the inventory, and policy permits. Then the issuance is appended durably to the audit
+//! in the inventory, policy permits, and the call does not drift from the agent's baseline
+//! (`behaviour.rs`). Then the issuance is appended durably to the audit
 //! log, and only then is the writ signed, carrying its `log_index`.
 
 use std::collections::HashMap;
@@ -268,6 +269,10 @@ async fn exchange_checked(
         &tool_labels,
         i64::from(claims.depth),
     )?;
+    // Behaviour last: only a call scope and policy allow is compared with the baseline,
+    // so a refused call never holds an owner's attention.
+    let pass =
+        crate::behaviour::check(issuer, &agent, claims.jti.as_str(), requested, context).await?;
 
     let jti = WritId::from_random(random_id()?);
     let mut writ = WritClaims {
@@ -295,15 +300,25 @@ async fn exchange_checked(
     writ_token::TokenClaims::check(&writ)
         .map_err(|e| ApiError::invalid_request("invalid_writ", e.to_string()))?;
     // No audit record, no writ: the issuance is durable before the writ exists.
+    let mut event = json!({
+        "writ": jti, "mandate": claims.jti, "human": claims.sub, "agent": claims.cnf.jkt,
+        "actors": claims.act, "aud": writ.aud, "call": requested, "exp": writ.exp, "policy": writ.policy,
+    });
+    if let Some(pass) = &pass {
+        event["behaviour"] = pass.leaf();
+    }
     let appended = record(
         issuer,
         "writ_issued",
-        json!({
-            "writ": jti, "mandate": claims.jti, "human": claims.sub, "agent": claims.cnf.jkt,
-            "actors": claims.act, "aud": writ.aud, "call": requested, "exp": writ.exp, "policy": writ.policy,
-        }),
-        vec![format!("writ:{jti}"), format!("mandate:{}", claims.jti), format!("agent:{}", claims.cnf.jkt)],
-        Write::AgentSeen { jkt: agent.jkt.clone() },
+        event,
+        vec![
+            format!("writ:{jti}"),
+            format!("mandate:{}", claims.jti),
+            format!("agent:{}", claims.cnf.jkt),
+        ],
+        Write::AgentSeen {
+            jkt: agent.jkt.clone(),
+        },
     )
     .await
     .map_err(|e| {
@@ -312,6 +327,9 @@ async fn exchange_checked(
         )
     })?;
     writ.log_index = appended.index;
+    if let Some(pass) = pass {
+        issuer.behaviour.learn(&agent.jkt, pass);
+    }
     let token = issuer.sign(&writ)?;
     Ok(TokenResponse {
         access_token: token,

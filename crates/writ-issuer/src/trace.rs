@@ -4,8 +4,9 @@
 //! an audit-log index, and follows what each record names: a gateway decision names its
 //! writ, a writ its mandate, a mandate its parent (when delegated), its human and its
 //! agent. From a writ it also goes forward to the gateway decisions made on it, and from a
-//! mandate to the writs issued under it. Refused token requests have no writ id and are
-//! found from their mandate, agent or human, not traced here. Every record comes as the leaf's exact bytes with
+//! mandate to the writs issued under it, the token requests refused under it (behaviour
+//! verdicts among them), the approvals its calls waited for and the responses gateways
+//! measured. Every record comes as the leaf's exact bytes with
 //! an inclusion proof in one signed checkpoint, so a client that holds the log's verifier
 //! key can check the whole line without trusting the issuer.
 
@@ -160,8 +161,20 @@ impl<'a> Gathered<'a> {
         if let Some(mandate) = text(&event, "mandate") {
             self.mandate(&mandate).await?;
         }
+        // A writ its agent's owner approved after a drift: the request and the answer.
+        if let Some(approval) = event.pointer("/behaviour/approval").and_then(Value::as_str) {
+            self.approval(approval).await?;
+        }
         self.all(&key, "gateway_decision").await?;
+        self.all(&key, "gateway_response").await?;
         Ok(true)
+    }
+
+    /// An approval's request and its answer.
+    async fn approval(&mut self, id: &str) -> Result<(), ApiError> {
+        let key = format!("approval:{id}");
+        self.all(&key, "approval_requested").await?;
+        self.all(&key, "approval_decided").await
     }
 
     /// A mandate's grant or delegation, then its parents, humans and agents, up to the
@@ -223,9 +236,18 @@ pub(crate) async fn trace(
         Start::Writ(writ) => gathered.writ(writ).await?,
         Start::Mandate(mandate) => {
             let found = gathered.mandate(mandate).await?;
-            gathered
-                .all(&format!("mandate:{mandate}"), "writ_issued")
-                .await?;
+            let key = format!("mandate:{mandate}");
+            // Its writs, the calls refused under it (behaviour verdicts among them), the
+            // calls held for its owner, and what gateways saw of its answers.
+            for kind in [
+                "writ_issued",
+                "writ_denied",
+                "approval_requested",
+                "approval_decided",
+                "gateway_response",
+            ] {
+                gathered.all(&key, kind).await?;
+            }
             found
         }
         Start::Request(request) => {

@@ -150,6 +150,11 @@ impl From<ClientError> for Refusal {
     }
 }
 
+/// How often a call held for the agent's owner is asked for again.
+pub const APPROVAL_POLL: Duration = Duration::from_secs(2);
+/// The longest a call waits for the agent's owner.
+pub const APPROVAL_WAIT: Duration = Duration::from_secs(15 * 60);
+
 /// One sidecar: an agent key, a mandate and one gateway route.
 pub struct Sidecar {
     /// The route's URL, which is also its resource (the `aud` of its writs).
@@ -297,14 +302,31 @@ impl Sidecar {
         Ok((token, claims))
     }
 
-    /// A writ for exactly `detail`, from the issuer.
+    /// A writ for exactly `detail`, from the issuer. A call the issuer holds for the agent's
+    /// owner (`authorization_pending`, because it drifts from the agent's baseline) is
+    /// asked for again every [`APPROVAL_POLL`] until the owner answers, the issuer's
+    /// approval expires, or [`APPROVAL_WAIT`] has passed.
     async fn writ(&self, mandate: &str, detail: &AuthorizationDetail) -> Result<String, Refusal> {
         let details = serde_json::to_string(&[detail])
             .map_err(|error| Refusal::sidecar("internal", error.to_string()))?;
-        let answer = self
-            .issuer
-            .writ(&self.token_path, mandate, &self.route, &details)
-            .await?;
+        let deadline = tokio::time::Instant::now() + APPROVAL_WAIT;
+        let answer = loop {
+            match self
+                .issuer
+                .writ(&self.token_path, mandate, &self.route, &details)
+                .await
+            {
+                Err(writ_client::ClientError::Refused {
+                    reason: Some(reason),
+                    description,
+                    ..
+                }) if reason == "approval_pending" && tokio::time::Instant::now() < deadline => {
+                    tracing::info!(%description, "waiting for the agent's owner");
+                    tokio::time::sleep(APPROVAL_POLL).await;
+                }
+                answer => break answer?,
+            }
+        };
         answer
             .get("access_token")
             .and_then(Value::as_str)

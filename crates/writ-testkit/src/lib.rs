@@ -49,6 +49,11 @@ impl TestClock {
     pub fn advance(&self, seconds: i64) {
         self.0.fetch_add(seconds, Ordering::SeqCst);
     }
+
+    /// How far the clock is from the system's, in seconds.
+    pub fn offset(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 // ---- the deployment --------------------------------------------------------------------
@@ -82,6 +87,8 @@ pub struct Options {
     /// When set, the `files` route runs this command as a stdio MCP server (which gets
     /// [`MCP_SECRET`] as `FILES_TOKEN`) instead of calling the demo server over HTTP.
     pub files_command: Option<Vec<String>>,
+    /// The issuer's behaviour settings.
+    pub behaviour: writ_issuer::BehaviourConfig,
 }
 
 impl Default for Options {
@@ -90,6 +97,7 @@ impl Default for Options {
             max_feed_staleness_secs: 3,
             max_body_bytes: 64 * 1024,
             files_command: None,
+            behaviour: writ_issuer::BehaviourConfig::default(),
         }
     }
 }
@@ -139,6 +147,7 @@ impl World {
             .log_verifier_key;
         let settings = Settings {
             checkpoint_interval: Duration::from_millis(100),
+            behaviour: options.behaviour.clone(),
             ..Settings::default()
         };
         let issuer = Issuer::open_with_clock(&data, settings, Arc::clone(&clock) as Arc<dyn Clock>)
@@ -183,8 +192,9 @@ impl World {
         tokio::spawn(async move { axum::serve(api_listener, api).await });
 
         // Inventory.
-        let admin =
-            IssuerClient::new(&issuer_url, writ_keystore::load(&admin_key).unwrap()).unwrap();
+        let admin = IssuerClient::new(&issuer_url, writ_keystore::load(&admin_key).unwrap())
+            .unwrap()
+            .with_clock(Arc::clone(&clock) as Arc<dyn Clock>);
         let alice_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
         let agent = SigningKey::generate(Algorithm::EdDSA).unwrap();
         let gateway_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
@@ -220,7 +230,9 @@ impl World {
             )
             .await
             .unwrap();
-        let alice = IssuerClient::new(&issuer_url, alice_key).unwrap();
+        let alice = IssuerClient::new(&issuer_url, alice_key)
+            .unwrap()
+            .with_clock(Arc::clone(&clock) as Arc<dyn Clock>);
         alice
             .post(
                 "/v1/agents",
@@ -245,6 +257,7 @@ spool_dir = "{spool}"
 max_feed_staleness_secs = {staleness}
 max_body_bytes = {body}
 jwks_refetch_interval_secs = 1
+behaviour_limits_ttl_secs = 0
 
 {files_route}
 
@@ -451,7 +464,9 @@ credential = {{ type = "basic", file = "{http_secret}" }}
             .post("/v1/humans", Some(&json!({"id": id, "jwk": jwk})))
             .await
             .unwrap();
-        IssuerClient::new(&self.issuer_url, key).unwrap()
+        IssuerClient::new(&self.issuer_url, key)
+            .unwrap()
+            .with_clock(Arc::clone(&self.clock) as Arc<dyn Clock>)
     }
 
     /// alice registers another agent of hers, with a new key, for the `files` tools.

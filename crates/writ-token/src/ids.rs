@@ -102,6 +102,13 @@ token_id!(
     "writ id"
 );
 
+token_id!(
+    /// An approval the issuer holds a drifting call for: `apr_` and 22 base64url characters.
+    ApprovalId,
+    "apr_",
+    "approval id"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

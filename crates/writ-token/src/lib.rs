@@ -86,7 +86,7 @@ pub use dpop::{
     CheckedProof, DPOP_TYP, DpopError, MAX_PROOF_LEN, MemoryReplayCache, ProofCheck, ProofClaims,
     ReplayCache, ReplayError, VerifiedProof, access_token_hash, check_proof, verify_proof,
 };
-pub use ids::{Audience, HumanId, IdError, Issuer, MandateId, WritId};
+pub use ids::{ApprovalId, Audience, HumanId, IdError, Issuer, MandateId, WritId};
 pub use mandate::{MAX_MANDATE_LIFETIME, MandateClaims, UnverifiedMandate, VerifiedMandate};
 pub use nonce::NonceKey;
 pub use time::{Clock, SystemClock, UnixTime};

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use writ_jose::{Algorithm, SigningKey};
 
+mod behaviour;
 mod client;
 mod quickstart;
 mod remote;
@@ -73,6 +74,9 @@ enum Command {
     /// Mandates: a human's grant of a task to an agent.
     #[command(subcommand)]
     Mandate(remote::MandateCommand),
+    /// Calls held for their agent's owner because they drift from the agent's baseline.
+    #[command(subcommand)]
+    Approvals(behaviour::ApprovalsCommand),
     /// Revoke an agent, a mandate (and its subtree), a human (and what they granted), a
     /// writ or an issuer key.
     Revoke(remote::RevokeArgs),
@@ -165,6 +169,12 @@ enum IssuerCommand {
         /// `[{"issuer": "...", "client_id": "...", "jwks_url": "..."}]` (or `jwks_file`).
         #[arg(long)]
         oidc_config: Option<PathBuf>,
+        /// A TOML file of behaviour settings: `approval_timeout_seconds`,
+        /// `revoke_on_drift`, and a `[detectors]` table (learning period, thresholds,
+        /// destructive patterns, `mode` and per-detector `[detectors.modes]`); Writ's
+        /// defaults when absent.
+        #[arg(long)]
+        behaviour_config: Option<PathBuf>,
     },
 }
 
@@ -261,6 +271,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             runtime()?.block_on(remote::inventory(remote, json, out))
         }
         Command::Mandate(command) => runtime()?.block_on(remote::mandate(command, out)),
+        Command::Approvals(command) => runtime()?.block_on(behaviour::approvals(command, out)),
         Command::Revoke(args) => runtime()?.block_on(remote::revoke(args, out)),
         Command::Trace {
             id,
@@ -370,7 +381,18 @@ async fn issuer(command: IssuerCommand, out: &mut dyn Write) -> anyhow::Result<(
             policy_dir,
             require_dpop_nonce,
             oidc_config,
+            behaviour_config,
         } => {
+            let behaviour = match behaviour_config {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading `{}`", path.display()))?;
+                    toml::from_str(&text).with_context(|| {
+                        format!("`{}` is not valid behaviour settings", path.display())
+                    })?
+                }
+                None => writ_issuer::BehaviourConfig::default(),
+            };
             let oidc = match oidc_config {
                 Some(path) => {
                     let text = std::fs::read(&path)
@@ -385,6 +407,7 @@ async fn issuer(command: IssuerCommand, out: &mut dyn Write) -> anyhow::Result<(
                 policy_dir,
                 require_dpop_nonce,
                 oidc,
+                behaviour,
                 ..writ_issuer::Settings::default()
             };
             let issuer = writ_issuer::Issuer::open(&data, settings).await?;

@@ -174,6 +174,18 @@ pub(crate) enum AgentCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Show what an agent normally does: the behavioural baseline the detectors compare
+    /// its calls with, its learning period, and each detector's mode (its owner and
+    /// administrators).
+    Baseline {
+        /// The agent's name.
+        name: String,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Give an agent a new owner (administrators only); an agent suspended because its
     /// owner was offboarded becomes active again.
     Transfer {
@@ -336,6 +348,9 @@ pub(crate) async fn agent(command: AgentCommand, out: &mut dyn Write) -> anyhow:
             remote
                 .send(&format!("/v1/agents/{name}/retire"), Some(&body), out)
                 .await
+        }
+        AgentCommand::Baseline { name, json, remote } => {
+            crate::behaviour::baseline(&name, json, &remote, out).await
         }
         AgentCommand::Transfer { name, to, remote } => {
             let body = json!({"owner": to});

@@ -202,6 +202,10 @@ fn check_line(subject: &str, records: &[(u64, Value)]) -> anyhow::Result<()> {
                 ),
                 "writ_issued" => (name("writ", "writ"), vec![name("mandate", "mandate")]),
                 "gateway_decision" => (name("request", "request_id"), vec![name("writ", "writ")]),
+                "gateway_response" => (None, vec![name("writ", "writ")]),
+                "writ_denied" => (None, vec![name("mandate", "mandate")]),
+                "approval_requested" => (name("approval", "id"), vec![name("mandate", "mandate")]),
+                "approval_decided" => (None, vec![name("approval", "approval")]),
                 _ => (None, vec![]),
             };
             (
@@ -322,22 +326,68 @@ fn describe(kind: &str, event: &Value, names: &BTreeMap<&str, &str>) -> Vec<Stri
             lines.push(policy());
             lines
         }
-        "writ_issued" => vec![
-            format!("writ {} for {}", text("writ"), call(event.get("call"))),
-            format!(
-                "by agent {} for {} under mandate {}, at {}",
-                agent(),
-                text("human"),
-                text("mandate"),
-                text("aud")
-            ),
-            policy(),
-        ],
-        "writ_denied" => vec![format!(
-            "writ refused [{}]: {}",
-            text("reason"),
-            text("message")
+        "writ_issued" => {
+            let mut lines = vec![
+                format!("writ {} for {}", text("writ"), call(event.get("call"))),
+                format!(
+                    "by agent {} for {} under mandate {}, at {}",
+                    agent(),
+                    text("human"),
+                    text("mandate"),
+                    text("aud")
+                ),
+                policy(),
+            ];
+            lines.extend(findings(event.pointer("/behaviour/findings")));
+            if let Some(approval) = event.pointer("/behaviour/approval").and_then(Value::as_str) {
+                lines.push(format!("issued once its owner approved {approval}"));
+            }
+            lines
+        }
+        "writ_denied" => {
+            let mut lines = vec![format!(
+                "writ refused [{}]: {}",
+                text("reason"),
+                text("message")
+            )];
+            lines.extend(findings(event.pointer("/behaviour/findings")));
+            lines
+        }
+        "approval_requested" => {
+            let mut lines = vec![format!(
+                "approval {} asked of {} for {}",
+                text("id"),
+                text("owner"),
+                match event.get("call") {
+                    Some(Value::Null) | None => "the whole mandate".to_owned(),
+                    detail => call(detail),
+                }
+            )];
+            lines.extend(findings(event.get("findings")));
+            lines
+        }
+        "approval_decided" => vec![format!(
+            "approval {}: {} by {}",
+            text("approval"),
+            text("decision"),
+            text("by")
         )],
+        "gateway_response" => {
+            let mut lines = vec![format!(
+                "response of {} bytes from {} [{}] at gateway {}",
+                event.get("bytes").and_then(Value::as_u64).unwrap_or(0),
+                text("tool"),
+                text("reason"),
+                text("gateway")
+            )];
+            lines.extend(findings(
+                event
+                    .get("finding")
+                    .map(|f| Value::Array(vec![f.clone()]))
+                    .as_ref(),
+            ));
+            lines
+        }
         "gateway_decision" => vec![
             format!(
                 "{} {} {} on route {} at gateway {}",
@@ -351,6 +401,24 @@ fn describe(kind: &str, event: &Value, names: &BTreeMap<&str, &str>) -> Vec<Stri
         ],
         _ => vec![compact(Some(event))],
     }
+}
+
+/// Behaviour findings, one line each: the detector, its mode and its sentence.
+fn findings(findings: Option<&Value>) -> Vec<String> {
+    findings
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|finding| {
+            let text = |name: &str| finding.get(name).and_then(Value::as_str).unwrap_or("?");
+            format!(
+                "behaviour {} ({}): {}",
+                text("detector"),
+                text("mode"),
+                text("message")
+            )
+        })
+        .collect()
 }
 
 /// An authorization detail in a few words: `server/tool {arguments}` or methods and path.

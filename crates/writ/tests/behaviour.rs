@@ -1,0 +1,400 @@
+//! Behavioural baselines on a whole deployment on 127.0.0.1: a scripted agent works
+//! normally until its baseline is learned and is never stopped; then each injected drift
+//! (a new destructive tool, a tenfold burst, a bulk export, a sequence never seen) is
+//! stopped with its reason, in block mode and in step-up mode, where the owner approves or
+//! denies with `writ approvals`. Every verdict is in the audit log and in `writ trace`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code"
+)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use writ_behaviour::{Detector, Mode, SettingsSpec};
+use writ_issuer::BehaviourConfig;
+use writ_testkit::*;
+
+/// Calls learned before the detectors speak.
+const LEARNING: u64 = 24;
+/// Seconds between the scripted agent's calls: three calls in any minute.
+const PACE: i64 = 20;
+
+fn config(mode: Option<Mode>) -> BehaviourConfig {
+    BehaviourConfig {
+        approval_timeout_seconds: 60,
+        revoke_on_drift: false,
+        detectors: SettingsSpec {
+            learning_calls: LEARNING,
+            learning_seconds: 0,
+            volume_floor: 200,
+            min_tool_calls: 3,
+            mode,
+            // The test runs at whatever hour it runs; only record the hour.
+            modes: [(Detector::UnusualHour, Mode::Observe)].into(),
+            ..SettingsSpec::default()
+        },
+    }
+}
+
+async fn world(mode: Option<Mode>) -> World {
+    World::with(Options {
+        behaviour: config(mode),
+        ..Options::default()
+    })
+    .await
+}
+
+/// alice grants report-bot a mandate for reading files, dropping tables (the tool exists,
+/// so scope alone would allow it) and reading customers.
+async fn mandate(world: &World) -> (String, String) {
+    let body = world
+        .alice
+        .post(
+            "/v1/mandates",
+            Some(&json!({
+                "agent": "report-bot",
+                "task": "Summarize the Q3 reports and the customers they name",
+                "ttl_seconds": 3600,
+                "grants": [
+                    {"type": "mcp_tool_call", "server": "files", "tool": "read_file",
+                     "datatypes": ["internal"]},
+                    {"type": "mcp_tool_call", "server": "files", "tool": "drop_table"},
+                    {"type": "http_request", "server": "crm", "methods": ["GET"],
+                     "path": "/customers/*"}
+                ]
+            })),
+        )
+        .await
+        .unwrap();
+    (
+        body["mandate"].as_str().unwrap().to_owned(),
+        body["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A tool call described as the sidecar describes it: the arguments pinned exactly.
+fn tool_detail(tool: &str, arguments: &Value) -> Value {
+    let mut detail = json!({"type": "mcp_tool_call", "server": "files", "tool": tool,
+                            "arguments": {"exact": arguments}});
+    if tool == "read_file" {
+        detail["datatypes"] = json!(["internal"]);
+    }
+    detail
+}
+
+/// A writ for one tool call; the issuer's status and answer.
+async fn ask(world: &World, mandate: &str, tool: &str, arguments: &Value) -> (StatusCode, Value) {
+    world
+        .try_writ(mandate, "/mcp/files", tool_detail(tool, arguments))
+        .await
+}
+
+/// One tool call, writ and all, which must pass; the gateway's answer.
+async fn call(world: &World, mandate: &str, tool: &str, arguments: Value) -> String {
+    let (status, body) = ask(world, mandate, tool, &arguments).await;
+    assert_eq!(status, StatusCode::OK, "{tool} {arguments}: {body}");
+    let writ = body["access_token"].as_str().unwrap();
+    let (status, _, answer) = world.mcp(writ, tools_call(tool, arguments)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    answer
+}
+
+/// A writ for reading customer `id`, then the request; the gateway's status and body, or
+/// `None` when the answer was cut (before or after its head).
+async fn customer(world: &World, mandate: &str, id: &str) -> Option<(StatusCode, String)> {
+    let path = format!("/customers/{id}");
+    let writ = world
+        .writ(
+            mandate,
+            "/api/crm",
+            json!({"type": "http_request", "server": "crm", "methods": ["GET"], "path": path}),
+        )
+        .await;
+    let url = format!("{}/api/crm{path}", world.gateway_url);
+    let response = world
+        .http
+        .get(&url)
+        .header("authorization", format!("DPoP {writ}"))
+        .header("dpop", world.proof("GET", &url, &writ))
+        .send()
+        .await
+        .ok()?;
+    let status = response.status();
+    Some((status, response.text().await.ok()?))
+}
+
+/// The scripted agent's task: read two reports, then look up a customer, a call every
+/// [`PACE`] seconds.
+async fn task(world: &World, mandate: &str, n: u32) {
+    for path in ["/data/reports/q3.md", "/data/reports/q2.md"] {
+        call(world, mandate, "read_file", json!({"path": path})).await;
+        world.clock.advance(PACE);
+    }
+    let (status, body) = customer(world, mandate, &(n % 50 + 1).to_string())
+        .await
+        .expect("a normal answer was cut");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    world.clock.advance(PACE);
+}
+
+/// Works until the baseline is learned, then some more: never stopped.
+async fn train(world: &World, mandate: &str) {
+    for n in 0..LEARNING.div_ceil(3) as u32 + 4 {
+        task(world, mandate, n).await;
+    }
+    // The gateway reports each answer's size after it ends; wait for the last ones.
+    wait_for(|| async {
+        let baseline = world
+            .admin
+            .get("/v1/agents/report-bot/baseline")
+            .await
+            .unwrap();
+        baseline["baseline"]["tools"]["crm GET /customers/*"]["responses"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 8
+    })
+    .await;
+}
+
+async fn wait_for<F, Fut>(mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `writ ARGS` as the holder of `key`. The command dates its proofs by the system's clock,
+/// so the deployment's clock is moved back to it meanwhile.
+fn cli(world: &World, key: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let offset = world.clock.offset();
+    world.clock.advance(-offset);
+    let result = common::cli(world, key, args);
+    world.clock.advance(offset);
+    result
+}
+
+fn alice_key(world: &World) -> std::path::PathBuf {
+    let path = world.dir.path().join("alice.key");
+    if !path.exists() {
+        writ_keystore::create(&path, world.alice.key()).unwrap();
+    }
+    path
+}
+
+fn admin_key(world: &World) -> std::path::PathBuf {
+    world.dir.path().join("admin.key")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn normal_work_passes_and_each_drift_is_blocked_with_its_reason() {
+    let world = world(None).await;
+    let (mandate, mandate_id) = mandate(&world).await;
+    train(&world, &mandate).await;
+
+    // `writ agent baseline` shows what was learned, to the owner.
+    let shown = cli(
+        &world,
+        &alice_key(&world),
+        &["agent", "baseline", "report-bot"],
+    )
+    .unwrap();
+    assert!(shown.contains("enforcing"), "{shown}");
+    assert!(shown.contains("files/read_file"), "{shown}");
+    assert!(shown.contains("crm GET /customers/*"), "{shown}");
+    assert!(
+        shown.contains("files/read_file → crm GET /customers/*"),
+        "{shown}"
+    );
+
+    // A new, destructive tool: blocked, with the pattern named.
+    let (status, body) = ask(
+        &world,
+        &mandate,
+        "drop_table",
+        &json!({"table": "customers"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["reason"], "behaviour_blocked");
+    let message = body["error_description"].as_str().unwrap();
+    assert!(message.contains("destructive pattern"), "{message}");
+
+    // A tenfold burst. The baseline's busiest minute held 3 calls; the burst itself may
+    // raise that by one (once per window), and the call that finds more than three times
+    // that in the last minute (and more than 10) is refused as a rate spike.
+    let baseline = world
+        .admin
+        .get("/v1/agents/report-bot/baseline")
+        .await
+        .unwrap();
+    let busiest = baseline["baseline"]["busiest_window"].as_u64().unwrap();
+    assert_eq!(busiest, 3);
+    world.clock.advance(120);
+    let mut refused = None;
+    for n in 1..=30 {
+        let (status, body) = ask(
+            &world,
+            &mandate,
+            "read_file",
+            &json!({"path": "/data/reports/q3.md"}),
+        )
+        .await;
+        if status != StatusCode::OK {
+            refused = Some((n, body));
+            break;
+        }
+    }
+    let (n, body) = refused.expect("the burst was never stopped");
+    assert_eq!(n, 3 * (busiest + 1) + 1, "{body}");
+    assert_eq!(body["reason"], "behaviour_blocked");
+    let message = body["error_description"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{n} calls in the last 60 s")),
+        "{message}"
+    );
+
+    // A bulk export: the answer is ten times larger than any before. The gateway cuts it,
+    // and the issuer stops the mandate.
+    world.clock.advance(120);
+    let export = format!("9{}", "x".repeat(600));
+    let answer = customer(&world, &mandate, &export).await;
+    assert!(answer.is_none(), "the export was not cut: {answer:?}");
+    wait_for(|| async {
+        let (_, body) = ask(
+            &world,
+            &mandate,
+            "read_file",
+            &json!({"path": "/data/reports/q3.md"}),
+        )
+        .await;
+        body["reason"] == "mandate_drifted"
+    })
+    .await;
+
+    // The refusals and the response are in the log, and in the mandate's trace, with
+    // their numbers.
+    let trace = cli(
+        &world,
+        &admin_key(&world),
+        &["trace", &mandate_id, "--log-key", &world.log_key],
+    )
+    .unwrap();
+    assert!(trace.contains("behaviour destructive (block)"), "{trace}");
+    assert!(trace.contains("behaviour rate_spike (block)"), "{trace}");
+    assert!(
+        trace.contains("behaviour response_volume (block)"),
+        "{trace}"
+    );
+    assert!(trace.contains("[response_volume]"), "{trace}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_step_up_mode_the_owner_approves_or_denies_the_held_call() {
+    let world = world(Some(Mode::StepUp)).await;
+    let (mandate, _) = mandate(&world).await;
+    train(&world, &mandate).await;
+    let alice = alice_key(&world);
+
+    // A sequence never seen: the scripted agent never looks up two customers in a row.
+    // Held, and alice denies it.
+    let detail = json!({"type": "http_request", "server": "crm", "methods": ["GET"],
+                        "path": "/customers/8"});
+    let (status, body) = world.try_writ(&mandate, "/api/crm", detail.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["error_description"].as_str().unwrap();
+    assert!(message.contains("never followed"), "{message}");
+    let approval = body["approval"].as_str().unwrap().to_owned();
+    let denied = cli(&world, &alice, &["approvals", "deny", &approval]).unwrap();
+    assert!(denied.contains("denied"), "{denied}");
+    let (status, body) = world.try_writ(&mandate, "/api/crm", detail).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["reason"], "approval_denied");
+
+    // A new destructive tool is held for alice.
+    let drop = json!({"table": "scratch"});
+    let (status, body) = ask(&world, &mandate, "drop_table", &drop).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "authorization_pending");
+    assert_eq!(body["reason"], "approval_pending");
+    let approval = body["approval"].as_str().unwrap().to_owned();
+    assert!(approval.starts_with("apr_"));
+    // Asking again while it waits answers the same.
+    let (_, again) = ask(&world, &mandate, "drop_table", &drop).await;
+    assert_eq!(again["approval"], approval.as_str());
+
+    let listed = cli(&world, &alice, &["approvals", "list"]).unwrap();
+    assert!(listed.contains(&approval), "{listed}");
+    assert!(listed.contains("files/drop_table"), "{listed}");
+    // Only the owner answers: an administrator is told whose it is.
+    let refused = cli(
+        &world,
+        &admin_key(&world),
+        &["approvals", "approve", &approval],
+    )
+    .unwrap_err();
+    assert!(refused.contains("owner_required"), "{refused}");
+
+    let approved = cli(&world, &alice, &["approvals", "approve", &approval]).unwrap();
+    assert!(approved.contains("approved"), "{approved}");
+    // The retry gets its writ, once, and the call is learned.
+    let answer = call(&world, &mandate, "drop_table", drop.clone()).await;
+    assert!(answer.contains("scratch"), "{answer}");
+    let baseline = world
+        .admin
+        .get("/v1/agents/report-bot/baseline")
+        .await
+        .unwrap();
+    assert_eq!(
+        baseline["baseline"]["tools"]["files/drop_table"]["calls"],
+        1
+    );
+
+    // Nothing is pending now; the history is there with `--all`.
+    let listed = cli(&world, &alice, &["approvals", "list"]).unwrap();
+    assert_eq!(listed.trim(), "no approvals");
+    let all = cli(&world, &alice, &["approvals", "list", "--all", "--json"]).unwrap();
+    let all: Value = serde_json::from_str(&all).unwrap();
+    let states: Vec<&str> = all["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["denied", "used"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_approval_expires() {
+    let world = world(Some(Mode::StepUp)).await;
+    let (mandate, _) = mandate(&world).await;
+    train(&world, &mandate).await;
+    let drop = json!({"table": "scratch"});
+    let (_, body) = ask(&world, &mandate, "drop_table", &drop).await;
+    let approval = body["approval"].as_str().unwrap().to_owned();
+    world.clock.advance(61);
+    let (status, body) = ask(&world, &mandate, "drop_table", &drop).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["reason"], "approval_expired");
+    // Too late to answer.
+    let late = cli(
+        &world,
+        &alice_key(&world),
+        &["approvals", "approve", &approval],
+    )
+    .unwrap_err();
+    assert!(late.contains("approval_closed"), "{late}");
+}
