@@ -411,10 +411,34 @@ pub(crate) async fn decisions(
     for decision in &report.decisions {
         decision.validate()?;
     }
-    // Appended concurrently, so the whole report shares the store's group commits.
+    // Appended concurrently, so the whole report shares the store's group commits; the
+    // ends of answers after the decisions, so that each follows its decision in the log.
+    let (responses, decisions): (Vec<_>, Vec<_>) = report
+        .decisions
+        .into_iter()
+        .enumerate()
+        .partition(|(_, decision)| decision.decision == Verdict::Response);
+    let mut recorded = Vec::new();
+    for phase in [decisions, responses] {
+        record_phase(&issuer, &gateway, phase, &mut recorded).await?;
+    }
+    recorded.sort_by_key(|(position, _)| *position);
+    metrics::counter!("writ_gateway_decisions_total").increment(recorded.len() as u64);
+    Ok(Json(RecordedReport {
+        recorded: recorded.into_iter().map(|(_, r)| r).collect(),
+    }))
+}
+
+/// Appends `decisions` concurrently, adding each one's `(position, Recorded)`.
+async fn record_phase(
+    issuer: &Arc<Issuer>,
+    gateway: &writ_store::GatewayRecord,
+    decisions: Vec<(usize, GatewayDecision)>,
+    recorded: &mut Vec<(usize, Recorded)>,
+) -> Result<(), ApiError> {
     let mut pending = tokio::task::JoinSet::new();
-    for (position, decision) in report.decisions.into_iter().enumerate() {
-        let issuer = Arc::clone(&issuer);
+    for (position, decision) in decisions {
+        let issuer = Arc::clone(issuer);
         let gateway = (gateway.name.clone(), gateway.jkt.clone());
         pending.spawn(async move {
             let response = decision.decision == Verdict::Response;
@@ -456,7 +480,6 @@ pub(crate) async fn decisions(
             Ok((position, decision.request_id, appended.index, false))
         });
     }
-    let mut recorded = Vec::with_capacity(pending.len());
     while let Some(joined) = pending.join_next().await {
         let (position, request_id, log_index, duplicate) = joined
             .map_err(|e| ApiError::unavailable(&StoreError::Unavailable(e.to_string())))??;
@@ -469,9 +492,5 @@ pub(crate) async fn decisions(
             },
         ));
     }
-    recorded.sort_by_key(|(position, _)| *position);
-    metrics::counter!("writ_gateway_decisions_total").increment(recorded.len() as u64);
-    Ok(Json(RecordedReport {
-        recorded: recorded.into_iter().map(|(_, r)| r).collect(),
-    }))
+    Ok(())
 }

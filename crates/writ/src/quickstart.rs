@@ -565,8 +565,8 @@ fn describe(outcome: &Outcome) -> String {
     }
 }
 
-/// The trace of `request`, once the gateway's decision has reached the audit log (the
-/// gateway reports decisions in batches every few milliseconds).
+/// The trace of `request`, once the gateway's decision and the end of its answer have
+/// reached the audit log (the gateway reports them in batches every few milliseconds).
 async fn trace_when_recorded(
     deployment: &Deployment,
     request: &str,
@@ -574,6 +574,12 @@ async fn trace_when_recorded(
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match crate::trace::fetch(&deployment.admin, request, &deployment.log_key).await {
+            Ok(trace)
+                if Instant::now() < deadline
+                    && !trace.kinds().iter().any(|kind| kind == "gateway_response") =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             Err(error)
                 if Instant::now() < deadline
                     && matches!(

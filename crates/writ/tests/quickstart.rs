@@ -43,7 +43,8 @@ fn quickstart_allows_the_granted_calls_denies_the_rest_and_traces_the_first() {
             "agent_registered",
             "mandate_granted",
             "writ_issued",
-            "gateway_decision"
+            "gateway_decision",
+            "gateway_response"
         ],
         "{output}"
     );

@@ -54,14 +54,16 @@ fn other_log_key() -> String {
         .to_vkey()
 }
 
-/// Calls until the gateway's decision on `request` is in the log.
+/// Calls until the gateway's decision on `request`, and the end of its answer, are in the
+/// log.
 async fn wait_for_decision(world: &World, request: &str) {
     for _ in 0..100 {
-        if world
-            .admin
-            .get(&format!("/v1/trace/{request}"))
-            .await
-            .is_ok()
+        if let Ok(trace) = world.admin.get(&format!("/v1/trace/{request}")).await
+            && trace["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|record| record["kind"] == "gateway_response")
         {
             return;
         }
@@ -96,7 +98,8 @@ async fn a_trace_walks_from_any_step_back_to_the_human() {
             "agent_registered",
             "mandate_granted",
             "writ_issued",
-            "gateway_decision"
+            "gateway_decision",
+            "gateway_response"
         ]
     );
     let records = traced["records"].as_array().unwrap();
@@ -142,7 +145,7 @@ async fn a_trace_walks_from_any_step_back_to_the_human() {
     let other = trace(&world, &other_log_key(), &[&request]).unwrap_err();
     assert!(other.contains("not signed by the log key"), "{other}");
     for expected in [
-        &format!("trace of {request}: 5 records, each proven to be in checkpoint "),
+        &format!("trace of {request}: 6 records, each proven to be in checkpoint "),
         "human alice (member), registered by root",
         "agent report-bot owned by alice",
         &format!("mandate {mandate_id} granted by alice to report-bot"),
@@ -150,6 +153,7 @@ async fn a_trace_walks_from_any_step_back_to_the_human() {
         "policy set ps_",
         "by agent report-bot (",
         "allow tools/call read_file on route files at gateway gw",
+        "bytes from files/read_file [completed] at gateway gw",
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
