@@ -100,6 +100,19 @@ pub fn tool_name(detail: &AuthorizationDetail) -> Option<String> {
     }
 }
 
+/// [`tool_name`] and the call's arguments: those of an MCP tool call when they are pinned
+/// to exact values (`None` when they are only constrained, and for HTTP requests).
+pub fn described(detail: &AuthorizationDetail) -> Option<(String, Option<Value>)> {
+    let arguments = match detail {
+        AuthorizationDetail::McpToolCall {
+            arguments: Constraint::Exact(value),
+            ..
+        } => Some(value.clone()),
+        _ => None,
+    };
+    Some((tool_name(detail)?, arguments))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -138,17 +151,4 @@ mod tests {
             None
         );
     }
-}
-
-/// [`tool_name`] and the call's arguments: those of an MCP tool call when they are pinned
-/// to exact values (`None` when they are only constrained, and for HTTP requests).
-pub fn described(detail: &AuthorizationDetail) -> Option<(String, Option<Value>)> {
-    let arguments = match detail {
-        AuthorizationDetail::McpToolCall {
-            arguments: Constraint::Exact(value),
-            ..
-        } => Some(value.clone()),
-        _ => None,
-    };
-    Some((tool_name(detail)?, arguments))
 }

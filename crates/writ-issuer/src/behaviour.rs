@@ -157,10 +157,10 @@ impl Pass {
     pub(crate) fn leaf(&self) -> Value {
         let mut leaf = json!({"learned": self.learn});
         if !self.findings.is_empty() {
-            leaf["findings"] = json!(self.findings);
+            insert(&mut leaf, "findings", json!(self.findings));
         }
         if let Some(approval) = &self.approval {
-            leaf["approval"] = json!(approval);
+            insert(&mut leaf, "approval", json!(approval));
         }
         leaf
     }
@@ -172,6 +172,13 @@ fn digest(detail: &Value) -> String {
     writ_jose::sort_members(&mut canonical);
     let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
     writ_jose::base64url_encode(writ_jose::sha256(&bytes))
+}
+
+/// Adds a member to a JSON object.
+pub(crate) fn insert(object: &mut Value, key: &str, value: Value) {
+    if let Value::Object(members) = object {
+        members.insert(key.to_owned(), value);
+    }
 }
 
 fn strongest(findings: &[Finding]) -> &str {
@@ -457,7 +464,11 @@ pub(crate) async fn check(
         };
         (assessment, approval)
     };
-    context["behaviour"] = json!({"findings": assessment.findings});
+    insert(
+        context,
+        "behaviour",
+        json!({"findings": assessment.findings}),
+    );
     if assessment.mode() == Some(Mode::Block) {
         metrics::counter!("writ_behaviour_verdicts_total", "mode" => "block").increment(1);
         return Err(ApiError::denied(
@@ -475,7 +486,7 @@ pub(crate) async fn check(
         None => {
             let approval =
                 request_approval(issuer, agent, mandate, detail, digest, &assessment, at).await?;
-            context["approval"] = json!(approval.id);
+            insert(context, "approval", json!(approval.id));
             Err(pending(&approval, agent))
         }
     }
@@ -649,7 +660,7 @@ async fn request_approval(
         log_index: 0,
     };
     let mut event = json!(approval);
-    event["digest"] = json!(approval.digest);
+    insert(&mut event, "digest", json!(approval.digest));
     let appended = record(
         issuer,
         "approval_requested",
@@ -703,16 +714,16 @@ pub(crate) async fn gateway_response(
         .map(|finding| finding.mode)
         .filter(|mode| *mode != Mode::Observe);
     let learned = finding.is_none();
-    body["learned"] = json!(learned);
+    insert(&mut body, "learned", json!(learned));
     let message = finding
         .as_ref()
         .map(|finding| finding.message.clone())
         .unwrap_or_default();
     if let Some(finding) = &finding {
-        body["finding"] = json!(finding);
+        insert(&mut body, "finding", json!(finding));
     }
     if let Some(mode) = held {
-        body["held"] = json!(mode);
+        insert(&mut body, "held", json!(mode));
     }
     let mut write = Write::Nothing;
     let mut revoked = Vec::new();

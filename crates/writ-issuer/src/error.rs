@@ -25,8 +25,9 @@ pub struct ApiError {
     error: &'static str,
     reason: &'static str,
     message: String,
-    /// Members added to the body, such as the approval to wait for.
-    fields: serde_json::Map<String, serde_json::Value>,
+    /// Members added to the body, such as the approval to wait for (boxed: most refusals
+    /// have none, and errors stay small).
+    fields: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 #[derive(Serialize)]
@@ -51,13 +52,15 @@ impl ApiError {
             error,
             reason,
             message: message.into(),
-            fields: serde_json::Map::new(),
+            fields: None,
         }
     }
 
     /// The same refusal with one more member in its body.
     pub fn with_field(mut self, name: &str, value: serde_json::Value) -> Self {
-        self.fields.insert(name.to_owned(), value);
+        self.fields
+            .get_or_insert_default()
+            .insert(name.to_owned(), value);
         self
     }
 
@@ -158,11 +161,12 @@ pub fn mandate_error(error: VerifyError) -> ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let none = serde_json::Map::new();
         let body = Body {
             error: self.error,
             reason: self.reason,
             error_description: &self.message,
-            fields: &self.fields,
+            fields: self.fields.as_deref().unwrap_or(&none),
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();

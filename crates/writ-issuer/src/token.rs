@@ -305,7 +305,7 @@ async fn exchange_checked(
         "actors": claims.act, "aud": writ.aud, "call": requested, "exp": writ.exp, "policy": writ.policy,
     });
     if let Some(pass) = &pass {
-        event["behaviour"] = pass.leaf();
+        crate::behaviour::insert(&mut event, "behaviour", pass.leaf());
     }
     let appended = record(
         issuer,

@@ -1765,3 +1765,165 @@ async fn a_resource_under_a_gateways_audience_is_served_by_it() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(reason(&body), "unknown_resource");
 }
+
+#[tokio::test]
+async fn a_restart_rebuilds_baselines_and_held_calls_from_the_log() {
+    let world = World::new().await;
+    let behaviour = writ_issuer::BehaviourConfig {
+        detectors: writ_behaviour::SettingsSpec {
+            learning_calls: 6,
+            learning_seconds: 0,
+            mode: Some(writ_behaviour::Mode::StepUp),
+            ..writ_behaviour::SettingsSpec::default()
+        },
+        ..writ_issuer::BehaviourConfig::default()
+    };
+    let settings = || Settings {
+        behaviour: behaviour.clone(),
+        ..Settings::default()
+    };
+    drop(world.issuer);
+    let world = World {
+        issuer: open(&world.dir, &world.clock, settings()).await,
+        ..world
+    };
+    let mandate = world.grant("/data/*", json!(["internal"])).await["mandate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Learning: six calls, ten seconds apart, so the busiest minute holds six.
+    for _ in 0..6 {
+        let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        world.clock.0.fetch_add(10, Ordering::SeqCst);
+    }
+    // A burst past three times that is held for alice.
+    let held = loop {
+        let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
+        if status != StatusCode::OK {
+            break body;
+        }
+    };
+    assert_eq!(reason(&held), "approval_pending", "{held}");
+    let approval = held["approval"].as_str().unwrap().to_owned();
+    let (_, before) = world
+        .call(
+            &world.alice,
+            Method::GET,
+            "/v1/agents/report-bot/baseline",
+            Value::Null,
+        )
+        .await;
+
+    drop(world.issuer);
+    let world = World {
+        issuer: open(&world.dir, &world.clock, settings()).await,
+        ..world
+    };
+    // The baseline and the held call are as they were.
+    let (status, after) = world
+        .call(
+            &world.alice,
+            Method::GET,
+            "/v1/agents/report-bot/baseline",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{after}");
+    assert_eq!(after["baseline"], before["baseline"]);
+    // Six while learning, and one more from the burst's first call past them.
+    assert_eq!(after["baseline"]["busiest_window"], 7);
+    let (_, pending) = world
+        .call(&world.alice, Method::GET, "/v1/approvals", Value::Null)
+        .await;
+    assert_eq!(pending["approvals"][0]["id"], approval.as_str());
+    assert_eq!(
+        pending["approvals"][0]["findings"][0]["detector"],
+        "rate_spike"
+    );
+
+    // Only alice answers; others do not learn it exists.
+    let (status, body) = world
+        .call(
+            &world.agent,
+            Method::POST,
+            &format!("/v1/approvals/{approval}"),
+            json!({"decision": "approve"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(reason(&body), "human_required");
+    let (status, body) = world
+        .call(
+            &world.alice,
+            Method::POST,
+            &format!("/v1/approvals/{approval}"),
+            json!({"decision": "maybe"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(reason(&body), "invalid_decision");
+    let (status, body) = world
+        .call(
+            &world.alice,
+            Method::POST,
+            &format!("/v1/approvals/{approval}"),
+            json!({"decision": "approve"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "approved");
+    let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Gateways and administrators read the response limits; agents do not.
+    let agent = world.agent.public_key().thumbprint().as_str().to_owned();
+    let (status, body) = world
+        .call(
+            &world.agent,
+            Method::GET,
+            &format!("/v1/behaviour/limits/{agent}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = world
+        .call(
+            &world.gateway,
+            Method::GET,
+            &format!("/v1/behaviour/limits/{agent}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["mode"], "step_up");
+}
+
+#[tokio::test]
+async fn bad_behaviour_settings_stop_the_issuer_at_start() {
+    let world = World::new().await;
+    drop(world.issuer);
+    let settings = Settings {
+        behaviour: writ_issuer::BehaviourConfig {
+            detectors: writ_behaviour::SettingsSpec {
+                destructive: vec!["(unclosed".into()],
+                ..writ_behaviour::SettingsSpec::default()
+            },
+            ..writ_issuer::BehaviourConfig::default()
+        },
+        ..Settings::default()
+    };
+    let error = Issuer::open_with_clock(
+        &world.dir,
+        settings,
+        Arc::clone(&world.clock) as Arc<dyn Clock>,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("destructive pattern `(unclosed`"),
+        "{error}"
+    );
+}

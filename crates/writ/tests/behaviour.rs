@@ -398,3 +398,26 @@ async fn an_unanswered_approval_expires() {
     .unwrap_err();
     assert!(late.contains("approval_closed"), "{late}");
 }
+
+#[test]
+fn the_readme_behaviour_settings_are_valid() {
+    let readme = include_str!("../../../README.md");
+    let section = readme
+        .split("## Behaviour")
+        .nth(1)
+        .expect("README has a behaviour section");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the section has a TOML example");
+    let config: BehaviourConfig = toml::from_str(example).unwrap();
+    assert!(config.revoke_on_drift);
+    let settings = writ_behaviour::Settings::new(config.detectors).unwrap();
+    assert_eq!(settings.mode(Detector::Destructive), Mode::Block);
+    assert_eq!(settings.mode(Detector::NewTool), Mode::StepUp);
+    assert_eq!(settings.mode(Detector::UnusualHour), Mode::Observe);
+    // Unknown settings are refused, not ignored.
+    let typo = toml::from_str::<BehaviourConfig>("revoke_on_drfit = true");
+    assert!(typo.is_err());
+}

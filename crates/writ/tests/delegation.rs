@@ -12,7 +12,8 @@
 
 use std::time::Duration;
 
-use clap::Parser as _;
+mod common;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use writ_testkit::*;
@@ -140,24 +141,13 @@ async fn two_levels_down_the_chain_reaches_the_gateway_and_the_trace() {
     }
     assert!(traced.is_some(), "the decision reached the log");
     let log_key = world.log_key.clone();
-    let cli = writ::Cli::try_parse_from([
-        "writ",
-        "trace",
-        &request,
-        "--json",
-        "--log-key",
-        &log_key,
-        "--issuer",
-        &world.issuer_url,
-        "--key",
-        admin_key.to_str().unwrap(),
-    ])
+    let out = common::cli(
+        &world,
+        &admin_key,
+        &["trace", &request, "--json", "--log-key", &log_key],
+    )
     .unwrap();
-    let mut out = Vec::new();
-    std::thread::scope(|scope| scope.spawn(|| writ::run(cli, &mut out)).join())
-        .unwrap()
-        .unwrap();
-    let traced: Value = serde_json::from_slice(&out).unwrap();
+    let traced: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(traced["verified"], true);
     let kinds: Vec<&str> = traced["records"]
         .as_array()
@@ -309,30 +299,24 @@ async fn the_command_line_delegates_as_the_agent_holding_the_mandate() {
     std::fs::write(&parent, &root).unwrap();
     let child = dir.path().join("child.jwt");
     let grant = read_grant(json!({"glob": "/data/reports/q*"})).to_string();
-    let args = [
-        "writ",
-        "mandate",
-        "delegate",
-        "helper-bot",
-        "--mandate-file",
-        parent.to_str().unwrap(),
-        "--grant",
-        &grant,
-        "--expires-in",
-        "120",
-        "--out",
-        child.to_str().unwrap(),
-        "--issuer",
-        &world.issuer_url,
-        "--key",
-        key.to_str().unwrap(),
-    ];
-    let cli = writ::Cli::try_parse_from(args).unwrap();
-    let mut out = Vec::new();
-    std::thread::scope(|scope| scope.spawn(|| writ::run(cli, &mut out)).join())
-        .unwrap()
-        .unwrap();
-    let out = String::from_utf8(out).unwrap();
+    let out = common::cli(
+        &world,
+        &key,
+        &[
+            "mandate",
+            "delegate",
+            "helper-bot",
+            "--mandate-file",
+            parent.to_str().unwrap(),
+            "--grant",
+            &grant,
+            "--expires-in",
+            "120",
+            "--out",
+            child.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
     assert!(
         out.contains("wrote the child mandate for `helper-bot`"),
         "{out}"

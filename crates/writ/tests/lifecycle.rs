@@ -10,32 +10,15 @@
     reason = "test code"
 )]
 
+mod common;
+
+use common::cli;
 use std::time::{Duration, Instant};
 
-use clap::Parser as _;
 use serde_json::{Value, json};
 use writ_testkit::*;
 
 const DAY: i64 = 86_400;
-
-/// `writ ARGS --issuer … --key KEY_FILE`, run in-process; its output or its error.
-fn cli(world: &World, key: &std::path::Path, args: &[&str]) -> Result<String, String> {
-    let mut all = vec!["writ"];
-    all.extend_from_slice(args);
-    all.extend([
-        "--issuer",
-        &world.issuer_url,
-        "--key",
-        key.to_str().unwrap(),
-    ]);
-    let cli = writ::Cli::try_parse_from(all).unwrap();
-    let mut out = Vec::new();
-    let result = std::thread::scope(|scope| scope.spawn(|| writ::run(cli, &mut out)).join());
-    match result.unwrap() {
-        Ok(()) => Ok(String::from_utf8(out).unwrap()),
-        Err(error) => Err(format!("{error:#}")),
-    }
-}
 
 fn admin_key(world: &World) -> std::path::PathBuf {
     world.dir.path().join("admin.key")

@@ -2,15 +2,9 @@
 
 #![allow(clippy::unwrap_used, reason = "test code")]
 
-use clap::Parser as _;
+mod common;
 
-fn writ(args: &[&str]) -> (anyhow::Result<()>, String) {
-    let cli =
-        writ::Cli::try_parse_from(std::iter::once("writ").chain(args.iter().copied())).unwrap();
-    let mut out = Vec::new();
-    let result = writ::run(cli, &mut out);
-    (result, String::from_utf8(out).unwrap())
-}
+use common::writ;
 
 fn policy_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -10,15 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Parser as _;
+mod common;
 
-fn writ(args: &[&str]) -> (anyhow::Result<()>, String) {
-    let cli =
-        writ::Cli::try_parse_from(std::iter::once("writ").chain(args.iter().copied())).unwrap();
-    let mut out = Vec::new();
-    let result = writ::run(cli, &mut out);
-    (result, String::from_utf8(out).unwrap())
-}
+use common::writ;
 
 fn ok(args: &[&str]) -> String {
     let (result, out) = writ(args);

@@ -12,18 +12,11 @@
 
 use std::time::Duration;
 
-use clap::Parser as _;
+mod common;
+
+use common::writ;
 use serde_json::Value;
 use writ_testkit::World;
-
-fn writ(args: &[&str]) -> (anyhow::Result<()>, String) {
-    let cli =
-        writ::Cli::try_parse_from(std::iter::once("writ").chain(args.iter().copied())).unwrap();
-    let mut out = Vec::new();
-    // `writ::run` starts its own runtime, so it runs on a thread of its own.
-    let result = std::thread::scope(|scope| scope.spawn(|| writ::run(cli, &mut out)).join());
-    (result.unwrap(), String::from_utf8(out).unwrap())
-}
 
 /// `writ trace` with `args`, as the administrator, pinning `log_key`; its output or its
 /// error.
