@@ -52,11 +52,12 @@ fn trained() -> (Settings, Profile, i64) {
             tool,
             mandate: &mandate,
             arguments: Some(&arguments),
+            pinned: true,
             at,
         };
         let recorded = profile.record(&settings, &call);
         profile.learn(&settings, &call, recorded);
-        profile.record_response(tool, 2_000 + step % 3_000);
+        profile.record_response(&settings, tool, 2_000 + step % 3_000, at);
         at += 20 + (step % 7) as i64 * 30;
     }
     assert!(profile.learning(&settings, at).is_none(), "still learning");
@@ -83,6 +84,7 @@ fn assess_and_record_call(bencher: Bencher) {
             tool: TOOLS[step % TOOLS.len()],
             mandate: "mandate-live",
             arguments: Some(&arguments),
+            pinned: true,
             at,
         };
         let assessment = profile.assess(&settings, black_box(&call));
@@ -105,6 +107,7 @@ fn assess_drifting_call(bencher: Bencher) {
             tool: "files/search",
             mandate: "mandate-live",
             arguments: Some(&arguments),
+            pinned: true,
             at: at + 3 * 3_600,
         };
         let assessment = profile.assess(&settings, black_box(&call));

@@ -36,13 +36,13 @@
 //! let mut profile = Profile::new();
 //! let arguments = json!({"path": "/data/q3.txt"});
 //! for at in [100, 200, 300] {
-//!     let call = Call { tool: "files/read_file", mandate: "m1", arguments: Some(&arguments), at };
+//!     let call = Call { tool: "files/read_file", mandate: "m1", arguments: Some(&arguments), pinned: true, at };
 //!     assert!(profile.assess(&settings, &call).findings.is_empty());
 //!     let recorded = profile.record(&settings, &call);
 //!     profile.learn(&settings, &call, recorded);
 //! }
 //! let drop = json!({"table": "customers"});
-//! let call = Call { tool: "db/drop_table", mandate: "m1", arguments: Some(&drop), at: 400 };
+//! let call = Call { tool: "db/drop_table", mandate: "m1", arguments: Some(&drop), pinned: true, at: 400 };
 //! let assessment = profile.assess(&settings, &call);
 //! assert_eq!(assessment.strongest().map(|f| f.detector), Some(Detector::Destructive));
 //! # Ok::<(), writ_behaviour::SettingsError>(())
@@ -67,10 +67,11 @@ const MAX_NAMED_SEGMENT: usize = 32;
 
 /// The name the detectors give a writ's call: `server/tool` for an MCP tool call,
 /// `server METHODS path` for an HTTP request, with each path segment that holds a digit
-/// or is longer than 32 characters written `*`, so `GET /customers/42` and
-/// `GET /customers/43` are one route (`crm GET /customers/*`); `None` for protocol
-/// methods (`initialize`, `tools/list`), which are not tool use. The issuer and the gateway
-/// both name calls this way, so a response is judged against the calls it answers.
+/// or is longer than 32 characters written `{id}`, so `GET /customers/42` and
+/// `GET /customers/43` are one route (`crm GET /customers/{id}`), while a wildcard stays
+/// what it is (`crm GET /customers/*` is another name); `None` for protocol methods
+/// (`initialize`, `tools/list`), which are not tool use. The issuer and the gateway both
+/// name calls this way, so a response is judged against the calls it answers.
 pub fn tool_name(detail: &AuthorizationDetail) -> Option<String> {
     match detail {
         AuthorizationDetail::McpToolCall { server, tool, .. } => Some(format!("{server}/{tool}")),
@@ -85,10 +86,12 @@ pub fn tool_name(detail: &AuthorizationDetail) -> Option<String> {
                 .as_str()
                 .split('/')
                 .map(|segment| {
-                    if segment.len() > MAX_NAMED_SEGMENT
-                        || segment.bytes().any(|b| b.is_ascii_digit())
+                    let wildcard = segment.contains(['*', '?']);
+                    if !wildcard
+                        && (segment.len() > MAX_NAMED_SEGMENT
+                            || segment.bytes().any(|b| b.is_ascii_digit()))
                     {
-                        "*"
+                        "{id}"
                     } else {
                         segment
                     }
@@ -100,17 +103,51 @@ pub fn tool_name(detail: &AuthorizationDetail) -> Option<String> {
     }
 }
 
-/// [`tool_name`] and the call's arguments: those of an MCP tool call when they are pinned
-/// to exact values (`None` when they are only constrained, and for HTTP requests).
-pub fn described(detail: &AuthorizationDetail) -> Option<(String, Option<Value>)> {
-    let arguments = match detail {
-        AuthorizationDetail::McpToolCall {
-            arguments: Constraint::Exact(value),
-            ..
-        } => Some(value.clone()),
-        _ => None,
+/// A writ's call as the detectors see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Described {
+    /// Its [`tool_name`].
+    pub tool: String,
+    /// For an MCP tool call: the exact arguments when pinned, otherwise the constraint
+    /// they must meet (`None` for any arguments, and for HTTP requests).
+    pub arguments: Option<Value>,
+    /// Whether the call is pinned to exact values: arguments by `exact`, an HTTP path
+    /// without wildcards.
+    pub pinned: bool,
+}
+
+impl Described {
+    /// The call at `at` under `mandate`.
+    pub fn call<'a>(&'a self, mandate: &'a str, at: i64) -> Call<'a> {
+        Call {
+            tool: &self.tool,
+            mandate,
+            arguments: self.arguments.as_ref(),
+            pinned: self.pinned,
+            at,
+        }
+    }
+}
+
+/// [`tool_name`], the call's arguments and whether it is pinned; `None` for protocol
+/// methods.
+pub fn described(detail: &AuthorizationDetail) -> Option<Described> {
+    let (arguments, pinned) = match detail {
+        AuthorizationDetail::McpToolCall { arguments, .. } => match arguments {
+            Constraint::Exact(value) => (Some(value.clone()), true),
+            Constraint::Any => (None, false),
+            constrained => (serde_json::to_value(constrained).ok(), false),
+        },
+        AuthorizationDetail::HttpRequest { path, .. } => {
+            (None, !path.as_str().contains(['*', '?']))
+        }
+        AuthorizationDetail::McpRequest { .. } => return None,
     };
-    Some((tool_name(detail)?, arguments))
+    Some(Described {
+        tool: tool_name(detail)?,
+        arguments,
+        pinned,
+    })
 }
 
 #[cfg(test)]
@@ -135,14 +172,14 @@ mod tests {
             name(
                 serde_json::json!({"type": "http_request", "server": "crm", "methods": ["GET"], "path": "/customers/42/orders"})
             ),
-            Some("crm GET /customers/*/orders".into())
+            Some("crm GET /customers/{id}/orders".into())
         );
         let long = format!("/export/{}", "x".repeat(40));
         assert_eq!(
             name(
                 serde_json::json!({"type": "http_request", "server": "crm", "methods": ["GET"], "path": long})
             ),
-            Some("crm GET /export/*".into())
+            Some("crm GET /export/{id}".into())
         );
         assert_eq!(
             name(

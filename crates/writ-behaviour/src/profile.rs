@@ -20,10 +20,16 @@ pub const MAX_SUCCESSORS: usize = 64;
 pub const MAX_WINDOW: usize = 65_536;
 /// Most mandates whose last call is remembered for sequences.
 pub const MAX_MANDATES: usize = 256;
-/// How deep argument values are searched for destructive patterns.
-const MAX_SCAN_DEPTH: usize = 8;
-/// How many strings of one call are searched for destructive patterns.
-const MAX_SCAN_STRINGS: usize = 256;
+/// How deep argument values are searched for destructive patterns; deeper is a finding.
+const MAX_SCAN_DEPTH: usize = 16;
+/// How many strings of one call are searched for destructive patterns; more is a finding.
+const MAX_SCAN_STRINGS: usize = 1024;
+/// The longest argument name learned, in bytes; longer names are cut.
+const MAX_KEY: usize = 64;
+/// The longest shape learned, in bytes; longer shapes are cut.
+const MAX_SHAPE: usize = 512;
+/// The shape of arguments that are constrained rather than pinned.
+const CONSTRAINED: &str = "constrained";
 
 /// One call as the detectors see it.
 #[derive(Debug, Clone, Copy)]
@@ -32,8 +38,12 @@ pub struct Call<'a> {
     pub tool: &'a str,
     /// The mandate it is made under, for sequences.
     pub mandate: &'a str,
-    /// Its arguments, when known.
+    /// Its arguments: the exact values when `pinned`, otherwise the constraint they must
+    /// meet (searched for destructive patterns only).
     pub arguments: Option<&'a Value>,
+    /// Whether the call is pinned to exact values: its arguments (`exact`) and its HTTP
+    /// path (no wildcard). Only pinned arguments can be compared with the baseline.
+    pub pinned: bool,
     /// When, Unix seconds.
     pub at: i64,
 }
@@ -77,6 +87,9 @@ pub struct ToolProfile {
     pub responses: u64,
     /// The largest response, in bytes.
     pub largest_response: u64,
+    /// When `largest_response` last rose after the learning period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_raised_at: Option<i64>,
 }
 
 /// The extremes of one argument.
@@ -87,6 +100,9 @@ pub struct ArgumentProfile {
     pub longest: usize,
     /// The largest absolute number.
     pub largest: f64,
+    /// When `longest` or `largest` last rose after the learning period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raised_at: Option<i64>,
 }
 
 /// One detector's finding, with the numbers behind it.
@@ -248,18 +264,31 @@ impl Profile {
             );
         }
 
-        // A destructive pattern in the tool name or an argument, never approved for it.
+        // A destructive pattern in the tool name or an argument, never approved for it; or
+        // arguments too large to search.
         let learned = tool.map(|tool| &tool.destructive);
-        if let Some((pattern, place)) = destructive(settings, call)
-            && !learned.is_some_and(|learned| learned.contains(pattern))
+        let scanned = destructive(settings, call);
+        if let Some((pattern, place)) = scanned
+            .matches
+            .iter()
+            .find(|(pattern, _)| !learned.is_some_and(|learned| learned.contains(*pattern)))
         {
             assessment.push(
                 settings,
                 Detector::Destructive,
-                [1.0, 0.0, 1.0],
+                [scanned.matches.len() as f64, 0.0, 1.0],
                 format!(
                     "{place} matches the destructive pattern `{pattern}`, never seen for `{}`",
                     call.tool
+                ),
+            );
+        } else if scanned.incomplete {
+            assessment.push(
+                settings,
+                Detector::Destructive,
+                [MAX_SCAN_STRINGS as f64, 0.0, MAX_SCAN_STRINGS as f64],
+                format!(
+                    "the arguments hold more than {MAX_SCAN_STRINGS} strings or nest deeper than {MAX_SCAN_DEPTH} levels, so they could not all be searched for destructive patterns"
                 ),
             );
         }
@@ -282,9 +311,19 @@ impl Profile {
             );
         }
 
-        // Arguments: their shape, then each value's size.
-        if let Some(tool) = tool.filter(|tool| tool.calls >= spec.min_tool_calls) {
-            let shape = shape(call.arguments);
+        // Arguments: pinned to exact values, their shape, then each value's size.
+        if !call.pinned {
+            assessment.push(
+                settings,
+                Detector::ArgumentShape,
+                [0.0, 1.0, 1.0],
+                format!(
+                    "the call to `{}` is constrained rather than pinned to exact values, so it cannot be compared with the baseline",
+                    call.tool
+                ),
+            );
+        } else if let Some(tool) = tool.filter(|tool| tool.calls >= spec.min_tool_calls) {
+            let shape = shape(call);
             if !tool.shapes.contains_key(&shape) {
                 assessment.push(
                     settings,
@@ -397,43 +436,72 @@ impl Profile {
         }
         let tool = baseline.tools.entry(call.tool.to_owned()).or_default();
         tool.calls = tool.calls.saturating_add(1);
-        let shape = shape(call.arguments);
+        let shape = shape(call);
         if let Some(count) = tool.shapes.get_mut(&shape) {
             *count = count.saturating_add(1);
         } else if tool.shapes.len() < MAX_SHAPES {
             tool.shapes.insert(shape, 1);
         }
-        if let Some(Value::Object(members)) = call.arguments {
+        if call.pinned
+            && let Some(Value::Object(members)) = call.arguments
+        {
             for (key, value) in members {
                 let Some(size) = size_of(value) else { continue };
+                let key = cut(key, MAX_KEY);
                 if !tool.arguments.contains_key(key) && tool.arguments.len() >= MAX_ARGUMENTS {
                     continue;
                 }
-                let argument = tool.arguments.entry(key.clone()).or_default();
+                let argument = tool.arguments.entry(key.to_owned()).or_default();
+                let window = spec.rate_window_seconds;
                 match size {
-                    Size::Length(length) => argument.longest = argument.longest.max(length),
+                    Size::Length(length) => {
+                        let longest = argument.longest as u64;
+                        let longest = raise(
+                            longest,
+                            length as u64,
+                            learning,
+                            &mut argument.raised_at,
+                            call.at,
+                            window,
+                        );
+                        argument.longest = usize::try_from(longest).unwrap_or(usize::MAX);
+                    }
                     Size::Magnitude(magnitude) => {
-                        argument.largest = argument.largest.max(magnitude);
+                        let largest = argument.largest;
+                        argument.largest = raise_float(
+                            largest,
+                            magnitude,
+                            learning,
+                            &mut argument.raised_at,
+                            call.at,
+                            window,
+                        );
                     }
                 }
             }
         }
-        if let Some((pattern, _)) = destructive(settings, call) {
+        for (pattern, _) in destructive(settings, call).matches {
             tool.destructive.insert(pattern.to_owned());
         }
     }
 
     /// The largest response `tool` may return at `at` before it is a bulk export: `None`
-    /// while learning, and for a tool with fewer than `min_tool_calls` responses learned.
+    /// while learning; `volume_floor` for a tool with fewer than `min_tool_calls`
+    /// responses learned.
     pub fn response_limit(&self, settings: &Settings, tool: &str, at: i64) -> Option<u64> {
         if self.learning(settings, at).is_some() {
             return None;
         }
         let spec = settings.spec();
-        let profile = self.baseline.tools.get(tool)?;
-        if profile.responses < spec.min_tool_calls {
-            return None;
-        }
+        // A tool with too few responses learned (or none at all) gets the floor.
+        let Some(profile) = self
+            .baseline
+            .tools
+            .get(tool)
+            .filter(|profile| profile.responses >= spec.min_tool_calls)
+        else {
+            return Some(spec.volume_floor);
+        };
         let limit = (profile.largest_response as f64 * spec.volume_factor)
             .max(spec.volume_floor as f64)
             .min(u64::MAX as f64);
@@ -446,13 +514,19 @@ impl Profile {
         Some(limit as u64)
     }
 
-    /// Every tool's response limit at `at` (see [`Profile::response_limit`]).
-    pub fn response_limits(&self, settings: &Settings, at: i64) -> BTreeMap<String, u64> {
-        self.baseline
-            .tools
-            .keys()
-            .filter_map(|tool| Some((tool.clone(), self.response_limit(settings, tool, at)?)))
-            .collect()
+    /// Every known tool's response limit at `at` (see [`Profile::response_limit`]); `None`
+    /// while learning. Tools not listed get `volume_floor`.
+    pub fn response_limits(&self, settings: &Settings, at: i64) -> Option<BTreeMap<String, u64>> {
+        if self.learning(settings, at).is_some() {
+            return None;
+        }
+        Some(
+            self.baseline
+                .tools
+                .keys()
+                .filter_map(|tool| Some((tool.clone(), self.response_limit(settings, tool, at)?)))
+                .collect(),
+        )
     }
 
     /// Compares a response of `bytes` from `tool` with the largest seen for it.
@@ -488,11 +562,22 @@ impl Profile {
         assessment
     }
 
-    /// Learns a response of `bytes` from `tool`, a tool the baseline knows.
-    pub fn record_response(&mut self, tool: &str, bytes: u64) {
+    /// Learns a response of `bytes` from `tool` at `at`, a tool the baseline knows. After
+    /// the learning period the largest response rises at most twofold per rate window.
+    pub fn record_response(&mut self, settings: &Settings, tool: &str, bytes: u64, at: i64) {
+        let learning = self.learning(settings, at).is_some();
+        let window = settings.spec().rate_window_seconds;
         if let Some(profile) = self.baseline.tools.get_mut(tool) {
             profile.responses = profile.responses.saturating_add(1);
-            profile.largest_response = profile.largest_response.max(bytes);
+            let largest = profile.largest_response;
+            profile.largest_response = raise(
+                largest,
+                bytes,
+                learning,
+                &mut profile.response_raised_at,
+                at,
+                window,
+            );
         }
     }
 
@@ -553,14 +638,19 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-/// The arguments' top-level keys and value kinds, as `{key:kind,...}` in key order.
-fn shape(arguments: Option<&Value>) -> String {
-    match arguments {
+/// The arguments' top-level keys and value kinds, as `{key:kind,...}` in key order
+/// (cut at [`MAX_SHAPE`] bytes, names at [`MAX_KEY`]); `constrained` for arguments that
+/// are not pinned.
+fn shape(call: &Call<'_>) -> String {
+    if !call.pinned {
+        return CONSTRAINED.to_owned();
+    }
+    match call.arguments {
         None => "none".to_owned(),
         Some(Value::Object(members)) => {
             let mut pairs: Vec<(&str, &str)> = members
                 .iter()
-                .map(|(key, value)| (key.as_str(), kind(value)))
+                .map(|(key, value)| (cut(key, MAX_KEY), kind(value)))
                 .collect();
             pairs.sort_unstable();
             let mut shape = String::from("{");
@@ -573,10 +663,68 @@ fn shape(arguments: Option<&Value>) -> String {
                 shape.push_str(kind);
             }
             shape.push('}');
-            shape
+            cut(&shape, MAX_SHAPE).to_owned()
         }
         Some(other) => kind(other).to_owned(),
     }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or(text)
+}
+
+/// A learned extreme after seeing `value`: while learning, whatever was seen; after, at
+/// most twice the old extreme, and at most once per `window` seconds, so a series of
+/// calls each just under its limit cannot raise the limit without bound.
+fn raise(
+    old: u64,
+    value: u64,
+    learning: bool,
+    raised_at: &mut Option<i64>,
+    at: i64,
+    window: i64,
+) -> u64 {
+    if value <= old {
+        return old;
+    }
+    if learning {
+        return value;
+    }
+    if raised_at.is_some_and(|raised| at.saturating_sub(raised) < window) {
+        return old;
+    }
+    *raised_at = Some(at);
+    value.min(old.saturating_mul(2).max(1))
+}
+
+/// [`raise`] for numbers.
+fn raise_float(
+    old: f64,
+    value: f64,
+    learning: bool,
+    raised_at: &mut Option<i64>,
+    at: i64,
+    window: i64,
+) -> f64 {
+    if value <= old {
+        return old;
+    }
+    if learning {
+        return value;
+    }
+    if raised_at.is_some_and(|raised| at.saturating_sub(raised) < window) {
+        return old;
+    }
+    *raised_at = Some(at);
+    value.min((old * 2.0).max(1.0))
 }
 
 enum Size {
@@ -603,7 +751,8 @@ fn unusual_value(
         return None;
     };
     for (key, value) in members {
-        let (Some(profile), Some(size)) = (tool.arguments.get(key), size_of(value)) else {
+        let (Some(profile), Some(size)) = (tool.arguments.get(cut(key, MAX_KEY)), size_of(value))
+        else {
             continue;
         };
         match size {
@@ -637,49 +786,111 @@ fn unusual_value(
     None
 }
 
-/// The first destructive pattern the tool's name or an argument string matches, with
-/// where it matched.
-fn destructive<'s>(settings: &'s Settings, call: &Call<'_>) -> Option<(&'s str, String)> {
-    let name = call.tool.rsplit(['/', ' ']).next().unwrap_or(call.tool);
-    if let Some(pattern) = settings.destructive_match(name) {
-        return Some((pattern, format!("the tool name `{name}`")));
-    }
-    let mut budget = MAX_SCAN_STRINGS;
-    let (pattern, mut path) = scan(settings, call.arguments?, 0, &mut budget)?;
-    path.reverse();
-    let pointer: String = path.iter().map(|segment| format!("/{segment}")).collect();
-    Some((pattern, format!("argument `{}`", display_pointer(&pointer))))
+/// What a search for destructive patterns found.
+struct Scanned<'s> {
+    /// Each pattern matched, with where (the first place for each).
+    matches: Vec<(&'s str, String)>,
+    /// Whether the search stopped short of every string.
+    incomplete: bool,
 }
 
-/// Searches strings depth first; on a match, the path to it, innermost segment first (the
-/// path is built only when something matches).
-fn scan<'s>(
+/// Every destructive pattern the call's name (each word of its tool name, HTTP methods and
+/// path) or its argument strings match.
+fn destructive<'s>(settings: &'s Settings, call: &Call<'_>) -> Scanned<'s> {
+    let mut scanned = Scanned {
+        matches: Vec::new(),
+        incomplete: false,
+    };
+    let add = |pattern: &'s str, place: String, matches: &mut Vec<(&'s str, String)>| {
+        if !matches.iter().any(|(seen, _)| *seen == pattern) {
+            matches.push((pattern, place));
+        }
+    };
+    // `files/drop_table`, `crm DELETE /customers/{id}`: the name after the server, with
+    // camelCase split into words (`deleteFile` is `delete File`).
+    let name = call
+        .tool
+        .split_once(['/', ' '])
+        .map_or(call.tool, |(_, rest)| rest);
+    for pattern in settings.destructive_matches(&words(name)) {
+        add(pattern, format!("the call `{name}`"), &mut scanned.matches);
+    }
+    let mut budget = MAX_SCAN_STRINGS;
+    if let Some(arguments) = call.arguments {
+        let mut path = Vec::new();
+        scan(
+            settings,
+            arguments,
+            &mut path,
+            &mut budget,
+            &mut |pattern, path| {
+                let pointer: String = path.iter().map(|segment| format!("/{segment}")).collect();
+                add(
+                    pattern,
+                    format!("argument `{}`", display_pointer(&pointer)),
+                    &mut scanned.matches,
+                );
+            },
+            &mut scanned.incomplete,
+        );
+    }
+    scanned
+}
+
+/// `text` with a space before each capital that follows a lower-case letter or a digit.
+fn words(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut previous_lower = false;
+    for c in text.chars() {
+        if c.is_uppercase() && previous_lower {
+            out.push(' ');
+        }
+        previous_lower = c.is_lowercase() || c.is_ascii_digit();
+        out.push(c);
+    }
+    out
+}
+
+/// Searches every string depth first, calling `found` with each pattern matched and the
+/// path to it; sets `incomplete` when the budget or the depth runs out.
+fn scan<'s, 'v>(
     settings: &'s Settings,
-    value: &Value,
-    depth: usize,
+    value: &'v Value,
+    path: &mut Vec<&'v str>,
     budget: &mut usize,
-) -> Option<(&'s str, Vec<String>)> {
-    if depth > MAX_SCAN_DEPTH || *budget == 0 {
-        return None;
+    found: &mut dyn FnMut(&'s str, &[&'v str]),
+    incomplete: &mut bool,
+) {
+    if path.len() > MAX_SCAN_DEPTH || *budget == 0 {
+        *incomplete = true;
+        return;
     }
     match value {
         Value::String(text) => {
             *budget -= 1;
-            settings
-                .destructive_match(text)
-                .map(|pattern| (pattern, Vec::new()))
+            for pattern in settings.destructive_matches(text) {
+                found(pattern, path);
+            }
         }
-        Value::Array(items) => items.iter().enumerate().find_map(|(index, item)| {
-            let (pattern, mut path) = scan(settings, item, depth + 1, budget)?;
-            path.push(index.to_string());
-            Some((pattern, path))
-        }),
-        Value::Object(members) => members.iter().find_map(|(key, item)| {
-            let (pattern, mut path) = scan(settings, item, depth + 1, budget)?;
-            path.push(key.clone());
-            Some((pattern, path))
-        }),
-        _ => None,
+        Value::Array(items) => {
+            for item in items {
+                path.push("*");
+                scan(settings, item, path, budget, found, incomplete);
+                path.pop();
+            }
+        }
+        Value::Object(members) => {
+            for (key, item) in members {
+                // A destructive word may be the key itself (`{"drop": "customers"}`).
+                for pattern in settings.destructive_matches(key) {
+                    found(pattern, path);
+                }
+                path.push(key);
+                scan(settings, item, path, budget, found, incomplete);
+                path.pop();
+            }
+        }
+        _ => {}
     }
 }
 

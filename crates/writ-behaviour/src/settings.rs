@@ -72,6 +72,21 @@ impl Detector {
         }
     }
 
+    /// What the detector found, in words without its numbers: what an agent is told,
+    /// while the numbers go to the audit log.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Detector::NewTool => "a tool this agent never called",
+            Detector::RateSpike => "more calls in a window than its baseline allows",
+            Detector::ArgumentShape => "arguments unlike any its baseline holds for this tool",
+            Detector::ArgumentValue => "an argument far beyond any seen for this tool",
+            Detector::Destructive => "a destructive operation never approved for this tool",
+            Detector::ResponseVolume => "an answer far larger than any this tool gave",
+            Detector::UnusualHour => "an hour of the day this agent never works in",
+            Detector::UnusualSequence => "a sequence of calls its baseline never saw",
+        }
+    }
+
     /// The mode a finding of this detector leads to unless configured otherwise: block what
     /// destroys or floods, ask the owner about what is merely new, record the hour.
     fn default_mode(self) -> Mode {
@@ -277,23 +292,13 @@ impl Settings {
             .unwrap_or_else(|| detector.default_mode())
     }
 
-    /// The first destructive pattern `text` matches.
-    pub(crate) fn destructive_match(&self, text: &str) -> Option<&str> {
-        let first = self.destructive.matches(text).into_iter().next()?;
-        self.spec.destructive.get(first).map(String::as_str)
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        let spec = SettingsSpec::default();
-        // The default patterns are constants checked by a test; an empty set is the
-        // fallback that can only be reached if that test fails.
-        let destructive = RegexSetBuilder::new(&spec.destructive)
-            .case_insensitive(true)
-            .build()
-            .unwrap_or_else(|_| RegexSet::empty());
-        Settings { spec, destructive }
+    /// Every destructive pattern `text` matches.
+    pub(crate) fn destructive_matches(&self, text: &str) -> Vec<&str> {
+        self.destructive
+            .matches(text)
+            .into_iter()
+            .filter_map(|index| self.spec.destructive.get(index).map(String::as_str))
+            .collect()
     }
 }
 
@@ -312,10 +317,10 @@ mod tests {
             "rm -rf /",
             "delete_all",
         ] {
-            assert!(settings.destructive_match(text).is_some(), "{text}");
+            assert!(!settings.destructive_matches(text).is_empty(), "{text}");
         }
         for text in ["read_file", "dropbox sync", "list_deleted_count"] {
-            assert_eq!(settings.destructive_match(text), None, "{text}");
+            assert!(settings.destructive_matches(text).is_empty(), "{text}");
         }
     }
 

@@ -125,6 +125,7 @@ impl Run {
             tool,
             mandate,
             arguments: Some(arguments),
+            pinned: true,
             at: self.at,
         };
         let assessment = self.profile.assess(&self.settings, &call);
@@ -143,7 +144,8 @@ impl Run {
                 self.profile
                     .assess_response(&self.settings, tool, response, self.at);
             if response_assessment.findings.is_empty() {
-                self.profile.record_response(tool, response);
+                self.profile
+                    .record_response(&self.settings, tool, response, self.at);
             }
         }
         self.at += 2 + self.agent.rng.below(20) as i64;
@@ -206,7 +208,7 @@ fn a_new_destructive_tool_is_blocked_and_named() {
     let strongest = assessment.strongest().unwrap();
     assert_eq!(strongest.detector, Detector::Destructive);
     assert!(
-        strongest.message.contains("the tool name `drop_table`"),
+        strongest.message.contains("the call `drop_table`"),
         "{}",
         strongest.message
     );
@@ -245,6 +247,7 @@ fn a_tenfold_burst_is_blocked_as_a_rate_spike() {
             tool: "files/read_file",
             mandate: "mandate-burst",
             arguments: Some(&arguments),
+            pinned: true,
             at: run.at,
         };
         let assessment = run.profile.assess(&run.settings, &call);
@@ -342,6 +345,7 @@ fn an_approved_drift_is_learned_and_an_unapproved_one_is_not() {
         tool: "db/drop_table",
         mandate: "m",
         arguments: Some(&arguments),
+        pinned: true,
         at: run.at,
     };
     // Refused: recorded as activity only.
@@ -366,4 +370,142 @@ fn a_baseline_survives_serialization() {
     let text = serde_json::to_string(run.profile.baseline()).unwrap();
     let back: writ_behaviour::Baseline = serde_json::from_str(&text).unwrap();
     assert_eq!(&back, run.profile.baseline());
+}
+
+fn assess(run: &Run, tool: &str, arguments: Option<&Value>, pinned: bool) -> Assessment {
+    let call = Call {
+        tool,
+        mandate: "mandate-probe",
+        arguments,
+        pinned,
+        at: run.at,
+    };
+    run.profile.assess(&run.settings, &call)
+}
+
+fn detectors(assessment: &Assessment) -> Vec<Detector> {
+    assessment.findings.iter().map(|f| f.detector).collect()
+}
+
+#[test]
+fn a_call_not_pinned_to_exact_values_cannot_pass_as_normal() {
+    let mut run = trained();
+    run.advance();
+    // Any arguments within a glob: nothing to compare, so it is held.
+    let constraint = json!({"object": {"required": {"path": {"glob": "/data/*"}}}});
+    let assessment = assess(&run, "files/read_file", Some(&constraint), false);
+    assert!(
+        detectors(&assessment).contains(&Detector::ArgumentShape),
+        "{assessment:?}"
+    );
+    // And a destructive word inside the constraint is still found.
+    let constraint = json!({"object": {"required": {"sql": {"prefix": "DROP TABLE"}}}});
+    let assessment = assess(&run, "files/search", Some(&constraint), false);
+    assert_eq!(
+        detectors(&assessment)[0],
+        Detector::Destructive,
+        "{assessment:?}"
+    );
+}
+
+#[test]
+fn destructive_names_are_found_in_http_methods_and_camel_case() {
+    let mut run = trained();
+    run.advance();
+    for tool in [
+        "crm DELETE /customers/{id}",
+        "files/deleteFile",
+        "db/dropTable",
+    ] {
+        let assessment = assess(&run, tool, None, true);
+        assert_eq!(
+            assessment.strongest().map(|f| f.detector),
+            Some(Detector::Destructive),
+            "{tool}: {assessment:?}"
+        );
+    }
+}
+
+#[test]
+fn every_destructive_pattern_is_checked_not_only_the_first() {
+    let mut run = trained();
+    run.advance();
+    // The owner approved `delete_rows` (its name matches `delete`)...
+    let arguments = json!({"table": "drafts"});
+    let call = Call {
+        tool: "db/delete_rows",
+        mandate: "m",
+        arguments: Some(&arguments),
+        pinned: true,
+        at: run.at,
+    };
+    let recorded = run.profile.record(&run.settings, &call);
+    run.profile.learn(&run.settings, &call, recorded);
+    assert!(
+        assess(&run, "db/delete_rows", Some(&arguments), true)
+            .findings
+            .iter()
+            .all(|f| f.detector != Detector::Destructive)
+    );
+    // ...which does not make a `DROP TABLE` in its arguments pass.
+    let arguments = json!({"table": "drafts; DROP TABLE customers"});
+    let assessment = assess(&run, "db/delete_rows", Some(&arguments), true);
+    let finding = assessment.strongest().unwrap();
+    assert_eq!(finding.detector, Detector::Destructive);
+    assert!(
+        finding.message.contains("argument `/table`"),
+        "{}",
+        finding.message
+    );
+}
+
+#[test]
+fn arguments_too_large_to_search_are_a_finding() {
+    let mut run = trained();
+    run.advance();
+    let padding: Vec<Value> = (0..2_000).map(|n| json!(format!("row {n}"))).collect();
+    let arguments = json!({"query": "revenue", "limit": 5, "rows": padding});
+    let assessment = assess(&run, "files/search", Some(&arguments), true);
+    let finding = assessment
+        .findings
+        .iter()
+        .find(|f| f.detector == Detector::Destructive)
+        .expect("an unsearched argument passed");
+    assert!(
+        finding.message.contains("could not all be searched"),
+        "{}",
+        finding.message
+    );
+}
+
+#[test]
+fn learned_extremes_rise_at_most_twofold_per_window() {
+    let mut run = trained();
+    run.advance();
+    let before = run.profile.baseline().tools["files/read_file"].largest_response;
+    // Each answer just under the limit, one after another: learned, but the limit
+    // follows at most twofold per minute, not tenfold per answer.
+    for _ in 0..5 {
+        run.profile
+            .record_response(&run.settings, "files/read_file", before * 9, run.at);
+        run.at += 1;
+    }
+    let after = run.profile.baseline().tools["files/read_file"].largest_response;
+    assert_eq!(after, before * 2);
+    run.at += 60;
+    run.profile
+        .record_response(&run.settings, "files/read_file", before * 9, run.at);
+    let later = run.profile.baseline().tools["files/read_file"].largest_response;
+    assert_eq!(later, before * 4);
+}
+
+#[test]
+fn a_tool_with_no_answers_learned_gets_the_floor_as_its_limit() {
+    let run = trained();
+    let floor = run.settings.spec().volume_floor;
+    assert_eq!(
+        run.profile
+            .response_limit(&run.settings, "db/export_all", run.at),
+        Some(floor)
+    );
 }

@@ -8,11 +8,12 @@
 //! that passes its tool's limit is a bulk export: unless the limit's mode is `observe`, the
 //! stream is cut there and the report says so, and the issuer holds the mandate.
 //!
-//! Limits are advisory state, not credentials: when the issuer cannot be asked, the last
-//! limits known are used, and none before the first answer (the writ and its revocation
-//! are still checked, and fail closed).
+//! Limits are advisory state, not credentials: they are read again in the background when
+//! they are older than `behaviour_limits_ttl_secs`, and when the issuer cannot be asked the
+//! last limits known are used, and none before the first answer (the writ and its
+//! revocation are still checked, and fail closed).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -36,14 +37,23 @@ pub const RESPONSE_VOLUME: &str = "response_volume";
 struct AgentLimits {
     mode: Mode,
     responses: HashMap<String, u64>,
+    /// For tools not listed; none while the agent's baseline is learning.
+    default: Option<u64>,
 }
+
+/// How long the first read of an agent's limits may hold its call.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Cache = Mutex<HashMap<String, (Instant, Arc<AgentLimits>)>>;
 
 /// Agents' response limits, read from the issuer.
 #[derive(Debug)]
 pub(crate) struct ResponseLimits {
     client: Arc<IssuerClient>,
     ttl: Duration,
-    cache: Mutex<HashMap<String, (Instant, Arc<AgentLimits>)>>,
+    cache: Arc<Cache>,
+    /// Agents whose limits are being read again in the background.
+    refreshing: Arc<Mutex<HashSet<String>>>,
 }
 
 impl ResponseLimits {
@@ -51,11 +61,15 @@ impl ResponseLimits {
         ResponseLimits {
             client,
             ttl,
-            cache: Mutex::new(HashMap::new()),
+            cache: Arc::new(Mutex::new(HashMap::new())),
+            refreshing: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 
-    /// The limit on `agent`'s responses from `tool`, and what passing it leads to.
+    /// The limit on `agent`'s answers from `tool`, and what passing it leads to. Limits
+    /// older than the TTL are used while they are read again in the background, so a slow
+    /// issuer never holds a call; only an agent's first call waits, at most
+    /// [`FETCH_TIMEOUT`], and a failed read is remembered for the TTL too.
     pub(crate) async fn limit(&self, agent: &str, tool: &str) -> Option<(u64, Mode)> {
         let cached = self
             .cache
@@ -64,41 +78,94 @@ impl ResponseLimits {
             .get(agent)
             .cloned();
         let limits = match cached {
-            Some((fetched, limits)) if fetched.elapsed() < self.ttl => limits,
-            stale => match self.fetch(agent).await {
-                Some(limits) => limits,
-                None => stale?.1,
-            },
+            Some((fetched, limits)) => {
+                if fetched.elapsed() >= self.ttl {
+                    self.refresh_later(agent);
+                }
+                limits
+            }
+            None => {
+                let fetched =
+                    tokio::time::timeout(FETCH_TIMEOUT, fetch(&self.client, &self.cache, agent))
+                        .await;
+                match fetched {
+                    Ok(limits) => limits,
+                    Err(_) => {
+                        tracing::warn!("the issuer's behaviour limits took too long to read");
+                        remember(&self.cache, agent, Arc::new(AgentLimits::unknown()))
+                    }
+                }
+            }
         };
         limits
             .responses
             .get(tool)
-            .map(|limit| (*limit, limits.mode))
+            .copied()
+            .or(limits.default)
+            .map(|limit| (limit, limits.mode))
     }
 
-    async fn fetch(&self, agent: &str) -> Option<Arc<AgentLimits>> {
-        let answer = self
-            .client
-            .get(&format!("/v1/behaviour/limits/{agent}"))
-            .await;
-        let limits = match answer.map(serde_json::from_value::<AgentLimits>) {
-            Ok(Ok(limits)) => Arc::new(limits),
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "the issuer's behaviour limits could not be read");
-                return None;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "the issuer's behaviour limits are unavailable");
-                return None;
-            }
-        };
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= CACHED_AGENTS {
-            cache.clear();
+    fn refresh_later(&self, agent: &str) {
+        let fresh = self
+            .refreshing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(agent.to_owned());
+        if !fresh {
+            return;
         }
-        cache.insert(agent.to_owned(), (Instant::now(), Arc::clone(&limits)));
-        Some(limits)
+        let (client, cache, refreshing) = (
+            Arc::clone(&self.client),
+            Arc::clone(&self.cache),
+            Arc::clone(&self.refreshing),
+        );
+        let agent = agent.to_owned();
+        tokio::spawn(async move {
+            fetch(&client, &cache, &agent).await;
+            refreshing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&agent);
+        });
     }
+}
+
+impl AgentLimits {
+    /// What a gateway knows when the issuer cannot be asked: nothing.
+    fn unknown() -> AgentLimits {
+        AgentLimits {
+            mode: Mode::Observe,
+            responses: HashMap::new(),
+            default: None,
+        }
+    }
+}
+
+/// Reads `agent`'s limits into `cache`; what is known afterwards (nothing, when the read
+/// failed, remembered like an answer).
+async fn fetch(client: &IssuerClient, cache: &Cache, agent: &str) -> Arc<AgentLimits> {
+    let answer = client.get(&format!("/v1/behaviour/limits/{agent}")).await;
+    let limits = match answer.map(serde_json::from_value::<AgentLimits>) {
+        Ok(Ok(limits)) => limits,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "the issuer's behaviour limits could not be read");
+            AgentLimits::unknown()
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the issuer's behaviour limits are unavailable");
+            AgentLimits::unknown()
+        }
+    };
+    remember(cache, agent, Arc::new(limits))
+}
+
+fn remember(cache: &Cache, agent: &str, limits: Arc<AgentLimits>) -> Arc<AgentLimits> {
+    let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if cache.len() >= CACHED_AGENTS && !cache.contains_key(agent) {
+        cache.clear();
+    }
+    cache.insert(agent.to_owned(), (Instant::now(), Arc::clone(&limits)));
+    limits
 }
 
 /// One allowed call whose answer is measured.
@@ -163,6 +230,8 @@ pub(crate) struct Metered<B> {
     inner: B,
     watch: Option<Watch>,
     bytes: u64,
+    /// Set once the answer is cut: nothing more passes.
+    cut: bool,
 }
 
 impl<B> Metered<B> {
@@ -171,6 +240,7 @@ impl<B> Metered<B> {
             inner,
             watch: Some(watch),
             bytes: 0,
+            cut: false,
         }
     }
 
@@ -207,6 +277,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        if this.cut {
+            return Poll::Ready(None);
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -217,6 +290,7 @@ where
                         let limit = watch.limit.map_or(0, |(limit, _)| limit);
                         // The report counts what the upstream sent, up to the cut.
                         this.bytes = bytes;
+                        this.cut = true;
                         this.finish(true);
                         return Poll::Ready(Some(Err(Box::new(Cut { limit }))));
                     }
@@ -237,7 +311,7 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.cut || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

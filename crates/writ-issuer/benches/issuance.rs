@@ -81,7 +81,22 @@ async fn setup() -> Bench {
         .await
         .unwrap();
     let admin = writ_keystore::load(&dir.path().join("admin.key")).unwrap();
-    let issuer = Issuer::open(&data, Settings::default()).await.unwrap();
+    // Every detector assesses every call from the first (no learning period), in observe
+    // mode: one agent at thousands of calls a second is the burst `rate_spike` exists to
+    // stop, and here it is the load.
+    let settings = Settings {
+        behaviour: writ_issuer::BehaviourConfig {
+            detectors: writ_behaviour::SettingsSpec {
+                learning_calls: 0,
+                learning_seconds: 0,
+                mode: Some(writ_behaviour::Mode::Observe),
+                ..writ_behaviour::SettingsSpec::default()
+            },
+            ..writ_issuer::BehaviourConfig::default()
+        },
+        ..Settings::default()
+    };
+    let issuer = Issuer::open(&data, settings).await.unwrap();
     let router = writ_issuer::router(Arc::clone(&issuer));
     let agent = SigningKey::generate(Algorithm::EdDSA).unwrap();
     let mut bench = Bench {

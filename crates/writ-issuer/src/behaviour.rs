@@ -8,22 +8,27 @@
 //! - none, or `observe`: the writ is issued; the findings are recorded in its leaf;
 //! - `step_up`: no writ yet. The issuer records an approval request for the agent's owner
 //!   and answers `authorization_pending` (RFC 8628 §3.5 style) with the approval's id; the
-//!   agent retries the same call. Once the owner approves (`POST /v1/approvals/{id}`), the
-//!   retry gets its writ, once; a denial or the timeout ends it with `access_denied`;
-//! - `block`: refused with `behaviour_blocked` and the finding's sentence.
+//!   agent retries the same call. Once the owner approves (`POST /v1/approvals/{id}`), one
+//!   retry of exactly that call, at the same resource under the same mandate, gets its writ;
+//!   a denial stands for the approval's lifetime, and the timeout ends it;
+//! - `block`: refused with `behaviour_blocked`.
 //!
-//! Gateways add what only they see: the size of each response. A response beyond its
-//! tool's limit stops the stream at the gateway and is reported as a drift verdict; the
-//! issuer then holds the mandate: a `block` verdict refuses every further writ for it (and
-//! revokes it when `revoke_on_drift`), a `step_up` verdict asks the owner whether it may go
-//! on.
+//! An agent is told which detector spoke, not its numbers (they would show a
+//! prompt-injected agent how far it may go); the numbers are in the audit log, in approvals
+//! and in `writ trace`.
 //!
-//! Baselines are state derived from the audit log: each `writ_issued` leaf says whether the
-//! call was learned, each `gateway_response` leaf the size it learned, and approvals and
-//! holds are leaves too. At start the issuer replays the log to rebuild them, so a restart
-//! forgets nothing.
+//! Gateways add what only they see: the size of each answer. An answer beyond its tool's
+//! limit is cut at the gateway and reported; the issuer then holds the mandate and every
+//! mandate delegated from it: a `block` verdict refuses every further writ and delegation
+//! (and revokes the mandate when `revoke_on_drift`), a `step_up` verdict asks the owner
+//! whether it may go on.
+//!
+//! Baselines are state derived from the audit log: each `writ_issued` leaf says whether its
+//! call was learned and when it was assessed, each `gateway_response` leaf the size it
+//! learned or the hold it caused, and approvals and their answers are leaves too. At start
+//! the issuer replays the log to rebuild them, so a restart forgets nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Json;
@@ -32,8 +37,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use writ_behaviour::described;
-use writ_behaviour::{Assessment, Call, Finding, Mode, Profile, Recorded, SettingsSpec};
+use writ_behaviour::{Described, Finding, Mode, Profile, Recorded, SettingsSpec, described};
 use writ_scope::AuthorizationDetail;
 use writ_store::{StoreError, Write};
 use writ_token::ApprovalId;
@@ -47,8 +51,11 @@ use crate::mandates::random_id;
 
 /// How long an agent is told to wait before retrying a held call, in seconds.
 pub const RETRY_INTERVAL: u64 = 2;
-/// Most approvals kept in memory; the oldest decided ones are forgotten first.
+/// Most approvals kept in memory. Closed and expired ones are forgotten first, oldest
+/// first; pending ones are bounded by [`MAX_PENDING_PER_AGENT`].
 const MAX_APPROVALS: usize = 10_000;
+/// Most approvals one agent may have pending at once; more drifting calls are refused.
+pub const MAX_PENDING_PER_AGENT: usize = 16;
 /// Leaves read per page when the log is replayed.
 const REPLAY_PAGE: u32 = 1_000;
 
@@ -97,26 +104,39 @@ pub(crate) struct Approval {
     id: String,
     agent: String,
     agent_name: String,
+    /// The owner when it was asked for; the agent's owner now is the one who answers.
     owner: String,
     mandate: String,
     /// The call held, or `null` for a mandate a gateway stopped.
     call: Value,
-    #[serde(skip)]
+    /// What matches a retry to it: the SHA-256 of the resource and the call (empty for a
+    /// held mandate).
     digest: String,
     findings: Vec<Finding>,
     requested_at: i64,
     expires_at: i64,
     state: ApprovalState,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     decided_by: Option<String>,
+    #[serde(default)]
     log_index: u64,
+}
+
+impl Approval {
+    /// The state at `now`: a pending approval past its time has expired.
+    fn state_at(&self, now: i64) -> ApprovalState {
+        if self.state == ApprovalState::Pending && now >= self.expires_at {
+            ApprovalState::Expired
+        } else {
+            self.state
+        }
+    }
 }
 
 /// Why a gateway stopped a mandate.
 #[derive(Debug, Clone)]
 struct Hold {
     mode: Mode,
-    message: String,
     /// For a step-up hold: the approval that lifts it.
     approval: Option<String>,
 }
@@ -125,10 +145,77 @@ struct Hold {
 struct Memory {
     profiles: HashMap<String, Profile>,
     approvals: HashMap<String, Approval>,
-    /// (mandate, call digest) → the approval for that call.
+    /// (mandate, digest) → the approval for that call.
     open: HashMap<(String, String), String>,
+    /// (mandate, digest) of approvals being recorded, so concurrent requests for one call
+    /// make one approval.
+    requesting: HashSet<(String, String)>,
+    /// Approvals whose answer is being recorded, so two answers cannot both win.
+    deciding: HashSet<String>,
     /// Mandates stopped by a gateway's verdict.
     held: HashMap<String, Hold>,
+}
+
+impl Memory {
+    fn insert_approval(&mut self, approval: Approval, now: i64) {
+        if self.approvals.len() >= MAX_APPROVALS {
+            // Forget the oldest closed or expired approvals.
+            let mut closed: Vec<(u64, String)> = self
+                .approvals
+                .values()
+                .filter(|a| a.state_at(now) != ApprovalState::Pending)
+                .map(|a| (a.log_index, a.id.clone()))
+                .collect();
+            closed.sort_unstable();
+            for (_, id) in closed.into_iter().take(MAX_APPROVALS / 10) {
+                if let Some(gone) = self.approvals.remove(&id) {
+                    self.open.remove(&(gone.mandate, gone.digest));
+                }
+            }
+        }
+        if !approval.digest.is_empty() {
+            // The first approval for a call is the one a retry finds.
+            self.open
+                .entry((approval.mandate.clone(), approval.digest.clone()))
+                .or_insert_with(|| approval.id.clone());
+        }
+        self.approvals.insert(approval.id.clone(), approval);
+    }
+
+    /// Applies an owner's answer to a pending approval; the first answer wins.
+    fn decide(&mut self, id: &str, approve: bool, by: Option<String>) -> Option<Approval> {
+        let approval = self.approvals.get_mut(id)?;
+        if approval.state == ApprovalState::Pending {
+            approval.state = if approve {
+                ApprovalState::Approved
+            } else {
+                ApprovalState::Denied
+            };
+            approval.decided_by = by;
+        }
+        let approval = approval.clone();
+        // A mandate held by a gateway goes on once approved.
+        if approval.call.is_null() && approval.state == ApprovalState::Approved {
+            self.held.remove(&approval.mandate);
+        }
+        Some(approval)
+    }
+
+    /// Makes `id` used by the writ it was for.
+    fn use_approval(&mut self, id: &str) {
+        if let Some(approval) = self.approvals.get_mut(id) {
+            approval.state = ApprovalState::Used;
+            let key = (approval.mandate.clone(), approval.digest.clone());
+            self.open.remove(&key);
+        }
+    }
+
+    fn pending_of(&self, agent: &str, now: i64) -> usize {
+        self.approvals
+            .values()
+            .filter(|a| a.agent == agent && a.state_at(now) == ApprovalState::Pending)
+            .count()
+    }
 }
 
 /// The behaviour state of a running issuer.
@@ -142,9 +229,8 @@ pub(crate) struct Behaviour {
 /// A call let through, to learn once it is on record.
 #[derive(Debug)]
 pub(crate) struct Pass {
-    tool: String,
+    described: Described,
     mandate: String,
-    arguments: Option<Value>,
     at: i64,
     recorded: Recorded,
     learn: bool,
@@ -155,7 +241,7 @@ pub(crate) struct Pass {
 impl Pass {
     /// What the `writ_issued` leaf records.
     pub(crate) fn leaf(&self) -> Value {
-        let mut leaf = json!({"learned": self.learn});
+        let mut leaf = json!({"learned": self.learn, "at": self.at});
         if !self.findings.is_empty() {
             insert(&mut leaf, "findings", json!(self.findings));
         }
@@ -166,12 +252,20 @@ impl Pass {
     }
 }
 
-/// The SHA-256 of a detail's canonical JSON, which matches a retry to its approval.
-fn digest(detail: &Value) -> String {
-    let mut canonical = detail.clone();
+/// The SHA-256 of the resource and the detail's canonical JSON, which matches a retry to
+/// its approval; an error rather than a digest two calls could share.
+fn digest(resource: &str, detail: &AuthorizationDetail) -> Result<String, ApiError> {
+    let mut canonical = json!({"resource": resource, "call": detail});
     writ_jose::sort_members(&mut canonical);
-    let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
-    writ_jose::base64url_encode(writ_jose::sha256(&bytes))
+    let bytes = serde_json::to_vec(&canonical).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "digest_failed",
+            e.to_string(),
+        )
+    })?;
+    Ok(writ_jose::base64url_encode(writ_jose::sha256(&bytes)))
 }
 
 /// Adds a member to a JSON object.
@@ -181,10 +275,27 @@ pub(crate) fn insert(object: &mut Value, key: &str, value: Value) {
     }
 }
 
-fn strongest(findings: &[Finding]) -> &str {
-    findings
-        .first()
-        .map_or("", |finding| finding.message.as_str())
+/// The strongest finding's detector and what it found, without numbers.
+fn verdict(findings: &[Finding]) -> String {
+    findings.first().map_or_else(String::new, |finding| {
+        format!("{}: {}", finding.detector, finding.detector.summary())
+    })
+}
+
+/// `authorization_pending`: retry after [`RETRY_INTERVAL`], with the approval to wait for
+/// when there is one yet.
+fn pending(message: String, approval: Option<&str>) -> ApiError {
+    let error = ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "authorization_pending",
+        "approval_pending",
+        message,
+    )
+    .with_field("interval", json!(RETRY_INTERVAL));
+    match approval {
+        Some(id) => error.with_field("approval", json!(id)),
+        None => error,
+    }
 }
 
 impl Behaviour {
@@ -211,20 +322,35 @@ impl Behaviour {
         if !pass.learn {
             return;
         }
-        let call = Call {
-            tool: &pass.tool,
-            mandate: &pass.mandate,
-            arguments: pass.arguments.as_ref(),
-            at: pass.at,
-        };
+        let Pass {
+            described,
+            mandate,
+            at,
+            recorded,
+            ..
+        } = pass;
         let mut state = self.state();
         let profile = state.profiles.entry(agent.to_owned()).or_default();
-        profile.learn(&self.settings, &call, pass.recorded);
+        profile.learn(&self.settings, &described.call(&mandate, at), recorded);
     }
 
-    /// Replays one leaf of the audit log into the state.
+    /// Undoes what a pass took when its writ could not be recorded: its approval can be
+    /// used again.
+    pub(crate) fn unpass(&self, pass: &Pass) {
+        let Some(id) = &pass.approval else { return };
+        let mut state = self.state();
+        let Some(approval) = state.approvals.get_mut(id) else {
+            return;
+        };
+        approval.state = ApprovalState::Approved;
+        let key = (approval.mandate.clone(), approval.digest.clone());
+        state.open.insert(key, id.clone());
+    }
+
+    /// Replays one leaf of the audit log into the state, as live processing left it.
     fn replay_leaf(&self, kind: &str, time: i64, event: &Value, log_index: u64) {
         let text = |key: &str| event.get(key).and_then(Value::as_str).map(str::to_owned);
+        let mut state = self.state();
         match kind {
             "writ_issued" => {
                 let (Some(agent), Some(mandate), Some(call)) =
@@ -232,10 +358,10 @@ impl Behaviour {
                 else {
                     return;
                 };
-                let Ok(detail) = serde_json::from_value::<AuthorizationDetail>(call.clone()) else {
-                    return;
-                };
-                let Some((tool, arguments)) = described(&detail) else {
+                let Some(described) = serde_json::from_value::<AuthorizationDetail>(call.clone())
+                    .ok()
+                    .and_then(|detail| described(&detail))
+                else {
                     return;
                 };
                 let behaviour = event.get("behaviour");
@@ -244,22 +370,17 @@ impl Behaviour {
                     .and_then(|b| b.get("learned"))
                     .and_then(Value::as_bool)
                     .unwrap_or(true);
-                let call = Call {
-                    tool: &tool,
-                    mandate: &mandate,
-                    arguments: arguments.as_ref(),
-                    at: time,
-                };
-                let mut state = self.state();
+                let at = behaviour
+                    .and_then(|b| b.get("at"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(time);
                 if let Some(id) = behaviour
                     .and_then(|b| b.get("approval"))
                     .and_then(Value::as_str)
-                    && let Some(approval) = state.approvals.get_mut(id)
                 {
-                    approval.state = ApprovalState::Used;
-                    let key = (approval.mandate.clone(), approval.digest.clone());
-                    state.open.remove(&key);
+                    state.use_approval(id);
                 }
+                let call = described.call(&mandate, at);
                 let profile = state.profiles.entry(agent).or_default();
                 let recorded = profile.record(&self.settings, &call);
                 if learned {
@@ -267,24 +388,16 @@ impl Behaviour {
                 }
             }
             "approval_requested" => {
-                let Ok(mut approval) = serde_json::from_value::<Approval>(event.clone()) else {
-                    return;
-                };
-                approval.digest = text("digest").unwrap_or_default();
-                approval.log_index = log_index;
-                approval.state = ApprovalState::Pending;
-                if approval.call.is_null() {
-                    self.attach_hold_approval(&approval.mandate, &approval.id);
+                if let Ok(mut approval) = serde_json::from_value::<Approval>(event.clone()) {
+                    approval.log_index = log_index;
+                    approval.state = ApprovalState::Pending;
+                    state.insert_approval(approval, time);
                 }
-                self.insert_approval(approval);
             }
             "approval_decided" => {
-                let (Some(id), Some(decision), by) =
-                    (text("approval"), text("decision"), text("by"))
-                else {
-                    return;
-                };
-                self.decide_in_memory(&id, decision == "approve", by);
+                if let (Some(id), Some(decision)) = (text("approval"), text("decision")) {
+                    state.decide(&id, decision == "approve", text("by"));
+                }
             }
             "gateway_response" => {
                 let (Some(agent), Some(mandate), Some(tool), Some(bytes)) = (
@@ -299,93 +412,64 @@ impl Behaviour {
                 let held = event
                     .get("held")
                     .and_then(|mode| serde_json::from_value::<Mode>(mode.clone()).ok());
-                let message = event
-                    .get("finding")
-                    .and_then(|finding| finding.get("message"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                self.apply_response(&agent, &mandate, &tool, bytes, learned, held, message);
+                let approval = event
+                    .get("approval")
+                    .and_then(|approval| serde_json::from_value::<Approval>(approval.clone()).ok())
+                    .map(|mut approval| {
+                        approval.log_index = log_index;
+                        approval
+                    });
+                let at = event.get("at").and_then(Value::as_i64).unwrap_or(time);
+                self.apply_response(
+                    &mut state,
+                    Response {
+                        agent: &agent,
+                        mandate: &mandate,
+                        tool: &tool,
+                        bytes,
+                        at,
+                    },
+                    learned,
+                    held,
+                    approval,
+                );
             }
             _ => {}
         }
     }
 
-    /// Learns a response, or holds its mandate after a drift verdict.
-    #[expect(clippy::too_many_arguments, reason = "one response's whole record")]
+    /// Learns an answer's size, or holds its mandate after a drift verdict.
     fn apply_response(
         &self,
-        agent: &str,
-        mandate: &str,
-        tool: &str,
-        bytes: u64,
+        state: &mut Memory,
+        response: Response<'_>,
         learned: bool,
         held: Option<Mode>,
-        message: String,
+        approval: Option<Approval>,
     ) {
-        let mut state = self.state();
-        if learned && let Some(profile) = state.profiles.get_mut(agent) {
-            profile.record_response(tool, bytes);
+        if learned && let Some(profile) = state.profiles.get_mut(response.agent) {
+            profile.record_response(&self.settings, response.tool, response.bytes, response.at);
         }
         if let Some(mode) = held {
-            state.held.insert(
-                mandate.to_owned(),
-                Hold {
-                    mode,
-                    message,
-                    approval: None,
-                },
-            );
-        }
-    }
-
-    fn attach_hold_approval(&self, mandate: &str, approval: &str) {
-        if let Some(hold) = self.state().held.get_mut(mandate) {
-            hold.approval = Some(approval.to_owned());
-        }
-    }
-
-    fn insert_approval(&self, approval: Approval) {
-        let mut state = self.state();
-        if state.approvals.len() >= MAX_APPROVALS {
-            // Forget the oldest decided approvals; pending ones stay until they expire.
-            let mut decided: Vec<(i64, String)> = state
-                .approvals
-                .values()
-                .filter(|a| a.state != ApprovalState::Pending)
-                .map(|a| (a.requested_at, a.id.clone()))
-                .collect();
-            decided.sort_unstable();
-            for (_, id) in decided.into_iter().take(MAX_APPROVALS / 10) {
-                state.approvals.remove(&id);
+            let id = approval.as_ref().map(|approval| approval.id.clone());
+            if let Some(approval) = approval {
+                state.insert_approval(approval, response.at);
             }
+            state
+                .held
+                .insert(response.mandate.to_owned(), Hold { mode, approval: id });
         }
-        if !approval.digest.is_empty() {
-            state.open.insert(
-                (approval.mandate.clone(), approval.digest.clone()),
-                approval.id.clone(),
-            );
-        }
-        state.approvals.insert(approval.id.clone(), approval);
     }
+}
 
-    /// Applies an owner's answer; the approval as it is now.
-    fn decide_in_memory(&self, id: &str, approve: bool, by: Option<String>) -> Option<Approval> {
-        let mut state = self.state();
-        let approval = state.approvals.get_mut(id)?;
-        approval.state = if approve {
-            ApprovalState::Approved
-        } else {
-            ApprovalState::Denied
-        };
-        approval.decided_by = by;
-        let approval = approval.clone();
-        // A mandate held by a gateway goes on once approved.
-        if approval.call.is_null() && approve {
-            state.held.remove(&approval.mandate);
-        }
-        Some(approval)
-    }
+/// One answer a gateway reported.
+#[derive(Debug, Clone, Copy)]
+struct Response<'a> {
+    agent: &'a str,
+    mandate: &'a str,
+    tool: &'a str,
+    bytes: u64,
+    at: i64,
 }
 
 /// Rebuilds baselines, approvals and holds from the audit log.
@@ -421,252 +505,267 @@ pub(crate) async fn replay(issuer: &Issuer) -> Result<u64, StoreError> {
     Ok(replayed)
 }
 
+/// What the state said about a drifting call, decided under one lock.
+enum Outcome {
+    Pass(Pass),
+    Blocked,
+    Pending(Option<String>),
+    Expired(Approval),
+    Denied(Approval),
+    TooMany,
+    Request(String),
+}
+
 /// The behaviour check at the token endpoint, after scope and policy allowed the call:
-/// `Ok(Some(pass))` to issue (learn the pass once the writ is on record), `Ok(None)` for a
-/// protocol method, or the refusal.
+/// `Ok(Some(pass))` to issue (learn the pass once the writ is on record, or `unpass` it if
+/// it cannot be), `Ok(None)` for a protocol method, or the refusal.
 pub(crate) async fn check(
     issuer: &Issuer,
     agent: &writ_store::AgentRecord,
     mandate: &str,
+    resource: &str,
     requested: &AuthorizationDetail,
     context: &mut Value,
 ) -> Result<Option<Pass>, ApiError> {
     let behaviour = &issuer.behaviour;
     let at = crate::seconds(issuer.now());
-    held(behaviour, mandate, at)?;
-    let Some((tool, arguments)) = described(requested) else {
+    held(issuer, mandate, at)?;
+    let Some(described) = described(requested) else {
         return Ok(None);
     };
-    let call = Call {
-        tool: &tool,
-        mandate,
-        arguments: arguments.as_ref(),
-        at,
-    };
-    let detail = json!(requested);
-    let digest = digest(&detail);
-    let (assessment, approval) = {
+    let (assessment, outcome) = {
         let mut state = behaviour.state();
-        let profile = state.profiles.entry(agent.jkt.clone()).or_default();
+        let memory = &mut *state;
+        let profile = memory.profiles.entry(agent.jkt.clone()).or_default();
+        let call = described.call(mandate, at);
         let assessment = profile.assess(&behaviour.settings, &call);
-        let approval = match assessment.mode() {
+        let outcome = match assessment.mode() {
             None | Some(Mode::Observe) => {
                 let recorded = profile.record(&behaviour.settings, &call);
                 let learn = assessment.findings.is_empty();
-                return Ok(Some(pass(call, recorded, learn, None, assessment)));
+                return Ok(Some(Pass {
+                    described,
+                    mandate: mandate.to_owned(),
+                    at,
+                    recorded,
+                    learn,
+                    approval: None,
+                    findings: assessment.findings,
+                }));
             }
-            Some(Mode::Block) => None,
-            Some(Mode::StepUp) => state
-                .open
-                .get(&(mandate.to_owned(), digest.clone()))
-                .and_then(|id| state.approvals.get(id))
-                .cloned(),
+            Some(Mode::Block) => Outcome::Blocked,
+            Some(Mode::StepUp) => {
+                let digest = digest(resource, requested)?;
+                let key = (mandate.to_owned(), digest.clone());
+                let found = memory
+                    .open
+                    .get(&key)
+                    .and_then(|id| memory.approvals.get(id))
+                    .map(|approval| (approval.id.clone(), approval.state_at(at)));
+                match found {
+                    // The state is checked and changed under this one lock: one writ per
+                    // approval, however many requests arrive at once.
+                    Some((id, ApprovalState::Approved)) => {
+                        memory.use_approval(&id);
+                        let profile = memory.profiles.entry(agent.jkt.clone()).or_default();
+                        let recorded = profile.record(&behaviour.settings, &call);
+                        Outcome::Pass(Pass {
+                            described,
+                            mandate: mandate.to_owned(),
+                            at,
+                            recorded,
+                            // Its owner vouched for it: it is learned.
+                            learn: true,
+                            approval: Some(id),
+                            findings: Vec::new(),
+                        })
+                    }
+                    Some((id, ApprovalState::Pending)) => Outcome::Pending(Some(id)),
+                    Some((id, ApprovalState::Denied)) => {
+                        let approval = memory.approvals.get(&id).cloned();
+                        // A denial stands until the approval would have expired.
+                        match approval.filter(|approval| at < approval.expires_at) {
+                            Some(approval) => Outcome::Denied(approval),
+                            None => {
+                                memory.open.remove(&key);
+                                request_slot(memory, &agent.jkt, key, digest, at)
+                            }
+                        }
+                    }
+                    Some((id, ApprovalState::Expired)) => {
+                        memory.open.remove(&key);
+                        match memory.approvals.get_mut(&id) {
+                            Some(approval) => {
+                                approval.state = ApprovalState::Expired;
+                                Outcome::Expired(approval.clone())
+                            }
+                            None => Outcome::Pending(None),
+                        }
+                    }
+                    Some((_, ApprovalState::Used)) | None => {
+                        memory.open.remove(&key);
+                        request_slot(memory, &agent.jkt, key, digest, at)
+                    }
+                }
+            }
         };
-        (assessment, approval)
+        (assessment, outcome)
     };
+    if let Outcome::Pass(mut pass) = outcome {
+        pass.findings = assessment.findings;
+        return Ok(Some(pass));
+    }
+    // The numbers go to the log with the refusal; the agent hears only the detector.
     insert(
         context,
         "behaviour",
         json!({"findings": assessment.findings}),
     );
-    if assessment.mode() == Some(Mode::Block) {
-        metrics::counter!("writ_behaviour_verdicts_total", "mode" => "block").increment(1);
-        return Err(ApiError::denied(
-            "behaviour_blocked",
+    let drift = format!(
+        "the call drifts from agent `{}`'s baseline ({})",
+        agent.name,
+        verdict(&assessment.findings)
+    );
+    metrics::counter!("writ_behaviour_verdicts_total", "mode" => assessment.mode().map_or("none", Mode::code))
+        .increment(1);
+    match outcome {
+        Outcome::Pass(_) | Outcome::Blocked => Err(ApiError::denied("behaviour_blocked", drift)),
+        Outcome::Pending(Some(id)) => Err(pending(
+            format!("{drift}; approval {id} is still waiting for its owner"),
+            Some(&id),
+        )),
+        Outcome::Pending(None) => Err(pending(
+            format!("{drift}; an approval is being requested from its owner"),
+            None,
+        )),
+        Outcome::Expired(approval) => Err(ApiError::denied(
+            "approval_expired",
             format!(
-                "the call drifts from agent `{}`'s baseline: {}",
-                agent.name,
-                strongest(&assessment.findings)
-            ),
-        ));
-    }
-    metrics::counter!("writ_behaviour_verdicts_total", "mode" => "step_up").increment(1);
-    match approval {
-        Some(approval) => answer(issuer, approval, call, assessment, at),
-        None => {
-            let approval =
-                request_approval(issuer, agent, mandate, detail, digest, &assessment, at).await?;
-            insert(context, "approval", json!(approval.id));
-            Err(pending(&approval, agent))
-        }
-    }
-}
-
-/// A step-up call whose approval exists: issue once approved, otherwise say why not.
-fn answer(
-    issuer: &Issuer,
-    approval: Approval,
-    call: Call<'_>,
-    assessment: Assessment,
-    at: i64,
-) -> Result<Option<Pass>, ApiError> {
-    let behaviour = &issuer.behaviour;
-    let key = (approval.mandate.clone(), approval.digest.clone());
-    let mut state = behaviour.state();
-    match approval.state {
-        ApprovalState::Approved => {
-            if let Some(stored) = state.approvals.get_mut(&approval.id) {
-                stored.state = ApprovalState::Used;
-            }
-            state.open.remove(&key);
-            let profile = state.profiles.entry(approval.agent.clone()).or_default();
-            let recorded = profile.record(&behaviour.settings, &call);
-            // The owner vouched for it: it is learned.
-            Ok(Some(pass(
-                call,
-                recorded,
-                true,
-                Some(approval.id),
-                assessment,
-            )))
-        }
-        ApprovalState::Pending if at < approval.expires_at => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "authorization_pending",
-            "approval_pending",
-            format!(
-                "approval {} by `{}` is still pending: {}",
-                approval.id,
-                approval.owner,
-                strongest(&approval.findings)
-            ),
-        )
-        .with_field("approval", json!(approval.id))
-        .with_field("interval", json!(RETRY_INTERVAL))),
-        ApprovalState::Pending | ApprovalState::Expired => {
-            if let Some(stored) = state.approvals.get_mut(&approval.id) {
-                stored.state = ApprovalState::Expired;
-            }
-            state.open.remove(&key);
-            Err(ApiError::denied(
-                "approval_expired",
-                format!(
-                    "`{}` did not answer approval {} within {} s",
-                    approval.owner, approval.id, behaviour.config.approval_timeout_seconds
-                ),
-            ))
-        }
-        ApprovalState::Denied | ApprovalState::Used => {
-            state.open.remove(&key);
-            Err(ApiError::denied(
-                "approval_denied",
-                format!(
-                    "`{}` denied approval {}: {}",
-                    approval.decided_by.as_deref().unwrap_or(&approval.owner),
-                    approval.id,
-                    strongest(&approval.findings)
-                ),
-            ))
-        }
-    }
-}
-
-fn pass(
-    call: Call<'_>,
-    recorded: Recorded,
-    learn: bool,
-    approval: Option<String>,
-    assessment: Assessment,
-) -> Pass {
-    Pass {
-        tool: call.tool.to_owned(),
-        mandate: call.mandate.to_owned(),
-        arguments: call.arguments.cloned(),
-        at: call.at,
-        recorded,
-        learn,
-        approval,
-        findings: assessment.findings,
-    }
-}
-
-fn pending(approval: &Approval, agent: &writ_store::AgentRecord) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "authorization_pending",
-        "approval_pending",
-        format!(
-            "the call drifts from agent `{}`'s baseline ({}); approval {} is waiting for its owner `{}`",
-            agent.name,
-            strongest(&approval.findings),
-            approval.id,
-            approval.owner
-        ),
-    )
-    .with_field("approval", json!(approval.id))
-    .with_field("interval", json!(RETRY_INTERVAL))
-}
-
-/// A mandate a gateway stopped: refused, or pending its owner's approval.
-fn held(behaviour: &Behaviour, mandate: &str, at: i64) -> Result<(), ApiError> {
-    let state = behaviour.state();
-    let Some(hold) = state.held.get(mandate) else {
-        return Ok(());
-    };
-    let approval = hold
-        .approval
-        .as_ref()
-        .and_then(|id| state.approvals.get(id));
-    match (hold.mode, approval) {
-        (Mode::StepUp, Some(approval))
-            if approval.state == ApprovalState::Pending && at < approval.expires_at =>
-        {
-            Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "authorization_pending",
-                "approval_pending",
-                format!(
-                    "mandate {mandate} is held after a gateway saw drift ({}); approval {} is waiting for `{}`",
-                    hold.message, approval.id, approval.owner
-                ),
-            )
-            .with_field("approval", json!(approval.id))
-            .with_field("interval", json!(RETRY_INTERVAL)))
-        }
-        _ => Err(ApiError::denied(
-            "mandate_drifted",
-            format!(
-                "mandate {mandate} was stopped after a gateway saw drift: {}",
-                hold.message
+                "{drift}; approval {} was not answered within {} s",
+                approval.id, behaviour.config.approval_timeout_seconds
             ),
         )),
+        Outcome::Denied(approval) => Err(ApiError::denied(
+            "approval_denied",
+            format!(
+                "{drift}; `{}` denied approval {}",
+                approval.decided_by.as_deref().unwrap_or(&approval.owner),
+                approval.id
+            ),
+        )),
+        Outcome::TooMany => Err(ApiError::denied(
+            "too_many_approvals",
+            format!(
+                "{drift}; agent `{}` already has {MAX_PENDING_PER_AGENT} calls waiting for its owner",
+                agent.name
+            ),
+        )),
+        Outcome::Request(digest) => {
+            let key = (mandate.to_owned(), digest.clone());
+            let approval = request_approval(
+                issuer,
+                agent,
+                mandate,
+                json!(requested),
+                digest,
+                &assessment.findings,
+                at,
+            )
+            .await;
+            let mut state = behaviour.state();
+            state.requesting.remove(&key);
+            let approval = approval?;
+            state.insert_approval(approval.clone(), at);
+            insert(context, "approval", json!(approval.id));
+            Err(pending(
+                format!(
+                    "{drift}; approval {} is waiting for its owner `{}`",
+                    approval.id, agent.owner
+                ),
+                Some(&approval.id),
+            ))
+        }
     }
 }
 
+/// A new approval for `key`, unless one is already being requested or the agent has too
+/// many pending.
+fn request_slot(
+    memory: &mut Memory,
+    agent: &str,
+    key: (String, String),
+    digest: String,
+    now: i64,
+) -> Outcome {
+    if memory.requesting.contains(&key) {
+        return Outcome::Pending(None);
+    }
+    if memory.pending_of(agent, now) >= MAX_PENDING_PER_AGENT {
+        return Outcome::TooMany;
+    }
+    memory.requesting.insert(key);
+    Outcome::Request(digest)
+}
+
+/// A mandate a gateway stopped, or one delegated from it: refused, or pending its owner's
+/// approval.
+pub(crate) fn held(issuer: &Issuer, mandate: &str, now: i64) -> Result<(), ApiError> {
+    let state = issuer.behaviour.state();
+    if state.held.is_empty() {
+        return Ok(());
+    }
+    let mut next = Some(mandate.to_owned());
+    let mut hops = 0;
+    while let Some(id) = next.take() {
+        if let Some(hold) = state.held.get(&id) {
+            let approval = hold
+                .approval
+                .as_ref()
+                .and_then(|id| state.approvals.get(id));
+            return Err(match (hold.mode, approval) {
+                (Mode::StepUp, Some(approval))
+                    if approval.state_at(now) == ApprovalState::Pending =>
+                {
+                    pending(
+                        format!(
+                            "mandate {id} is held after a gateway saw drift; approval {} is waiting for its owner",
+                            approval.id
+                        ),
+                        Some(&approval.id),
+                    )
+                }
+                _ => ApiError::denied(
+                    "mandate_drifted",
+                    format!("mandate {id} was stopped after a gateway saw drift"),
+                ),
+            });
+        }
+        hops += 1;
+        if hops > usize::from(writ_token::MAX_DELEGATION_DEPTH) {
+            break;
+        }
+        next = issuer.store.mandate_parent(&id);
+    }
+    Ok(())
+}
+
+/// Records an approval request; the approval, not yet in memory.
 async fn request_approval(
     issuer: &Issuer,
     agent: &writ_store::AgentRecord,
     mandate: &str,
     call: Value,
     digest: String,
-    assessment: &Assessment,
+    findings: &[Finding],
     at: i64,
 ) -> Result<Approval, ApiError> {
-    let id = ApprovalId::from_random(random_id()?).to_string();
-    let expires_at = at.saturating_add_unsigned(issuer.behaviour.config.approval_timeout_seconds);
-    let mut approval = Approval {
-        id: id.clone(),
-        agent: agent.jkt.clone(),
-        agent_name: agent.name.clone(),
-        owner: agent.owner.clone(),
-        mandate: mandate.to_owned(),
-        call,
-        digest,
-        findings: assessment.findings.clone(),
-        requested_at: at,
-        expires_at,
-        state: ApprovalState::Pending,
-        decided_by: None,
-        log_index: 0,
-    };
-    let mut event = json!(approval);
-    insert(&mut event, "digest", json!(approval.digest));
+    let mut approval = new_approval(issuer, agent, mandate, call, digest, findings, at)?;
     let appended = record(
         issuer,
         "approval_requested",
-        event,
+        json!(approval),
         vec![
-            format!("approval:{id}"),
+            format!("approval:{}", approval.id),
             format!("agent:{}", agent.jkt),
             format!("mandate:{mandate}"),
             format!("human:{}", agent.owner),
@@ -676,16 +775,42 @@ async fn request_approval(
     .await
     .map_err(|e| ApiError::unavailable(&e))?;
     approval.log_index = appended.index;
-    issuer.behaviour.insert_approval(approval.clone());
     Ok(approval)
+}
+
+fn new_approval(
+    issuer: &Issuer,
+    agent: &writ_store::AgentRecord,
+    mandate: &str,
+    call: Value,
+    digest: String,
+    findings: &[Finding],
+    at: i64,
+) -> Result<Approval, ApiError> {
+    Ok(Approval {
+        id: ApprovalId::from_random(random_id()?).to_string(),
+        agent: agent.jkt.clone(),
+        agent_name: agent.name.clone(),
+        owner: agent.owner.clone(),
+        mandate: mandate.to_owned(),
+        call,
+        digest,
+        findings: findings.to_vec(),
+        requested_at: at,
+        expires_at: at.saturating_add_unsigned(issuer.behaviour.config.approval_timeout_seconds),
+        state: ApprovalState::Pending,
+        decided_by: None,
+        log_index: 0,
+    })
 }
 
 // ---- the gateway's side -----------------------------------------------------------------
 
-/// Records a gateway's report of a response (`gateway_response`): judged against the
-/// largest its tool returned before, learned when clean. A `block` or `step_up` verdict
-/// holds the mandate: refused further writs (and revoked with `revoke_on_drift`), or
-/// waiting for its owner. Returns the leaf's index.
+/// Records a gateway's report of an answer (`gateway_response`): judged, by the issuer's
+/// clock, against the largest its tool returned before, and learned when clean. A `block`
+/// or `step_up` verdict holds the mandate: refused further writs (and revoked with
+/// `revoke_on_drift`), or waiting for its owner, whose approval is in the same leaf.
+/// Returns the leaf's index.
 pub(crate) async fn gateway_response(
     issuer: &Issuer,
     mut body: Value,
@@ -701,7 +826,7 @@ pub(crate) async fn gateway_response(
     };
     let (agent, mandate, tool) = (text("agent"), text("mandate"), text("tool"));
     let bytes = body.get("bytes").and_then(Value::as_u64).unwrap_or(0);
-    let at = i64::try_from(time).unwrap_or(i64::MAX);
+    let at = crate::seconds(issuer.now());
     let finding = behaviour.state().profiles.get(&agent).and_then(|profile| {
         profile
             .assess_response(&behaviour.settings, &tool, bytes, at)
@@ -715,15 +840,30 @@ pub(crate) async fn gateway_response(
         .filter(|mode| *mode != Mode::Observe);
     let learned = finding.is_none();
     insert(&mut body, "learned", json!(learned));
-    let message = finding
-        .as_ref()
-        .map(|finding| finding.message.clone())
-        .unwrap_or_default();
+    insert(&mut body, "at", json!(at));
+    let mut approval = None;
     if let Some(finding) = &finding {
         insert(&mut body, "finding", json!(finding));
     }
     if let Some(mode) = held {
         insert(&mut body, "held", json!(mode));
+        if mode == Mode::StepUp
+            && let (Some(record), Some(finding)) = (issuer.store.agent(&agent), &finding)
+        {
+            let held_approval = new_approval(
+                issuer,
+                &record,
+                &mandate,
+                Value::Null,
+                String::new(),
+                std::slice::from_ref(finding),
+                at,
+            )
+            .map_err(|e| StoreError::Unavailable(e.message().to_owned()))?;
+            keys.push(format!("approval:{}", held_approval.id));
+            insert(&mut body, "approval", json!(held_approval));
+            approval = Some(held_approval);
+        }
     }
     let mut write = Write::Nothing;
     let mut revoked = Vec::new();
@@ -732,7 +872,7 @@ pub(crate) async fn gateway_response(
             issuer,
             crate::revocation::Kind::Mandate,
             &mandate,
-            &format!("a gateway saw drift: {message}"),
+            "a gateway saw this mandate's answers drift from its agent's baseline",
         )
         .await
         .map_err(|e| StoreError::Unavailable(e.message().to_owned()))?;
@@ -753,41 +893,40 @@ pub(crate) async fn gateway_response(
     if let Some(mode) = held {
         metrics::counter!("writ_behaviour_verdicts_total", "mode" => mode.code()).increment(1);
     }
-    behaviour.apply_response(&agent, &mandate, &tool, bytes, learned, held, message);
-    if held == Some(Mode::StepUp)
-        && let (Some(agent), Some(finding)) = (issuer.store.agent(&agent), finding)
-    {
-        let assessment = Assessment {
-            learning: None,
-            findings: vec![finding],
-        };
-        let approval = request_approval(
-            issuer,
-            &agent,
-            &mandate,
-            Value::Null,
-            String::new(),
-            &assessment,
+    let approval = approval.map(|mut approval| {
+        approval.log_index = appended.index;
+        approval
+    });
+    let mut state = behaviour.state();
+    behaviour.apply_response(
+        &mut state,
+        Response {
+            agent: &agent,
+            mandate: &mandate,
+            tool: &tool,
+            bytes,
             at,
-        )
-        .await
-        .map_err(|e| StoreError::Unavailable(e.message().to_owned()))?;
-        behaviour.attach_hold_approval(&mandate, &approval.id);
-    }
+        },
+        learned,
+        held,
+        approval,
+    );
     Ok(appended.index)
 }
 
 #[derive(Serialize)]
 pub(crate) struct Limits {
     agent: String,
-    /// What a response beyond its limit leads to.
+    /// What an answer beyond its limit leads to.
     mode: Mode,
-    /// Tool → the largest response it may return, in bytes. Tools without one (too few
-    /// responses learned, or the baseline still learning) are absent.
+    /// Tool → the largest answer it may return, in bytes.
     responses: std::collections::BTreeMap<String, u64>,
+    /// The limit of every tool not listed; `null` while the baseline is learning, when
+    /// there is none.
+    default: Option<u64>,
 }
 
-/// `GET /v1/behaviour/limits/{agent}`: what a gateway enforces on this agent's responses.
+/// `GET /v1/behaviour/limits/{agent}`: what a gateway enforces on this agent's answers.
 pub(crate) async fn limits(
     State(issuer): State<Arc<Issuer>>,
     method: Method,
@@ -804,18 +943,21 @@ pub(crate) async fn limits(
     }
     let behaviour = &issuer.behaviour;
     let now = crate::seconds(issuer.now());
-    let responses = behaviour
+    let limits = behaviour
         .state()
         .profiles
         .get(&agent)
-        .map(|profile| profile.response_limits(&behaviour.settings, now))
-        .unwrap_or_default();
+        .and_then(|profile| profile.response_limits(&behaviour.settings, now));
+    let default = limits
+        .as_ref()
+        .map(|_| behaviour.settings.spec().volume_floor);
     Ok(Json(Limits {
         agent,
         mode: behaviour
             .settings
             .mode(writ_behaviour::Detector::ResponseVolume),
-        responses,
+        responses: limits.unwrap_or_default(),
+        default,
     }))
 }
 
@@ -832,6 +974,11 @@ pub(crate) struct ListQuery {
 #[derive(Serialize)]
 pub(crate) struct Approvals {
     approvals: Vec<Approval>,
+}
+
+/// The human who answers for `agent` now: its owner.
+fn owner_of(issuer: &Issuer, agent: &str) -> Option<String> {
+    issuer.store.agent(agent).map(|agent| agent.owner)
 }
 
 /// `GET /v1/approvals`: the approvals of the caller's agents (every agent's for an
@@ -855,20 +1002,21 @@ pub(crate) async fn list(
         }
     };
     let now = crate::seconds(issuer.now());
-    let mut approvals: Vec<Approval> = issuer
+    let approvals: Vec<Approval> = issuer
         .behaviour
         .state()
         .approvals
         .values()
-        .filter(|a| caller.is_admin() || a.owner == human.id)
+        .filter(|a| all || a.state_at(now) == ApprovalState::Pending)
         .cloned()
+        .collect();
+    let mut approvals: Vec<Approval> = approvals
+        .into_iter()
+        .filter(|a| caller.is_admin() || owner_of(&issuer, &a.agent).as_ref() == Some(&human.id))
         .map(|mut a| {
-            if a.state == ApprovalState::Pending && now >= a.expires_at {
-                a.state = ApprovalState::Expired;
-            }
+            a.state = a.state_at(now);
             a
         })
-        .filter(|a| all || a.state == ApprovalState::Pending)
         .collect();
     approvals.sort_by_key(|approval| approval.log_index);
     Ok(Json(Approvals { approvals }))
@@ -904,53 +1052,72 @@ pub(crate) async fn decide(
     };
     let not_found = || ApiError::not_found("unknown_approval", format!("no approval `{id}`"));
     ApprovalId::parse(&id).map_err(|_| not_found())?;
-    let approval = issuer
-        .behaviour
-        .state()
-        .approvals
-        .get(&id)
-        .cloned()
-        .ok_or_else(not_found)?;
-    if approval.owner != human.id {
-        // Someone else's approval does not exist for them; an administrator is told whose
-        // it is.
-        if !caller.is_admin() {
-            return Err(not_found());
-        }
-        return Err(ApiError::denied(
-            "owner_required",
-            format!("only the agent's owner `{}` may answer", approval.owner),
-        ));
-    }
     let now = crate::seconds(issuer.now());
-    if approval.state != ApprovalState::Pending || now >= approval.expires_at {
-        let state = if approval.state == ApprovalState::Pending {
-            ApprovalState::Expired
-        } else {
-            approval.state
+    let approval = {
+        let mut state = issuer.behaviour.state();
+        let approval = state.approvals.get(&id).cloned().ok_or_else(not_found)?;
+        let owner = owner_of(&issuer, &approval.agent).unwrap_or_default();
+        if owner != human.id {
+            // Someone else's approval does not exist for them; an administrator is told
+            // whose it is.
+            if !caller.is_admin() {
+                return Err(not_found());
+            }
+            return Err(ApiError::denied(
+                "owner_required",
+                format!("only the agent's owner `{owner}` may answer"),
+            ));
+        }
+        let closed = |state: ApprovalState| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "approval_closed",
+                format!(
+                    "approval {id} is {}",
+                    json!(state).as_str().unwrap_or("closed")
+                ),
+            )
         };
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "approval_closed",
-            format!(
-                "approval {id} is {}",
-                json!(state).as_str().unwrap_or("closed")
-            ),
-        ));
-    }
+        let current = approval.state_at(now);
+        if current != ApprovalState::Pending {
+            return Err(closed(current));
+        }
+        // Reserved while the answer is recorded: a second answer meanwhile is refused.
+        if !state.deciding.insert(id.clone()) {
+            return Err(closed(ApprovalState::Pending));
+        }
+        approval
+    };
     let decision = if approve { "approve" } else { "deny" };
+    let recorded = record_answer(&issuer, &approval, approve, &human.id, decision).await;
+    let mut state = issuer.behaviour.state();
+    state.deciding.remove(&id);
+    recorded?;
+    let approval = state
+        .decide(&id, approve, Some(human.id.clone()))
+        .ok_or_else(not_found)?;
+    Ok(Json(approval))
+}
+
+/// Records an owner's answer; denying a mandate a gateway stopped revokes it.
+async fn record_answer(
+    issuer: &Issuer,
+    approval: &Approval,
+    approve: bool,
+    by: &str,
+    decision: &str,
+) -> Result<(), ApiError> {
     let mut keys = vec![
-        format!("approval:{id}"),
+        format!("approval:{}", approval.id),
         format!("agent:{}", approval.agent),
         format!("mandate:{}", approval.mandate),
     ];
     let mut write = Write::Nothing;
-    // Denying a held mandate ends it: it is revoked with its subtree.
     let mut revoked = Vec::new();
     if !approve && approval.call.is_null() {
         revoked = crate::revocation::revocations(
-            &issuer,
+            issuer,
             crate::revocation::Kind::Mandate,
             &approval.mandate,
             "its owner denied it after a gateway saw drift",
@@ -960,9 +1127,9 @@ pub(crate) async fn decide(
         write = Write::Revoke(revoked.clone());
     }
     let appended = record(
-        &issuer,
+        issuer,
         "approval_decided",
-        json!({"approval": id, "decision": decision, "by": human.id}),
+        json!({"approval": approval.id, "decision": decision, "by": by}),
         keys,
         write,
     )
@@ -971,11 +1138,7 @@ pub(crate) async fn decide(
         crate::revocation::newly_revoked(&revoked, &appended.revocations);
         issuer.revoked.notify_waiters();
     }
-    let approval = issuer
-        .behaviour
-        .decide_in_memory(&id, approve, Some(human.id.clone()))
-        .ok_or_else(not_found)?;
-    Ok(Json(approval))
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -1004,11 +1167,16 @@ pub(crate) async fn baseline(
     let now = crate::seconds(issuer.now());
     let (learning, baseline) = {
         let state = behaviour.state();
-        let profile = state.profiles.get(&agent.jkt).cloned().unwrap_or_default();
-        (
-            profile.learning(&behaviour.settings, now),
-            profile.baseline().clone(),
-        )
+        match state.profiles.get(&agent.jkt) {
+            Some(profile) => (
+                profile.learning(&behaviour.settings, now),
+                profile.baseline().clone(),
+            ),
+            None => (
+                Profile::new().learning(&behaviour.settings, now),
+                writ_behaviour::Baseline::default(),
+            ),
+        }
     };
     let modes = writ_behaviour::Detector::ALL
         .iter()

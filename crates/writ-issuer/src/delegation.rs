@@ -76,6 +76,8 @@ pub(crate) async fn delegate(
         human,
     } = holder(issuer, method, headers, form, context, now)?;
     let parent = mandate.claims();
+    // A mandate a gateway stopped hands nothing on.
+    crate::behaviour::held(issuer, parent.jti.as_str(), crate::seconds(now))?;
 
     // One answer for a delegate that does not exist and one that cannot receive, so a
     // mandate holder learns nothing about other owners' agents.

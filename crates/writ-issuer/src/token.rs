@@ -123,8 +123,9 @@ pub(crate) async fn exchange(
             response
         }
         // Refusals are recorded once the caller has proven a key; before that, anyone could
-        // fill the log, so they go to the structured log only.
-        Err(error) if context.get("caller").is_none() => {
+        // fill the log, so they go to the structured log only. A call waiting for its
+        // owner is recorded once, by its approval, not at every retry.
+        Err(error) if context.get("caller").is_none() || error.reason() == "approval_pending" => {
             tracing::info!(
                 reason = error.reason(),
                 "token request refused before authentication"
@@ -271,8 +272,15 @@ async fn exchange_checked(
     )?;
     // Behaviour last: only a call scope and policy allow is compared with the baseline,
     // so a refused call never holds an owner's attention.
-    let pass =
-        crate::behaviour::check(issuer, &agent, claims.jti.as_str(), requested, context).await?;
+    let pass = crate::behaviour::check(
+        issuer,
+        &agent,
+        claims.jti.as_str(),
+        resource.as_str(),
+        requested,
+        context,
+    )
+    .await?;
 
     let jti = WritId::from_random(random_id()?);
     let mut writ = WritClaims {
@@ -307,7 +315,7 @@ async fn exchange_checked(
     if let Some(pass) = &pass {
         crate::behaviour::insert(&mut event, "behaviour", pass.leaf());
     }
-    let appended = record(
+    let appended = match record(
         issuer,
         "writ_issued",
         event,
@@ -321,11 +329,18 @@ async fn exchange_checked(
         },
     )
     .await
-    .map_err(|e| {
-        ApiError::unavailable(&e).with_message(
-            "the issuance could not be recorded in the audit log, so no writ was issued",
-        )
-    })?;
+    {
+        Ok(appended) => appended,
+        Err(e) => {
+            // No writ: an approval it would have used stands for the next try.
+            if let Some(pass) = &pass {
+                issuer.behaviour.unpass(pass);
+            }
+            return Err(ApiError::unavailable(&e).with_message(
+                "the issuance could not be recorded in the audit log, so no writ was issued",
+            ));
+        }
+    };
     writ.log_index = appended.index;
     if let Some(pass) = pass {
         issuer.behaviour.learn(&agent.jkt, pass);

@@ -101,26 +101,45 @@ fn approvals_table(list: &Value, out: &mut dyn Write) -> anyhow::Result<()> {
     )?;
     for approval in approvals {
         let call = approval.get("call").unwrap_or(&Value::Null);
-        let call = match call {
-            Value::Null => "(the whole mandate)".to_owned(),
-            call => call_name(call),
+        let (name, arguments) = match call {
+            Value::Null => ("(the whole mandate)".to_owned(), None),
+            call => (call_name(call), call.get("arguments")),
         };
         let why = approval
             .get("findings")
             .and_then(Value::as_array)
             .and_then(|findings| findings.first())
             .map_or("-", |finding| text(finding, "message"));
+        // What the issuer returns came from an agent's request: shown escaped, so no
+        // control character can redraw the table.
         writeln!(
             out,
-            "{:<27} {:<16} {:<10} {:<8} {:<28} {why}",
-            text(approval, "id"),
-            text(approval, "agent_name"),
-            text(approval, "owner"),
-            text(approval, "state"),
-            call
+            "{:<27} {:<16} {:<10} {:<8} {:<28} {}",
+            printable(text(approval, "id")),
+            printable(text(approval, "agent_name")),
+            printable(text(approval, "owner")),
+            printable(text(approval, "state")),
+            printable(&name),
+            printable(why)
         )?;
+        if let Some(arguments) = arguments {
+            writeln!(out, "    arguments: {}", printable(&arguments.to_string()))?;
+        }
     }
     Ok(())
+}
+
+/// `text` with control characters escaped.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 /// A call as the detectors name it, from its authorization detail.

@@ -202,7 +202,14 @@ fn check_line(subject: &str, records: &[(u64, Value)]) -> anyhow::Result<()> {
                 ),
                 "writ_issued" => (name("writ", "writ"), vec![name("mandate", "mandate")]),
                 "gateway_decision" => (name("request", "request_id"), vec![name("writ", "writ")]),
-                "gateway_response" => (None, vec![name("writ", "writ")]),
+                // An answer that held its mandate carries the approval that may lift it.
+                "gateway_response" => (
+                    event
+                        .pointer("/approval/id")
+                        .and_then(Value::as_str)
+                        .map(|id| format!("approval:{id}")),
+                    vec![name("writ", "writ")],
+                ),
                 "writ_denied" => (None, vec![name("mandate", "mandate")]),
                 "approval_requested" => (name("approval", "id"), vec![name("mandate", "mandate")]),
                 "approval_decided" => (None, vec![name("approval", "approval")]),

@@ -157,7 +157,7 @@ async fn train(world: &World, mandate: &str) {
             .get("/v1/agents/report-bot/baseline")
             .await
             .unwrap();
-        baseline["baseline"]["tools"]["crm GET /customers/*"]["responses"]
+        baseline["baseline"]["tools"]["crm GET /customers/{id}"]["responses"]
             .as_u64()
             .unwrap_or(0)
             >= 8
@@ -214,9 +214,9 @@ async fn normal_work_passes_and_each_drift_is_blocked_with_its_reason() {
     .unwrap();
     assert!(shown.contains("enforcing"), "{shown}");
     assert!(shown.contains("files/read_file"), "{shown}");
-    assert!(shown.contains("crm GET /customers/*"), "{shown}");
+    assert!(shown.contains("crm GET /customers/{id}"), "{shown}");
     assert!(
-        shown.contains("files/read_file → crm GET /customers/*"),
+        shown.contains("files/read_file → crm GET /customers/{id}"),
         "{shown}"
     );
 
@@ -231,7 +231,9 @@ async fn normal_work_passes_and_each_drift_is_blocked_with_its_reason() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["reason"], "behaviour_blocked");
     let message = body["error_description"].as_str().unwrap();
-    assert!(message.contains("destructive pattern"), "{message}");
+    assert!(message.contains("(destructive: "), "{message}");
+    // The agent is told which detector spoke, not the patterns or numbers behind it.
+    assert!(!message.contains("pattern `"), "{message}");
 
     // A tenfold burst. The baseline's busiest minute held 3 calls; the burst itself may
     // raise that by one (once per window), and the call that finds more than three times
@@ -259,13 +261,14 @@ async fn normal_work_passes_and_each_drift_is_blocked_with_its_reason() {
         }
     }
     let (n, body) = refused.expect("the burst was never stopped");
-    assert_eq!(n, 3 * (busiest + 1) + 1, "{body}");
+    // The limit is three times the busiest minute, and at least 10. The burst's first
+    // calls raise the busiest minute by one when they are learned; they are not when they
+    // carry another finding (a new hour of the day, should the test cross one).
+    let limits = [(3 * busiest).max(10) + 1, (3 * (busiest + 1)).max(10) + 1];
+    assert!(limits.contains(&n), "refused at call {n}: {body}");
     assert_eq!(body["reason"], "behaviour_blocked");
     let message = body["error_description"].as_str().unwrap();
-    assert!(
-        message.contains(&format!("{n} calls in the last 60 s")),
-        "{message}"
-    );
+    assert!(message.contains("(rate_spike: "), "{message}");
 
     // A bulk export: the answer is ten times larger than any before. The gateway cuts it,
     // and the issuer stops the mandate.
@@ -284,6 +287,23 @@ async fn normal_work_passes_and_each_drift_is_blocked_with_its_reason() {
         body["reason"] == "mandate_drifted"
     })
     .await;
+    // Nor can the stopped mandate hand anything on.
+    let helper = world.add_agent("helper-bot").await;
+    let (status, body) = world
+        .delegate_as(
+            &world.agent,
+            &mandate,
+            "helper-bot",
+            json!([tool_detail(
+                "read_file",
+                &json!({"path": "/data/reports/q3.md"})
+            )]),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["reason"], "mandate_drifted");
+    drop(helper);
 
     // The refusals and the response are in the log, and in the mandate's trace, with
     // their numbers.
@@ -295,6 +315,10 @@ async fn normal_work_passes_and_each_drift_is_blocked_with_its_reason() {
     .unwrap();
     assert!(trace.contains("behaviour destructive (block)"), "{trace}");
     assert!(trace.contains("behaviour rate_spike (block)"), "{trace}");
+    assert!(
+        trace.contains(&format!("{n} calls in the last 60 s")),
+        "{trace}"
+    );
     assert!(
         trace.contains("behaviour response_volume (block)"),
         "{trace}"
@@ -316,7 +340,7 @@ async fn in_step_up_mode_the_owner_approves_or_denies_the_held_call() {
     let (status, body) = world.try_writ(&mandate, "/api/crm", detail.clone()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let message = body["error_description"].as_str().unwrap();
-    assert!(message.contains("never followed"), "{message}");
+    assert!(message.contains("(unusual_sequence: "), "{message}");
     let approval = body["approval"].as_str().unwrap().to_owned();
     let denied = cli(&world, &alice, &["approvals", "deny", &approval]).unwrap();
     assert!(denied.contains("denied"), "{denied}");
@@ -350,8 +374,33 @@ async fn in_step_up_mode_the_owner_approves_or_denies_the_held_call() {
 
     let approved = cli(&world, &alice, &["approvals", "approve", &approval]).unwrap();
     assert!(approved.contains("approved"), "{approved}");
-    // The retry gets its writ, once, and the call is learned.
-    let answer = call(&world, &mandate, "drop_table", drop.clone()).await;
+    // Two retries at once: one writ, however they interleave.
+    let (first, second) = tokio::join!(
+        ask(&world, &mandate, "drop_table", &drop),
+        ask(&world, &mandate, "drop_table", &drop)
+    );
+    let granted: Vec<&Value> = [&first, &second]
+        .into_iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(granted.len(), 1, "{first:?} {second:?}");
+    // The other is a new drift, held again (the call is learned only once its writ is on
+    // record); alice denies that one.
+    let (_, loser) = [&first, &second]
+        .into_iter()
+        .find(|(status, _)| *status != StatusCode::OK)
+        .unwrap();
+    assert_eq!(loser["reason"], "approval_pending", "{loser}");
+    let again = loser["approval"].as_str().unwrap();
+    assert_ne!(again, approval);
+    cli(&world, &alice, &["approvals", "deny", again]).unwrap();
+    // The writ does its call, and the call is learned.
+    let writ = granted[0]["access_token"].as_str().unwrap();
+    let (status, _, answer) = world
+        .mcp(writ, tools_call("drop_table", drop.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
     assert!(answer.contains("scratch"), "{answer}");
     let baseline = world
         .admin
@@ -374,7 +423,7 @@ async fn in_step_up_mode_the_owner_approves_or_denies_the_held_call() {
         .iter()
         .map(|a| a["state"].as_str().unwrap())
         .collect();
-    assert_eq!(states, ["denied", "used"]);
+    assert_eq!(states, ["denied", "used", "denied"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
