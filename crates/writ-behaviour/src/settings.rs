@@ -27,35 +27,36 @@ pub const MAX_PATTERNS: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Detector {
-    /// A tool this agent never called.
-    NewTool,
-    /// More calls in the rate window than the baseline's busiest window allows.
-    RateSpike,
-    /// Arguments with keys or value kinds never seen for this tool.
-    ArgumentShape,
-    /// A number or string length far beyond what was seen for this argument.
-    ArgumentValue,
+    // In order of precedence among findings of one mode: what destroys or exports first.
     /// A tool name or argument value matching a destructive pattern never seen for this tool.
     Destructive,
     /// A response far larger than any seen for this tool (a bulk export).
     ResponseVolume,
-    /// A call in an hour of the day (UTC) the agent never worked in.
-    UnusualHour,
+    /// More calls in the rate window than the baseline's busiest window allows.
+    RateSpike,
+    /// A number or string length far beyond what was seen for this argument.
+    ArgumentValue,
+    /// Arguments with keys or value kinds never seen for this tool.
+    ArgumentShape,
     /// A pair of consecutive calls within one mandate never seen in that order.
     UnusualSequence,
+    /// A tool this agent never called.
+    NewTool,
+    /// A call in an hour of the day (UTC) the agent never worked in.
+    UnusualHour,
 }
 
 impl Detector {
-    /// Every detector, in a fixed order.
+    /// Every detector, in order of precedence.
     pub const ALL: [Detector; 8] = [
-        Detector::NewTool,
-        Detector::RateSpike,
-        Detector::ArgumentShape,
-        Detector::ArgumentValue,
         Detector::Destructive,
         Detector::ResponseVolume,
-        Detector::UnusualHour,
+        Detector::RateSpike,
+        Detector::ArgumentValue,
+        Detector::ArgumentShape,
         Detector::UnusualSequence,
+        Detector::NewTool,
+        Detector::UnusualHour,
     ];
 
     /// The stable code, as in audit records and denials.

@@ -323,3 +323,77 @@ async fn the_agent_asks_its_sidecar_for_a_child_mandate_for_a_sub_agent() {
         .unwrap();
     assert_eq!(answer.status(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_held_for_the_owner_completes_once_she_approves() {
+    let world = World::with(writ_testkit::Options {
+        behaviour: writ_issuer::BehaviourConfig {
+            detectors: writ_behaviour::SettingsSpec {
+                learning_calls: 5,
+                learning_seconds: 0,
+                mode: Some(writ_behaviour::Mode::StepUp),
+                ..writ_behaviour::SettingsSpec::default()
+            },
+            ..writ_issuer::BehaviourConfig::default()
+        },
+        ..writ_testkit::Options::default()
+    })
+    .await;
+    let granted = world
+        .alice
+        .post(
+            "/v1/mandates",
+            Some(&json!({
+                "agent": "report-bot",
+                "task": "Tidy the scratch tables",
+                "grants": [
+                    {"type": "mcp_tool_call", "server": "files", "tool": "read_file",
+                     "datatypes": ["internal"]},
+                    {"type": "mcp_tool_call", "server": "files", "tool": "drop_table"},
+                    {"type": "mcp_request", "server": "files",
+                     "methods": ["initialize", "notifications/initialized", "tools/list"]}
+                ]
+            })),
+        )
+        .await
+        .unwrap();
+    let mandate = granted["mandate"].as_str().unwrap().to_owned();
+    let sidecar = sidecar(&world, "/mcp/files", MandateSource::Token(mandate)).await;
+    let url = serve(writ_sidecar::mcp_router(sidecar)).await;
+    let client = client(&format!("{url}/mcp")).await;
+    // The agent's baseline: five reads.
+    for _ in 0..5 {
+        let read = call(&client, "read_file", json!({"path": "/data/reports/q3.md"})).await;
+        assert_ne!(read.is_error, Some(true), "{read:?}");
+    }
+
+    // A tool it never used waits for alice; the agent's call simply takes longer.
+    let held = tokio::spawn(async move {
+        let result = call(&client, "drop_table", json!({"table": "scratch"})).await;
+        (client, result)
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let approval = loop {
+        let pending = world.alice.get("/v1/approvals").await.unwrap();
+        if let Some(id) = pending["approvals"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no approval was asked for");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!held.is_finished());
+    world
+        .alice
+        .post(
+            &format!("/v1/approvals/{approval}"),
+            Some(&json!({"decision": "approve"})),
+        )
+        .await
+        .unwrap();
+    let (_client, result) = tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("the held call never completed")
+        .unwrap();
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    assert_eq!(text(&result), "dropped table scratch");
+}

@@ -201,7 +201,7 @@ fn admin_key(world: &World) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn normal_work_passes_and_each_drift_is_blocked_with_its_reason() {
-    let world = world(None).await;
+    let world = world(Some(Mode::Block)).await;
     let (mandate, mandate_id) = mandate(&world).await;
     train(&world, &mandate).await;
 
@@ -219,6 +219,15 @@ async fn normal_work_passes_and_each_drift_is_blocked_with_its_reason() {
         shown.contains("files/read_file → crm GET /customers/{id}"),
         "{shown}"
     );
+
+    // A sequence never seen: the scripted agent never looks up two customers in a row.
+    let detail = json!({"type": "http_request", "server": "crm", "methods": ["GET"],
+                        "path": "/customers/8"});
+    let (status, body) = world.try_writ(&mandate, "/api/crm", detail).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["reason"], "behaviour_blocked");
+    let message = body["error_description"].as_str().unwrap();
+    assert!(message.contains("(unusual_sequence: "), "{message}");
 
     // A new, destructive tool: blocked, with the pattern named.
     let (status, body) = ask(
@@ -314,6 +323,10 @@ async fn normal_work_passes_and_each_drift_is_blocked_with_its_reason() {
     )
     .unwrap();
     assert!(trace.contains("behaviour destructive (block)"), "{trace}");
+    assert!(
+        trace.contains("behaviour unusual_sequence (block)"),
+        "{trace}"
+    );
     assert!(trace.contains("behaviour rate_spike (block)"), "{trace}");
     assert!(
         trace.contains(&format!("{n} calls in the last 60 s")),
@@ -347,6 +360,52 @@ async fn in_step_up_mode_the_owner_approves_or_denies_the_held_call() {
     let (status, body) = world.try_writ(&mandate, "/api/crm", detail).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["reason"], "approval_denied");
+
+    // A tenfold burst is held too; alice denies it.
+    world.clock.advance(120);
+    let burst = json!({"path": "/data/reports/q3.md"});
+    let held = loop {
+        let (status, body) = ask(&world, &mandate, "read_file", &burst).await;
+        if status != StatusCode::OK {
+            break body;
+        }
+    };
+    assert_eq!(held["reason"], "approval_pending", "{held}");
+    let message = held["error_description"].as_str().unwrap();
+    assert!(message.contains("(rate_spike: "), "{message}");
+    let approval = held["approval"].as_str().unwrap().to_owned();
+    cli(&world, &alice, &["approvals", "deny", &approval]).unwrap();
+
+    // A bulk export is cut at the gateway, and the mandate waits for alice; once she
+    // approves, it goes on.
+    world.clock.advance(120);
+    let export = format!("9{}", "x".repeat(600));
+    let answer = customer(&world, &mandate, &export).await;
+    assert!(answer.is_none(), "the export was not cut: {answer:?}");
+    let next = json!({"path": "/data/reports/q2.md"});
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let hold = loop {
+        let (_, body) = ask(&world, &mandate, "read_file", &next).await;
+        if body["reason"] == "approval_pending" {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mandate was never held: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let message = hold["error_description"].as_str().unwrap();
+    assert!(
+        message.contains("is held after a gateway saw drift"),
+        "{message}"
+    );
+    let approval = hold["approval"].as_str().unwrap().to_owned();
+    let listed = cli(&world, &alice, &["approvals", "list"]).unwrap();
+    assert!(listed.contains("(the whole mandate)"), "{listed}");
+    cli(&world, &alice, &["approvals", "approve", &approval]).unwrap();
+    let (status, body) = ask(&world, &mandate, "read_file", &next).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 
     // A new destructive tool is held for alice.
     let drop = json!({"table": "scratch"});
@@ -423,7 +482,11 @@ async fn in_step_up_mode_the_owner_approves_or_denies_the_held_call() {
         .iter()
         .map(|a| a["state"].as_str().unwrap())
         .collect();
-    assert_eq!(states, ["denied", "used", "denied"]);
+    assert_eq!(
+        states,
+        ["denied", "denied", "approved", "used", "denied"],
+        "{all}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
