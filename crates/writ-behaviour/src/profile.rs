@@ -455,26 +455,25 @@ impl Profile {
                 let window = spec.rate_window_seconds;
                 match size {
                     Size::Length(length) => {
-                        let longest = argument.longest as u64;
-                        let longest = raise(
+                        let longest = argument.longest;
+                        argument.longest = raise(
                             longest,
-                            length as u64,
+                            length,
+                            longest.saturating_mul(2).max(1),
                             learning,
                             &mut argument.raised_at,
-                            call.at,
-                            window,
+                            (call.at, window),
                         );
-                        argument.longest = usize::try_from(longest).unwrap_or(usize::MAX);
                     }
                     Size::Magnitude(magnitude) => {
                         let largest = argument.largest;
-                        argument.largest = raise_float(
+                        argument.largest = raise(
                             largest,
                             magnitude,
+                            (largest * 2.0).max(1.0),
                             learning,
                             &mut argument.raised_at,
-                            call.at,
-                            window,
+                            (call.at, window),
                         );
                     }
                 }
@@ -573,10 +572,10 @@ impl Profile {
             profile.largest_response = raise(
                 largest,
                 bytes,
+                largest.saturating_mul(2).max(1),
                 learning,
                 &mut profile.response_raised_at,
-                at,
-                window,
+                (at, window),
             );
         }
     }
@@ -682,16 +681,16 @@ fn cut(text: &str, max: usize) -> &str {
 }
 
 /// A learned extreme after seeing `value`: while learning, whatever was seen; after, at
-/// most twice the old extreme, and at most once per `window` seconds, so a series of
-/// calls each just under its limit cannot raise the limit without bound.
-fn raise(
-    old: u64,
-    value: u64,
+/// most `cap` (twice the old extreme), and at most once per `window` seconds, so a series
+/// of calls each just under its limit cannot raise the limit without bound.
+fn raise<T: PartialOrd + Copy>(
+    old: T,
+    value: T,
+    cap: T,
     learning: bool,
     raised_at: &mut Option<i64>,
-    at: i64,
-    window: i64,
-) -> u64 {
+    (at, window): (i64, i64),
+) -> T {
     if value <= old {
         return old;
     }
@@ -702,29 +701,7 @@ fn raise(
         return old;
     }
     *raised_at = Some(at);
-    value.min(old.saturating_mul(2).max(1))
-}
-
-/// [`raise`] for numbers.
-fn raise_float(
-    old: f64,
-    value: f64,
-    learning: bool,
-    raised_at: &mut Option<i64>,
-    at: i64,
-    window: i64,
-) -> f64 {
-    if value <= old {
-        return old;
-    }
-    if learning {
-        return value;
-    }
-    if raised_at.is_some_and(|raised| at.saturating_sub(raised) < window) {
-        return old;
-    }
-    *raised_at = Some(at);
-    value.min((old * 2.0).max(1.0))
+    if value < cap { value } else { cap }
 }
 
 enum Size {
