@@ -683,7 +683,7 @@ fn cut(text: &str, max: usize) -> &str {
 /// A learned extreme after seeing `value`: while learning, whatever was seen; after, at
 /// most `cap` (twice the old extreme), and at most once per `window` seconds, so a series
 /// of calls each just under its limit cannot raise the limit without bound.
-fn raise<T: PartialOrd + Copy>(
+fn raise<T: PartialOrd + Copy + Default>(
     old: T,
     value: T,
     cap: T,
@@ -694,7 +694,9 @@ fn raise<T: PartialOrd + Copy>(
     if value <= old {
         return old;
     }
-    if learning {
+    // While learning, and for a first observation (nothing to ratchet from yet), the
+    // value is taken as seen.
+    if learning || raised_at.is_none() && old == T::default() {
         return value;
     }
     if raised_at.is_some_and(|raised| at.saturating_sub(raised) < window) {

@@ -509,3 +509,36 @@ fn a_tool_with_no_answers_learned_gets_the_floor_as_its_limit() {
         Some(floor)
     );
 }
+
+#[test]
+fn a_first_value_learned_after_the_learning_period_is_taken_as_seen() {
+    let mut run = trained();
+    run.advance();
+    // An approved call of a new tool with a large number: learned as it was, so the same
+    // call is not flagged again once the tool has history.
+    let arguments = json!({"id": 4711});
+    for _ in 0..5 {
+        let call = Call {
+            tool: "crm/get_invoice",
+            mandate: "m",
+            arguments: Some(&arguments),
+            pinned: true,
+            at: run.at,
+        };
+        let recorded = run.profile.record(&run.settings, &call);
+        run.profile.learn(&run.settings, &call, recorded);
+        run.at += 120;
+    }
+    assert_eq!(
+        run.profile.baseline().tools["crm/get_invoice"].arguments["id"].largest,
+        4711.0
+    );
+    let assessment = assess(&run, "crm/get_invoice", Some(&arguments), true);
+    assert!(
+        assessment
+            .findings
+            .iter()
+            .all(|f| f.detector != Detector::ArgumentValue),
+        "{assessment:?}"
+    );
+}

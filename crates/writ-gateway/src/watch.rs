@@ -90,6 +90,7 @@ impl ResponseLimits {
                         .await;
                 match fetched {
                     Ok(limits) => limits,
+                    // Nothing was known before (this is the agent's first call): none.
                     Err(_) => {
                         tracing::warn!("the issuer's behaviour limits took too long to read");
                         remember(&self.cache, agent, Arc::new(AgentLimits::unknown()))
@@ -141,22 +142,26 @@ impl AgentLimits {
     }
 }
 
-/// Reads `agent`'s limits into `cache`; what is known afterwards (nothing, when the read
-/// failed, remembered like an answer).
+/// Reads `agent`'s limits into `cache`. When the read fails, the limits known before stay
+/// (dated now, so they are not asked for again until the TTL passes), and only an agent
+/// with none yet is remembered as having none.
 async fn fetch(client: &IssuerClient, cache: &Cache, agent: &str) -> Arc<AgentLimits> {
     let answer = client.get(&format!("/v1/behaviour/limits/{agent}")).await;
-    let limits = match answer.map(serde_json::from_value::<AgentLimits>) {
-        Ok(Ok(limits)) => limits,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "the issuer's behaviour limits could not be read");
-            AgentLimits::unknown()
-        }
-        Err(error) => {
-            tracing::warn!(%error, "the issuer's behaviour limits are unavailable");
-            AgentLimits::unknown()
-        }
+    let failed = |why: String| {
+        tracing::warn!(error = %why, "the issuer's behaviour limits are unavailable");
+        let known = cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(agent)
+            .map(|(_, limits)| Arc::clone(limits));
+        known.unwrap_or_else(|| Arc::new(AgentLimits::unknown()))
     };
-    remember(cache, agent, Arc::new(limits))
+    let limits = match answer.map(serde_json::from_value::<AgentLimits>) {
+        Ok(Ok(limits)) => Arc::new(limits),
+        Ok(Err(error)) => failed(error.to_string()),
+        Err(error) => failed(error.to_string()),
+    };
+    remember(cache, agent, limits)
 }
 
 fn remember(cache: &Cache, agent: &str, limits: Arc<AgentLimits>) -> Arc<AgentLimits> {

@@ -429,18 +429,20 @@ pub(crate) async fn decisions(
     }))
 }
 
-/// Appends `decisions` concurrently, adding each one's `(position, Recorded)`.
+/// Appends `decisions` concurrently, adding each one's `(position, Recorded)`. Each runs
+/// as a task of its own that finishes even when the report is abandoned (a `JoinSet`
+/// would abort them), so what an append commits is also applied in memory.
 async fn record_phase(
     issuer: &Arc<Issuer>,
     gateway: &writ_store::GatewayRecord,
     decisions: Vec<(usize, GatewayDecision)>,
     recorded: &mut Vec<(usize, Recorded)>,
 ) -> Result<(), ApiError> {
-    let mut pending = tokio::task::JoinSet::new();
+    let mut pending = Vec::with_capacity(decisions.len());
     for (position, decision) in decisions {
         let issuer = Arc::clone(issuer);
         let gateway = (gateway.name.clone(), gateway.jkt.clone());
-        pending.spawn(async move {
+        pending.push(tokio::spawn(async move {
             let response = decision.decision == Verdict::Response;
             let key = if response {
                 format!("response:{}", decision.request_id)
@@ -478,9 +480,10 @@ async fn record_phase(
             )?;
             let appended = issuer.store.append(event, Write::Nothing).await?;
             Ok((position, decision.request_id, appended.index, false))
-        });
+        }));
     }
-    while let Some(joined) = pending.join_next().await {
+    for joined in pending {
+        let joined = joined.await;
         let (position, request_id, log_index, duplicate) = joined
             .map_err(|e| ApiError::unavailable(&StoreError::Unavailable(e.to_string())))??;
         recorded.push((

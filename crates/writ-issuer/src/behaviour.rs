@@ -159,25 +159,37 @@ struct Memory {
 impl Memory {
     fn insert_approval(&mut self, approval: Approval, now: i64) {
         if self.approvals.len() >= MAX_APPROVALS {
-            // Forget the oldest closed or expired approvals.
+            // Forget the oldest closed approvals: used, denied or expired. Approved ones
+            // wait for their writ, pending ones for their owner.
             let mut closed: Vec<(u64, String)> = self
                 .approvals
                 .values()
-                .filter(|a| a.state_at(now) != ApprovalState::Pending)
+                .filter(|a| {
+                    matches!(
+                        a.state_at(now),
+                        ApprovalState::Used | ApprovalState::Denied | ApprovalState::Expired
+                    )
+                })
                 .map(|a| (a.log_index, a.id.clone()))
                 .collect();
             closed.sort_unstable();
             for (_, id) in closed.into_iter().take(MAX_APPROVALS / 10) {
                 if let Some(gone) = self.approvals.remove(&id) {
-                    self.open.remove(&(gone.mandate, gone.digest));
+                    let key = (gone.mandate, gone.digest);
+                    if self.open.get(&key) == Some(&id) {
+                        self.open.remove(&key);
+                    }
                 }
             }
         }
         if !approval.digest.is_empty() {
-            // The first approval for a call is the one a retry finds.
-            self.open
-                .entry((approval.mandate.clone(), approval.digest.clone()))
-                .or_insert_with(|| approval.id.clone());
+            // The newest approval for a call is the one a retry finds: a new one is asked
+            // for only once the last is used, expired or its denial has run out, so this
+            // is what live processing did, also when the log is replayed.
+            self.open.insert(
+                (approval.mandate.clone(), approval.digest.clone()),
+                approval.id.clone(),
+            );
         }
         self.approvals.insert(approval.id.clone(), approval);
     }
@@ -194,8 +206,15 @@ impl Memory {
             approval.decided_by = by;
         }
         let approval = approval.clone();
-        // A mandate held by a gateway goes on once approved.
-        if approval.call.is_null() && approval.state == ApprovalState::Approved {
+        // A mandate held by a gateway goes on once the approval of its current hold is
+        // approved (not an older one).
+        if approval.call.is_null()
+            && approval.state == ApprovalState::Approved
+            && self
+                .held
+                .get(&approval.mandate)
+                .is_some_and(|hold| hold.approval.as_deref() == Some(id))
+        {
             self.held.remove(&approval.mandate);
         }
         Some(approval)
@@ -234,19 +253,44 @@ pub(crate) struct Pass {
     at: i64,
     recorded: Recorded,
     learn: bool,
-    approval: Option<String>,
+    approval: Option<Claim>,
     findings: Vec<Finding>,
 }
 
+/// The approval a pass used. Unless its writ is recorded ([`Pass::recorded`]), it is given
+/// back when the pass is dropped: on any refusal after the check, or when the request is
+/// abandoned, the owner's approval still stands for the next try.
+#[derive(Debug)]
+struct Claim {
+    issuer: Arc<Issuer>,
+    id: String,
+    kept: bool,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.issuer.behaviour.give_back(&self.id);
+        }
+    }
+}
+
 impl Pass {
+    /// Its writ is on record: the approval it used is spent.
+    pub(crate) fn recorded(&mut self) {
+        if let Some(claim) = &mut self.approval {
+            claim.kept = true;
+        }
+    }
+
     /// What the `writ_issued` leaf records.
     pub(crate) fn leaf(&self) -> Value {
         let mut leaf = json!({"learned": self.learn, "at": self.at});
         if !self.findings.is_empty() {
             insert(&mut leaf, "findings", json!(self.findings));
         }
-        if let Some(approval) = &self.approval {
-            insert(&mut leaf, "approval", json!(approval));
+        if let Some(claim) = &self.approval {
+            insert(&mut leaf, "approval", json!(claim.id));
         }
         leaf
     }
@@ -334,17 +378,15 @@ impl Behaviour {
         profile.learn(&self.settings, &described.call(&mandate, at), recorded);
     }
 
-    /// Undoes what a pass took when its writ could not be recorded: its approval can be
-    /// used again.
-    pub(crate) fn unpass(&self, pass: &Pass) {
-        let Some(id) = &pass.approval else { return };
+    /// Makes an approval a pass used, but whose writ was not recorded, usable again.
+    fn give_back(&self, id: &str) {
         let mut state = self.state();
         let Some(approval) = state.approvals.get_mut(id) else {
             return;
         };
         approval.state = ApprovalState::Approved;
         let key = (approval.mandate.clone(), approval.digest.clone());
-        state.open.insert(key, id.clone());
+        state.open.insert(key, id.to_owned());
     }
 
     /// Replays one leaf of the audit log into the state, as live processing left it.
@@ -455,9 +497,17 @@ impl Behaviour {
             if let Some(approval) = approval {
                 state.insert_approval(approval, response.at);
             }
-            state
+            // A hold already in force stays when it is as strong and this answer brought
+            // no approval of its own (its approval is still the one to answer).
+            let stays = state
                 .held
-                .insert(response.mandate.to_owned(), Hold { mode, approval: id });
+                .get(response.mandate)
+                .is_some_and(|hold| hold.mode > mode || (hold.mode == mode && id.is_none()));
+            if !stays {
+                state
+                    .held
+                    .insert(response.mandate.to_owned(), Hold { mode, approval: id });
+            }
         }
     }
 }
@@ -517,10 +567,10 @@ enum Outcome {
 }
 
 /// The behaviour check at the token endpoint, after scope and policy allowed the call:
-/// `Ok(Some(pass))` to issue (learn the pass once the writ is on record, or `unpass` it if
-/// it cannot be), `Ok(None)` for a protocol method, or the refusal.
+/// `Ok(Some(pass))` to issue (mark it [`Pass::recorded`] once the writ is on record, then
+/// learn it), `Ok(None)` for a protocol method, or the refusal.
 pub(crate) async fn check(
-    issuer: &Issuer,
+    issuer: &Arc<Issuer>,
     agent: &writ_store::AgentRecord,
     mandate: &str,
     resource: &str,
@@ -576,7 +626,11 @@ pub(crate) async fn check(
                             recorded,
                             // Its owner vouched for it: it is learned.
                             learn: true,
-                            approval: Some(id),
+                            approval: Some(Claim {
+                                issuer: Arc::clone(issuer),
+                                id,
+                                kept: false,
+                            }),
                             findings: Vec::new(),
                         })
                     }
@@ -591,6 +645,11 @@ pub(crate) async fn check(
                                 request_slot(memory, &agent.jkt, key, digest, at)
                             }
                         }
+                    }
+                    // An answer being recorded as the time runs out: wait for it, so this
+                    // agrees with what the log will say.
+                    Some((id, ApprovalState::Expired)) if memory.deciding.contains(&id) => {
+                        Outcome::Pending(Some(id))
                     }
                     Some((id, ApprovalState::Expired)) => {
                         memory.open.remove(&key);
@@ -661,21 +720,36 @@ pub(crate) async fn check(
             ),
         )),
         Outcome::Request(digest) => {
+            // Recorded and then remembered in a task of its own, so an abandoned request
+            // cannot leave the log and the memory apart.
             let key = (mandate.to_owned(), digest.clone());
-            let approval = request_approval(
-                issuer,
-                agent,
-                mandate,
+            let (task_issuer, agent_record, mandate_id, call, findings) = (
+                Arc::clone(issuer),
+                agent.clone(),
+                mandate.to_owned(),
                 json!(requested),
-                digest,
-                &assessment.findings,
-                at,
-            )
-            .await;
-            let mut state = behaviour.state();
-            state.requesting.remove(&key);
-            let approval = approval?;
-            state.insert_approval(approval.clone(), at);
+                assessment.findings.clone(),
+            );
+            let approval = tokio::spawn(async move {
+                let approval = request_approval(
+                    &task_issuer,
+                    &agent_record,
+                    &mandate_id,
+                    call,
+                    digest,
+                    &findings,
+                    at,
+                )
+                .await;
+                let mut state = task_issuer.behaviour.state();
+                state.requesting.remove(&key);
+                if let Ok(approval) = &approval {
+                    state.insert_approval(approval.clone(), at);
+                }
+                approval
+            })
+            .await
+            .map_err(|e| ApiError::unavailable(&StoreError::Unavailable(e.to_string())))??;
             insert(context, "approval", json!(approval.id));
             Err(pending(
                 format!(
@@ -847,7 +921,14 @@ pub(crate) async fn gateway_response(
     }
     if let Some(mode) = held {
         insert(&mut body, "held", json!(mode));
+        // One approval per hold: a mandate already held is not asked about again.
+        let asked = behaviour
+            .state()
+            .held
+            .get(&mandate)
+            .is_some_and(|hold| hold.mode == Mode::Block || hold.approval.is_some());
         if mode == Mode::StepUp
+            && !asked
             && let (Some(record), Some(finding)) = (issuer.store.agent(&agent), &finding)
         {
             let held_approval = new_approval(
@@ -1089,15 +1170,21 @@ pub(crate) async fn decide(
         }
         approval
     };
-    let decision = if approve { "approve" } else { "deny" };
-    let recorded = record_answer(&issuer, &approval, approve, &human.id, decision).await;
-    let mut state = issuer.behaviour.state();
-    state.deciding.remove(&id);
-    recorded?;
-    let approval = state
-        .decide(&id, approve, Some(human.id.clone()))
-        .ok_or_else(not_found)?;
-    Ok(Json(approval))
+    // Recorded and then applied in a task of its own, so an abandoned request cannot leave
+    // the answer in the log but not in memory, or the approval reserved for ever.
+    let by = human.id.clone();
+    let task_issuer = Arc::clone(&issuer);
+    let answered = tokio::spawn(async move {
+        let decision = if approve { "approve" } else { "deny" };
+        let recorded = record_answer(&task_issuer, &approval, approve, &by, decision).await;
+        let mut state = task_issuer.behaviour.state();
+        state.deciding.remove(&approval.id);
+        recorded?;
+        Ok::<_, ApiError>(state.decide(&approval.id, approve, Some(by)))
+    })
+    .await
+    .map_err(|e| ApiError::unavailable(&StoreError::Unavailable(e.to_string())))??;
+    Ok(Json(answered.ok_or_else(not_found)?))
 }
 
 /// Records an owner's answer; denying a mandate a gateway stopped revokes it.

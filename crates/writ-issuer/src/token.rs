@@ -154,7 +154,7 @@ pub(crate) async fn exchange(
 }
 
 async fn exchange_checked(
-    issuer: &Issuer,
+    issuer: &Arc<Issuer>,
     method: &Method,
     headers: &HeaderMap,
     body: &Bytes,
@@ -331,18 +331,17 @@ async fn exchange_checked(
     .await
     {
         Ok(appended) => appended,
+        // No writ: an approval it would have used stands for the next try (dropping the
+        // pass gives it back).
         Err(e) => {
-            // No writ: an approval it would have used stands for the next try.
-            if let Some(pass) = &pass {
-                issuer.behaviour.unpass(pass);
-            }
             return Err(ApiError::unavailable(&e).with_message(
                 "the issuance could not be recorded in the audit log, so no writ was issued",
             ));
         }
     };
     writ.log_index = appended.index;
-    if let Some(pass) = pass {
+    if let Some(mut pass) = pass {
+        pass.recorded();
         issuer.behaviour.learn(&agent.jkt, pass);
     }
     let token = issuer.sign(&writ)?;
