@@ -816,8 +816,19 @@ fn destructive<'s>(settings: &'s Settings, call: &Call<'_>) -> Scanned<'s> {
     scanned
 }
 
-/// `text` with a space before each capital that follows a lower-case letter or a digit.
-fn words(text: &str) -> String {
+/// `text` with a space before each capital that follows a lower-case letter or a digit
+/// (`deleteFile` is `delete File`), applied to names and argument strings alike.
+/// Borrowed when there is nothing to split, so plain strings cost no allocation.
+fn words(text: &str) -> std::borrow::Cow<'_, str> {
+    let mut previous_lower = false;
+    let splits = text.chars().any(|c| {
+        let split = c.is_uppercase() && previous_lower;
+        previous_lower = c.is_lowercase() || c.is_ascii_digit();
+        split
+    });
+    if !splits {
+        return std::borrow::Cow::Borrowed(text);
+    }
     let mut out = String::with_capacity(text.len() + 8);
     let mut previous_lower = false;
     for c in text.chars() {
@@ -827,7 +838,7 @@ fn words(text: &str) -> String {
         previous_lower = c.is_lowercase() || c.is_ascii_digit();
         out.push(c);
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 /// Searches every string depth first, calling `found` with each pattern matched and the
@@ -847,7 +858,7 @@ fn scan<'s, 'v>(
     match value {
         Value::String(text) => {
             *budget -= 1;
-            for pattern in settings.destructive_matches(text) {
+            for pattern in settings.destructive_matches(&words(text)) {
                 found(pattern, path);
             }
         }
@@ -861,7 +872,7 @@ fn scan<'s, 'v>(
         Value::Object(members) => {
             for (key, item) in members {
                 // A destructive word may be the key itself (`{"drop": "customers"}`).
-                for pattern in settings.destructive_matches(key) {
+                for pattern in settings.destructive_matches(&words(key)) {
                     found(pattern, path);
                 }
                 path.push(key);

@@ -427,6 +427,25 @@ fn destructive_names_are_found_in_http_methods_and_camel_case() {
 }
 
 #[test]
+fn camel_case_destructive_words_are_found_in_argument_names_and_values() {
+    let mut run = trained();
+    run.advance();
+    for arguments in [
+        json!({"query": "revenue", "op": "deleteAll"}),
+        json!({"dropTable": true}),
+    ] {
+        let assessment = assess(&run, "files/search", Some(&arguments), true);
+        assert!(
+            assessment
+                .findings
+                .iter()
+                .any(|f| f.detector == Detector::Destructive),
+            "{arguments}: {assessment:?}"
+        );
+    }
+}
+
+#[test]
 fn every_destructive_pattern_is_checked_not_only_the_first() {
     let mut run = trained();
     run.advance();
