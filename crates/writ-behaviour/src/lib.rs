@@ -55,8 +55,9 @@ use serde_json::Value;
 use writ_scope::{AuthorizationDetail, Constraint};
 
 pub use profile::{
-    ArgumentProfile, Assessment, Baseline, Call, Finding, Learning, MAX_ARGUMENTS, MAX_MANDATES,
-    MAX_SHAPES, MAX_SUCCESSORS, MAX_TOOLS, MAX_WINDOW, Profile, Recorded, ToolProfile,
+    ArgumentProfile, Assessment, Baseline, Call, Finding, Growth, Learning, MAX_ARGUMENTS,
+    MAX_MANDATES, MAX_SHAPES, MAX_SUCCESSORS, MAX_TOOLS, MAX_WINDOW, Profile, Recorded,
+    ToolProfile,
 };
 pub use settings::{
     DEFAULT_DESTRUCTIVE, Detector, MAX_PATTERNS, Mode, Settings, SettingsError, SettingsSpec,

@@ -66,9 +66,21 @@ pub struct Baseline {
     pub hours: [u64; 24],
     /// The most calls in one rate window.
     pub busiest_window: u32,
-    /// When `busiest_window` last rose after the learning period.
+    /// How `busiest_window` has risen since the learning period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub busiest_raised_at: Option<i64>,
+    pub busiest_growth: Option<Growth<u32>>,
+}
+
+/// A learned extreme's current growth window after the learning period: when it opened
+/// and the largest value learned since. When the window closes the extreme rises to the
+/// peak, at most twofold.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Growth<T> {
+    /// When the window opened, Unix seconds.
+    pub since: i64,
+    /// The largest value learned in it.
+    pub peak: T,
 }
 
 /// What one tool's calls look like.
@@ -87,9 +99,9 @@ pub struct ToolProfile {
     pub responses: u64,
     /// The largest response, in bytes.
     pub largest_response: u64,
-    /// When `largest_response` last rose after the learning period.
+    /// How `largest_response` has risen since the learning period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response_raised_at: Option<i64>,
+    pub response_growth: Option<Growth<u64>>,
 }
 
 /// The extremes of one argument.
@@ -100,9 +112,12 @@ pub struct ArgumentProfile {
     pub longest: usize,
     /// The largest absolute number.
     pub largest: f64,
-    /// When `longest` or `largest` last rose after the learning period.
+    /// How `longest` has risen since the learning period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raised_at: Option<i64>,
+    pub longest_growth: Option<Growth<usize>>,
+    /// How `largest` has risen since the learning period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub largest_growth: Option<Growth<f64>>,
 }
 
 /// One detector's finding, with the numbers behind it.
@@ -414,20 +429,16 @@ impl Profile {
         if let Some(count) = baseline.hours.get_mut(hour_of(call.at)) {
             *count = count.saturating_add(1);
         }
-        // While learning, the busiest window is whatever was seen. After, it rises by at
-        // most one call per window, so a burst cannot teach the baseline to accept itself
+        // While learning, the busiest window is whatever was seen; after, it grows like
+        // every learned extreme, so a burst cannot teach the baseline to accept itself
         // while a steadily growing workload still can.
-        if in_window > baseline.busiest_window {
-            if learning {
-                baseline.busiest_window = in_window;
-            } else if baseline
-                .busiest_raised_at
-                .is_none_or(|raised| call.at.saturating_sub(raised) >= spec.rate_window_seconds)
-            {
-                baseline.busiest_window = baseline.busiest_window.saturating_add(1);
-                baseline.busiest_raised_at = Some(call.at);
-            }
-        }
+        baseline.busiest_window = raise(
+            baseline.busiest_window,
+            in_window,
+            learning,
+            &mut baseline.busiest_growth,
+            (call.at, spec.growth_window_seconds),
+        );
         if let Some(previous) = previous {
             learn_sequence(baseline, previous, call.tool);
         }
@@ -452,27 +463,23 @@ impl Profile {
                     continue;
                 }
                 let argument = tool.arguments.entry(key.to_owned()).or_default();
-                let window = spec.rate_window_seconds;
+                let window = spec.growth_window_seconds;
                 match size {
                     Size::Length(length) => {
-                        let longest = argument.longest;
                         argument.longest = raise(
-                            longest,
+                            argument.longest,
                             length,
-                            longest.saturating_mul(2).max(1),
                             learning,
-                            &mut argument.raised_at,
+                            &mut argument.longest_growth,
                             (call.at, window),
                         );
                     }
                     Size::Magnitude(magnitude) => {
-                        let largest = argument.largest;
                         argument.largest = raise(
-                            largest,
+                            argument.largest,
                             magnitude,
-                            (largest * 2.0).max(1.0),
                             learning,
-                            &mut argument.raised_at,
+                            &mut argument.largest_growth,
                             (call.at, window),
                         );
                     }
@@ -562,19 +569,18 @@ impl Profile {
     }
 
     /// Learns a response of `bytes` from `tool` at `at`, a tool the baseline knows. After
-    /// the learning period the largest response rises at most twofold per rate window.
+    /// the learning period the largest response rises at most twofold per growth window,
+    /// to the largest of the window before.
     pub fn record_response(&mut self, settings: &Settings, tool: &str, bytes: u64, at: i64) {
         let learning = self.learning(settings, at).is_some();
-        let window = settings.spec().rate_window_seconds;
+        let window = settings.spec().growth_window_seconds;
         if let Some(profile) = self.baseline.tools.get_mut(tool) {
             profile.responses = profile.responses.saturating_add(1);
-            let largest = profile.largest_response;
             profile.largest_response = raise(
-                largest,
+                profile.largest_response,
                 bytes,
-                largest.saturating_mul(2).max(1),
                 learning,
-                &mut profile.response_raised_at,
+                &mut profile.response_growth,
                 (at, window),
             );
         }
@@ -680,30 +686,71 @@ fn cut(text: &str, max: usize) -> &str {
     text.get(..end).unwrap_or(text)
 }
 
-/// A learned extreme after seeing `value`: while learning, whatever was seen; after, at
-/// most `cap` (twice the old extreme), and at most once per `window` seconds, so a series
-/// of calls each just under its limit cannot raise the limit without bound.
-fn raise<T: PartialOrd + Copy + Default>(
+/// A quantity a learned extreme measures, which can be doubled.
+trait Extreme: PartialOrd + Copy + Default {
+    /// Twice `self`, and at least one.
+    fn doubled(self) -> Self;
+}
+
+impl Extreme for u32 {
+    fn doubled(self) -> Self {
+        self.saturating_mul(2).max(1)
+    }
+}
+
+impl Extreme for u64 {
+    fn doubled(self) -> Self {
+        self.saturating_mul(2).max(1)
+    }
+}
+
+impl Extreme for usize {
+    fn doubled(self) -> Self {
+        self.saturating_mul(2).max(1)
+    }
+}
+
+impl Extreme for f64 {
+    fn doubled(self) -> Self {
+        (self * 2.0).max(1.0)
+    }
+}
+
+/// A learned extreme after seeing `value`. While learning, and for a first observation
+/// (nothing to grow from yet), whatever was seen. After, the extreme holds still for a
+/// growth window of `window` seconds while the window's peak is noted; the next value
+/// after the window closes raises the extreme to that peak, at most twofold. A burst
+/// cannot raise its own limit, and a series of calls each just under its limit cannot
+/// raise it without bound, while a workload that grows steadily is followed.
+fn raise<T: Extreme>(
     old: T,
     value: T,
-    cap: T,
     learning: bool,
-    raised_at: &mut Option<i64>,
+    growth: &mut Option<Growth<T>>,
     (at, window): (i64, i64),
 ) -> T {
-    if value <= old {
-        return old;
+    if learning || growth.is_none() && old == T::default() {
+        return if value > old { value } else { old };
     }
-    // While learning, and for a first observation (nothing to ratchet from yet), the
-    // value is taken as seen.
-    if learning || raised_at.is_none() && old == T::default() {
-        return value;
+    let open = growth.get_or_insert(Growth {
+        since: at,
+        peak: old,
+    });
+    let mut current = old;
+    if at.saturating_sub(open.since) >= window {
+        let cap = old.doubled();
+        if open.peak > current {
+            current = if open.peak < cap { open.peak } else { cap };
+        }
+        *open = Growth {
+            since: at,
+            peak: current,
+        };
     }
-    if raised_at.is_some_and(|raised| at.saturating_sub(raised) < window) {
-        return old;
+    if value > open.peak {
+        open.peak = value;
     }
-    *raised_at = Some(at);
-    if value < cap { value } else { cap }
+    current
 }
 
 enum Size {

@@ -23,6 +23,9 @@ pub const DEFAULT_DESTRUCTIVE: &[&str] = &[
 /// The most destructive patterns a configuration may list.
 pub const MAX_PATTERNS: usize = 64;
 
+/// The longest growth window a configuration may set: a year.
+const MAX_GROWTH_WINDOW: i64 = 365 * 86_400;
+
 /// One detector: each explains its finding with numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -147,6 +150,10 @@ pub struct SettingsSpec {
     pub learning_seconds: i64,
     /// The rate window, in seconds.
     pub rate_window_seconds: i64,
+    /// After the learning period, each learned extreme (the busiest rate window, the
+    /// largest answer of a tool, the largest number and longest string of an argument)
+    /// rises at most twofold per this many seconds.
+    pub growth_window_seconds: i64,
     /// A window holding more than this many times the baseline's busiest window is a spike.
     pub rate_factor: f64,
     /// A window holding no more calls than this is never a spike.
@@ -177,6 +184,7 @@ impl Default for SettingsSpec {
             learning_calls: 200,
             learning_seconds: 7 * 86_400,
             rate_window_seconds: 60,
+            growth_window_seconds: 86_400,
             rate_factor: 3.0,
             rate_floor: 10,
             number_factor: 10.0,
@@ -240,6 +248,11 @@ impl Settings {
             (1..=86_400).contains(&spec.rate_window_seconds),
             "rate_window_seconds",
             "between 1 and 86400",
+        )?;
+        range(
+            (1..=MAX_GROWTH_WINDOW).contains(&spec.growth_window_seconds),
+            "growth_window_seconds",
+            "between 1 and 31536000",
         )?;
         range(
             spec.learning_seconds >= 0,
@@ -348,6 +361,16 @@ mod tests {
             Settings::new(spec).unwrap_err().to_string(),
             "`rate_factor` must be a finite number of at least 1"
         );
+        for growth in [0, 366 * 86_400] {
+            let spec = SettingsSpec {
+                growth_window_seconds: growth,
+                ..SettingsSpec::default()
+            };
+            assert_eq!(
+                Settings::new(spec).unwrap_err().to_string(),
+                "`growth_window_seconds` must be between 1 and 31536000"
+            );
+        }
         let spec = SettingsSpec {
             destructive: vec!["(unclosed".into()],
             ..SettingsSpec::default()
