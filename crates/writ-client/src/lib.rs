@@ -54,6 +54,9 @@ pub enum ClientError {
         reason: Option<String>,
         /// The issuer's sentence, or the body.
         description: String,
+        /// How long to wait before asking again, in seconds, when the refusal says
+        /// (`interval`, as in RFC 8628 §3.5: a call held for its agent's owner).
+        interval: Option<u64>,
     },
 }
 
@@ -264,10 +267,49 @@ fn refusal(status: StatusCode, body: Value) -> ClientError {
         status,
         reason,
         description,
+        interval: body.get("interval").and_then(Value::as_u64),
     }
 }
 
 /// A fresh random `jti` for a proof or token: 128 bits, base64url.
 pub fn random_jti() -> Result<String, KeyError> {
     Ok(writ_jose::base64url_encode(writ_jose::random_bytes::<16>()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_keeps_its_reason_sentence_and_retry_interval() {
+        let body = serde_json::json!({
+            "error": "authorization_pending", "reason": "approval_pending",
+            "error_description": "held for its owner", "interval": 5, "approval": "apr_x"
+        });
+        let ClientError::Refused {
+            status,
+            reason,
+            description,
+            interval,
+        } = refusal(StatusCode::BAD_REQUEST, body)
+        else {
+            panic!("not a refusal");
+        };
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(reason.as_deref(), Some("approval_pending"));
+        assert_eq!(description, "held for its owner");
+        assert_eq!(interval, Some(5));
+        // A body that is not Writ's own is its own description.
+        let ClientError::Refused {
+            reason,
+            description,
+            interval,
+            ..
+        } = refusal(StatusCode::BAD_GATEWAY, Value::String("upstream".into()))
+        else {
+            panic!("not a refusal");
+        };
+        assert_eq!((reason, interval), (None, None));
+        assert_eq!(description, "\"upstream\"");
+    }
 }

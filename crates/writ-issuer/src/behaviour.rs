@@ -139,6 +139,9 @@ struct Hold {
     mode: Mode,
     /// For a step-up hold: the approval that lifts it.
     approval: Option<String>,
+    /// When the mandate expires (and everything delegated from it, which expires no
+    /// later): past it the hold guards nothing and is forgotten.
+    until: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -470,6 +473,7 @@ impl Behaviour {
                         tool: &tool,
                         bytes,
                         at,
+                        until: event.get("held_until").and_then(Value::as_i64),
                     },
                     learned,
                     held,
@@ -489,6 +493,10 @@ impl Behaviour {
         held: Option<Mode>,
         approval: Option<Approval>,
     ) {
+        // Holds on mandates that have expired guard nothing any more.
+        state
+            .held
+            .retain(|_, hold| hold.until.is_none_or(|until| until > response.at));
         if learned && let Some(profile) = state.profiles.get_mut(response.agent) {
             profile.record_response(&self.settings, response.tool, response.bytes, response.at);
         }
@@ -504,9 +512,14 @@ impl Behaviour {
                 .get(response.mandate)
                 .is_some_and(|hold| hold.mode > mode || (hold.mode == mode && id.is_none()));
             if !stays {
-                state
-                    .held
-                    .insert(response.mandate.to_owned(), Hold { mode, approval: id });
+                state.held.insert(
+                    response.mandate.to_owned(),
+                    Hold {
+                        mode,
+                        approval: id,
+                        until: response.until,
+                    },
+                );
             }
         }
     }
@@ -520,6 +533,8 @@ struct Response<'a> {
     tool: &'a str,
     bytes: u64,
     at: i64,
+    /// For an answer that holds its mandate: when the mandate expires.
+    until: Option<i64>,
 }
 
 /// Rebuilds baselines, approvals and holds from the audit log.
@@ -579,13 +594,17 @@ pub(crate) async fn check(
 ) -> Result<Option<Pass>, ApiError> {
     let behaviour = &issuer.behaviour;
     let at = crate::seconds(issuer.now());
-    held(issuer, mandate, at)?;
-    let Some(described) = described(requested) else {
-        return Ok(None);
-    };
+    let lineage = lineage(issuer, mandate);
+    let described = described(requested);
     let (assessment, outcome) = {
         let mut state = behaviour.state();
         let memory = &mut *state;
+        // The hold and the assessment are read under one lock: a verdict recorded before
+        // this call is seen by it.
+        held_in(memory, &lineage, at)?;
+        let Some(described) = described else {
+            return Ok(None);
+        };
         let profile = memory.profiles.entry(agent.jkt.clone()).or_default();
         let call = described.call(mandate, at);
         let assessment = profile.assess(&behaviour.settings, &call);
@@ -781,46 +800,56 @@ fn request_slot(
     Outcome::Request(digest)
 }
 
+/// A mandate and the mandates it was delegated from, nearest first, read from the
+/// store's view before the behaviour lock is taken.
+fn lineage(issuer: &Issuer, mandate: &str) -> Vec<String> {
+    let mut lineage = vec![mandate.to_owned()];
+    while lineage.len() <= usize::from(writ_token::MAX_DELEGATION_DEPTH) {
+        let Some(parent) = lineage
+            .last()
+            .and_then(|id| issuer.store.mandate_parent(id))
+        else {
+            break;
+        };
+        lineage.push(parent);
+    }
+    lineage
+}
+
 /// A mandate a gateway stopped, or one delegated from it: refused, or pending its owner's
 /// approval.
 pub(crate) fn held(issuer: &Issuer, mandate: &str, now: i64) -> Result<(), ApiError> {
-    let state = issuer.behaviour.state();
-    if state.held.is_empty() {
+    let lineage = lineage(issuer, mandate);
+    held_in(&issuer.behaviour.state(), &lineage, now)
+}
+
+/// [`held`] over a lineage already read, under the caller's lock.
+fn held_in(memory: &Memory, lineage: &[String], now: i64) -> Result<(), ApiError> {
+    let Some((id, hold)) = lineage
+        .iter()
+        .find_map(|id| memory.held.get(id).map(|hold| (id, hold)))
+    else {
         return Ok(());
-    }
-    let mut next = Some(mandate.to_owned());
-    let mut hops = 0;
-    while let Some(id) = next.take() {
-        if let Some(hold) = state.held.get(&id) {
-            let approval = hold
-                .approval
-                .as_ref()
-                .and_then(|id| state.approvals.get(id));
-            return Err(match (hold.mode, approval) {
-                (Mode::StepUp, Some(approval))
-                    if approval.state_at(now) == ApprovalState::Pending =>
-                {
-                    pending(
-                        format!(
-                            "mandate {id} is held after a gateway saw drift; approval {} is waiting for its owner",
-                            approval.id
-                        ),
-                        Some(&approval.id),
-                    )
-                }
-                _ => ApiError::denied(
-                    "mandate_drifted",
-                    format!("mandate {id} was stopped after a gateway saw drift"),
+    };
+    let approval = hold
+        .approval
+        .as_ref()
+        .and_then(|id| memory.approvals.get(id));
+    Err(match (hold.mode, approval) {
+        (Mode::StepUp, Some(approval)) if approval.state_at(now) == ApprovalState::Pending => {
+            pending(
+                format!(
+                    "mandate {id} is held after a gateway saw drift; approval {} is waiting for its owner",
+                    approval.id
                 ),
-            });
+                Some(&approval.id),
+            )
         }
-        hops += 1;
-        if hops > usize::from(writ_token::MAX_DELEGATION_DEPTH) {
-            break;
-        }
-        next = issuer.store.mandate_parent(&id);
-    }
-    Ok(())
+        _ => ApiError::denied(
+            "mandate_drifted",
+            format!("mandate {id} was stopped after a gateway saw drift"),
+        ),
+    })
 }
 
 /// Records an approval request; the approval, not yet in memory.
@@ -919,8 +948,17 @@ pub(crate) async fn gateway_response(
     if let Some(finding) = &finding {
         insert(&mut body, "finding", json!(finding));
     }
+    let mut until = None;
     if let Some(mode) = held {
         insert(&mut body, "held", json!(mode));
+        until = issuer
+            .store
+            .mandate(&mandate)
+            .await?
+            .map(|record| record.expires_at);
+        if let Some(until) = until {
+            insert(&mut body, "held_until", json!(until));
+        }
         // One approval per hold: a mandate already held is not asked about again.
         let asked = behaviour
             .state()
@@ -987,6 +1025,7 @@ pub(crate) async fn gateway_response(
             tool: &tool,
             bytes,
             at,
+            until,
         },
         learned,
         held,
@@ -1276,4 +1315,45 @@ pub(crate) async fn baseline(
         modes,
         baseline,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn hold(behaviour: &Behaviour, mandate: &str, at: i64, until: Option<i64>) {
+        let mut state = behaviour.state();
+        behaviour.apply_response(
+            &mut state,
+            Response {
+                agent: "agent",
+                mandate,
+                tool: "files/read_file",
+                bytes: 1 << 20,
+                at,
+                until,
+            },
+            false,
+            Some(Mode::Block),
+            None,
+        );
+    }
+
+    #[test]
+    fn a_hold_is_forgotten_once_its_mandate_has_expired() {
+        let behaviour = Behaviour::new(BehaviourConfig::default()).unwrap();
+        hold(&behaviour, "mnd_a", 100, Some(200));
+        hold(&behaviour, "mnd_b", 150, None);
+        let held = |mandate: &str| behaviour.state().held.contains_key(mandate);
+        assert!(held("mnd_a") && held("mnd_b"));
+        // Before the mandate expires its hold stays; after, the next verdict forgets it.
+        hold(&behaviour, "mnd_c", 199, Some(1_000));
+        assert!(held("mnd_a"));
+        hold(&behaviour, "mnd_d", 200, Some(1_000));
+        assert!(!held("mnd_a"));
+        // A hold whose mandate's expiry is unknown is kept.
+        assert!(held("mnd_b") && held("mnd_c") && held("mnd_d"));
+    }
 }

@@ -1906,6 +1906,119 @@ async fn a_restart_rebuilds_baselines_and_held_calls_from_the_log() {
     assert_eq!(body["mode"], "step_up");
 }
 
+/// The state of approval `id`, as its owner alice lists it.
+async fn approval_state(world: &World, id: &str) -> Option<Value> {
+    let (_, all) = world
+        .call(
+            &world.alice,
+            Method::GET,
+            "/v1/approvals?state=all",
+            Value::Null,
+        )
+        .await;
+    all["approvals"]
+        .as_array()?
+        .iter()
+        .find(|approval| approval["id"] == id)
+        .map(|approval| approval["state"].clone())
+}
+
+#[tokio::test]
+async fn an_approval_whose_writ_cannot_be_recorded_stands_for_the_next_try() {
+    let world = World::new().await;
+    let behaviour = writ_issuer::BehaviourConfig {
+        detectors: writ_behaviour::SettingsSpec {
+            learning_calls: 6,
+            learning_seconds: 0,
+            mode: Some(writ_behaviour::Mode::StepUp),
+            modes: [(
+                writ_behaviour::Detector::ArgumentShape,
+                writ_behaviour::Mode::Observe,
+            )]
+            .into(),
+            ..writ_behaviour::SettingsSpec::default()
+        },
+        ..writ_issuer::BehaviourConfig::default()
+    };
+    let settings = |store| Settings {
+        behaviour: behaviour.clone(),
+        store,
+        ..Settings::default()
+    };
+    drop(world.issuer);
+    let world = World {
+        issuer: open(&world.dir, &world.clock, settings(Default::default())).await,
+        ..world
+    };
+    let mandate = world.grant("/data/*", json!(["internal"])).await["mandate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..6 {
+        let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        world.clock.0.fetch_add(10, Ordering::SeqCst);
+    }
+    let held = loop {
+        let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
+        if status != StatusCode::OK {
+            break body;
+        }
+    };
+    let approval = held["approval"].as_str().unwrap().to_owned();
+    let (status, body) = world
+        .call(
+            &world.alice,
+            Method::POST,
+            &format!("/v1/approvals/{approval}"),
+            json!({"decision": "approve"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The log fills up (other calls of the burst asking for approvals of their own) before
+    // the agent retries.
+    drop(world.issuer);
+    let full = writ_store::StoreOptions {
+        max_database_bytes: Some(1),
+    };
+    let world = World {
+        issuer: open(&world.dir, &world.clock, settings(full)).await,
+        ..world
+    };
+    let mut filled = false;
+    for n in 0..500 {
+        let (status, _) = world.exchange(&mandate, &format!("/data/f{n}.csv")).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            filled = true;
+            break;
+        }
+    }
+    assert!(filled, "the quota never stopped the log");
+    let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(reason(&body), "audit_log_unavailable");
+    // No writ, so the approval was not spent.
+    assert_eq!(
+        approval_state(&world, &approval).await,
+        Some(json!("approved"))
+    );
+
+    // Space again: the retry gets its writ, once.
+    drop(world.issuer);
+    let world = World {
+        issuer: open(&world.dir, &world.clock, settings(Default::default())).await,
+        ..world
+    };
+    assert_eq!(
+        approval_state(&world, &approval).await,
+        Some(json!("approved"))
+    );
+    let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(approval_state(&world, &approval).await, Some(json!("used")));
+}
+
 #[tokio::test]
 async fn bad_behaviour_settings_stop_the_issuer_at_start() {
     let world = World::new().await;

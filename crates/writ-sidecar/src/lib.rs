@@ -136,6 +136,7 @@ impl From<ClientError> for Refusal {
                 status,
                 reason,
                 description,
+                ..
             } => Refusal::new(
                 "issuer",
                 status.as_u16(),
@@ -150,10 +151,23 @@ impl From<ClientError> for Refusal {
     }
 }
 
-/// How often a call held for the agent's owner is asked for again.
+/// How often a call held for the agent's owner is asked for again when the issuer names
+/// no `interval`.
 pub const APPROVAL_POLL: Duration = Duration::from_secs(2);
+/// The least and the most time between two asks, whatever the issuer's `interval`.
+pub const APPROVAL_POLL_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(60));
 /// The longest a call waits for the agent's owner.
 pub const APPROVAL_WAIT: Duration = Duration::from_secs(15 * 60);
+
+/// How long to wait before asking again for a held call: the issuer's `interval`, within
+/// [`APPROVAL_POLL_RANGE`], or [`APPROVAL_POLL`] when it names none.
+pub fn poll_interval(interval: Option<u64>) -> Duration {
+    let (least, most) = APPROVAL_POLL_RANGE;
+    interval
+        .map_or(APPROVAL_POLL, Duration::from_secs)
+        .clamp(least, most)
+}
 
 /// One sidecar: an agent key, a mandate and one gateway route.
 pub struct Sidecar {
@@ -304,8 +318,8 @@ impl Sidecar {
 
     /// A writ for exactly `detail`, from the issuer. A call the issuer holds for the agent's
     /// owner (`authorization_pending`, because it drifts from the agent's baseline) is
-    /// asked for again every [`APPROVAL_POLL`] until the owner answers, the issuer's
-    /// approval expires, or [`APPROVAL_WAIT`] has passed.
+    /// asked for again every `interval` the issuer names ([`poll_interval`]) until the
+    /// owner answers, the issuer's approval expires, or [`APPROVAL_WAIT`] has passed.
     async fn writ(&self, mandate: &str, detail: &AuthorizationDetail) -> Result<String, Refusal> {
         let details = serde_json::to_string(&[detail])
             .map_err(|error| Refusal::sidecar("internal", error.to_string()))?;
@@ -319,10 +333,11 @@ impl Sidecar {
                 Err(writ_client::ClientError::Refused {
                     reason: Some(reason),
                     description,
+                    interval,
                     ..
                 }) if reason == "approval_pending" && tokio::time::Instant::now() < deadline => {
                     tracing::info!(%description, "waiting for the agent's owner");
-                    tokio::time::sleep(APPROVAL_POLL).await;
+                    tokio::time::sleep(poll_interval(interval)).await;
                 }
                 answer => break answer?,
             }

@@ -397,3 +397,13 @@ async fn a_call_held_for_the_owner_completes_once_she_approves() {
     assert_ne!(result.is_error, Some(true), "{result:?}");
     assert_eq!(text(&result), "dropped table scratch");
 }
+
+#[test]
+fn a_held_call_is_asked_for_again_at_the_issuers_interval_within_bounds() {
+    use writ_sidecar::{APPROVAL_POLL, poll_interval};
+    assert_eq!(poll_interval(Some(5)), Duration::from_secs(5));
+    assert_eq!(poll_interval(None), APPROVAL_POLL);
+    // An issuer cannot make the sidecar spin, nor wait for an hour between asks.
+    assert_eq!(poll_interval(Some(0)), Duration::from_secs(1));
+    assert_eq!(poll_interval(Some(3_600)), Duration::from_secs(60));
+}
