@@ -28,7 +28,7 @@
 //! learned or the hold it caused, and approvals and their answers are leaves too. At start
 //! the issuer replays the log to rebuild them, so a restart forgets nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Json;
@@ -37,7 +37,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use writ_behaviour::{Described, Finding, Mode, Profile, Recorded, SettingsSpec, described};
+use writ_behaviour::{
+    Described, Detector, Finding, Mode, Profile, Recorded, SettingsSpec, described,
+};
 use writ_scope::AuthorizationDetail;
 use writ_store::{StoreError, Write};
 use writ_token::ApprovalId;
@@ -70,6 +72,8 @@ pub struct BehaviourConfig {
     pub revoke_on_drift: bool,
     /// The detectors.
     pub detectors: SettingsSpec,
+    /// Modes for single agents, by name, over those of `detectors`.
+    pub agents: BTreeMap<String, AgentModes>,
 }
 
 impl Default for BehaviourConfig {
@@ -78,9 +82,24 @@ impl Default for BehaviourConfig {
             approval_timeout_seconds: 600,
             revoke_on_drift: false,
             detectors: SettingsSpec::default(),
+            agents: BTreeMap::new(),
         }
     }
 }
+
+/// One agent's modes. A detector's mode for the agent is its entry in `modes`, else
+/// `mode`, else what the detectors' settings say.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentModes {
+    /// The mode of every detector not listed in `modes`, for this agent.
+    pub mode: Option<Mode>,
+    /// A mode per detector, for this agent.
+    pub modes: BTreeMap<Detector, Mode>,
+}
+
+/// The most agents the configuration may give modes of their own.
+const MAX_AGENT_MODES: usize = 10_000;
 
 /// Where an approval stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -352,11 +371,38 @@ impl Behaviour {
         if config.approval_timeout_seconds == 0 || config.approval_timeout_seconds > 86_400 {
             return Err("behaviour: approval_timeout_seconds must be 1 to 86400".to_owned());
         }
+        if config.agents.len() > MAX_AGENT_MODES {
+            return Err(format!(
+                "behaviour: at most {MAX_AGENT_MODES} agents may have modes of their own"
+            ));
+        }
+        for name in config.agents.keys() {
+            writ_scope::ServerName::new(name.as_str())
+                .map_err(|e| format!("behaviour: `agents.{name}` cannot name an agent ({e})"))?;
+        }
         Ok(Behaviour {
             settings,
             config,
             state: Mutex::new(Memory::default()),
         })
+    }
+
+    /// `detector`'s mode for the agent named `agent`.
+    fn mode(&self, agent: &str, detector: Detector) -> Mode {
+        self.config
+            .agents
+            .get(agent)
+            .and_then(|own| own.modes.get(&detector).copied().or(own.mode))
+            .unwrap_or_else(|| self.settings.mode(detector))
+    }
+
+    /// Gives each finding the mode it has for the agent named `agent`.
+    fn judge(&self, agent: &str, findings: &mut [Finding]) {
+        if self.config.agents.contains_key(agent) {
+            for finding in findings {
+                finding.mode = self.mode(agent, finding.detector);
+            }
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, Memory> {
@@ -607,7 +653,8 @@ pub(crate) async fn check(
         };
         let profile = memory.profiles.entry(agent.jkt.clone()).or_default();
         let call = described.call(mandate, at);
-        let assessment = profile.assess(&behaviour.settings, &call);
+        let mut assessment = profile.assess(&behaviour.settings, &call);
+        behaviour.judge(&agent.name, &mut assessment.findings);
         let outcome = match assessment.mode() {
             None | Some(Mode::Observe) => {
                 let recorded = profile.record(&behaviour.settings, &call);
@@ -930,12 +977,15 @@ pub(crate) async fn gateway_response(
     let (agent, mandate, tool) = (text("agent"), text("mandate"), text("tool"));
     let bytes = body.get("bytes").and_then(Value::as_u64).unwrap_or(0);
     let at = crate::seconds(issuer.now());
+    let record = issuer.store.agent(&agent);
     let finding = behaviour.state().profiles.get(&agent).and_then(|profile| {
-        profile
+        let mut findings = profile
             .assess_response(&behaviour.settings, &tool, bytes, at)
-            .findings
-            .into_iter()
-            .next()
+            .findings;
+        if let Some(record) = &record {
+            behaviour.judge(&record.name, &mut findings);
+        }
+        findings.into_iter().next()
     });
     let held = finding
         .as_ref()
@@ -967,11 +1017,11 @@ pub(crate) async fn gateway_response(
             .is_some_and(|hold| hold.mode == Mode::Block || hold.approval.is_some());
         if mode == Mode::StepUp
             && !asked
-            && let (Some(record), Some(finding)) = (issuer.store.agent(&agent), &finding)
+            && let (Some(record), Some(finding)) = (&record, &finding)
         {
             let held_approval = new_approval(
                 issuer,
-                &record,
+                record,
                 &mandate,
                 Value::Null,
                 String::new(),
@@ -1071,11 +1121,13 @@ pub(crate) async fn limits(
     let default = limits
         .as_ref()
         .map(|_| behaviour.settings.spec().volume_floor);
+    let mode = match issuer.store.agent(&agent) {
+        Some(record) => behaviour.mode(&record.name, Detector::ResponseVolume),
+        None => behaviour.settings.mode(Detector::ResponseVolume),
+    };
     Ok(Json(Limits {
         agent,
-        mode: behaviour
-            .settings
-            .mode(writ_behaviour::Detector::ResponseVolume),
+        mode,
         responses: limits.unwrap_or_default(),
         default,
     }))
@@ -1304,9 +1356,9 @@ pub(crate) async fn baseline(
             ),
         }
     };
-    let modes = writ_behaviour::Detector::ALL
+    let modes = Detector::ALL
         .iter()
-        .map(|detector| (detector.code(), behaviour.settings.mode(*detector)))
+        .map(|detector| (detector.code(), behaviour.mode(&agent.name, *detector)))
         .collect();
     Ok(Json(BaselineView {
         agent: agent.name,
@@ -1338,6 +1390,52 @@ mod tests {
             false,
             Some(Mode::Block),
             None,
+        );
+    }
+
+    #[test]
+    fn an_agents_own_modes_come_before_the_detectors_settings() {
+        let config = BehaviourConfig {
+            detectors: SettingsSpec {
+                mode: Some(Mode::Block),
+                modes: [(Detector::UnusualHour, Mode::Observe)].into(),
+                ..SettingsSpec::default()
+            },
+            agents: [(
+                "report-bot".to_owned(),
+                AgentModes {
+                    mode: Some(Mode::StepUp),
+                    modes: [(Detector::RateSpike, Mode::Observe)].into(),
+                },
+            )]
+            .into(),
+            ..BehaviourConfig::default()
+        };
+        let behaviour = Behaviour::new(config.clone()).unwrap();
+        assert_eq!(
+            behaviour.mode("report-bot", Detector::RateSpike),
+            Mode::Observe
+        );
+        assert_eq!(
+            behaviour.mode("report-bot", Detector::UnusualHour),
+            Mode::StepUp
+        );
+        assert_eq!(
+            behaviour.mode("other-bot", Detector::RateSpike),
+            Mode::Block
+        );
+        assert_eq!(
+            behaviour.mode("other-bot", Detector::UnusualHour),
+            Mode::Observe
+        );
+
+        let mut bad = config;
+        bad.agents
+            .insert("Report Bot".to_owned(), AgentModes::default());
+        let error = Behaviour::new(bad).unwrap_err();
+        assert!(
+            error.contains("`agents.Report Bot` cannot name an agent"),
+            "{error}"
         );
     }
 

@@ -90,7 +90,7 @@ use writ_log::NoteSigner;
 use writ_store::{Store, StoreOptions};
 use writ_token::{Audience, MemoryReplayCache, NonceKey, UnixTime};
 
-pub use behaviour::BehaviourConfig;
+pub use behaviour::{AgentModes, BehaviourConfig};
 pub use error::ApiError;
 pub use keys::PreviousKey;
 pub use lifecycle::Swept;

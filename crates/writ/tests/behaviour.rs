@@ -42,6 +42,7 @@ fn config(mode: Option<Mode>) -> BehaviourConfig {
             modes: [(Detector::UnusualHour, Mode::Observe)].into(),
             ..SettingsSpec::default()
         },
+        ..BehaviourConfig::default()
     }
 }
 
@@ -700,6 +701,60 @@ async fn the_gateway_keeps_the_limits_it_knew_while_the_issuer_is_unreachable() 
     assert!(answer.is_none(), "the export was not cut: {answer:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_modes_of_its_own_is_judged_by_them() {
+    let mut config = config(Some(Mode::Block));
+    config.agents.insert(
+        "report-bot".to_owned(),
+        writ_issuer::AgentModes {
+            mode: Some(Mode::StepUp),
+            modes: [
+                (Detector::UnusualSequence, Mode::Observe),
+                (Detector::UnusualHour, Mode::Observe),
+            ]
+            .into(),
+        },
+    );
+    let world = World::with(Options {
+        behaviour: config,
+        ..Options::default()
+    })
+    .await;
+    let (mandate, _) = mandate(&world).await;
+    train(&world, &mandate).await;
+
+    // A sequence never seen is only recorded for report-bot, where others are blocked.
+    let detail = json!({"type": "http_request", "server": "crm", "methods": ["GET"],
+                        "path": "/customers/8"});
+    let (status, body) = world.try_writ(&mandate, "/api/crm", detail).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A destructive call waits for alice, where others are blocked.
+    world.clock.advance(PACE);
+    call(
+        &world,
+        &mandate,
+        "read_file",
+        json!({"path": "/data/reports/q2.md"}),
+    )
+    .await;
+    let (_, body) = ask(&world, &mandate, "drop_table", &json!({"table": "t"})).await;
+    assert_eq!(body["reason"], "approval_pending", "{body}");
+    // What the owner and the gateway are shown says the same.
+    let baseline = world
+        .admin
+        .get("/v1/agents/report-bot/baseline")
+        .await
+        .unwrap();
+    assert_eq!(baseline["modes"]["destructive"], "step_up", "{baseline}");
+    assert_eq!(baseline["modes"]["unusual_sequence"], "observe");
+    let limits = world
+        .admin
+        .get(&format!("/v1/behaviour/limits/{}", world.agent_jkt))
+        .await
+        .unwrap();
+    assert_eq!(limits["mode"], "step_up", "{limits}");
+}
+
 #[test]
 fn the_readme_behaviour_settings_are_valid() {
     let readme = include_str!("../../../README.md");
@@ -718,6 +773,9 @@ fn the_readme_behaviour_settings_are_valid() {
     assert_eq!(settings.mode(Detector::Destructive), Mode::Block);
     assert_eq!(settings.mode(Detector::NewTool), Mode::StepUp);
     assert_eq!(settings.mode(Detector::UnusualHour), Mode::Observe);
+    let own = &config.agents["payments-bot"];
+    assert_eq!(own.mode, Some(Mode::Block));
+    assert_eq!(own.modes[&Detector::UnusualHour], Mode::StepUp);
     // Unknown settings are refused, not ignored.
     let typo = toml::from_str::<BehaviourConfig>("revoke_on_drfit = true");
     assert!(typo.is_err());
