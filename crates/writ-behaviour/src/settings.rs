@@ -152,7 +152,7 @@ pub struct SettingsSpec {
     pub rate_window_seconds: i64,
     /// After the learning period, each learned extreme (the busiest rate window, the
     /// largest answer of a tool, the largest number and longest string of an argument)
-    /// rises at most twofold per this many seconds.
+    /// rises at most twofold per this many seconds; at least `rate_window_seconds`.
     pub growth_window_seconds: i64,
     /// A window holding more than this many times the baseline's busiest window is a spike.
     pub rate_factor: f64,
@@ -249,10 +249,12 @@ impl Settings {
             "rate_window_seconds",
             "between 1 and 86400",
         )?;
+        // A growth window shorter than the rate window would let a burst raise its own
+        // limit while it lasts.
         range(
-            (1..=MAX_GROWTH_WINDOW).contains(&spec.growth_window_seconds),
+            (spec.rate_window_seconds..=MAX_GROWTH_WINDOW).contains(&spec.growth_window_seconds),
             "growth_window_seconds",
-            "between 1 and 31536000",
+            "at least rate_window_seconds and at most 31536000",
         )?;
         range(
             spec.learning_seconds >= 0,
@@ -361,16 +363,21 @@ mod tests {
             Settings::new(spec).unwrap_err().to_string(),
             "`rate_factor` must be a finite number of at least 1"
         );
-        for growth in [0, 366 * 86_400] {
+        for growth in [0, 59, 366 * 86_400] {
             let spec = SettingsSpec {
                 growth_window_seconds: growth,
                 ..SettingsSpec::default()
             };
             assert_eq!(
                 Settings::new(spec).unwrap_err().to_string(),
-                "`growth_window_seconds` must be between 1 and 31536000"
+                "`growth_window_seconds` must be at least rate_window_seconds and at most 31536000"
             );
         }
+        let spec = SettingsSpec {
+            growth_window_seconds: 60,
+            ..SettingsSpec::default()
+        };
+        assert!(Settings::new(spec).is_ok());
         let spec = SettingsSpec {
             destructive: vec!["(unclosed".into()],
             ..SettingsSpec::default()

@@ -532,6 +532,75 @@ fn learned_extremes_rise_at_most_twofold_per_growth_window() {
 }
 
 #[test]
+fn a_growth_window_closes_exactly_after_its_length() {
+    let mut run = trained();
+    run.advance();
+    let window = run.settings.spec().growth_window_seconds;
+    let tool = "files/read_file";
+    let largest = |run: &Run| run.profile.baseline().tools[tool].largest_response;
+    run.at += window;
+    let since = run.at;
+    run.profile.record_response(&run.settings, tool, 1, since);
+    let before = largest(&run);
+    run.profile
+        .record_response(&run.settings, tool, before * 3, since + 1);
+    run.profile
+        .record_response(&run.settings, tool, 1, since + window - 1);
+    assert_eq!(largest(&run), before);
+    run.profile
+        .record_response(&run.settings, tool, 1, since + window);
+    assert_eq!(largest(&run), before * 2);
+}
+
+/// Records and learns a pinned call of `tool` with `arguments` at `at`, findings or not.
+fn learn(run: &mut Run, tool: &str, arguments: &Value, at: i64) {
+    let call = Call {
+        tool,
+        mandate: "m",
+        arguments: Some(arguments),
+        pinned: true,
+        at,
+    };
+    let recorded = run.profile.record(&run.settings, &call);
+    run.profile.learn(&run.settings, &call, recorded);
+}
+
+#[test]
+fn an_arguments_extremes_and_the_busiest_window_grow_by_windows_too() {
+    let mut run = trained();
+    run.advance();
+    let window = run.settings.spec().growth_window_seconds;
+    let tool = "files/search";
+    let search = |limit: u64, query: &str| json!({"query": query, "limit": limit});
+    let extremes = |run: &Run| {
+        let arguments = &run.profile.baseline().tools[tool].arguments;
+        (arguments["limit"].largest, arguments["query"].longest)
+    };
+    let busiest = |run: &Run| run.profile.baseline().busiest_window;
+    // A fresh growth window for each extreme.
+    run.at += window;
+    let at = run.at;
+    learn(&mut run, tool, &search(1, "q"), at);
+    let (largest, longest) = extremes(&run);
+    let calls = busiest(&run);
+    // Within the window: a number five times the largest, a string three times the
+    // longest, and a burst of twice the busiest window are learned, and nothing rises.
+    let long = "q".repeat(longest * 3);
+    for n in 0..2 * calls {
+        let at = run.at + 1 + i64::from(n % 30);
+        learn(&mut run, tool, &search(largest as u64 * 5, &long), at);
+    }
+    assert_eq!(extremes(&run), (largest, longest));
+    assert_eq!(busiest(&run), calls);
+    // After it, each has doubled, no more.
+    run.at += window + 60;
+    let at = run.at;
+    learn(&mut run, tool, &search(1, "q"), at);
+    assert_eq!(extremes(&run), (largest * 2.0, longest * 2));
+    assert_eq!(busiest(&run), 2 * calls);
+}
+
+#[test]
 fn a_workload_that_grows_steadily_is_followed() {
     let mut run = trained();
     run.advance();
@@ -546,11 +615,18 @@ fn a_workload_that_grows_steadily_is_followed() {
     let mut size = start;
     for _ in 0..10 {
         size += size / 10;
+        let mut limits = Vec::new();
         for _ in 0..20 {
             run.at += window / 40;
             run.profile
                 .record_response(&run.settings, tool, size, run.at);
+            limits.push(largest(&run));
         }
+        limits.dedup();
+        assert!(
+            limits.len() <= 2,
+            "the limit moved within a window: {limits:?}"
+        );
         run.at += window / 2;
     }
     run.at += window;

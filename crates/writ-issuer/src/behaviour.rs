@@ -159,7 +159,8 @@ struct Hold {
     /// For a step-up hold: the approval that lifts it.
     approval: Option<String>,
     /// When the mandate expires (and everything delegated from it, which expires no
-    /// later): past it the hold guards nothing and is forgotten.
+    /// later): once that and the most skew a token check allows have passed, the hold
+    /// guards nothing and the next verdict forgets it.
     until: Option<i64>,
 }
 
@@ -176,6 +177,10 @@ struct Memory {
     deciding: HashSet<String>,
     /// Mandates stopped by a gateway's verdict.
     held: HashMap<String, Hold>,
+    /// Mandates with a gateway's verdict being recorded: how many in step-up and in block
+    /// mode. They are held meanwhile, so no writ is issued between the verdict reaching
+    /// the log and its hold.
+    verdicts: HashMap<String, [u32; 2]>,
 }
 
 impl Memory {
@@ -539,10 +544,13 @@ impl Behaviour {
         held: Option<Mode>,
         approval: Option<Approval>,
     ) {
-        // Holds on mandates that have expired guard nothing any more.
-        state
-            .held
-            .retain(|_, hold| hold.until.is_none_or(|until| until > response.at));
+        // Holds on mandates that have expired, allowing for the skew any token check
+        // allows, guard nothing any more.
+        let skew = i64::try_from(writ_token::MAX_SKEW).unwrap_or(i64::MAX);
+        state.held.retain(|_, hold| {
+            hold.until
+                .is_none_or(|until| until.saturating_add(skew) > response.at)
+        });
         if learned && let Some(profile) = state.profiles.get_mut(response.agent) {
             profile.record_response(&self.settings, response.tool, response.bytes, response.at);
         }
@@ -645,8 +653,8 @@ pub(crate) async fn check(
     let (assessment, outcome) = {
         let mut state = behaviour.state();
         let memory = &mut *state;
-        // The hold and the assessment are read under one lock: a verdict recorded before
-        // this call is seen by it.
+        // The holds (and the verdicts being recorded, which hold their mandates already)
+        // and the assessment are read under one lock.
         held_in(memory, &lineage, at)?;
         let Some(described) = described else {
             return Ok(None);
@@ -876,7 +884,22 @@ fn held_in(memory: &Memory, lineage: &[String], now: i64) -> Result<(), ApiError
         .iter()
         .find_map(|id| memory.held.get(id).map(|hold| (id, hold)))
     else {
-        return Ok(());
+        return match lineage
+            .iter()
+            .find_map(|id| memory.verdicts.get(id).map(|counts| (id, counts)))
+        {
+            Some((id, [_, blocks])) if *blocks > 0 => Err(ApiError::denied(
+                "mandate_drifted",
+                format!("mandate {id} is being stopped after a gateway saw drift"),
+            )),
+            Some((id, _)) => Err(pending(
+                format!(
+                    "mandate {id} is held after a gateway saw drift; an approval is being requested from its owner"
+                ),
+                None,
+            )),
+            None => Ok(()),
+        };
     };
     let approval = hold
         .approval
@@ -999,6 +1022,7 @@ pub(crate) async fn gateway_response(
         insert(&mut body, "finding", json!(finding));
     }
     let mut until = None;
+    let mut verdict = None;
     if let Some(mode) = held {
         insert(&mut body, "held", json!(mode));
         until = issuer
@@ -1009,12 +1033,18 @@ pub(crate) async fn gateway_response(
         if let Some(until) = until {
             insert(&mut body, "held_until", json!(until));
         }
-        // One approval per hold: a mandate already held is not asked about again.
-        let asked = behaviour
-            .state()
-            .held
-            .get(&mandate)
-            .is_some_and(|hold| hold.mode == Mode::Block || hold.approval.is_some());
+        // Held from here, before the verdict is on record; one approval per hold: a
+        // mandate already held, or with a verdict being recorded, is not asked about again.
+        let asked = {
+            let mut state = behaviour.state();
+            let asked = state.verdicts.contains_key(&mandate)
+                || state
+                    .held
+                    .get(&mandate)
+                    .is_some_and(|hold| hold.mode == Mode::Block || hold.approval.is_some());
+            verdict = Some(Verdict::begin(behaviour, &mut state, &mandate, mode));
+            asked
+        };
         if mode == Mode::StepUp
             && !asked
             && let (Some(record), Some(finding)) = (&record, &finding)
@@ -1081,7 +1111,46 @@ pub(crate) async fn gateway_response(
         held,
         approval,
     );
+    drop(state);
+    drop(verdict);
     Ok(appended.index)
+}
+
+/// A gateway's drift verdict being recorded: its mandate is held until it ends, by the
+/// hold the verdict leaves or, when it could not be recorded, by none.
+struct Verdict<'a> {
+    behaviour: &'a Behaviour,
+    mandate: String,
+    slot: usize,
+}
+
+impl<'a> Verdict<'a> {
+    fn begin(behaviour: &'a Behaviour, state: &mut Memory, mandate: &str, mode: Mode) -> Self {
+        let slot = usize::from(mode == Mode::Block);
+        let counts = state.verdicts.entry(mandate.to_owned()).or_default();
+        if let Some(count) = counts.get_mut(slot) {
+            *count = count.saturating_add(1);
+        }
+        Verdict {
+            behaviour,
+            mandate: mandate.to_owned(),
+            slot,
+        }
+    }
+}
+
+impl Drop for Verdict<'_> {
+    fn drop(&mut self) {
+        let mut state = self.behaviour.state();
+        if let Some(counts) = state.verdicts.get_mut(&self.mandate) {
+            if let Some(count) = counts.get_mut(self.slot) {
+                *count = count.saturating_sub(1);
+            }
+            if counts.iter().all(|count| *count == 0) {
+                state.verdicts.remove(&self.mandate);
+            }
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -1225,10 +1294,18 @@ pub(crate) async fn decide(
     let not_found = || ApiError::not_found("unknown_approval", format!("no approval `{id}`"));
     ApprovalId::parse(&id).map_err(|_| not_found())?;
     let now = crate::seconds(issuer.now());
+    // The agent's owner now, read from the store before the behaviour lock is taken.
+    let agent = issuer
+        .behaviour
+        .state()
+        .approvals
+        .get(&id)
+        .map(|approval| approval.agent.clone())
+        .ok_or_else(not_found)?;
+    let owner = owner_of(&issuer, &agent).unwrap_or_default();
     let approval = {
         let mut state = issuer.behaviour.state();
         let approval = state.approvals.get(&id).cloned().ok_or_else(not_found)?;
-        let owner = owner_of(&issuer, &approval.agent).unwrap_or_default();
         if owner != human.id {
             // Someone else's approval does not exist for them; an administrator is told
             // whose it is.
@@ -1440,18 +1517,49 @@ mod tests {
     }
 
     #[test]
-    fn a_hold_is_forgotten_once_its_mandate_has_expired() {
+    fn a_hold_is_forgotten_once_its_mandate_cannot_be_used_even_with_skew() {
         let behaviour = Behaviour::new(BehaviourConfig::default()).unwrap();
+        let skew = i64::try_from(writ_token::MAX_SKEW).unwrap();
         hold(&behaviour, "mnd_a", 100, Some(200));
         hold(&behaviour, "mnd_b", 150, None);
         let held = |mandate: &str| behaviour.state().held.contains_key(mandate);
         assert!(held("mnd_a") && held("mnd_b"));
-        // Before the mandate expires its hold stays; after, the next verdict forgets it.
-        hold(&behaviour, "mnd_c", 199, Some(1_000));
+        // Until the mandate's expiry and the skew a token check allows have passed, its
+        // hold stays; after, the next verdict forgets it.
+        hold(&behaviour, "mnd_c", 200 + skew - 1, Some(1_000));
         assert!(held("mnd_a"));
-        hold(&behaviour, "mnd_d", 200, Some(1_000));
+        hold(&behaviour, "mnd_d", 200 + skew, Some(1_000));
         assert!(!held("mnd_a"));
         // A hold whose mandate's expiry is unknown is kept.
         assert!(held("mnd_b") && held("mnd_c") && held("mnd_d"));
+    }
+
+    #[test]
+    fn a_restart_rebuilds_a_hold_with_its_expiry() {
+        let behaviour = Behaviour::new(BehaviourConfig::default()).unwrap();
+        let event = json!({"agent": "agent", "mandate": "mnd_a", "tool": "files/read_file",
+                           "bytes": 1 << 20, "learned": false, "at": 100, "held": "block",
+                           "held_until": 500});
+        behaviour.replay_leaf("gateway_response", 100, &event, 7);
+        let state = behaviour.state();
+        let hold = &state.held["mnd_a"];
+        assert_eq!((hold.mode, hold.until), (Mode::Block, Some(500)));
+    }
+
+    #[test]
+    fn a_mandate_is_held_while_its_verdict_is_being_recorded() {
+        let behaviour = Behaviour::new(BehaviourConfig::default()).unwrap();
+        let lineage = ["mnd_child".to_owned(), "mnd_a".to_owned()];
+        let check = || held_in(&behaviour.state(), &lineage, 100);
+        let step_up = Verdict::begin(&behaviour, &mut behaviour.state(), "mnd_a", Mode::StepUp);
+        assert_eq!(check().unwrap_err().reason(), "approval_pending");
+        let block = Verdict::begin(&behaviour, &mut behaviour.state(), "mnd_a", Mode::Block);
+        assert_eq!(check().unwrap_err().reason(), "mandate_drifted");
+        drop(block);
+        assert_eq!(check().unwrap_err().reason(), "approval_pending");
+        // A verdict that could not be recorded leaves nothing held.
+        drop(step_up);
+        assert!(check().is_ok());
+        assert!(behaviour.state().verdicts.is_empty());
     }
 }

@@ -1805,12 +1805,7 @@ async fn a_restart_rebuilds_baselines_and_held_calls_from_the_log() {
         world.clock.0.fetch_add(10, Ordering::SeqCst);
     }
     // A burst past three times that is held for alice.
-    let held = loop {
-        let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
-        if status != StatusCode::OK {
-            break body;
-        }
-    };
+    let held = held_call(&world, &mandate).await;
     assert_eq!(reason(&held), "approval_pending", "{held}");
     let approval = held["approval"].as_str().unwrap().to_owned();
     let (_, before) = world
@@ -1906,6 +1901,17 @@ async fn a_restart_rebuilds_baselines_and_held_calls_from_the_log() {
     assert_eq!(body["mode"], "step_up");
 }
 
+/// Asks for `/data/q3.csv` until the issuer stops answering with a writ: the refusal.
+async fn held_call(world: &World, mandate: &str) -> Value {
+    for _ in 0..100 {
+        let (status, body) = world.exchange(mandate, "/data/q3.csv").await;
+        if status != StatusCode::OK {
+            return body;
+        }
+    }
+    panic!("a burst of 100 calls was never held");
+}
+
 /// The state of approval `id`, as its owner alice lists it.
 async fn approval_state(world: &World, id: &str) -> Option<Value> {
     let (_, all) = world
@@ -1959,12 +1965,7 @@ async fn an_approval_whose_writ_cannot_be_recorded_stands_for_the_next_try() {
         assert_eq!(status, StatusCode::OK, "{body}");
         world.clock.0.fetch_add(10, Ordering::SeqCst);
     }
-    let held = loop {
-        let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
-        if status != StatusCode::OK {
-            break body;
-        }
-    };
+    let held = held_call(&world, &mandate).await;
     let approval = held["approval"].as_str().unwrap().to_owned();
     let (status, body) = world
         .call(

@@ -337,7 +337,8 @@ impl Sidecar {
                     ..
                 }) if reason == "approval_pending" && tokio::time::Instant::now() < deadline => {
                     tracing::info!(%description, "waiting for the agent's owner");
-                    tokio::time::sleep(poll_interval(interval)).await;
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    tokio::time::sleep(poll_interval(interval).min(left)).await;
                 }
                 answer => break answer?,
             }

@@ -65,6 +65,8 @@ pub struct World {
     pub issuer_url: String,
     /// While set, the issuer answers every request with 503, as if it were down.
     pub issuer_down: Arc<AtomicBool>,
+    /// The paths of the requests refused while the issuer was down, in order.
+    pub issuer_refused: Arc<Mutex<Vec<String>>>,
     pub gateway: Arc<Gateway>,
     pub gateway_url: String,
     /// The plain HTTP API's base URL (its routes live under `/v2`).
@@ -117,12 +119,19 @@ async fn record_headers(
     next.run(request).await
 }
 
+/// Whether the issuer is down, and the paths it refused meanwhile.
+type Outage = (Arc<AtomicBool>, Arc<Mutex<Vec<String>>>);
+
 async fn outage(
-    axum::extract::State(down): axum::extract::State<Arc<AtomicBool>>,
+    axum::extract::State((down, refused)): axum::extract::State<Outage>,
     request: Request,
     next: Next,
 ) -> Response {
     if down.load(Ordering::SeqCst) {
+        refused
+            .lock()
+            .unwrap()
+            .push(request.uri().path().to_owned());
         return (StatusCode::SERVICE_UNAVAILABLE, "down for the test").into_response();
     }
     next.run(request).await
@@ -154,9 +163,12 @@ impl World {
             .await
             .unwrap();
         let issuer_down = Arc::new(AtomicBool::new(false));
-        let router = writ_issuer::router(Arc::clone(&issuer)).layer(
-            axum::middleware::from_fn_with_state(Arc::clone(&issuer_down), outage),
-        );
+        let issuer_refused = Arc::new(Mutex::new(Vec::new()));
+        let router =
+            writ_issuer::router(Arc::clone(&issuer)).layer(axum::middleware::from_fn_with_state(
+                (Arc::clone(&issuer_down), Arc::clone(&issuer_refused)),
+                outage,
+            ));
         tokio::spawn(async move { axum::serve(issuer_listener, router).await });
 
         // The upstreams: an rmcp MCP server and a plain HTTP API.
@@ -291,6 +303,7 @@ credential = {{ type = "basic", file = "{http_secret}" }}
             issuer,
             issuer_url,
             issuer_down,
+            issuer_refused,
             gateway,
             gateway_url,
             api_url,

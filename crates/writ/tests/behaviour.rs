@@ -692,7 +692,10 @@ async fn the_gateway_keeps_the_limits_it_knew_while_the_issuer_is_unreachable() 
     // The read goes through; the gateway's background read of the agent's limits fails.
     let (status, _, answer) = world.mcp(&read_writ, tools_call("read_file", read)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let limits = format!("/v1/behaviour/limits/{}", world.agent_jkt);
+    wait_for(|| async { world.issuer_refused.lock().unwrap().contains(&limits) }).await;
+    // Give the refresh a moment to store what it concluded.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     // The export is still cut by the limits the gateway knew.
     let answer = fetch_customer(&world, &export_writ, &export).await;
     world
