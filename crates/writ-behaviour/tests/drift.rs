@@ -500,56 +500,85 @@ fn arguments_too_large_to_search_are_a_finding() {
     );
 }
 
-#[test]
-fn learned_extremes_rise_at_most_twofold_per_growth_window() {
+const READ: &str = "files/read_file";
+
+/// The largest answer `files/read_file` has given.
+fn largest_answer(run: &Run) -> u64 {
+    run.profile.baseline().tools[READ].largest_response
+}
+
+/// A trained run whose growth window for `files/read_file`'s answers has just opened, at
+/// `run.at`: the run, the window's length, and the largest answer.
+fn fresh_answer_window() -> (Run, i64, u64) {
     let mut run = trained();
     run.advance();
     let window = run.settings.spec().growth_window_seconds;
-    let tool = "files/read_file";
-    let largest = |run: &Run| run.profile.baseline().tools[tool].largest_response;
-    // A fresh growth window opens with this answer.
     run.at += window;
-    let learned = largest(&run);
-    run.profile
-        .record_response(&run.settings, tool, learned, run.at);
-    let before = largest(&run);
+    run.profile.record_response(&run.settings, READ, 1, run.at);
+    let largest = largest_answer(&run);
+    (run, window, largest)
+}
+
+#[test]
+fn learned_extremes_rise_at_most_twofold_per_growth_window() {
+    let (mut run, window, before) = fresh_answer_window();
     // Answers just under the limit, one after another: the limit holds still for the
     // rest of the window, not tenfold per answer.
     for _ in 0..5 {
         run.at += 1;
         run.profile
-            .record_response(&run.settings, tool, before * 9, run.at);
-        assert_eq!(largest(&run), before);
+            .record_response(&run.settings, READ, before * 9, run.at);
+        assert_eq!(largest_answer(&run), before);
     }
     // The window's peak is learned when it closes, at most twofold; then again.
     run.at += window;
     run.profile
-        .record_response(&run.settings, tool, before * 9, run.at);
-    assert_eq!(largest(&run), before * 2);
+        .record_response(&run.settings, READ, before * 9, run.at);
+    assert_eq!(largest_answer(&run), before * 2);
     run.at += window;
-    run.profile.record_response(&run.settings, tool, 1, run.at);
-    assert_eq!(largest(&run), before * 4);
+    run.profile.record_response(&run.settings, READ, 1, run.at);
+    assert_eq!(largest_answer(&run), before * 4);
 }
 
 #[test]
 fn a_growth_window_closes_exactly_after_its_length() {
-    let mut run = trained();
-    run.advance();
-    let window = run.settings.spec().growth_window_seconds;
-    let tool = "files/read_file";
-    let largest = |run: &Run| run.profile.baseline().tools[tool].largest_response;
-    run.at += window;
+    let (mut run, window, before) = fresh_answer_window();
     let since = run.at;
-    run.profile.record_response(&run.settings, tool, 1, since);
-    let before = largest(&run);
+    for (value, at) in [(before * 3, since + 1), (1, since + window - 1)] {
+        run.profile.record_response(&run.settings, READ, value, at);
+    }
+    assert_eq!(largest_answer(&run), before);
     run.profile
-        .record_response(&run.settings, tool, before * 3, since + 1);
-    run.profile
-        .record_response(&run.settings, tool, 1, since + window - 1);
-    assert_eq!(largest(&run), before);
-    run.profile
-        .record_response(&run.settings, tool, 1, since + window);
-    assert_eq!(largest(&run), before * 2);
+        .record_response(&run.settings, READ, 1, since + window);
+    assert_eq!(largest_answer(&run), before * 2);
+}
+
+#[test]
+fn a_workload_that_grows_steadily_is_followed() {
+    let (mut run, window, start) = fresh_answer_window();
+    // Each day the answers are a tenth larger than the day before: within a day the limit
+    // holds, and the next day it has learned the day before.
+    let mut size = start;
+    for _ in 0..10 {
+        size += size / 10;
+        let mut limits = Vec::new();
+        for _ in 0..20 {
+            run.at += window / 40;
+            run.profile
+                .record_response(&run.settings, READ, size, run.at);
+            limits.push(largest_answer(&run));
+        }
+        limits.dedup();
+        assert!(
+            limits.len() <= 2,
+            "the limit moved within a window: {limits:?}"
+        );
+        run.at += window / 2;
+    }
+    run.at += window;
+    run.profile.record_response(&run.settings, READ, 1, run.at);
+    assert_eq!(largest_answer(&run), size);
+    assert!(size > start * 2, "{size} from {start}");
 }
 
 /// Records and learns a pinned call of `tool` with `arguments` at `at`, findings or not.
@@ -598,41 +627,6 @@ fn an_arguments_extremes_and_the_busiest_window_grow_by_windows_too() {
     learn(&mut run, tool, &search(1, "q"), at);
     assert_eq!(extremes(&run), (largest * 2.0, longest * 2));
     assert_eq!(busiest(&run), 2 * calls);
-}
-
-#[test]
-fn a_workload_that_grows_steadily_is_followed() {
-    let mut run = trained();
-    run.advance();
-    let window = run.settings.spec().growth_window_seconds;
-    let tool = "files/read_file";
-    let largest = |run: &Run| run.profile.baseline().tools[tool].largest_response;
-    run.at += window;
-    run.profile.record_response(&run.settings, tool, 1, run.at);
-    let start = largest(&run);
-    // Each day the answers are a tenth larger than the day before: within a day the limit
-    // holds, and the next day it has learned the day before.
-    let mut size = start;
-    for _ in 0..10 {
-        size += size / 10;
-        let mut limits = Vec::new();
-        for _ in 0..20 {
-            run.at += window / 40;
-            run.profile
-                .record_response(&run.settings, tool, size, run.at);
-            limits.push(largest(&run));
-        }
-        limits.dedup();
-        assert!(
-            limits.len() <= 2,
-            "the limit moved within a window: {limits:?}"
-        );
-        run.at += window / 2;
-    }
-    run.at += window;
-    run.profile.record_response(&run.settings, tool, 1, run.at);
-    assert_eq!(largest(&run), size);
-    assert!(size > start * 2, "{size} from {start}");
 }
 
 #[test]

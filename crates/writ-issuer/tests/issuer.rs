@@ -1769,43 +1769,13 @@ async fn a_resource_under_a_gateways_audience_is_served_by_it() {
 #[tokio::test]
 async fn a_restart_rebuilds_baselines_and_held_calls_from_the_log() {
     let world = World::new().await;
-    let behaviour = writ_issuer::BehaviourConfig {
-        detectors: writ_behaviour::SettingsSpec {
-            learning_calls: 6,
-            learning_seconds: 0,
-            mode: Some(writ_behaviour::Mode::StepUp),
-            // This world's calls constrain their arguments rather than pin them; only
-            // record that, so the burst is what is held.
-            modes: [(
-                writ_behaviour::Detector::ArgumentShape,
-                writ_behaviour::Mode::Observe,
-            )]
-            .into(),
-            ..writ_behaviour::SettingsSpec::default()
-        },
-        ..writ_issuer::BehaviourConfig::default()
-    };
-    let settings = || Settings {
-        behaviour: behaviour.clone(),
-        ..Settings::default()
-    };
+    let settings = || step_up(writ_store::StoreOptions::default());
     drop(world.issuer);
     let world = World {
         issuer: open(&world.dir, &world.clock, settings()).await,
         ..world
     };
-    let mandate = world.grant("/data/*", json!(["internal"])).await["mandate"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    // Learning: six calls, ten seconds apart, so the busiest minute holds six.
-    for _ in 0..6 {
-        let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        world.clock.0.fetch_add(10, Ordering::SeqCst);
-    }
-    // A burst past three times that is held for alice.
-    let held = held_call(&world, &mandate).await;
+    let (mandate, held) = learn_then_burst(&world).await;
     assert_eq!(reason(&held), "approval_pending", "{held}");
     let approval = held["approval"].as_str().unwrap().to_owned();
     let (_, before) = world
@@ -1845,34 +1815,13 @@ async fn a_restart_rebuilds_baselines_and_held_calls_from_the_log() {
     );
 
     // Only alice answers; others do not learn it exists.
-    let (status, body) = world
-        .call(
-            &world.agent,
-            Method::POST,
-            &format!("/v1/approvals/{approval}"),
-            json!({"decision": "approve"}),
-        )
-        .await;
+    let (status, body) = answer(&world, &world.agent, &approval, "approve").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(reason(&body), "human_required");
-    let (status, body) = world
-        .call(
-            &world.alice,
-            Method::POST,
-            &format!("/v1/approvals/{approval}"),
-            json!({"decision": "maybe"}),
-        )
-        .await;
+    let (status, body) = answer(&world, &world.alice, &approval, "maybe").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(reason(&body), "invalid_decision");
-    let (status, body) = world
-        .call(
-            &world.alice,
-            Method::POST,
-            &format!("/v1/approvals/{approval}"),
-            json!({"decision": "approve"}),
-        )
-        .await;
+    let (status, body) = answer(&world, &world.alice, &approval, "approve").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["state"], "approved");
     let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
@@ -1899,6 +1848,59 @@ async fn a_restart_rebuilds_baselines_and_held_calls_from_the_log() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["mode"], "step_up");
+}
+
+/// The holder of `key` answers approval `id` with `decision`.
+async fn answer(world: &World, key: &SigningKey, id: &str, decision: &str) -> (StatusCode, Value) {
+    world
+        .call(
+            key,
+            Method::POST,
+            &format!("/v1/approvals/{id}"),
+            json!({"decision": decision}),
+        )
+        .await
+}
+
+/// Settings in which the detectors speak after six calls and every finding is held for
+/// the agent's owner, with `store`.
+fn step_up(store: writ_store::StoreOptions) -> Settings {
+    Settings {
+        behaviour: writ_issuer::BehaviourConfig {
+            detectors: writ_behaviour::SettingsSpec {
+                learning_calls: 6,
+                learning_seconds: 0,
+                mode: Some(writ_behaviour::Mode::StepUp),
+                // This world's calls constrain their arguments rather than pin them; only
+                // record that, so the burst is what is held.
+                modes: [(
+                    writ_behaviour::Detector::ArgumentShape,
+                    writ_behaviour::Mode::Observe,
+                )]
+                .into(),
+                ..writ_behaviour::SettingsSpec::default()
+            },
+            ..writ_issuer::BehaviourConfig::default()
+        },
+        store,
+        ..Settings::default()
+    }
+}
+
+/// A new mandate, six calls ten seconds apart to learn from (the busiest minute holds
+/// six), then a burst past three times that: the mandate and the burst's refusal.
+async fn learn_then_burst(world: &World) -> (String, Value) {
+    let mandate = world.grant("/data/*", json!(["internal"])).await["mandate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..6 {
+        let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        world.clock.0.fetch_add(10, Ordering::SeqCst);
+    }
+    let held = held_call(world, &mandate).await;
+    (mandate, held)
 }
 
 /// Asks for `/data/q3.csv` until the issuer stops answering with a writ: the refusal.
@@ -1932,49 +1934,15 @@ async fn approval_state(world: &World, id: &str) -> Option<Value> {
 #[tokio::test]
 async fn an_approval_whose_writ_cannot_be_recorded_stands_for_the_next_try() {
     let world = World::new().await;
-    let behaviour = writ_issuer::BehaviourConfig {
-        detectors: writ_behaviour::SettingsSpec {
-            learning_calls: 6,
-            learning_seconds: 0,
-            mode: Some(writ_behaviour::Mode::StepUp),
-            modes: [(
-                writ_behaviour::Detector::ArgumentShape,
-                writ_behaviour::Mode::Observe,
-            )]
-            .into(),
-            ..writ_behaviour::SettingsSpec::default()
-        },
-        ..writ_issuer::BehaviourConfig::default()
-    };
-    let settings = |store| Settings {
-        behaviour: behaviour.clone(),
-        store,
-        ..Settings::default()
-    };
+    let settings = step_up;
     drop(world.issuer);
     let world = World {
         issuer: open(&world.dir, &world.clock, settings(Default::default())).await,
         ..world
     };
-    let mandate = world.grant("/data/*", json!(["internal"])).await["mandate"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for _ in 0..6 {
-        let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        world.clock.0.fetch_add(10, Ordering::SeqCst);
-    }
-    let held = held_call(&world, &mandate).await;
+    let (mandate, held) = learn_then_burst(&world).await;
     let approval = held["approval"].as_str().unwrap().to_owned();
-    let (status, body) = world
-        .call(
-            &world.alice,
-            Method::POST,
-            &format!("/v1/approvals/{approval}"),
-            json!({"decision": "approve"}),
-        )
-        .await;
+    let (status, body) = answer(&world, &world.alice, &approval, "approve").await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // The log fills up (other calls of the burst asking for approvals of their own) before

@@ -177,6 +177,49 @@ async fn train(world: &World, mandate: &str) {
     .await;
 }
 
+/// A bulk export, ten times larger than any answer before: the gateway cuts it, and the
+/// issuer stops the mandate (in block mode).
+async fn export_and_wait_for_the_hold(world: &World, mandate: &str) {
+    let export = format!("9{}", "x".repeat(600));
+    let answer = customer(world, mandate, &export).await;
+    assert!(answer.is_none(), "the export was not cut: {answer:?}");
+    wait_for(|| async {
+        let (_, body) = ask(
+            world,
+            mandate,
+            "read_file",
+            &json!({"path": "/data/reports/q3.md"}),
+        )
+        .await;
+        body["reason"] == "mandate_drifted"
+    })
+    .await;
+}
+
+/// The scripted agent reads a report, as it usually does before looking up a customer.
+async fn read_report(world: &World, mandate: &str) {
+    call(
+        world,
+        mandate,
+        "read_file",
+        json!({"path": "/data/reports/q2.md"}),
+    )
+    .await;
+}
+
+/// A step-up deployment whose trained agent asks to drop a table, a call held for alice:
+/// the world, the mandate, the call's arguments and its approval.
+async fn held_drop() -> (World, String, Value, String) {
+    let world = world(Some(Mode::StepUp)).await;
+    let (mandate, _) = mandate(&world).await;
+    train(&world, &mandate).await;
+    let drop = json!({"table": "scratch"});
+    let (_, body) = ask(&world, &mandate, "drop_table", &drop).await;
+    assert_eq!(body["reason"], "approval_pending", "{body}");
+    let approval = body["approval"].as_str().unwrap().to_owned();
+    (world, mandate, drop, approval)
+}
+
 async fn wait_for<F, Fut>(mut done: F)
 where
     F: FnMut() -> Fut,
@@ -290,20 +333,7 @@ async fn normal_work_passes_and_each_drift_is_blocked_with_its_reason() {
     // A bulk export: the answer is ten times larger than any before. The gateway cuts it,
     // and the issuer stops the mandate.
     world.clock.advance(120);
-    let export = format!("9{}", "x".repeat(600));
-    let answer = customer(&world, &mandate, &export).await;
-    assert!(answer.is_none(), "the export was not cut: {answer:?}");
-    wait_for(|| async {
-        let (_, body) = ask(
-            &world,
-            &mandate,
-            "read_file",
-            &json!({"path": "/data/reports/q3.md"}),
-        )
-        .await;
-        body["reason"] == "mandate_drifted"
-    })
-    .await;
+    export_and_wait_for_the_hold(&world, &mandate).await;
     // Nor can the stopped mandate hand anything on.
     let helper = world.add_agent("helper-bot").await;
     let (status, body) = world
@@ -394,7 +424,9 @@ async fn in_step_up_mode_the_owner_approves_or_denies_the_held_call() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let hold = loop {
         let (_, body) = ask(&world, &mandate, "read_file", &next).await;
-        if body["reason"] == "approval_pending" {
+        // While the gateway's verdict is being recorded the mandate is already held, and
+        // the answer names its approval once there is one.
+        if body["reason"] == "approval_pending" && body["approval"].is_string() {
             break body;
         }
         assert!(
@@ -499,12 +531,7 @@ async fn in_step_up_mode_the_owner_approves_or_denies_the_held_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_approval_expires() {
-    let world = world(Some(Mode::StepUp)).await;
-    let (mandate, _) = mandate(&world).await;
-    train(&world, &mandate).await;
-    let drop = json!({"table": "scratch"});
-    let (_, body) = ask(&world, &mandate, "drop_table", &drop).await;
-    let approval = body["approval"].as_str().unwrap().to_owned();
+    let (world, mandate, drop, approval) = held_drop().await;
     world.clock.advance(61);
     let (status, body) = ask(&world, &mandate, "drop_table", &drop).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
@@ -531,13 +558,7 @@ fn refusal(result: Result<Value, ClientError>) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_is_answered_by_whoever_owns_the_agent_now() {
-    let world = world(Some(Mode::StepUp)).await;
-    let (mandate, _) = mandate(&world).await;
-    train(&world, &mandate).await;
-    let drop = json!({"table": "scratch"});
-    let (_, body) = ask(&world, &mandate, "drop_table", &drop).await;
-    assert_eq!(body["reason"], "approval_pending", "{body}");
-    let approval = body["approval"].as_str().unwrap().to_owned();
+    let (world, mandate, drop, approval) = held_drop().await;
     let path = format!("/v1/approvals/{approval}");
 
     // report-bot moves to bob while the call waits.
@@ -573,12 +594,7 @@ async fn an_approval_is_answered_by_whoever_owns_the_agent_now() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_answers_at_once_one_wins_and_the_retry_and_the_log_agree() {
-    let world = world(Some(Mode::StepUp)).await;
-    let (mandate, _) = mandate(&world).await;
-    train(&world, &mandate).await;
-    let drop = json!({"table": "scratch"});
-    let (_, body) = ask(&world, &mandate, "drop_table", &drop).await;
-    let approval = body["approval"].as_str().unwrap().to_owned();
+    let (world, mandate, drop, approval) = held_drop().await;
     let path = format!("/v1/approvals/{approval}");
 
     let (yes, no) = (json!({"decision": "approve"}), json!({"decision": "deny"}));
@@ -642,27 +658,9 @@ async fn a_mandate_delegated_before_a_drift_is_stopped_with_its_parent() {
     // The parent's bulk export, in its usual place after a report, is cut, and the
     // issuer stops the parent.
     world.clock.advance(120);
-    call(
-        &world,
-        &mandate,
-        "read_file",
-        json!({"path": "/data/reports/q2.md"}),
-    )
-    .await;
+    read_report(&world, &mandate).await;
     world.clock.advance(PACE);
-    let export = format!("9{}", "x".repeat(600));
-    assert!(customer(&world, &mandate, &export).await.is_none());
-    wait_for(|| async {
-        let (_, body) = ask(
-            &world,
-            &mandate,
-            "read_file",
-            &json!({"path": "/data/reports/q3.md"}),
-        )
-        .await;
-        body["reason"] == "mandate_drifted"
-    })
-    .await;
+    export_and_wait_for_the_hold(&world, &mandate).await;
     // The child, delegated before, is stopped with it: the hold names the parent.
     let (status, body) = world.try_writ_as(&helper, &child, &files, read).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
@@ -733,13 +731,7 @@ async fn an_agent_with_modes_of_its_own_is_judged_by_them() {
     assert_eq!(status, StatusCode::OK, "{body}");
     // A destructive call waits for alice, where others are blocked.
     world.clock.advance(PACE);
-    call(
-        &world,
-        &mandate,
-        "read_file",
-        json!({"path": "/data/reports/q2.md"}),
-    )
-    .await;
+    read_report(&world, &mandate).await;
     let (_, body) = ask(&world, &mandate, "drop_table", &json!({"table": "t"})).await;
     assert_eq!(body["reason"], "approval_pending", "{body}");
     // What the owner and the gateway are shown says the same.
