@@ -177,10 +177,11 @@ struct Memory {
     deciding: HashSet<String>,
     /// Mandates stopped by a gateway's verdict.
     held: HashMap<String, Hold>,
-    /// Mandates with a gateway's verdict being recorded: how many in step-up and in block
-    /// mode. They are held meanwhile, so no writ is issued between the verdict reaching
-    /// the log and its hold.
-    verdicts: HashMap<String, [u32; 2]>,
+    /// Mandates with a gateway's verdict being recorded: how many in step-up mode, in
+    /// block mode, and asking their owner for an approval. They are held from the moment
+    /// the verdict is known, so a token check that starts after it is refused, also while
+    /// the verdict is being appended to the log.
+    verdicts: HashMap<String, [u32; 3]>,
 }
 
 impl Memory {
@@ -878,48 +879,54 @@ pub(crate) fn held(issuer: &Issuer, mandate: &str, now: i64) -> Result<(), ApiEr
     held_in(&issuer.behaviour.state(), &lineage, now)
 }
 
-/// [`held`] over a lineage already read, under the caller's lock.
+/// [`held`] over a lineage already read, under the caller's lock. The strongest answer
+/// over the whole lineage: stopped if any mandate in it is stopped or being stopped, else
+/// waiting if any waits for its owner.
 fn held_in(memory: &Memory, lineage: &[String], now: i64) -> Result<(), ApiError> {
-    let Some((id, hold)) = lineage
-        .iter()
-        .find_map(|id| memory.held.get(id).map(|hold| (id, hold)))
-    else {
-        return match lineage
-            .iter()
-            .find_map(|id| memory.verdicts.get(id).map(|counts| (id, counts)))
-        {
-            Some((id, [_, blocks])) if *blocks > 0 => Err(ApiError::denied(
-                "mandate_drifted",
-                format!("mandate {id} is being stopped after a gateway saw drift"),
-            )),
-            Some((id, _)) => Err(pending(
-                format!(
-                    "mandate {id} is held after a gateway saw drift; an approval is being requested from its owner"
-                ),
-                None,
-            )),
-            None => Ok(()),
-        };
-    };
-    let approval = hold
-        .approval
-        .as_ref()
-        .and_then(|id| memory.approvals.get(id));
-    Err(match (hold.mode, approval) {
-        (Mode::StepUp, Some(approval)) if approval.state_at(now) == ApprovalState::Pending => {
-            pending(
-                format!(
-                    "mandate {id} is held after a gateway saw drift; approval {} is waiting for its owner",
-                    approval.id
-                ),
-                Some(&approval.id),
-            )
-        }
-        _ => ApiError::denied(
+    let stopped = |id: &str, how: &str| {
+        ApiError::denied(
             "mandate_drifted",
-            format!("mandate {id} was stopped after a gateway saw drift"),
-        ),
-    })
+            format!("mandate {id} {how} after a gateway saw drift"),
+        )
+    };
+    let mut waiting = None;
+    for id in lineage {
+        if let Some(hold) = memory.held.get(id) {
+            let approval = hold
+                .approval
+                .as_ref()
+                .and_then(|approval| memory.approvals.get(approval))
+                .filter(|approval| approval.state_at(now) == ApprovalState::Pending);
+            match (hold.mode, approval) {
+                (Mode::StepUp, Some(approval)) => {
+                    waiting.get_or_insert_with(|| {
+                        pending(
+                            format!(
+                                "mandate {id} is held after a gateway saw drift; approval {} is waiting for its owner",
+                                approval.id
+                            ),
+                            Some(&approval.id),
+                        )
+                    });
+                }
+                _ => return Err(stopped(id, "was stopped")),
+            }
+        }
+        if let Some(&[_, blocks, _]) = memory.verdicts.get(id) {
+            if blocks > 0 {
+                return Err(stopped(id, "is being stopped"));
+            }
+            waiting.get_or_insert_with(|| {
+                pending(
+                    format!(
+                        "mandate {id} is held after a gateway saw drift; an approval is being requested from its owner"
+                    ),
+                    None,
+                )
+            });
+        }
+    }
+    waiting.map_or(Ok(()), Err)
 }
 
 /// Records an approval request; the approval, not yet in memory.
@@ -1021,8 +1028,26 @@ pub(crate) async fn gateway_response(
     if let Some(finding) = &finding {
         insert(&mut body, "finding", json!(finding));
     }
+    // Held from here, before the verdict is on record. One approval per hold: a mandate
+    // already stopped, holding an approval, or being asked about is not asked about again.
+    let (verdict, asking) = match held {
+        Some(mode) => {
+            let mut state = behaviour.state();
+            let asked = state
+                .verdicts
+                .get(&mandate)
+                .is_some_and(|&[_, _, asking]| asking > 0)
+                || state
+                    .held
+                    .get(&mandate)
+                    .is_some_and(|hold| hold.mode == Mode::Block || hold.approval.is_some());
+            let asking = mode == Mode::StepUp && !asked;
+            let verdict = Verdict::begin(behaviour, &mut state, &mandate, mode, asking);
+            (Some(verdict), asking)
+        }
+        None => (None, false),
+    };
     let mut until = None;
-    let mut verdict = None;
     if let Some(mode) = held {
         insert(&mut body, "held", json!(mode));
         until = issuer
@@ -1033,22 +1058,7 @@ pub(crate) async fn gateway_response(
         if let Some(until) = until {
             insert(&mut body, "held_until", json!(until));
         }
-        // Held from here, before the verdict is on record; one approval per hold: a
-        // mandate already held, or with a verdict being recorded, is not asked about again.
-        let asked = {
-            let mut state = behaviour.state();
-            let asked = state.verdicts.contains_key(&mandate)
-                || state
-                    .held
-                    .get(&mandate)
-                    .is_some_and(|hold| hold.mode == Mode::Block || hold.approval.is_some());
-            verdict = Some(Verdict::begin(behaviour, &mut state, &mandate, mode));
-            asked
-        };
-        if mode == Mode::StepUp
-            && !asked
-            && let (Some(record), Some(finding)) = (&record, &finding)
-        {
+        if asking && let (Some(record), Some(finding)) = (&record, &finding) {
             let held_approval = new_approval(
                 issuer,
                 record,
@@ -1121,20 +1131,31 @@ pub(crate) async fn gateway_response(
 struct Verdict<'a> {
     behaviour: &'a Behaviour,
     mandate: String,
-    slot: usize,
+    /// What it counts in [`Memory::verdicts`]: each of step-up, block, asking.
+    counts: [u32; 3],
 }
 
 impl<'a> Verdict<'a> {
-    fn begin(behaviour: &'a Behaviour, state: &mut Memory, mandate: &str, mode: Mode) -> Self {
-        let slot = usize::from(mode == Mode::Block);
-        let counts = state.verdicts.entry(mandate.to_owned()).or_default();
-        if let Some(count) = counts.get_mut(slot) {
-            *count = count.saturating_add(1);
+    fn begin(
+        behaviour: &'a Behaviour,
+        state: &mut Memory,
+        mandate: &str,
+        mode: Mode,
+        asking: bool,
+    ) -> Self {
+        let counts = [
+            u32::from(mode == Mode::StepUp),
+            u32::from(mode == Mode::Block),
+            u32::from(asking),
+        ];
+        let current = state.verdicts.entry(mandate.to_owned()).or_default();
+        for (count, add) in current.iter_mut().zip(counts) {
+            *count = count.saturating_add(add);
         }
         Verdict {
             behaviour,
             mandate: mandate.to_owned(),
-            slot,
+            counts,
         }
     }
 }
@@ -1142,11 +1163,11 @@ impl<'a> Verdict<'a> {
 impl Drop for Verdict<'_> {
     fn drop(&mut self) {
         let mut state = self.behaviour.state();
-        if let Some(counts) = state.verdicts.get_mut(&self.mandate) {
-            if let Some(count) = counts.get_mut(self.slot) {
-                *count = count.saturating_sub(1);
+        if let Some(current) = state.verdicts.get_mut(&self.mandate) {
+            for (count, taken) in current.iter_mut().zip(self.counts) {
+                *count = count.saturating_sub(taken);
             }
-            if counts.iter().all(|count| *count == 0) {
+            if current.iter().all(|count| *count == 0) {
                 state.verdicts.remove(&self.mandate);
             }
         }
@@ -1551,9 +1572,21 @@ mod tests {
         let behaviour = Behaviour::new(BehaviourConfig::default()).unwrap();
         let lineage = ["mnd_child".to_owned(), "mnd_a".to_owned()];
         let check = || held_in(&behaviour.state(), &lineage, 100);
-        let step_up = Verdict::begin(&behaviour, &mut behaviour.state(), "mnd_a", Mode::StepUp);
+        let step_up = Verdict::begin(
+            &behaviour,
+            &mut behaviour.state(),
+            "mnd_a",
+            Mode::StepUp,
+            true,
+        );
         assert_eq!(check().unwrap_err().reason(), "approval_pending");
-        let block = Verdict::begin(&behaviour, &mut behaviour.state(), "mnd_a", Mode::Block);
+        let block = Verdict::begin(
+            &behaviour,
+            &mut behaviour.state(),
+            "mnd_a",
+            Mode::Block,
+            false,
+        );
         assert_eq!(check().unwrap_err().reason(), "mandate_drifted");
         drop(block);
         assert_eq!(check().unwrap_err().reason(), "approval_pending");
@@ -1561,5 +1594,28 @@ mod tests {
         drop(step_up);
         assert!(check().is_ok());
         assert!(behaviour.state().verdicts.is_empty());
+
+        // The strongest answer over the lineage: a child waiting for its owner does not
+        // hide a parent being stopped.
+        let child = Verdict::begin(
+            &behaviour,
+            &mut behaviour.state(),
+            "mnd_child",
+            Mode::StepUp,
+            true,
+        );
+        assert_eq!(check().unwrap_err().reason(), "approval_pending");
+        let parent = Verdict::begin(
+            &behaviour,
+            &mut behaviour.state(),
+            "mnd_a",
+            Mode::Block,
+            false,
+        );
+        let stopped = check().unwrap_err();
+        assert_eq!(stopped.reason(), "mandate_drifted");
+        assert!(stopped.message().contains("mnd_a"), "{}", stopped.message());
+        drop((child, parent));
+        assert!(check().is_ok());
     }
 }
