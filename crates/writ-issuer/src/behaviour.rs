@@ -1030,7 +1030,7 @@ pub(crate) async fn gateway_response(
     }
     // Held from here, before the verdict is on record. One approval per hold: a mandate
     // already stopped, holding an approval, or being asked about is not asked about again.
-    let (verdict, asking) = match held {
+    let (mut verdict, asking) = match held {
         Some(mode) => {
             let mut state = behaviour.state();
             let asked = state
@@ -1095,6 +1095,9 @@ pub(crate) async fn gateway_response(
         keys,
     )?;
     let appended = issuer.store.append(event, write).await?;
+    if let (Some(verdict), Some(mode)) = (&mut verdict, held) {
+        verdict.recorded = Some((mode, until));
+    }
     if !revoked.is_empty() {
         crate::revocation::newly_revoked(&revoked, &appended.revocations);
         issuer.revoked.notify_waiters();
@@ -1133,6 +1136,9 @@ struct Verdict<'a> {
     mandate: String,
     /// What it counts in [`Memory::verdicts`]: each of step-up, block, asking.
     counts: [u32; 3],
+    /// Once its leaf is appended: the hold it must leave, should its mandate have none
+    /// when it ends (a panic before the memory was updated), with the mandate's expiry.
+    recorded: Option<(Mode, Option<i64>)>,
 }
 
 impl<'a> Verdict<'a> {
@@ -1156,6 +1162,7 @@ impl<'a> Verdict<'a> {
             behaviour,
             mandate: mandate.to_owned(),
             counts,
+            recorded: None,
         }
     }
 }
@@ -1163,6 +1170,19 @@ impl<'a> Verdict<'a> {
 impl Drop for Verdict<'_> {
     fn drop(&mut self) {
         let mut state = self.behaviour.state();
+        if let Some((mode, until)) = self.recorded
+            && !state.held.contains_key(&self.mandate)
+        {
+            // The log says held: so does the memory, failing closed.
+            state.held.insert(
+                self.mandate.clone(),
+                Hold {
+                    mode,
+                    approval: None,
+                    until,
+                },
+            );
+        }
         if let Some(current) = state.verdicts.get_mut(&self.mandate) {
             for (count, taken) in current.iter_mut().zip(self.counts) {
                 *count = count.saturating_sub(taken);
@@ -1617,5 +1637,17 @@ mod tests {
         assert!(stopped.message().contains("mnd_a"), "{}", stopped.message());
         drop((child, parent));
         assert!(check().is_ok());
+
+        // A verdict on record whose hold never reached the memory leaves one anyway.
+        let mut recorded = Verdict::begin(
+            &behaviour,
+            &mut behaviour.state(),
+            "mnd_a",
+            Mode::StepUp,
+            false,
+        );
+        recorded.recorded = Some((Mode::StepUp, Some(500)));
+        drop(recorded);
+        assert_eq!(check().unwrap_err().reason(), "mandate_drifted");
     }
 }
