@@ -692,23 +692,17 @@ trait Extreme: PartialOrd + Copy + Default {
     fn doubled(self) -> Self;
 }
 
-impl Extreme for u32 {
-    fn doubled(self) -> Self {
-        self.saturating_mul(2).max(1)
-    }
+macro_rules! integer_extreme {
+    ($($integer:ty),*) => {$(
+        impl Extreme for $integer {
+            fn doubled(self) -> Self {
+                self.saturating_mul(2).max(1)
+            }
+        }
+    )*};
 }
 
-impl Extreme for u64 {
-    fn doubled(self) -> Self {
-        self.saturating_mul(2).max(1)
-    }
-}
-
-impl Extreme for usize {
-    fn doubled(self) -> Self {
-        self.saturating_mul(2).max(1)
-    }
-}
+integer_extreme!(u32, u64, usize);
 
 impl Extreme for f64 {
     fn doubled(self) -> Self {
@@ -867,25 +861,23 @@ fn destructive<'s>(settings: &'s Settings, call: &Call<'_>) -> Scanned<'s> {
 /// (`deleteFile` is `delete File`), applied to names and argument strings alike.
 /// Borrowed when there is nothing to split, so plain strings cost no allocation.
 fn words(text: &str) -> std::borrow::Cow<'_, str> {
+    let mut out: Option<String> = None;
     let mut previous_lower = false;
-    let splits = text.chars().any(|c| {
-        let split = c.is_uppercase() && previous_lower;
-        previous_lower = c.is_lowercase() || c.is_ascii_digit();
-        split
-    });
-    if !splits {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    let mut previous_lower = false;
-    for c in text.chars() {
+    for (at, c) in text.char_indices() {
         if c.is_uppercase() && previous_lower {
-            out.push(' ');
+            out.get_or_insert_with(|| {
+                let mut out = String::with_capacity(text.len() + 8);
+                out.push_str(text.get(..at).unwrap_or_default());
+                out
+            })
+            .push(' ');
         }
         previous_lower = c.is_lowercase() || c.is_ascii_digit();
-        out.push(c);
+        if let Some(out) = &mut out {
+            out.push(c);
+        }
     }
-    std::borrow::Cow::Owned(out)
+    out.map_or(std::borrow::Cow::Borrowed(text), std::borrow::Cow::Owned)
 }
 
 /// Searches every string depth first, calling `found` with each pattern matched and the

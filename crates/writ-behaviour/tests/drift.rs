@@ -454,15 +454,8 @@ fn every_destructive_pattern_is_checked_not_only_the_first() {
     run.advance();
     // The owner approved `delete_rows` (its name matches `delete`)...
     let arguments = json!({"table": "drafts"});
-    let call = Call {
-        tool: "db/delete_rows",
-        mandate: "m",
-        arguments: Some(&arguments),
-        pinned: true,
-        at: run.at,
-    };
-    let recorded = run.profile.record(&run.settings, &call);
-    run.profile.learn(&run.settings, &call, recorded);
+    let at = run.at;
+    learn(&mut run, "db/delete_rows", &arguments, at);
     assert!(
         assess(&run, "db/delete_rows", Some(&arguments), true)
             .findings
@@ -648,15 +641,8 @@ fn a_first_value_learned_after_the_learning_period_is_taken_as_seen() {
     // call is not flagged again once the tool has history.
     let arguments = json!({"id": 4711});
     for _ in 0..5 {
-        let call = Call {
-            tool: "crm/get_invoice",
-            mandate: "m",
-            arguments: Some(&arguments),
-            pinned: true,
-            at: run.at,
-        };
-        let recorded = run.profile.record(&run.settings, &call);
-        run.profile.learn(&run.settings, &call, recorded);
+        let at = run.at;
+        learn(&mut run, "crm/get_invoice", &arguments, at);
         run.at += 120;
     }
     assert_eq!(

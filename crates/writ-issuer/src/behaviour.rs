@@ -160,7 +160,7 @@ struct Hold {
     approval: Option<String>,
     /// When the mandate expires (and everything delegated from it, which expires no
     /// later): once that and the most skew a token check allows have passed, the hold
-    /// guards nothing and the next verdict forgets it.
+    /// guards nothing and the next hold taken forgets it.
     until: Option<i64>,
 }
 
@@ -177,11 +177,19 @@ struct Memory {
     deciding: HashSet<String>,
     /// Mandates stopped by a gateway's verdict.
     held: HashMap<String, Hold>,
-    /// Mandates with a gateway's verdict being recorded: how many in step-up mode, in
-    /// block mode, and asking their owner for an approval. They are held from the moment
+    /// Mandates with a gateway's verdict being recorded. They are held from the moment
     /// the verdict is known, so a token check that starts after it is refused, also while
     /// the verdict is being appended to the log.
-    verdicts: HashMap<String, [u32; 3]>,
+    verdicts: HashMap<String, InFlight>,
+}
+
+/// A mandate's verdicts being recorded: how many, how many of them block, and how many
+/// ask its owner for an approval.
+#[derive(Debug, Default, Clone, Copy)]
+struct InFlight {
+    verdicts: u32,
+    blocks: u32,
+    asking: u32,
 }
 
 impl Memory {
@@ -545,17 +553,17 @@ impl Behaviour {
         held: Option<Mode>,
         approval: Option<Approval>,
     ) {
-        // Holds on mandates that have expired, allowing for the skew any token check
-        // allows, guard nothing any more.
-        let skew = i64::try_from(writ_token::MAX_SKEW).unwrap_or(i64::MAX);
-        state.held.retain(|_, hold| {
-            hold.until
-                .is_none_or(|until| until.saturating_add(skew) > response.at)
-        });
         if learned && let Some(profile) = state.profiles.get_mut(response.agent) {
             profile.record_response(&self.settings, response.tool, response.bytes, response.at);
         }
         if let Some(mode) = held {
+            // Holds on mandates that have expired, allowing for the skew any token check
+            // allows, guard nothing any more; the map grows only here.
+            let skew = i64::try_from(writ_token::MAX_SKEW).unwrap_or(i64::MAX);
+            state.held.retain(|_, hold| {
+                hold.until
+                    .is_none_or(|until| until.saturating_add(skew) > response.at)
+            });
             let id = approval.as_ref().map(|approval| approval.id.clone());
             if let Some(approval) = approval {
                 state.insert_approval(approval, response.at);
@@ -912,8 +920,8 @@ fn held_in(memory: &Memory, lineage: &[String], now: i64) -> Result<(), ApiError
                 _ => return Err(stopped(id, "was stopped")),
             }
         }
-        if let Some(&[_, blocks, _]) = memory.verdicts.get(id) {
-            if blocks > 0 {
+        if let Some(in_flight) = memory.verdicts.get(id) {
+            if in_flight.blocks > 0 {
                 return Err(stopped(id, "is being stopped"));
             }
             waiting.get_or_insert_with(|| {
@@ -1007,16 +1015,26 @@ pub(crate) async fn gateway_response(
     let (agent, mandate, tool) = (text("agent"), text("mandate"), text("tool"));
     let bytes = body.get("bytes").and_then(Value::as_u64).unwrap_or(0);
     let at = crate::seconds(issuer.now());
-    let record = issuer.store.agent(&agent);
-    let finding = behaviour.state().profiles.get(&agent).and_then(|profile| {
-        let mut findings = profile
-            .assess_response(&behaviour.settings, &tool, bytes, at)
-            .findings;
-        if let Some(record) = &record {
-            behaviour.judge(&record.name, &mut findings);
-        }
-        findings.into_iter().next()
-    });
+    let mut findings = behaviour
+        .state()
+        .profiles
+        .get(&agent)
+        .map(|profile| {
+            profile
+                .assess_response(&behaviour.settings, &tool, bytes, at)
+                .findings
+        })
+        .unwrap_or_default();
+    // The agent's record (its name and owner) only for an answer with a finding.
+    let record = if findings.is_empty() {
+        None
+    } else {
+        issuer.store.agent(&agent)
+    };
+    if let Some(record) = &record {
+        behaviour.judge(&record.name, &mut findings);
+    }
+    let finding = findings.into_iter().next();
     let held = finding
         .as_ref()
         .map(|finding| finding.mode)
@@ -1036,7 +1054,7 @@ pub(crate) async fn gateway_response(
             let asked = state
                 .verdicts
                 .get(&mandate)
-                .is_some_and(|&[_, _, asking]| asking > 0)
+                .is_some_and(|in_flight| in_flight.asking > 0)
                 || state
                     .held
                     .get(&mandate)
@@ -1095,8 +1113,8 @@ pub(crate) async fn gateway_response(
         keys,
     )?;
     let appended = issuer.store.append(event, write).await?;
-    if let (Some(verdict), Some(mode)) = (&mut verdict, held) {
-        verdict.recorded = Some((mode, until));
+    if let Some(verdict) = &mut verdict {
+        verdict.recorded = Some(until);
     }
     if !revoked.is_empty() {
         crate::revocation::newly_revoked(&revoked, &appended.revocations);
@@ -1134,11 +1152,11 @@ pub(crate) async fn gateway_response(
 struct Verdict<'a> {
     behaviour: &'a Behaviour,
     mandate: String,
-    /// What it counts in [`Memory::verdicts`]: each of step-up, block, asking.
-    counts: [u32; 3],
-    /// Once its leaf is appended: the hold it must leave, should its mandate have none
-    /// when it ends (a panic before the memory was updated), with the mandate's expiry.
-    recorded: Option<(Mode, Option<i64>)>,
+    mode: Mode,
+    asking: bool,
+    /// Once its leaf is appended, the mandate's expiry: a hold is left, should the
+    /// mandate have none when the verdict ends (a panic before the memory was updated).
+    recorded: Option<Option<i64>>,
 }
 
 impl<'a> Verdict<'a> {
@@ -1149,19 +1167,17 @@ impl<'a> Verdict<'a> {
         mode: Mode,
         asking: bool,
     ) -> Self {
-        let counts = [
-            u32::from(mode == Mode::StepUp),
-            u32::from(mode == Mode::Block),
-            u32::from(asking),
-        ];
-        let current = state.verdicts.entry(mandate.to_owned()).or_default();
-        for (count, add) in current.iter_mut().zip(counts) {
-            *count = count.saturating_add(add);
-        }
+        let in_flight = state.verdicts.entry(mandate.to_owned()).or_default();
+        in_flight.verdicts = in_flight.verdicts.saturating_add(1);
+        in_flight.blocks = in_flight
+            .blocks
+            .saturating_add(u32::from(mode == Mode::Block));
+        in_flight.asking = in_flight.asking.saturating_add(u32::from(asking));
         Verdict {
             behaviour,
             mandate: mandate.to_owned(),
-            counts,
+            mode,
+            asking,
             recorded: None,
         }
     }
@@ -1170,24 +1186,26 @@ impl<'a> Verdict<'a> {
 impl Drop for Verdict<'_> {
     fn drop(&mut self) {
         let mut state = self.behaviour.state();
-        if let Some((mode, until)) = self.recorded
+        if let Some(until) = self.recorded
             && !state.held.contains_key(&self.mandate)
         {
             // The log says held: so does the memory, failing closed.
             state.held.insert(
                 self.mandate.clone(),
                 Hold {
-                    mode,
+                    mode: self.mode,
                     approval: None,
                     until,
                 },
             );
         }
-        if let Some(current) = state.verdicts.get_mut(&self.mandate) {
-            for (count, taken) in current.iter_mut().zip(self.counts) {
-                *count = count.saturating_sub(taken);
-            }
-            if current.iter().all(|count| *count == 0) {
+        if let Some(in_flight) = state.verdicts.get_mut(&self.mandate) {
+            in_flight.verdicts = in_flight.verdicts.saturating_sub(1);
+            in_flight.blocks = in_flight
+                .blocks
+                .saturating_sub(u32::from(self.mode == Mode::Block));
+            in_flight.asking = in_flight.asking.saturating_sub(u32::from(self.asking));
+            if in_flight.verdicts == 0 {
                 state.verdicts.remove(&self.mandate);
             }
         }
@@ -1530,22 +1548,18 @@ mod tests {
             ..BehaviourConfig::default()
         };
         let behaviour = Behaviour::new(config.clone()).unwrap();
-        assert_eq!(
-            behaviour.mode("report-bot", Detector::RateSpike),
-            Mode::Observe
-        );
-        assert_eq!(
-            behaviour.mode("report-bot", Detector::UnusualHour),
-            Mode::StepUp
-        );
-        assert_eq!(
-            behaviour.mode("other-bot", Detector::RateSpike),
-            Mode::Block
-        );
-        assert_eq!(
-            behaviour.mode("other-bot", Detector::UnusualHour),
-            Mode::Observe
-        );
+        for (agent, detector, mode) in [
+            ("report-bot", Detector::RateSpike, Mode::Observe),
+            ("report-bot", Detector::UnusualHour, Mode::StepUp),
+            ("other-bot", Detector::RateSpike, Mode::Block),
+            ("other-bot", Detector::UnusualHour, Mode::Observe),
+        ] {
+            assert_eq!(
+                behaviour.mode(agent, detector),
+                mode,
+                "{agent} {detector:?}"
+            );
+        }
 
         let mut bad = config;
         bad.agents
@@ -1566,7 +1580,7 @@ mod tests {
         let held = |mandate: &str| behaviour.state().held.contains_key(mandate);
         assert!(held("mnd_a") && held("mnd_b"));
         // Until the mandate's expiry and the skew a token check allows have passed, its
-        // hold stays; after, the next verdict forgets it.
+        // hold stays; after, the next hold taken forgets it.
         hold(&behaviour, "mnd_c", 200 + skew - 1, Some(1_000));
         assert!(held("mnd_a"));
         hold(&behaviour, "mnd_d", 200 + skew, Some(1_000));
@@ -1587,26 +1601,18 @@ mod tests {
         assert_eq!((hold.mode, hold.until), (Mode::Block, Some(500)));
     }
 
+    fn begin<'a>(behaviour: &'a Behaviour, mandate: &str, mode: Mode, asking: bool) -> Verdict<'a> {
+        Verdict::begin(behaviour, &mut behaviour.state(), mandate, mode, asking)
+    }
+
     #[test]
     fn a_mandate_is_held_while_its_verdict_is_being_recorded() {
         let behaviour = Behaviour::new(BehaviourConfig::default()).unwrap();
         let lineage = ["mnd_child".to_owned(), "mnd_a".to_owned()];
         let check = || held_in(&behaviour.state(), &lineage, 100);
-        let step_up = Verdict::begin(
-            &behaviour,
-            &mut behaviour.state(),
-            "mnd_a",
-            Mode::StepUp,
-            true,
-        );
+        let step_up = begin(&behaviour, "mnd_a", Mode::StepUp, true);
         assert_eq!(check().unwrap_err().reason(), "approval_pending");
-        let block = Verdict::begin(
-            &behaviour,
-            &mut behaviour.state(),
-            "mnd_a",
-            Mode::Block,
-            false,
-        );
+        let block = begin(&behaviour, "mnd_a", Mode::Block, false);
         assert_eq!(check().unwrap_err().reason(), "mandate_drifted");
         drop(block);
         assert_eq!(check().unwrap_err().reason(), "approval_pending");
@@ -1617,21 +1623,9 @@ mod tests {
 
         // The strongest answer over the lineage: a child waiting for its owner does not
         // hide a parent being stopped.
-        let child = Verdict::begin(
-            &behaviour,
-            &mut behaviour.state(),
-            "mnd_child",
-            Mode::StepUp,
-            true,
-        );
+        let child = begin(&behaviour, "mnd_child", Mode::StepUp, true);
         assert_eq!(check().unwrap_err().reason(), "approval_pending");
-        let parent = Verdict::begin(
-            &behaviour,
-            &mut behaviour.state(),
-            "mnd_a",
-            Mode::Block,
-            false,
-        );
+        let parent = begin(&behaviour, "mnd_a", Mode::Block, false);
         let stopped = check().unwrap_err();
         assert_eq!(stopped.reason(), "mandate_drifted");
         assert!(stopped.message().contains("mnd_a"), "{}", stopped.message());
@@ -1639,14 +1633,8 @@ mod tests {
         assert!(check().is_ok());
 
         // A verdict on record whose hold never reached the memory leaves one anyway.
-        let mut recorded = Verdict::begin(
-            &behaviour,
-            &mut behaviour.state(),
-            "mnd_a",
-            Mode::StepUp,
-            false,
-        );
-        recorded.recorded = Some((Mode::StepUp, Some(500)));
+        let mut recorded = begin(&behaviour, "mnd_a", Mode::StepUp, false);
+        recorded.recorded = Some(Some(500));
         drop(recorded);
         assert_eq!(check().unwrap_err().reason(), "mandate_drifted");
     }
