@@ -1,8 +1,17 @@
-//! JSON that refuses duplicate member names.
+//! JSON that every parser reads the same way: I-JSON (RFC 7493).
 //!
 //! RFC 7515 §5.2 and RFC 8259 §4 leave duplicate member names to the parser; parsers differ
-//! (first wins, last wins, error), which is a classic source of verifier confusion. Writ
-//! refuses them at every depth before deserializing into typed claims.
+//! (first wins, last wins, error), which is a classic source of verifier confusion. RFC 8259
+//! leaves lone surrogates and the precision of numbers to the parser too. Whatever Writ
+//! checks it must read exactly as the next parser will (an upstream tool in another
+//! language, a verifier elsewhere), so it refuses, at every depth and before deserializing:
+//!
+//! - duplicate member names (RFC 7493 §2.3);
+//! - a byte-order mark, and text that is not UTF-8 (RFC 8259 §8.1, RFC 7493 §2.1);
+//! - escapes of lone surrogates, which no parser can turn into a string (RFC 7493 §2.1);
+//! - integers beyond ±(2^53 − 1), and other numbers with more than 15 significant digits,
+//!   or beyond the range of an IEEE 754 double, or that a double rounds to zero or to a
+//!   subnormal (RFC 7493 §2.2): past these, parsers disagree on the value.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -21,6 +30,15 @@ pub enum JsonError {
     /// An object has the same member name twice.
     #[error("duplicate JSON member `{0}`")]
     DuplicateMember(String),
+    /// A number parsers may read as different values.
+    #[error("the number `{0}` is beyond the precision every JSON parser agrees on (RFC 7493 §2.2)")]
+    Imprecise(String),
+    /// A `\u` escape of a lone surrogate, which is no character.
+    #[error("a string escapes a lone surrogate (RFC 7493 §2.1)")]
+    LoneSurrogate,
+    /// The text starts with a byte-order mark.
+    #[error("JSON text must not start with a byte-order mark (RFC 8259 §8.1)")]
+    ByteOrderMark,
     /// The text is not JSON, or not of the expected shape.
     #[error("invalid JSON: {0}")]
     Invalid(#[source] serde_json::Error),
@@ -40,11 +58,120 @@ pub fn sort_members(value: &mut serde_json::Value) {
     }
 }
 
-/// Deserializes `bytes` into `T` after checking that no object anywhere in it repeats a
-/// member name.
+/// Deserializes `bytes` into `T` after checking that they are I-JSON (see the module docs):
+/// no object anywhere repeats a member name, no string escapes a lone surrogate and every
+/// number means the same to every parser.
 pub fn from_slice_strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
-    check_no_duplicates(bytes)?;
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        return Err(JsonError::ByteOrderMark);
+    }
+    match check_no_duplicates(bytes) {
+        // serde_json refuses lone surrogates and numbers past a double's range too; say
+        // which rather than "invalid".
+        Err(JsonError::Invalid(error)) => Err(check_tokens(bytes)
+            .err()
+            .unwrap_or(JsonError::Invalid(error))),
+        checked => checked,
+    }?;
+    check_tokens(bytes)?;
     serde_json::from_slice(bytes).map_err(JsonError::Invalid)
+}
+
+/// The largest integer every parser holds exactly: 2^53 − 1 (RFC 7493 §2.2).
+const MAX_EXACT_INTEGER: u64 = (1 << 53) - 1;
+/// The most significant digits a decimal may have and still survive a round trip through a
+/// double unchanged (`f64::DIGITS`).
+const MAX_SIGNIFICANT_DIGITS: usize = f64::DIGITS as usize;
+
+/// Checks the numbers and string escapes of text that is already known to be JSON.
+fn check_tokens(bytes: &[u8]) -> Result<(), JsonError> {
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        match byte {
+            b'"' => index = check_string(bytes, index + 1)?,
+            b'-' | b'0'..=b'9' => {
+                let end = bytes
+                    .get(index..)
+                    .and_then(|rest| {
+                        rest.iter().position(|b| {
+                            !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                        })
+                    })
+                    .map_or(bytes.len(), |length| index + length);
+                check_number(bytes.get(index..end).unwrap_or_default())?;
+                index = end;
+            }
+            _ => index += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Checks the escapes of the string whose contents start at `start`; returns the index after
+/// its closing quote.
+fn check_string(bytes: &[u8], start: usize) -> Result<usize, JsonError> {
+    let mut index = start;
+    // A high surrogate waits for the low one that must follow it at once.
+    let mut pending_high = false;
+    loop {
+        match bytes.get(index) {
+            None => return Ok(index),
+            Some(b'"') if !pending_high => return Ok(index + 1),
+            Some(b'\\') => {
+                let unit = (bytes.get(index + 1) == Some(&b'u'))
+                    .then(|| bytes.get(index + 2..index + 6))
+                    .flatten()
+                    .and_then(|hex| std::str::from_utf8(hex).ok())
+                    .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+                match unit {
+                    Some(0xD800..=0xDBFF) if !pending_high => pending_high = true,
+                    Some(0xDC00..=0xDFFF) if pending_high => pending_high = false,
+                    Some(0xD800..=0xDFFF) => return Err(JsonError::LoneSurrogate),
+                    _ if pending_high => return Err(JsonError::LoneSurrogate),
+                    _ => {}
+                }
+                index += if unit.is_some() { 6 } else { 2 };
+            }
+            Some(_) if pending_high => return Err(JsonError::LoneSurrogate),
+            Some(_) => index += 1,
+        }
+    }
+}
+
+/// Checks one number token (RFC 7493 §2.2).
+fn check_number(token: &[u8]) -> Result<(), JsonError> {
+    let text = String::from_utf8_lossy(token);
+    let imprecise = || JsonError::Imprecise(text.chars().take(64).collect());
+    let unsigned = token.strip_prefix(b"-").unwrap_or(token);
+    if unsigned.iter().all(u8::is_ascii_digit) {
+        // An integer: exact up to 2^53 − 1.
+        let exact = unsigned.len() <= 16
+            && std::str::from_utf8(unsigned)
+                .ok()
+                .and_then(|digits| digits.parse::<u64>().ok())
+                .is_some_and(|value| value <= MAX_EXACT_INTEGER);
+        return if exact { Ok(()) } else { Err(imprecise()) };
+    }
+    let mantissa = unsigned
+        .split(|b| matches!(b, b'e' | b'E'))
+        .next()
+        .unwrap_or_default();
+    let digits: Vec<u8> = mantissa
+        .iter()
+        .copied()
+        .filter(u8::is_ascii_digit)
+        .collect();
+    let significant = digits.iter().position(|&d| d != b'0').map_or(0, |first| {
+        let last = digits.iter().rposition(|&d| d != b'0').unwrap_or(first);
+        last + 1 - first
+    });
+    let value: f64 = text.parse().map_err(|_| imprecise())?;
+    let representable = value.is_finite() && (value.is_normal() || significant == 0);
+    if significant <= MAX_SIGNIFICANT_DIGITS && representable {
+        Ok(())
+    } else {
+        Err(imprecise())
+    }
 }
 
 fn check_no_duplicates(bytes: &[u8]) -> Result<(), JsonError> {
@@ -210,6 +337,45 @@ mod tests {
         let text = serde_json::to_string(&a).unwrap();
         assert_eq!(text, r#"{"a":{"c":3,"d":[{"y":2,"z":1}]},"b":1}"#);
         assert_eq!(text, serde_json::to_string(&b).unwrap());
+    }
+
+    #[test]
+    fn refuses_what_parsers_read_differently() {
+        for (text, expected) in [
+            ("\u{feff}{\"a\":1}", "byte-order mark"),
+            (r#"{"a":"\ud800"}"#, "lone surrogate"),
+            (r#"{"a":"\udc00x"}"#, "lone surrogate"),
+            (r#"{"a":"\ud800\u0041"}"#, "lone surrogate"),
+            (r#"{"\ud800":1}"#, "lone surrogate"),
+            (r#"{"a":9007199254740992}"#, "`9007199254740992`"),
+            (r#"{"a":-9007199254740993}"#, "`-9007199254740993`"),
+            (r#"[123456789012345678901234567890]"#, "precision"),
+            (r#"[1.0000000000000001]"#, "precision"),
+            (r#"[1e400]"#, "precision"),
+            (r#"[1e-400]"#, "precision"),
+            (r#"[5e-324]"#, "precision"),
+        ] {
+            let error = from_slice_strict::<Value>(text.as_bytes()).unwrap_err();
+            assert!(error.to_string().contains(expected), "{text}: {error}");
+        }
+        assert!(matches!(
+            from_slice_strict::<Value>(b"{\"a\":\"\xff\"}"),
+            Err(JsonError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn accepts_interoperable_numbers_and_escapes() {
+        for text in [
+            r#"[9007199254740991, -9007199254740991, 0, -0, 0.0, 1.5e3, 123456789012345e-300]"#,
+            r#"[0.1, 1E10, 1e+2, 100000000000000000000.0, 0.000000000000000000000000001]"#,
+            r#"{"a":"\ud83d\ude00", "b":"\\ud800", "c":"\"", "d":"-1e999"}"#,
+        ] {
+            assert!(
+                from_slice_strict::<Value>(text.as_bytes()).is_ok(),
+                "{text}"
+            );
+        }
     }
 
     #[test]

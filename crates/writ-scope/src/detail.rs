@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::constraint::{Constraint, ConstraintError, Violation};
 use crate::glob;
 use crate::names::{HttpMethod, Label, McpMethod, PathPattern, ServerName, ToolName};
+use crate::path::{self, Parameters, PathError, QueryError};
 
 /// The most authorization details one grant list may hold.
 pub const MAX_GRANTS: usize = 64;
@@ -83,6 +84,11 @@ pub enum AuthorizationDetail {
         methods: BTreeSet<HttpMethod>,
         /// The request paths allowed.
         path: PathPattern,
+        /// The query strings allowed, read as an object of names and string values (see
+        /// [`parse_query`](crate::parse_query)). When absent, a request with a query is
+        /// refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<Constraint>,
         /// The data classes in scope.
         #[serde(default, skip_serializing_if = "Labels::is_empty")]
         datatypes: Labels,
@@ -114,8 +120,10 @@ pub enum Call<'a> {
         server: &'a str,
         /// The HTTP method.
         method: &'a str,
-        /// The request path, without query or fragment.
+        /// The request path, without query or fragment, exactly as it is sent.
         path: &'a str,
+        /// The query string without its `?`, exactly as it is sent; `None` without one.
+        query: Option<&'a str>,
     },
 }
 
@@ -132,6 +140,14 @@ pub enum Mismatch {
     Method,
     /// The path is not allowed.
     Path,
+    /// The path is not in normal form: servers may read it as another path.
+    PathForm(PathError),
+    /// The query string is one that parsers read differently.
+    QueryForm(QueryError),
+    /// The request has a query and the detail grants none.
+    QueryNotGranted,
+    /// The query falls outside its constraint.
+    Query(Violation),
     /// The arguments fall outside their constraint.
     Arguments(Violation),
 }
@@ -145,6 +161,10 @@ impl Mismatch {
             Mismatch::Tool => "tool_mismatch",
             Mismatch::Method => "method_mismatch",
             Mismatch::Path => "path_mismatch",
+            Mismatch::PathForm(error) => error.code(),
+            Mismatch::QueryForm(error) => error.code(),
+            Mismatch::QueryNotGranted => "query_not_granted",
+            Mismatch::Query(_) => "query_outside_constraint",
             Mismatch::Arguments(_) => "argument_outside_constraint",
         }
     }
@@ -158,6 +178,12 @@ impl fmt::Display for Mismatch {
             Mismatch::Tool => f.write_str("the request calls another tool"),
             Mismatch::Method => f.write_str("the request method is not allowed"),
             Mismatch::Path => f.write_str("the request path is not allowed"),
+            Mismatch::PathForm(error) => write!(f, "{error}"),
+            Mismatch::QueryForm(error) => write!(f, "{error}"),
+            Mismatch::QueryNotGranted => {
+                f.write_str("the request has a query string, and the writ allows none")
+            }
+            Mismatch::Query(violation) => write!(f, "query {violation}"),
             Mismatch::Arguments(violation) => write!(f, "argument {violation}"),
         }
     }
@@ -212,8 +238,16 @@ impl AuthorizationDetail {
             }
             AuthorizationDetail::McpRequest { methods, .. } => bounded(methods.len(), 1),
             AuthorizationDetail::HttpRequest {
-                methods, datatypes, ..
-            } => bounded(methods.len(), 1).and(bounded(datatypes.0.len(), 0)),
+                methods,
+                query,
+                datatypes,
+                ..
+            } => {
+                if let Some(query) = query {
+                    query.validate()?;
+                }
+                bounded(methods.len(), 1).and(bounded(datatypes.0.len(), 0))
+            }
         }
     }
 
@@ -256,23 +290,28 @@ impl AuthorizationDetail {
                     server,
                     methods,
                     path,
+                    query,
                     ..
                 },
                 Call::HttpRequest {
                     server: call_server,
                     method,
                     path: call_path,
+                    query: call_query,
                 },
             ) => {
                 same(server.as_str(), call_server, Mismatch::Server)?;
                 if !methods.iter().any(|allowed| allowed.as_str() == *method) {
                     return Err(Mismatch::Method);
                 }
-                if glob::matches(path.as_str(), call_path) && !glob::escapes(call_path) {
-                    Ok(())
-                } else {
-                    Err(Mismatch::Path)
+                // Refused, never rewritten: a path servers could read another way is not
+                // the path that was granted, whatever the pattern says.
+                path::check_path(call_path, Parameters::for_pattern(path.as_str()))
+                    .map_err(Mismatch::PathForm)?;
+                if !glob::matches(path.as_str(), call_path) {
+                    return Err(Mismatch::Path);
                 }
+                check_query(query.as_ref(), *call_query)
             }
             // A detail of one kind never covers a call of another.
             _ => Err(Mismatch::Kind),
@@ -314,24 +353,51 @@ impl AuthorizationDetail {
                     server,
                     methods,
                     path,
+                    query,
                     datatypes,
                 },
                 AuthorizationDetail::HttpRequest {
                     server: parent_server,
                     methods: parent_methods,
                     path: parent_path,
+                    query: parent_query,
                     datatypes: parent_datatypes,
                 },
             ) => {
+                let query_within = match (query, parent_query) {
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                    (Some(query), Some(parent)) => query.is_subset_of(parent),
+                };
+                // A `;` in a pattern allows parameters: only a parent that allows them
+                // covers a child that does.
+                let parameters_within =
+                    !path.as_str().contains(';') || parent_path.as_str().contains(';');
                 server == parent_server
                     && methods.is_subset(parent_methods)
+                    && parameters_within
                     && glob::is_subset(path.as_str(), parent_path.as_str())
+                    && query_within
                     && datatypes.is_subset_of(parent_datatypes)
             }
             // Different kinds never cover each other.
             _ => false,
         }
     }
+}
+
+/// Checks a request's query string against a detail's query constraint: no query, or one
+/// read unambiguously ([`path::parse_query`]) that the constraint admits. An empty query
+/// (`/path?`) is no query.
+fn check_query(granted: Option<&Constraint>, query: Option<&str>) -> Result<(), Mismatch> {
+    let Some(query) = query.filter(|query| !query.is_empty()) else {
+        return Ok(());
+    };
+    let pairs = path::parse_query(query).map_err(Mismatch::QueryForm)?;
+    let constraint = granted.ok_or(Mismatch::QueryNotGranted)?;
+    constraint
+        .check(&Value::Object(pairs))
+        .map_err(Mismatch::Query)
 }
 
 fn same(granted: &str, requested: &str, mismatch: Mismatch) -> Result<(), Mismatch> {
@@ -497,6 +563,7 @@ mod tests {
             server: "api",
             method,
             path,
+            query: None,
         };
         assert_eq!(http.check(&get("GET", "/v1/reports/q1")), Ok(()));
         assert_eq!(
@@ -504,12 +571,91 @@ mod tests {
             Err(Mismatch::Method)
         );
         assert_eq!(http.check(&get("GET", "/v1/users")), Err(Mismatch::Path));
-        // Regression: `*` matches `/`, so without the dot-segment rule this path, which a
-        // server resolves to `/v1/admin`, matched `/v1/reports/*`.
-        for escaping in ["/v1/reports/../admin", "/v1/reports/%2e%2e/admin"] {
-            assert_eq!(
-                http.check(&get("GET", escaping)),
-                Err(Mismatch::Path),
+        // Regression: `*` matches `/`, so without the normal-form rule these paths, which
+        // some server resolves to `/v1/admin`, matched `/v1/reports/*`.
+        for (escaping, code) in [
+            ("/v1/reports/../admin", "path_dot_segment"),
+            ("/v1/reports/%2e%2e/admin", "path_malformed_escape"),
+            ("/v1/reports/%2E%2E/admin", "path_encoded_unreserved"),
+            ("/v1/reports/..;/admin", "path_dot_segment"),
+            ("/v1/reports/%252e%252e/admin", "path_encoded_delimiter"),
+            ("/v1/reports/x;a=b", "path_parameters"),
+        ] {
+            let error = http.check(&get("GET", escaping)).unwrap_err();
+            assert_eq!(error.code(), code, "{escaping}");
+        }
+    }
+
+    #[test]
+    fn queries_are_refused_unless_granted_and_then_constrained() {
+        let call = |query| Call::HttpRequest {
+            server: "api",
+            method: "GET",
+            path: "/v1/reports/q1",
+            query,
+        };
+        let bare = detail(json!({
+            "type": "http_request", "server": "api", "methods": ["GET"], "path": "/v1/reports/*"
+        }));
+        assert_eq!(bare.check(&call(None)), Ok(()));
+        assert_eq!(bare.check(&call(Some(""))), Ok(()));
+        assert_eq!(
+            bare.check(&call(Some("admin=1"))),
+            Err(Mismatch::QueryNotGranted)
+        );
+        let paged = detail(json!({
+            "type": "http_request", "server": "api", "methods": ["GET"], "path": "/v1/reports/*",
+            "query": {"object": {"optional": {"page": {"glob": "?"}}}}
+        }));
+        assert_eq!(paged.check(&call(Some("page=2"))), Ok(()));
+        assert_eq!(
+            paged
+                .check(&call(Some("page=2&admin=1")))
+                .unwrap_err()
+                .code(),
+            "query_outside_constraint"
+        );
+        // Read one way only: a parser keeping the last `page` would see `10`.
+        assert_eq!(
+            paged
+                .check(&call(Some("page=2&page=10")))
+                .unwrap_err()
+                .code(),
+            "query_repeated_name"
+        );
+        // Attenuation: no query is narrower than any; a query grant is not narrower than none.
+        assert!(bare.is_subset_of(&paged));
+        assert!(!paged.is_subset_of(&bare));
+        let exact = detail(json!({
+            "type": "http_request", "server": "api", "methods": ["GET"], "path": "/v1/reports/q1",
+            "query": {"exact": {"page": "3"}}
+        }));
+        assert!(exact.is_subset_of(&paged));
+        assert_eq!(exact.check(&call(Some("page=3"))), Ok(()));
+        assert!(exact.check(&call(Some("page=4"))).is_err());
+    }
+
+    #[test]
+    fn parameters_are_covered_only_by_patterns_that_allow_them() {
+        let plain = detail(json!({
+            "type": "http_request", "server": "api", "methods": ["GET"], "path": "/v1/*"
+        }));
+        let with = detail(json!({
+            "type": "http_request", "server": "api", "methods": ["GET"], "path": "/v1/*;*"
+        }));
+        let literal = detail(json!({
+            "type": "http_request", "server": "api", "methods": ["GET"], "path": "/v1/x;v=1"
+        }));
+        assert!(!with.is_subset_of(&plain));
+        assert!(!literal.is_subset_of(&plain));
+        assert!(literal.is_subset_of(&with));
+        // Regression: a literal child that a server resolves outside the parent.
+        for escaping in ["/v1/../admin", "/v1/..;/admin", "/v1/%252e%252e/admin"] {
+            assert!(
+                serde_json::from_value::<AuthorizationDetail>(json!({
+                    "type": "http_request", "server": "api", "methods": ["GET"], "path": escaping
+                }))
+                .is_err(),
                 "{escaping}"
             );
         }

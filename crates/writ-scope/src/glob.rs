@@ -72,16 +72,18 @@ pub(crate) fn is_subset(child: &str, parent: &str) -> bool {
 }
 
 /// Whether a path-like value could step outside a prefix or pattern once a file system
-/// or server resolves it: a `.` or `..` segment (between `/` or `\\`), or a
-/// percent-encoded `.`, `/` or `\\`. `prefix` and `glob` refuse such values, so
+/// or server resolves it: a `.` or `..` segment (between `/` or `\\`, also before `;`
+/// parameters, which servlet containers strip first), or a percent-encoded `.`, `/`, `\\`
+/// or `%` (decoded twice, `%252e` is `.`). `prefix` and `glob` refuse such values, so
 /// `/data/../etc/passwd` is never "under `/data/`".
 pub(crate) fn escapes(text: &str) -> bool {
-    let dot_segment = text
-        .split(['/', '\\'])
-        .any(|segment| segment == "." || segment == "..");
+    let dot_segment = text.split(['/', '\\']).any(|segment| {
+        let name = segment.split(';').next().unwrap_or_default();
+        name == "." || name == ".."
+    });
     let lower = text.to_ascii_lowercase();
     dot_segment
-        || ["%2e", "%2f", "%5c"]
+        || ["%2e", "%2f", "%5c", "%25"]
             .iter()
             .any(|encoded| lower.contains(encoded))
 }
@@ -99,6 +101,8 @@ mod tests {
             "/data/%2e%2e/x",
             "/data%2Fx",
             "a\\..\\b",
+            "/data/..;/etc/passwd",
+            "/data/%252e%252e/etc/passwd",
         ] {
             assert!(escapes(escaping), "{escaping}");
         }

@@ -40,6 +40,7 @@ mod constraint;
 mod detail;
 mod glob;
 mod names;
+mod path;
 
 pub use constraint::{
     ArrayConstraint, Constraint, ConstraintError, MAX_DEPTH, MAX_LITERAL_LEN, MAX_NODES,
@@ -49,3 +50,4 @@ pub use detail::{
     AuthorizationDetail, Call, DetailError, Grants, Labels, MAX_GRANTS, MAX_SET, Mismatch,
 };
 pub use names::{HttpMethod, Label, McpMethod, NameError, PathPattern, ServerName, ToolName};
+pub use path::{MAX_PATH_LEN, Parameters, PathError, QueryError, check_path, parse_query};

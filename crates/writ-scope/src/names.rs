@@ -44,9 +44,11 @@ writ_jose::checked_string!(
     McpMethod,
     NameError,
     "MCP method",
-    "expected 1 to 64 characters from A-Z, a-z, 0-9, `/`, `_`, `-`, and not `tools/call` (grant tool calls with `mcp_tool_call`)",
+    "expected 1 to 64 characters from A-Z, a-z, 0-9, `/`, `_`, `-`, and not `tools/call` in any case (grant tool calls with `mcp_tool_call`)",
     |text| {
-        text != "tools/call"
+        // In any case: a server that reads methods without regard to case would run a
+        // tool call without its argument constraints.
+        !text.eq_ignore_ascii_case("tools/call")
             && bounded(text, 64, |b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
     }
 );
@@ -62,12 +64,14 @@ writ_jose::checked_string!(
 
 writ_jose::checked_string!(
     /// A glob over request paths: starts with `/`; `*` matches any run of characters and `?`
-    /// any one character.
+    /// any one character. Apart from its wildcards it is a path in normal form (see
+    /// [`check_path`](crate::check_path)), so it never names a dot segment, an empty segment
+    /// or an encoded delimiter; a `;` in it allows `;` parameters in the paths it matches.
     PathPattern,
     NameError,
     "path pattern",
-    "expected an absolute path of at most 1024 visible ASCII characters",
-    |text| text.starts_with('/') && bounded(text, 1024, |b| b.is_ascii_graphic())
+    "expected an absolute path of at most 1024 characters in normal form: RFC 3986 path characters, no `.`, `..` or empty segments, escapes in upper-case hex, none of `%`, `/`, `\\`, control or unreserved characters",
+    |text| text.len() <= 1024 && crate::path::check_pattern(text).is_ok()
 );
 
 writ_jose::checked_string!(
@@ -97,11 +101,22 @@ mod tests {
         assert!(ToolName::new("x".repeat(129)).is_err());
         assert!(McpMethod::new("tools/list").is_ok());
         assert!(McpMethod::new("tools/call").is_err());
+        assert!(McpMethod::new("Tools/Call").is_err());
         assert!(HttpMethod::new("GET").is_ok());
         assert!(HttpMethod::new("get").is_err());
         assert!(PathPattern::new("/v1/reports/*").is_ok());
         assert!(PathPattern::new("v1").is_err());
         assert!(PathPattern::new("/a b").is_err());
+        for escaping in [
+            "/a/../b",
+            "/a/%2E%2E/b",
+            "/a/%252e/b",
+            "/a//b",
+            "/a/..;/b",
+            "/a\\b",
+        ] {
+            assert!(PathPattern::new(escaping).is_err(), "{escaping}");
+        }
         assert!(Label::new("pii").is_ok());
         assert!(Label::new("").is_err());
     }
