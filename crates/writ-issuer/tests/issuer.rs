@@ -593,6 +593,45 @@ async fn inventory_and_grants_refuse_bad_input_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_small_order_key_is_never_registered() {
+    // The Ed25519 identity point: a "signature" verifies under it without any private key.
+    let identity =
+        json!({"kty": "OKP", "crv": "Ed25519", "x": "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"});
+    let world = World::new().await;
+    let size = world.issuer.store().tree_head().size;
+    for (key, path, body) in [
+        (
+            &world.alice,
+            "/v1/agents",
+            json!({"name": "ghost-bot", "jwk": identity, "tools": ["files/read_file"]}),
+        ),
+        (
+            &world.admin,
+            "/v1/humans",
+            json!({"id": "ghost", "jwk": identity}),
+        ),
+        (
+            &world.admin,
+            "/v1/gateways",
+            json!({"name": "ghost-gw", "jwk": identity, "audience": "https://ghost.test/mcp"}),
+        ),
+    ] {
+        let (status, body) = world.call(key, Method::POST, path, body).await;
+        assert_eq!(
+            (status, reason(&body)),
+            (StatusCode::BAD_REQUEST, "invalid_jwk"),
+            "{path}: {body}"
+        );
+        assert!(body.to_string().contains("small order"), "{body}");
+    }
+    assert_eq!(
+        world.issuer.store().tree_head().size,
+        size,
+        "nothing registered"
+    );
+}
+
+#[tokio::test]
 async fn a_restart_keeps_everything() {
     let world = World::new().await;
     let mandate = world.grant("/data/*", json!(["internal"])).await["mandate"]

@@ -105,14 +105,20 @@ pub struct PublicKey {
 
 impl PublicKey {
     /// An Ed25519 public key from its 32 raw bytes.
+    ///
+    /// Every Ed25519 key Writ reads (JWKs, DPoP `jwk` headers, keystores, log keys) is made
+    /// here, so this is where weak keys are refused: a non-canonical encoding (RFC 8032
+    /// §5.1.3) or a point of small order, under which signatures verify without any private
+    /// key (see the `strict` module).
     pub fn ed25519(bytes: &[u8]) -> Result<Self, KeyError> {
+        const KIND: &str = "Ed25519 public";
         const INVALID: KeyError = KeyError::Invalid {
-            kind: "Ed25519 public",
+            kind: KIND,
             reason: "expected 32 bytes encoding a valid point",
         };
-        if bytes.len() != 32 {
-            return Err(INVALID);
-        }
+        let encoded = <&[u8; 32]>::try_from(bytes).map_err(|_| INVALID)?;
+        crate::strict::ed25519_point(encoded)
+            .map_err(|reason| KeyError::Invalid { kind: KIND, reason })?;
         let parsed = ParsedPublicKey::new(&ED25519, bytes).map_err(|_| INVALID)?;
         Self::finish(Algorithm::EdDSA, parsed)
     }
@@ -123,7 +129,9 @@ impl PublicKey {
             kind: "P-256 public",
             reason: "expected 32-byte coordinates of a point on the curve",
         };
-        if x.len() != 32 || y.len() != 32 {
+        // Both coordinates field elements; aws-lc-rs then checks the point is on the curve
+        // (and an affine point is never the point at infinity).
+        if x.len() != 32 || y.len() != 32 || !crate::strict::p256_coordinates(x, y) {
             return Err(INVALID);
         }
         let mut point = Vec::with_capacity(65);
@@ -165,7 +173,18 @@ impl PublicKey {
     }
 
     /// Checks `signature` over `message`. Any failure is the same opaque refusal.
+    ///
+    /// Verification is strict: an Ed25519 signature needs `S < L` and an `R` that is a
+    /// canonical point not of small order (as ed25519-dalek's `verify_strict`); an ES256
+    /// signature needs `r` and `s` in `[1, n - 1]`.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), BadSignature> {
+        let well_formed = match self.algorithm {
+            Algorithm::EdDSA => crate::strict::ed25519_signature(signature),
+            Algorithm::ES256 => crate::strict::p256_signature(signature),
+        };
+        if !well_formed {
+            return Err(BadSignature);
+        }
         self.parsed
             .verify_sig(message, signature)
             .map_err(|_| BadSignature)

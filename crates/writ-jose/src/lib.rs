@@ -15,6 +15,9 @@
 //! - tokens are bounded in size, base64url is decoded canonically (no padding, no stray
 //!   bits), and JSON with duplicate member names is refused at every depth;
 //! - `crit` and unencoded payloads (RFC 7797) are refused.
+//! - weak keys are refused wherever a key is read (Ed25519 points of small order or not
+//!   canonically encoded), and signatures are verified strictly (Ed25519 `S < L` and `R` not of
+//!   small order; ES256 `r` and `s` in `[1, n - 1]`).
 //!
 //! It does no IO, reads no clock and keeps no state: time-dependent checks live in the token
 //! layer (`writ-token`), which passes time in.
@@ -43,6 +46,7 @@ mod jwk;
 mod jws;
 mod key;
 mod newtype;
+mod strict;
 
 pub use b64::{Base64Error, decode as base64url_decode, encode as base64url_encode};
 pub use idp::IdpKeySet;
