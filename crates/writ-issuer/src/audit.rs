@@ -298,6 +298,11 @@ pub(crate) struct GatewayDecision {
     /// For a response: its size in bytes, as far as the gateway read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     bytes: Option<u64>,
+    /// Set by the issuer for a denial naming a writ or mandate that was not issued for the
+    /// reporting gateway (an agent showed it a writ for another audience): recorded, but
+    /// not found under that writ or mandate.
+    #[serde(skip_deserializing, skip_serializing_if = "std::ops::Not::not")]
+    issued_elsewhere: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -411,6 +416,10 @@ pub(crate) async fn decisions(
     for decision in &report.decisions {
         decision.validate()?;
     }
+    let mut report = report;
+    for decision in &mut report.decisions {
+        issued_for(&issuer, &gateway, decision).await?;
+    }
     // Appended concurrently, so the whole report shares the store's group commits; the
     // ends of answers after the decisions, so that each follows its decision in the log.
     let (responses, decisions): (Vec<_>, Vec<_>) = report
@@ -427,6 +436,37 @@ pub(crate) async fn decisions(
     Ok(Json(RecordedReport {
         recorded: recorded.into_iter().map(|(_, r)| r).collect(),
     }))
+}
+
+/// Checks that the writ and mandate `decision` names were issued for `gateway`: a gateway
+/// reports allows and answers only for its own writs, so it cannot hold, nor teach the
+/// baseline of, another gateway's mandates. A denial may name another audience's writ (an
+/// agent showed it one); it is recorded apart from that writ and mandate.
+async fn issued_for(
+    issuer: &Issuer,
+    gateway: &writ_store::GatewayRecord,
+    decision: &mut GatewayDecision,
+) -> Result<(), ApiError> {
+    for id in [decision.writ.as_deref(), decision.mandate.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        if crate::gateways::shown(issuer, &gateway.jkt, id).await? {
+            continue;
+        }
+        if decision.decision == Verdict::Deny {
+            decision.issued_elsewhere = true;
+            return Ok(());
+        }
+        return Err(ApiError::invalid_request(
+            "not_this_gateway",
+            format!(
+                "decision `{}` names `{id}`, which was not issued for gateway `{}`",
+                decision.request_id, gateway.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Appends `decisions` concurrently, adding each one's `(position, Recorded)`. Each runs
@@ -453,8 +493,10 @@ async fn record_phase(
                 return Ok::<_, StoreError>((position, decision.request_id, index, true));
             }
             let mut keys = vec![key, format!("gateway:{}", gateway.1)];
-            keys.extend(decision.writ.as_ref().map(|id| format!("writ:{id}")));
-            keys.extend(decision.mandate.as_ref().map(|id| format!("mandate:{id}")));
+            if !decision.issued_elsewhere {
+                keys.extend(decision.writ.as_ref().map(|id| format!("writ:{id}")));
+                keys.extend(decision.mandate.as_ref().map(|id| format!("mandate:{id}")));
+            }
             // A caller whose key is registered in no role is someone to find: listed by
             // `GET /v1/inventory`.
             if let Some(caller) = &decision.caller

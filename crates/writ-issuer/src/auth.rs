@@ -158,6 +158,8 @@ fn identify(issuer: &Issuer, jkt: &str) -> Result<Caller, ApiError> {
         return Ok(Caller::Human(human));
     }
     if let Some(gateway) = issuer.store.gateway(jkt) {
+        // A disabled or revoked gateway keeps no access: no mandate, no report, no feed.
+        crate::gateways::usable(issuer, &gateway)?;
         return Ok(Caller::Gateway(gateway));
     }
     if let Some(agent) = issuer.store.agent(jkt) {

@@ -154,6 +154,16 @@ pub(crate) async fn report(
         ));
     }
     let server = report.route.as_str();
+    // A gateway reports what its own routes' servers offer: servers it was issued writs for.
+    if !crate::gateways::shown(&issuer, &gateway.jkt, &format!("server:{server}")).await? {
+        return Err(ApiError::invalid_request(
+            "not_this_gateway",
+            format!(
+                "gateway `{}` was issued no writ for server `{server}`",
+                gateway.name
+            ),
+        ));
+    }
     let unregistered: Vec<&str> = report
         .tools
         .iter()

@@ -475,6 +475,8 @@ pub(crate) struct GatewayView {
     name: String,
     jkt: String,
     audience: String,
+    /// `active`, `disabled` or `revoked`.
+    status: String,
     created_at: i64,
 }
 
@@ -496,6 +498,7 @@ pub(crate) async fn list_gateways(
         .gateways()
         .into_iter()
         .map(|gateway| GatewayView {
+            status: crate::gateways::status(&issuer, &gateway).to_owned(),
             name: gateway.name,
             jkt: gateway.jkt,
             audience: gateway.audience,
@@ -604,6 +607,25 @@ pub(crate) async fn register_gateway(
     let new: NewGateway = parse_json(&body)?;
     let (jkt, jwk) = fresh_key(&issuer.store, &new.jwk)?;
     let name = new.name.to_string();
+    // Replay caches are per gateway process: two gateways serving one audience (or one
+    // inside the other's) would each accept a writ once, so single use would not hold.
+    // A revoked gateway's audience is free again.
+    let audience = new.audience.to_string();
+    if let Some(other) = issuer.store.gateways().into_iter().find(|other| {
+        crate::gateways::status(&issuer, other) != crate::gateways::REVOKED
+            && (writ_store::serves(&other.audience, &audience)
+                || writ_store::serves(&audience, &other.audience))
+    }) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_request",
+            "audience_in_use",
+            format!(
+                "gateway `{}` already serves `{}`; one gateway per audience (revoke it first to replace it)",
+                other.name, other.audience
+            ),
+        ));
+    }
     let appended = record(
         &issuer,
         "gateway_registered",
@@ -612,8 +634,9 @@ pub(crate) async fn register_gateway(
         Write::InsertGateway(GatewayRecord {
             jkt,
             name: name.clone(),
-            audience: new.audience.to_string(),
+            audience,
             jwk,
+            status: crate::gateways::ACTIVE.to_owned(),
             created_at: seconds(issuer.now()),
         }),
     )

@@ -41,6 +41,9 @@
 //! | `GET /v1/providers` | anyone registered | the tool providers and their tools |
 //! | `POST /v1/gateways` | admins | register a gateway and the resource it serves |
 //! | `GET /v1/gateways` | admins | every gateway |
+//! | `POST /v1/gateways/{name}/disable` | admins | refuse a gateway's calls until enabled again |
+//! | `POST /v1/gateways/{name}/enable` | admins | accept a disabled gateway's calls again |
+//! | `POST /v1/gateways/{name}/revoke` | admins | refuse a gateway for good |
 //! | `POST /v1/mandates` | humans | grant a mandate to an agent |
 //! | `GET /v1/mandates/{id}` | gateways, admins, its human and agent | a mandate: its grants, chain position, task digest, revocation |
 //! | `GET /v1/policy` | anyone registered | the policy set in force: version, policy ids, last reload error |
@@ -61,6 +64,7 @@ mod behaviour;
 mod delegation;
 mod discovery;
 mod error;
+mod gateways;
 mod inventory;
 mod keys;
 mod lifecycle;
@@ -210,6 +214,10 @@ pub struct Issuer {
     clock: Arc<dyn Clock>,
     revoked: Notify,
     behaviour: behaviour::Behaviour,
+    /// Which writs and mandates each gateway was issued writs for.
+    shown: gateways::Shown,
+    /// Each gateway's acknowledged feed position and liveness.
+    presence: gateways::Presence,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -415,6 +423,8 @@ impl Issuer {
             clock,
             revoked: Notify::new(),
             behaviour,
+            shown: gateways::Shown::default(),
+            presence: gateways::Presence::default(),
         });
         // Baselines, approvals and holds are derived from the log.
         let replayed = behaviour::replay(&issuer).await?;
@@ -535,6 +545,9 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
             "/v1/gateways",
             post(inventory::register_gateway).get(inventory::list_gateways),
         )
+        .route("/v1/gateways/{name}/disable", post(gateways::disable))
+        .route("/v1/gateways/{name}/enable", post(gateways::enable))
+        .route("/v1/gateways/{name}/revoke", post(gateways::revoke))
         .route("/v1/humans/bind", post(oidc::bind))
         .route("/v1/humans/{id}/offboard", post(lifecycle::offboard_route))
         .route("/v1/inventory", get(discovery::inventory))

@@ -380,8 +380,9 @@ pub(crate) struct MandateView {
     revoked: bool,
 }
 
-/// `GET /v1/mandates/{id}`: gateways read grants to filter `tools/list`; the granting
-/// human, the holding agent and administrators read their own.
+/// `GET /v1/mandates/{id}`: gateways read grants to filter `tools/list`, for mandates they
+/// were issued a writ of, without the task text; the granting human, the holding agent and
+/// administrators read their own.
 pub(crate) async fn show(
     State(issuer): State<Arc<Issuer>>,
     method: Method,
@@ -392,7 +393,8 @@ pub(crate) async fn show(
     let not_found = || ApiError::not_found("unknown_mandate", format!("no mandate `{id}`"));
     let mandate = issuer.store.mandate(&id).await?.ok_or_else(not_found)?;
     let allowed = match &caller {
-        Caller::Gateway(_) => true,
+        // A gateway reads only mandates behind writs issued for it.
+        Caller::Gateway(gateway) => crate::gateways::shown(&issuer, &gateway.jkt, &id).await?,
         Caller::Agent(agent) => agent.jkt == mandate.agent_jkt,
         Caller::Human(human) => caller.is_admin() || human.id == mandate.human_id,
     };
@@ -414,7 +416,12 @@ pub(crate) async fn show(
         depth: mandate.depth,
         expires_at: mandate.expires_at,
         task_digest: mandate.task_digest,
-        task: mandate.task_text,
+        // A gateway filters by grants; the task is the human's, not the gateway's.
+        task: if matches!(caller, Caller::Gateway(_)) {
+            None
+        } else {
+            mandate.task_text
+        },
         grants,
         created_at: mandate.created_at,
         log_index: mandate.log_index,

@@ -62,6 +62,9 @@ pub(crate) struct Revoked {
     /// subjects revoked before are not repeated.
     revoked: Vec<RevocationView>,
     log_index: u64,
+    /// With `?wait=S`: whether every live gateway has acknowledged the revocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enforcement: Option<crate::gateways::Enforcement>,
 }
 
 #[derive(Serialize)]
@@ -128,10 +131,15 @@ pub(crate) async fn revoke(
     State(issuer): State<Arc<Issuer>>,
     method: Method,
     headers: HeaderMap,
+    Query(enforce): Query<crate::gateways::AwaitQuery>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Revoked>), ApiError> {
     let caller = authenticate(&issuer, &method, "/v1/revocations", &headers).await?;
     let request: RevokeRequest = parse_json(&body)?;
+    if caller.is_admin() {
+        // A gateway's key named as an agent or a signing key: say what it is.
+        crate::gateways::refuse_misdirected(&issuer, request.kind.as_str(), &request.subject)?;
+    }
     if request.subject.is_empty() || request.subject.len() > 256 {
         return Err(ApiError::invalid_request(
             "invalid_subject",
@@ -162,6 +170,19 @@ pub(crate) async fn revoke(
     )
     .await?;
     issuer.revoked.notify_waiters();
+    // With `?wait=S`, answered once every live gateway has applied the revocation (the
+    // feed position it took), or after `S` seconds naming the gateways that lag.
+    let position = appended.revocations.iter().flatten().max().copied();
+    let enforcement = crate::gateways::await_enforcement(&issuer, &enforce, position).await?;
+    // Committed either way; 202 says it is not yet known to be enforced everywhere.
+    let status = if enforcement
+        .as_ref()
+        .is_some_and(|enforcement| enforcement.status != "enforced")
+    {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    };
     // Report what this request newly revoked; subjects revoked earlier are not repeated.
     let revoked: Vec<RevocationView> = records
         .into_iter()
@@ -175,10 +196,11 @@ pub(crate) async fn revoke(
         metrics::counter!("writ_revocations_total", "kind" => revocation.kind.clone()).increment(1);
     }
     Ok((
-        StatusCode::CREATED,
+        status,
         Json(Revoked {
             revoked,
             log_index: appended.index,
+            enforcement,
         }),
     ))
 }
@@ -249,6 +271,10 @@ pub(crate) struct FeedQuery {
     after: i64,
     #[serde(default)]
     wait: u64,
+    /// The gateway process's instance id, the same for all its requests: one process per
+    /// gateway key is enforced with it.
+    #[serde(default)]
+    instance: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -271,6 +297,17 @@ pub(crate) async fn feed(
             "only gateways and administrators read the revocation feed",
         ));
     }
+    // A gateway's request acknowledges every entry up to `after` (it applies a page before
+    // asking again), and keeps it live while it waits.
+    let _poll = match &caller {
+        Caller::Gateway(gateway) => Some(issuer.presence.poll(
+            gateway,
+            query.after,
+            query.wait.min(MAX_WAIT),
+            query.instance.as_deref(),
+        )?),
+        _ => None,
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(query.wait.min(MAX_WAIT));
     loop {
         // Register interest before reading, so a revocation between the read and the wait

@@ -72,7 +72,7 @@ pub(crate) struct TokenResponse {
 }
 
 /// The form, with RFC 6749 §3.2's rule that no parameter appears twice.
-fn form(body: &Bytes) -> Result<HashMap<String, String>, ApiError> {
+pub(crate) fn form(body: &Bytes) -> Result<HashMap<String, String>, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| {
         ApiError::invalid_request("invalid_form", format!("request body is not a form: {e}"))
     })?;
@@ -315,15 +315,25 @@ async fn exchange_checked(
     if let Some(pass) = &pass {
         crate::behaviour::insert(&mut event, "behaviour", pass.leaf());
     }
+    // The gateways serving the audience may speak of this writ and its mandate.
+    let shown = crate::gateways::Shown::keys(
+        issuer,
+        writ.aud.as_str(),
+        jti.as_str(),
+        claims.jti.as_str(),
+        requested.server().as_str(),
+    );
+    let mut keys = vec![
+        format!("writ:{jti}"),
+        format!("mandate:{}", claims.jti),
+        format!("agent:{}", claims.cnf.jkt),
+    ];
+    keys.extend(shown.iter().cloned());
     let appended = match record(
         issuer,
         "writ_issued",
         event,
-        vec![
-            format!("writ:{jti}"),
-            format!("mandate:{}", claims.jti),
-            format!("agent:{}", claims.cnf.jkt),
-        ],
+        keys,
         Write::AgentSeen {
             jkt: agent.jkt.clone(),
         },
@@ -340,6 +350,7 @@ async fn exchange_checked(
         }
     };
     writ.log_index = appended.index;
+    issuer.shown.remember(&shown);
     if let Some(mut pass) = pass {
         pass.recorded();
         issuer.behaviour.learn(&agent.jkt, pass);

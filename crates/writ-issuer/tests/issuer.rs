@@ -1660,6 +1660,11 @@ async fn gateways_read_a_mandates_grants_and_strangers_learn_nothing() {
     let granted = world.grant("/data/*", json!(["internal"])).await;
     let id = granted["id"].as_str().unwrap();
     let path = format!("/v1/mandates/{id}");
+    // A gateway reads a mandate once it was issued a writ of it.
+    let (status, body) = world
+        .exchange(granted["mandate"].as_str().unwrap(), "/data/q3.csv")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 
     let (status, body) = world
         .call(&world.gateway, Method::GET, &path, Value::Null)
@@ -1716,12 +1721,22 @@ async fn gateways_read_a_mandates_grants_and_strangers_learn_nothing() {
 #[tokio::test]
 async fn gateway_decisions_are_recorded_once_per_request_id() {
     let world = World::new().await;
+    // A gateway reports decisions on the writs issued for it.
+    let granted = world.grant("/data/*", json!(["internal"])).await;
+    let (status, body) = world
+        .exchange(granted["mandate"].as_str().unwrap(), "/data/q3.csv")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let writ = body["access_token"].as_str().unwrap();
+    let writ = UnverifiedWrit::parse(writ).unwrap();
+    let writ = writ.unverified_claims().unwrap();
+    let (writ, mandate) = (writ.jti.to_string(), writ.mandate.to_string());
     let decision = |id: &str, verdict: &str| {
         json!({
             "request_id": id, "time": 1_700_000_000, "decision": verdict,
             "reason": if verdict == "allow" { "allowed" } else { "tool_mismatch" },
             "route": "files", "method": "tools/call", "target": "read_file",
-            "writ": "wrt_test", "mandate": "mnd_test", "agent": "jkt", "human": "alice"
+            "writ": writ, "mandate": mandate, "agent": "jkt", "human": "alice"
         })
     };
     let report = json!({"decisions": [decision("req-1", "allow"), decision("req-2", "deny")]});

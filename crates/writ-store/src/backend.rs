@@ -55,6 +55,9 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Revocations with a sequence number above `seq`, in order, at most `limit`.
     fn revocations_since(&self, seq: i64, limit: u32) -> StoreFuture<'_, Vec<RevocationRecord>>;
 
+    /// The highest revocation sequence number, 0 when nothing is revoked.
+    fn revocation_head(&self) -> StoreFuture<'_, i64>;
+
     /// Leaves from index `start`, in order, at most `limit`.
     fn leaves(&self, start: u64, limit: u32) -> StoreFuture<'_, Vec<LeafRecord>>;
 

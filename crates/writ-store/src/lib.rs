@@ -39,6 +39,7 @@ pub use records::{
     ProviderRecord, RevocationRecord, ToolRecord,
 };
 pub use sqlite::{DATABASE_FILE, LOCK_FILE, SqliteBackend, SqliteWriter};
+pub use view::serves;
 pub use writer::{Appended, Event, TreeHead, Write};
 
 use view::View;
@@ -223,6 +224,15 @@ impl Store {
         self.view().audience_known(audience)
     }
 
+    /// The gateways whose registered audience serves `audience` (see
+    /// [`Store::audience_known`]), in any order.
+    pub fn gateways_serving(&self, audience: &str) -> Vec<GatewayRecord> {
+        self.view()
+            .gateways_serving(audience)
+            .cloned()
+            .collect()
+    }
+
     /// Whether `subject` of `kind` is revoked.
     pub fn is_revoked(&self, kind: &str, subject: &str) -> bool {
         self.view().is_revoked(kind, subject)
@@ -266,6 +276,11 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<RevocationRecord>, StoreError> {
         self.backend.revocations_since(seq, limit).await
+    }
+
+    /// The highest revocation sequence number (the feed's head), 0 when nothing is revoked.
+    pub async fn revocation_head(&self) -> Result<i64, StoreError> {
+        self.backend.revocation_head().await
     }
 
     // ---- audit log ----------------------------------------------------------------------

@@ -92,6 +92,8 @@ pub struct GatewayRecord {
     pub audience: String,
     /// The public JWK, as JSON.
     pub jwk: String,
+    /// `active`, `disabled` (refused until enabled) or `revoked` (refused for good).
+    pub status: String,
     /// When registered.
     pub created_at: i64,
 }

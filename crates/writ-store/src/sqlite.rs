@@ -230,6 +230,15 @@ impl Backend for SqliteBackend {
         })
     }
 
+    fn revocation_head(&self) -> StoreFuture<'_, i64> {
+        Box::pin(async move {
+            let (head,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM revocations")
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(head)
+        })
+    }
+
     fn leaves(&self, start: u64, limit: u32) -> StoreFuture<'_, Vec<LeafRecord>> {
         Box::pin(async move {
             let rows: Vec<(i64, String, Vec<u8>, i64)> = sqlx::query_as(
@@ -301,8 +310,8 @@ impl LogWriter for SqliteWriter {
             )
             .fetch_all(&mut *conn)
             .await?;
-            let gateways: Vec<(String, String, String, String, i64)> =
-                sqlx::query_as("SELECT jkt, name, audience, jwk, created_at FROM gateways")
+            let gateways: Vec<(String, String, String, String, String, i64)> =
+                sqlx::query_as("SELECT jkt, name, audience, jwk, status, created_at FROM gateways")
                     .fetch_all(&mut *conn)
                     .await?;
             let tools = tool_rows(&mut *conn).await?;
@@ -322,13 +331,16 @@ impl LogWriter for SqliteWriter {
                     .collect::<Result<_, _>>()?,
                 gateways: gateways
                     .into_iter()
-                    .map(|(jkt, name, audience, jwk, created_at)| GatewayRecord {
-                        jkt,
-                        name,
-                        audience,
-                        jwk,
-                        created_at,
-                    })
+                    .map(
+                        |(jkt, name, audience, jwk, status, created_at)| GatewayRecord {
+                            jkt,
+                            name,
+                            audience,
+                            jwk,
+                            status,
+                            created_at,
+                        },
+                    )
                     .collect(),
                 tools,
                 revoked,
@@ -645,14 +657,24 @@ async fn apply_write(
             }
         }
         Write::InsertGateway(gateway) => {
-            sqlx::query("INSERT INTO gateways (jkt, name, audience, jwk, created_at) VALUES ($1, $2, $3, $4, $5)")
+            sqlx::query("INSERT INTO gateways (jkt, name, audience, jwk, status, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(&gateway.jkt)
                 .bind(&gateway.name)
                 .bind(&gateway.audience)
                 .bind(&gateway.jwk)
+                .bind(&gateway.status)
                 .bind(gateway.created_at)
                 .execute(&mut *conn)
                 .await?;
+        }
+        Write::SetGatewayStatus { jkt, status } => {
+            let rows = sqlx::query("UPDATE gateways SET status = $1 WHERE jkt = $2")
+                .bind(status)
+                .bind(jkt)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            expect_one(rows, &format!("gateway `{jkt}`"))?;
         }
         Write::InsertMandate(mandate) => {
             sqlx::query("INSERT INTO mandates (id, human_id, agent_jkt, parent, depth, expires_at, task_digest, task_text, grants, created_at, log_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")

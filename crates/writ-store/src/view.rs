@@ -140,6 +140,11 @@ impl View {
             Write::InsertGateway(gateway) => {
                 self.gateways.insert(gateway.jkt.clone(), gateway.clone());
             }
+            Write::SetGatewayStatus { jkt, status } => {
+                if let Some(gateway) = self.gateways.get_mut(jkt) {
+                    gateway.status.clone_from(status);
+                }
+            }
             Write::InsertMandate(mandate) => {
                 if let Some(parent) = &mandate.parent {
                     self.parents.insert(mandate.id.clone(), parent.clone());
@@ -203,12 +208,18 @@ impl View {
     }
 
     pub(crate) fn audience_known(&self, audience: &str) -> bool {
-        self.gateways.values().any(|gateway| {
-            let base = gateway.audience.trim_end_matches('/');
-            audience
-                .strip_prefix(base)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
+        self.gateways
+            .values()
+            .any(|gateway| serves(&gateway.audience, audience))
+    }
+
+    pub(crate) fn gateways_serving<'a>(
+        &'a self,
+        audience: &'a str,
+    ) -> impl Iterator<Item = &'a GatewayRecord> {
+        self.gateways
+            .values()
+            .filter(move |gateway| serves(&gateway.audience, audience))
     }
 
     pub(crate) fn is_revoked(&self, kind: &str, subject: &str) -> bool {
@@ -220,4 +231,13 @@ impl View {
     pub(crate) fn parent(&self, mandate: &str) -> Option<&str> {
         self.parents.get(mandate).map(String::as_str)
     }
+}
+
+/// Whether a gateway registered for `base` serves `audience`: it is `base` or a route under
+/// it (`base` followed by `/`).
+pub fn serves(base: &str, audience: &str) -> bool {
+    let base = base.trim_end_matches('/');
+    audience
+        .strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }

@@ -81,6 +81,13 @@ pub enum Write {
     UpsertProvider(ProviderRecord, Vec<ToolRecord>),
     /// Register a gateway.
     InsertGateway(GatewayRecord),
+    /// Change a gateway's status.
+    SetGatewayStatus {
+        /// The gateway's key thumbprint.
+        jkt: String,
+        /// The new status.
+        status: String,
+    },
     /// Record a granted mandate (its `log_index` is set to the leaf's).
     InsertMandate(MandateRecord),
     /// Record revocations (each `seq` and `log_index` set by the store). Subjects already
