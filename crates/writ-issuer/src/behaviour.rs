@@ -609,28 +609,35 @@ pub(crate) async fn replay(issuer: &Issuer) -> Result<u64, StoreError> {
         let Some(last) = leaves.last() else { break };
         start = last.index + 1;
         for leaf in &leaves {
-            if !matches!(
-                leaf.kind.as_str(),
-                "writ_issued" | "approval_requested" | "approval_decided" | "gateway_response"
-            ) {
-                continue;
-            }
-            let Ok(data) = serde_json::from_slice::<Value>(&leaf.data) else {
-                continue;
-            };
-            let time = data
-                .get("time")
-                .and_then(Value::as_i64)
-                .unwrap_or(leaf.created_at);
-            if let Some(event) = data.get("event") {
-                issuer
-                    .behaviour
-                    .replay_leaf(&leaf.kind, time, event, leaf.index);
+            if replay_one(&issuer.behaviour, leaf) {
                 replayed += 1;
             }
         }
     }
     Ok(replayed)
+}
+
+/// Replays one leaf of the audit log; `false` when it carries nothing behaviour keeps. The
+/// leaf's bytes are read as untrusted: anything malformed is skipped.
+pub(crate) fn replay_one(behaviour: &Behaviour, leaf: &writ_store::LeafRecord) -> bool {
+    if !matches!(
+        leaf.kind.as_str(),
+        "writ_issued" | "approval_requested" | "approval_decided" | "gateway_response"
+    ) {
+        return false;
+    }
+    let Ok(data) = serde_json::from_slice::<Value>(&leaf.data) else {
+        return false;
+    };
+    let time = data
+        .get("time")
+        .and_then(Value::as_i64)
+        .unwrap_or(leaf.created_at);
+    let Some(event) = data.get("event") else {
+        return false;
+    };
+    behaviour.replay_leaf(&leaf.kind, time, event, leaf.index);
+    true
 }
 
 /// What the state said about a drifting call, decided under one lock.

@@ -65,6 +65,7 @@ mod delegation;
 mod discovery;
 mod error;
 mod gateways;
+pub mod inputs;
 mod inventory;
 mod keys;
 mod lifecycle;

@@ -29,7 +29,7 @@ const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 const SCIM_JSON: &str = "application/scim+json";
 
 /// A SCIM error (RFC 7644 §3.12), carrying Writ's reason code in `detail`.
-struct ScimError {
+pub(crate) struct ScimError {
     status: StatusCode,
     scim_type: Option<&'static str>,
     detail: String,
@@ -148,7 +148,7 @@ pub(crate) async fn get_user(
 }
 
 #[derive(Deserialize)]
-struct PatchRequest {
+pub(crate) struct PatchRequest {
     schemas: Vec<String>,
     #[serde(rename = "Operations")]
     operations: Vec<Operation>,
@@ -164,7 +164,7 @@ struct Operation {
 }
 
 /// What a patch asks for `active`: `Some(false)` to deactivate. Only `active` may change.
-fn requested_active(request: &PatchRequest) -> Result<Option<bool>, ScimError> {
+pub(crate) fn requested_active(request: &PatchRequest) -> Result<Option<bool>, ScimError> {
     if !request.schemas.iter().any(|schema| schema == PATCH_SCHEMA) {
         return Err(ScimError::invalid(
             "invalidSyntax",
