@@ -59,10 +59,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use writ_client::IssuerClient;
 use writ_jose::SigningKey;
-use writ_scope::Call;
+use writ_scope::{Call, Parameters};
 use writ_token::{
-    Clock, Expectations, MemoryReplayCache, ProofCheck, ReplayCache as _, ReplayError,
-    UnverifiedWrit, VerifiedWrit, check_proof,
+    Clock, Expectations, MemoryReplayCache, ProofCheck, ReplayCache, ReplayError, UnverifiedWrit,
+    VerifiedWrit, check_proof, use_once,
 };
 
 pub use config::{Config, ConfigError, CredentialKind, Limits, RouteKind};
@@ -151,7 +151,9 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     keys: Arc<IssuerKeys>,
     feed: Arc<Revocations>,
-    replay: MemoryReplayCache,
+    /// Writ and proof ids already used. Kept in memory: after a restart, ids issued before
+    /// it (plus the skew) are refused (see [`writ_token::use_once`]).
+    replay: Box<dyn ReplayCache>,
     reporter: Reporter,
     tools: MandateTools,
     discoveries: Discoveries,
@@ -218,6 +220,11 @@ impl Gateway {
                 message: e.to_string(),
             }
         })?;
+        let replay = replay_cache(&config.spool_dir, clock.now(), limits.replay_cache_entries)
+            .map_err(|e| StartError::Spool {
+                path: config.spool_dir.display().to_string(),
+                message: format!("replay horizon: {e}"),
+            })?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .map_err(|e| StartError::Setup(format!("TLS trust roots: {e}")))?
@@ -235,7 +242,7 @@ impl Gateway {
             clock,
             keys,
             feed,
-            replay: MemoryReplayCache::new(limits.replay_cache_entries),
+            replay: Box::new(replay),
             reporter,
             tools: MandateTools::new(Arc::clone(&client)),
             responses: watch::ResponseLimits::new(
@@ -286,6 +293,33 @@ impl Gateway {
             }
         })
     }
+}
+
+/// The file in the spool directory that says a gateway has served from it before, and
+/// when the latest one started.
+const REPLAY_HORIZON_FILE: &str = "replay-horizon";
+
+/// The replay cache of a gateway starting at `started` over the spool directory `dir`.
+///
+/// Used ids are kept in memory only, so a gateway that follows an earlier one on the same
+/// directory has not seen what that one accepted: its cache refuses every writ and proof
+/// issued before it started, plus the skew. The mark is written, and flushed, before any
+/// id is accepted; a gateway that finds none is the first to serve from `dir`.
+fn replay_cache(
+    dir: &std::path::Path,
+    started: writ_token::UnixTime,
+    capacity: usize,
+) -> std::io::Result<MemoryReplayCache> {
+    let path = dir.join(REPLAY_HORIZON_FILE);
+    let served_before = path.try_exists()?;
+    let mut file = std::fs::File::create(&path)?;
+    std::io::Write::write_all(&mut file, format!("{started}\n").as_bytes())?;
+    file.sync_all()?;
+    Ok(if served_before {
+        MemoryReplayCache::after_restart(capacity, started)
+    } else {
+        MemoryReplayCache::new(capacity)
+    })
 }
 
 fn build_route(
@@ -679,6 +713,14 @@ async fn check(
     let limits = &gateway.limits;
     seen.method = parts.method.as_str().to_owned();
     seen.target = rest.to_owned();
+    // One reading of the path, the one every server agrees on: refused, never rewritten.
+    // Whether `;` parameters are allowed is the writ's to say, below.
+    writ_scope::check_path(parts.uri.path(), Parameters::Allowed).map_err(|error| {
+        Denial::bad_request(
+            error.code(),
+            format!("the request path is refused: {error}"),
+        )
+    })?;
     let header_bytes: usize = parts
         .headers
         .iter()
@@ -738,13 +780,23 @@ async fn check(
                     ),
                 ));
             }
+            check_json_content(&parts.headers, true)?;
             let message = Message::parse(&body)?;
             seen.jsonrpc_id = Some(message.id.clone());
+            message.check_headers(&parts.headers)?;
             seen.method.clone_from(&message.method);
             message.target().clone_into(&mut seen.target);
             Some(message)
         }
-        RouteKind::Http => None,
+        RouteKind::Http => {
+            // The body is not part of the writ, but a JSON body is still read one way only,
+            // so that nothing behind the gateway reads a member the gateway never saw.
+            if check_json_content(&parts.headers, false)? {
+                writ_jose::from_slice_strict::<serde::de::IgnoredAny>(&body)
+                    .map_err(mcp::json_denial)?;
+            }
+            None
+        }
     };
 
     // Fail closed on stale knowledge.
@@ -850,14 +902,18 @@ async fn check(
             server: &route.name,
             method: parts.method.as_str(),
             path: rest,
+            query: parts.uri.query(),
         },
     };
     claims.authorization_details.detail().check(&call)?;
 
     // Single use, once everything else holds.
-    proof.record(&gateway.replay, now)?;
-    match gateway.replay.first_use(
+    proof.record(&*gateway.replay, now)?;
+    match use_once(
+        &*gateway.replay,
         &format!("writ:{jti}"),
+        claims.iat,
+        limits.clock_skew_secs,
         claims.exp.plus(limits.clock_skew_secs),
         now,
     ) {
@@ -866,6 +922,12 @@ async fn check(
             return Err(Denial::token(
                 "writ_replayed",
                 format!("writ `{jti}` was already used: a writ allows one call"),
+            ));
+        }
+        Err(error @ ReplayError::BeforeHorizon { .. }) => {
+            return Err(Denial::token(
+                "writ_predates_start",
+                format!("writ `{jti}` cannot be used here: {error}"),
             ));
         }
         Err(ReplayError::Unavailable(why)) => {
@@ -889,6 +951,55 @@ async fn check(
         tool,
         watch: None,
     })
+}
+
+/// Whether the request's body is JSON by its `Content-Type` (`application/json` or a
+/// `+json` type, with at most a UTF-8 `charset`). With `required` (MCP routes), a body that
+/// is not JSON is refused, and so is a `Content-Encoding`: the gateway reads the bytes it
+/// forwards, and a server that decoded them would read something else.
+fn check_json_content(headers: &HeaderMap, required: bool) -> Result<bool, Denial> {
+    let unsupported = |message: String| {
+        Denial::status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content_type_unsupported",
+            message,
+        )
+    };
+    let content_type = single_header(headers, "content-type")?.unwrap_or_default();
+    let mut parts = content_type.split(';').map(str::trim);
+    let essence = parts.next().unwrap_or_default().to_ascii_lowercase();
+    let json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if !json {
+        return if required {
+            Err(unsupported(format!(
+                "an MCP message is sent as `application/json`, not `{}`",
+                content_type.escape_default()
+            )))
+        } else {
+            Ok(false)
+        };
+    }
+    let utf8 = |parameter: &str| {
+        parameter.split_once('=').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("charset")
+                && value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        })
+    };
+    if !parts.all(utf8) {
+        return Err(unsupported(
+            "a JSON body is UTF-8, and its content type has no other parameter".into(),
+        ));
+    }
+    if required
+        && single_header(headers, "content-encoding")?
+            .is_some_and(|encoding| !encoding.eq_ignore_ascii_case("identity"))
+    {
+        return Err(unsupported(
+            "an MCP message is sent without a `content-encoding`".into(),
+        ));
+    }
+    Ok(true)
 }
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), and the
@@ -917,6 +1028,10 @@ fn forwardable(name: &HeaderName, connection: &[String]) -> bool {
     let name = name.as_str();
     !NOT_FORWARDED.contains(&name)
         && !name.starts_with("x-forwarded-")
+        // MCP's mirrors of tool arguments (SEP-2243 `x-mcp-header`): the gateway does not
+        // read tool schemas, so it cannot check them against the body, and forwards only
+        // what it checked.
+        && !name.starts_with("mcp-param-")
         && name != "host"
         && !connection.iter().any(|listed| listed == name)
 }

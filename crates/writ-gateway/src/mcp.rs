@@ -4,8 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 use writ_client::IssuerClient;
+use writ_jose::JsonError;
 use writ_scope::{AuthorizationDetail, Call};
 
 use crate::deny::Denial;
@@ -18,15 +20,82 @@ pub(crate) struct Message {
     pub(crate) method: String,
     /// For `tools/call`: the tool and its arguments (`{}` when absent).
     pub(crate) tool: Option<(String, Value)>,
+    /// What `Mcp-Name` mirrors: `params.name` or, failing that, `params.uri`.
+    name: Option<String>,
+}
+
+/// The header that mirrors the JSON-RPC method (SEP-2243).
+const MCP_METHOD: &str = "mcp-method";
+/// The header that mirrors `params.name` or `params.uri` (SEP-2243).
+const MCP_NAME: &str = "mcp-name";
+
+/// The refusal of a body that is not I-JSON, with the reason naming the ambiguity.
+pub(crate) fn json_denial(error: JsonError) -> Denial {
+    let reason = match &error {
+        JsonError::DuplicateMember(_) => "duplicate_member",
+        JsonError::Imprecise(_) => "number_imprecise",
+        JsonError::LoneSurrogate => "lone_surrogate",
+        JsonError::ByteOrderMark => "byte_order_mark",
+        JsonError::Invalid(_) => "jsonrpc_malformed",
+    };
+    Denial::bad_request(reason, format!("the body is refused: {error}"))
+}
+
+/// A mirrored header's value: at most one, visible ASCII, decoded from SEP-2243's
+/// `=?base64?…?=` form when it has it.
+fn mirrored(headers: &HeaderMap, name: &str) -> Result<Option<String>, Denial> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let malformed = || {
+        Denial::bad_request(
+            "mcp_header_mismatch",
+            format!("`{name}` must appear once, as visible ASCII or `=?base64?…?=`"),
+        )
+    };
+    if values.next().is_some() {
+        return Err(malformed());
+    }
+    let text = value.to_str().map_err(|_| malformed())?;
+    match text
+        .strip_prefix("=?base64?")
+        .and_then(|rest| rest.strip_suffix("?="))
+    {
+        None => Ok(Some(text.to_owned())),
+        Some(encoded) => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .map(Some)
+                .ok_or_else(malformed)
+        }
+    }
+}
+
+fn header_mismatch(header: &str, value: &str, body: &str) -> Denial {
+    Denial::bad_request(
+        "mcp_header_mismatch",
+        format!(
+            "`{header}: {}` disagrees with the body's `{}`",
+            value.escape_default(),
+            body.escape_default()
+        ),
+    )
 }
 
 impl Message {
     /// Reads one JSON-RPC 2.0 request or notification. Batches and client responses are
     /// refused: a writ allows exactly one call.
+    ///
+    /// The body is forwarded as it came, so it is read the one way every parser reads it
+    /// (I-JSON, RFC 7493: see `writ_jose::from_slice_strict`): a body that parsers could
+    /// read as another call (a repeated member, where some keep the first and some the last;
+    /// a lone surrogate; a number past a double's precision; a byte-order mark) is refused.
     pub(crate) fn parse(body: &[u8]) -> Result<Message, Denial> {
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
-            Denial::bad_request("jsonrpc_malformed", format!("the body is not JSON: {e}"))
-        })?;
+        let value: Value = writ_jose::from_slice_strict(body).map_err(json_denial)?;
         let Value::Object(mut message) = value else {
             return Err(if value.is_array() {
                 Denial::bad_request(
@@ -44,6 +113,13 @@ impl Message {
             ));
         }
         let id = message.remove("id").unwrap_or(Value::Null);
+        // JSON-RPC 2.0 §4: an id is a string, a number or null.
+        if !matches!(id, Value::Null | Value::String(_) | Value::Number(_)) {
+            return Err(Denial::bad_request(
+                "jsonrpc_malformed",
+                "a JSON-RPC id is a string, a number or null",
+            ));
+        }
         let Some(Value::String(method)) = message.remove("method") else {
             return Err(Denial::bad_request(
                 "jsonrpc_response_refused",
@@ -73,7 +149,46 @@ impl Message {
         } else {
             None
         };
-        Ok(Message { id, method, tool })
+        let name = match (&tool, message.get("params")) {
+            (Some((tool, _)), _) => Some(tool.clone()),
+            (None, Some(Value::Object(params))) => params
+                .get("name")
+                .or_else(|| params.get("uri"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            (None, _) => None,
+        };
+        Ok(Message {
+            id,
+            method,
+            tool,
+            name,
+        })
+    }
+
+    /// Checks the MCP request headers that mirror the body (MCP's standard headers,
+    /// SEP-2243): `Mcp-Method` must name the body's method, and `Mcp-Name` its `params.name`
+    /// (or `params.uri`), or a server that routes on the header would run another call than
+    /// the one checked.
+    pub(crate) fn check_headers(&self, headers: &HeaderMap) -> Result<(), Denial> {
+        if let Some(method) = mirrored(headers, MCP_METHOD)?
+            && method != self.method
+        {
+            return Err(header_mismatch(MCP_METHOD, &method, &self.method));
+        }
+        if let Some(name) = mirrored(headers, MCP_NAME)? {
+            match &self.name {
+                Some(body) if *body == name => {}
+                Some(body) => return Err(header_mismatch(MCP_NAME, &name, body)),
+                None => {
+                    return Err(Denial::bad_request(
+                        "mcp_header_mismatch",
+                        format!("`{MCP_NAME}` is set, but the message has no name or uri"),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The call as the writ's authorization details describe calls.

@@ -89,7 +89,10 @@ async fn tools_list_shows_only_what_the_mandate_grants() {
 async fn an_allowed_http_call_passes_with_basic_credentials_and_streams_back() {
     let world = World::new().await;
     let (mandate, _) = world.grant().await;
-    let detail = json!({"type": "http_request", "server": "crm", "methods": ["GET"], "path": "/customers/42"});
+    let detail = json!({
+        "type": "http_request", "server": "crm", "methods": ["GET"], "path": "/customers/42",
+        "query": {"exact": {"fields": "name"}}
+    });
     let writ = world.writ(&mandate, "/api/crm", detail).await;
     let url = format!("{}/api/crm/customers/42", world.gateway_url);
     let proof = world.proof("GET", &url, &writ);
@@ -405,6 +408,7 @@ async fn every_deny_reason_is_refused_with_its_code() {
         .http
         .post(&files)
         .header("authorization", format!("Bearer {writ}"))
+        .header("content-type", "application/json")
         .body(call("/data/reports/g").to_string())
         .send()
         .await

@@ -1,14 +1,15 @@
 //! Forward mode: the agent calls a plain HTTP API through the sidecar. Each request earns
-//! a writ for its method and path, then goes to the gateway route with the same path and
-//! query.
+//! a writ for its method, path and query, then goes to the gateway route with the same path
+//! and query, byte for byte. Paths not in normal form and ambiguous queries are refused
+//! (see `writ_scope::check_path` and `writ_scope::parse_query`), never rewritten.
 
 use std::collections::BTreeSet;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
-use writ_scope::{AuthorizationDetail, HttpMethod, PathPattern};
+use serde_json::{Value, json};
+use writ_scope::{AuthorizationDetail, Constraint, HttpMethod, Parameters, PathPattern};
 
 use crate::{Refusal, Sidecar, read_capped, with_granted_datatypes};
 
@@ -72,12 +73,33 @@ impl Sidecar {
         let (mandate, claims) = self.mandate()?;
         let http_method =
             HttpMethod::new(method.as_str()).map_err(|error| invalid(error.to_string()))?;
+        // The writ names exactly this path and query, read the one way the gateway reads
+        // them; what it refuses is refused here first, with its reason.
+        let form =
+            |code: &'static str, message: String| Refusal::new("sidecar", 400, code, message);
+        writ_scope::check_path(uri.path(), Parameters::Allowed)
+            .map_err(|error| form(error.code(), error.to_string()))?;
+        if uri.path().contains('*') {
+            return Err(form(
+                "path_wildcard",
+                "a `*` in a forwarded path would be a wildcard in the writ: encode it as `%2A`"
+                    .into(),
+            ));
+        }
         let path = PathPattern::new(uri.path()).map_err(|error| invalid(error.to_string()))?;
+        let query = uri
+            .query()
+            .filter(|query| !query.is_empty())
+            .map(writ_scope::parse_query)
+            .transpose()
+            .map_err(|error| form(error.code(), error.to_string()))?
+            .map(|pairs| Constraint::Exact(Value::Object(pairs)));
         let detail =
             with_granted_datatypes(&claims, |datatypes| AuthorizationDetail::HttpRequest {
                 server: self.server.clone(),
                 methods: BTreeSet::from([http_method.clone()]),
                 path: path.clone(),
+                query: query.clone(),
                 datatypes,
             });
         let writ = self

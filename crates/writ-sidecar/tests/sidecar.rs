@@ -21,7 +21,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
 use writ_jose::SigningKey;
 use writ_sidecar::{MandateSource, Sidecar};
-use writ_testkit::{MCP_SECRET, World};
+use writ_testkit::{MCP_SECRET, World, raw_get};
 
 fn agent_key(world: &World) -> SigningKey {
     SigningKey::from_pkcs8_any(world.agent.expose_secret_pkcs8().unwrap()).unwrap()
@@ -188,6 +188,36 @@ async fn forward_mode_earns_a_writ_per_http_request() {
         .await
         .unwrap();
     assert_eq!(foreign.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_mode_refuses_paths_and_queries_a_server_could_read_as_another_request() {
+    let world = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mandate_file = dir.path().join("mandate.jwt");
+    let (mandate, _) = world.grant().await;
+    std::fs::write(&mandate_file, format!("{mandate}\n")).unwrap();
+    let sidecar = sidecar(&world, "/api/crm", MandateSource::File(mandate_file)).await;
+    let url = serve(writ_sidecar::http_router(sidecar)).await;
+    // Each of these reaches `/admin` on some server; none is in the grant `/customers/*`.
+    for (target, expected) in [
+        ("/customers/..;/admin", "path_dot_segment"),
+        ("/customers/../admin", "path_dot_segment"),
+        ("/customers/%252e%252e/admin", "path_encoded_delimiter"),
+        ("/customers/%2E%2E/admin", "path_encoded_unreserved"),
+        ("/customers/%2e%2e/admin", "path_malformed_escape"),
+        ("/customers/..%2Fadmin", "path_encoded_delimiter"),
+        ("/customers/42?fields=a&fields=b", "query_repeated_name"),
+        ("/customers/42?admin=true", "outside_mandate"),
+    ] {
+        let (status, reason) = raw_get(&url, target, &[]).await;
+        assert!(
+            (status == 400 || status == 403) && reason == expected,
+            "{target}: {status} {reason}"
+        );
+    }
+    let (status, reason) = raw_get(&url, "/customers/42?fields=name", &[]).await;
+    assert_eq!(status, 200, "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,6 +81,9 @@ pub struct World {
     pub upstream_headers: Arc<Mutex<Vec<HeaderMap>>>,
     pub http: reqwest::Client,
     jti: AtomicU64,
+    /// The gateway's configuration and the seed of its key, to start it again.
+    gateway_config: Config,
+    gateway_seed: [u8; 32],
 }
 
 pub struct Options {
@@ -209,7 +212,8 @@ impl World {
             .with_clock(Arc::clone(&clock) as Arc<dyn Clock>);
         let alice_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
         let agent = SigningKey::generate(Algorithm::EdDSA).unwrap();
-        let gateway_key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let gateway_seed = writ_jose::random_bytes::<32>().unwrap();
+        let gateway_key = SigningKey::ed25519_from_seed(&gateway_seed).unwrap();
         let jwk = |key: &SigningKey| serde_json::to_value(key.public_key().to_jwk()).unwrap();
         let (gateway_listener, gateway_url) = listen().await;
         admin
@@ -288,6 +292,7 @@ credential = {{ type = "basic", file = "{http_secret}" }}
             http_secret = secret_file(&dir, "crm.secret", HTTP_SECRET).display(),
         ))
         .unwrap();
+        let gateway_config = config.clone();
         let gateway = Gateway::start(config, gateway_key, Arc::clone(&clock) as Arc<dyn Clock>)
             .await
             .unwrap();
@@ -314,9 +319,39 @@ credential = {{ type = "basic", file = "{http_secret}" }}
             upstream_headers,
             http: reqwest::Client::new(),
             jti: AtomicU64::new(0),
+            gateway_config,
+            gateway_seed,
         };
         world.wait_ready().await;
         world
+    }
+
+    /// Starts the gateway again, as after a restart: the same configuration (public URL,
+    /// spool directory) and key, on a fresh listener. Returns it, ready, and the URL it
+    /// listens at; requests name the first gateway's URL, which is its public one.
+    pub async fn start_gateway(&self) -> (Arc<Gateway>, String) {
+        let key = SigningKey::ed25519_from_seed(&self.gateway_seed).unwrap();
+        let gateway = Gateway::start(
+            self.gateway_config.clone(),
+            key,
+            Arc::clone(&self.clock) as Arc<dyn Clock>,
+        )
+        .await
+        .unwrap();
+        let (listener, url) = listen().await;
+        let served = Arc::clone(&gateway);
+        tokio::spawn(
+            async move { writ_gateway::serve(listener, served, std::future::pending()).await },
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !gateway.ready() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the restarted gateway never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        (gateway, url)
     }
 
     /// Waits until the gateway has the issuer's keys and a fresh feed.
@@ -331,7 +366,8 @@ credential = {{ type = "basic", file = "{http_secret}" }}
     }
 
     /// Alice grants report-bot a mandate: read files under /data/reports, list and initialize on
-    /// `files`, read customers on `crm`. Returns (mandate JWT, mandate id).
+    /// `files`, read customers on `crm` (with an optional `fields` query). Returns (mandate
+    /// JWT, mandate id).
     pub async fn grant(&self) -> (String, String) {
         let body = self
             .alice
@@ -347,7 +383,8 @@ credential = {{ type = "basic", file = "{http_secret}" }}
                         {"type": "mcp_request", "server": "files",
                          "methods": ["initialize", "notifications/initialized", "tools/list"]},
                         {"type": "http_request", "server": "crm", "methods": ["GET"],
-                         "path": "/customers/*"},
+                         "path": "/customers/*",
+                         "query": {"object": {"optional": {"fields": {"glob": "*"}}}}},
                         {"type": "http_request", "server": "crm", "methods": ["GET"],
                          "path": "/stream"}
                     ]
@@ -646,6 +683,45 @@ pub fn tools_call(tool: &str, arguments: Value) -> Value {
 }
 
 /// The reason code of a denial, from a JSON body or a JSON-RPC error.
+/// Sends `GET {target}` to `base` (`http://host:port`) byte for byte over a plain socket,
+/// with `headers`, as an attacker would: HTTP client libraries resolve `..` and `%2E%2E`
+/// themselves. Returns the status and the reason code of the answer (`""` when it has none).
+pub async fn raw_get(base: &str, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let authority = base.trim_start_matches("http://");
+    let mut request =
+        format!("GET {target} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    // A chunked body: the JSON sits between the chunk sizes.
+    let reason = body
+        .find('{')
+        .zip(body.rfind('}'))
+        .and_then(|(start, end)| body.get(start..=end))
+        .and_then(|json| serde_json::from_str::<Value>(json).ok())
+        .and_then(|value| {
+            value
+                .get("reason")
+                .or_else(|| value.pointer("/error/data/reason"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    (status, reason)
+}
+
 pub fn reason(body: &str) -> String {
     let value: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
     value
