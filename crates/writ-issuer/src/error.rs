@@ -11,7 +11,9 @@
 //! Internal causes (store failures) are logged, and the response says only what the client
 //! needs: that the issuer could not record the request, so nothing was issued.
 
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -179,5 +181,86 @@ impl IntoResponse for ApiError {
             }
         }
         response
+    }
+}
+
+/// The most of a refusal's plain-text body kept as its sentence.
+const MAX_PLAIN_REFUSAL: usize = 1024;
+
+/// Names every refusal that no handler wrote: no such route, a method the route does not
+/// serve, a body over the limit, a path or query string the route cannot read (axum's
+/// extractors answer those in plain text). Each gets an OAuth error, a stable reason code
+/// and a sentence like any other refusal, in SCIM's error form under `/scim/`.
+pub(crate) async fn name_every_refusal(request: Request, next: Next) -> Response {
+    let scim = request.uri().path().starts_with("/scim/");
+    let response = next.run(request).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value.starts_with("application/json") || value.starts_with("application/scim+json")
+        });
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_PLAIN_REFUSAL)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let refusal = match status {
+        StatusCode::NOT_FOUND => ApiError::not_found("unknown_route", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            status,
+            "invalid_request",
+            "method_not_allowed",
+            "this route does not serve that method",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            status,
+            "invalid_request",
+            "body_too_large",
+            format!("the request body is over {} bytes", crate::MAX_BODY),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+            status,
+            "invalid_request",
+            "unsupported_media_type",
+            non_empty(text, "the request's content type is not accepted here"),
+        ),
+        _ if status.is_server_error() => ApiError::new(
+            status,
+            "server_error",
+            "internal_error",
+            "the issuer failed to answer this request",
+        ),
+        _ => ApiError::new(
+            status,
+            "invalid_request",
+            "malformed_request",
+            non_empty(text, "the request's path or query string cannot be read"),
+        ),
+    };
+    let mut named = if scim {
+        crate::scim::refusal(refusal.status(), refusal.reason(), refusal.message())
+    } else {
+        refusal.into_response()
+    };
+    // Keep what the refusal said in its headers (`Allow` of a 405, for one).
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            named.headers_mut().entry(name).or_insert(value.clone());
+        }
+    }
+    named
+}
+
+fn non_empty(text: String, otherwise: &str) -> String {
+    if text.is_empty() {
+        otherwise.to_owned()
+    } else {
+        text
     }
 }

@@ -581,6 +581,7 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
         .route("/v1/audit/discoveries", post(discovery::report))
         .route("/v1/trace/{id}", get(trace::trace))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(error::name_every_refusal))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::map_response_with_state(
             Arc::clone(&issuer),

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -46,11 +46,11 @@ pub(crate) async fn track(request: Request, next: Next) -> Response {
 /// `GET /metrics`: the Prometheus text exposition.
 pub(crate) async fn render(State(issuer): State<Arc<Issuer>>) -> Response {
     let Some(handle) = writ_metrics::handle() else {
-        return (
-            StatusCode::NOT_FOUND,
-            "metrics are not recorded by this process\n",
+        return crate::error::ApiError::not_found(
+            "metrics_not_recorded",
+            "metrics are not recorded by this process",
         )
-            .into_response();
+        .into_response();
     };
     #[expect(
         clippy::cast_precision_loss,

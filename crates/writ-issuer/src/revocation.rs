@@ -58,13 +58,25 @@ pub(crate) struct RevokeRequest {
 
 #[derive(Serialize)]
 pub(crate) struct Revoked {
-    /// Every subject this request newly revoked (a mandate's subtree, a human's mandates);
-    /// subjects revoked before are not repeated.
+    /// What the request named, resolved: an agent's thumbprint even when it was named by
+    /// its name.
+    kind: Kind,
+    subject: String,
+    /// Every subject this request newly revoked (a mandate's subtree, a human's mandates).
     revoked: Vec<RevocationView>,
+    /// The subjects the request covers that were revoked before; not repeated in `revoked`
+    /// nor in the feed.
+    already_revoked: Vec<SubjectView>,
     log_index: u64,
     /// With `?wait=S`: whether every live gateway has acknowledged the revocation.
     #[serde(skip_serializing_if = "Option::is_none")]
     enforcement: Option<crate::gateways::Enforcement>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct SubjectView {
+    kind: String,
+    subject: String,
 }
 
 #[derive(Serialize)]
@@ -88,42 +100,109 @@ impl From<RevocationRecord> for RevocationView {
     }
 }
 
-/// Whether `caller` may revoke this subject: administrators anything; humans their own
-/// agents, the mandates they granted, and themselves.
-async fn authorized(
+fn not_authorized(human: &str, kind: Kind, subject: &str) -> ApiError {
+    ApiError::denied(
+        "not_authorized_to_revoke",
+        format!("`{human}` may not revoke {} `{subject}`", kind.as_str()),
+    )
+}
+
+fn unknown(kind: Kind, subject: &str) -> ApiError {
+    ApiError::not_found(
+        "unknown_subject",
+        format!("no {} `{subject}`: nothing was revoked", kind.as_str()),
+    )
+}
+
+/// The subject a revocation request names, resolved to the identifier revocations are
+/// checked by, once `caller` is known to be allowed to revoke it: administrators may revoke
+/// anything; other humans their own agents, the mandates they granted, and themselves.
+///
+/// An agent is named by its thumbprint or by its name (names are unique); a human by id; a
+/// mandate, writ or key by its id. A subject that names nothing is refused
+/// (`unknown_subject`), never recorded: a revocation that revokes nothing must not look
+/// like one that worked.
+async fn resolve(
     issuer: &Issuer,
     caller: &Caller,
     kind: Kind,
     subject: &str,
-) -> Result<(), ApiError> {
-    if caller.is_admin() {
-        return Ok(());
-    }
-    let human = caller.human()?;
-    let allowed = match kind {
-        Kind::Agent => issuer
-            .store
-            .agent(subject)
-            .is_some_and(|agent| agent.owner == human.id),
-        Kind::Mandate => issuer
-            .store
-            .mandate(subject)
-            .await?
-            .is_some_and(|mandate| mandate.human_id == human.id),
-        Kind::Human => subject == human.id,
-        Kind::Writ | Kind::Key => false,
-    };
-    if allowed {
-        Ok(())
+) -> Result<String, ApiError> {
+    // Whom the caller acts for, when not an administrator; decided before any lookup so a
+    // member learns nothing about subjects they may not revoke.
+    let member = if caller.is_admin() {
+        None
     } else {
-        Err(ApiError::denied(
-            "not_authorized_to_revoke",
-            format!(
-                "`{}` may not revoke {} `{subject}`",
-                human.id,
-                kind.as_str()
-            ),
-        ))
+        let human = caller.human()?;
+        match kind {
+            Kind::Human if subject != human.id => {
+                return Err(not_authorized(&human.id, kind, subject));
+            }
+            Kind::Writ | Kind::Key => return Err(not_authorized(&human.id, kind, subject)),
+            Kind::Agent | Kind::Mandate | Kind::Human => Some(human.id.clone()),
+        }
+    };
+    let (resolved, owner) = match kind {
+        Kind::Agent => {
+            let by_key = issuer.store.agent(subject);
+            let by_name = issuer.store.agent_by_name(subject);
+            let agent = match (by_key, by_name) {
+                (Some(by_key), Some(by_name)) if by_key.jkt != by_name.jkt => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "invalid_request",
+                        "ambiguous_subject",
+                        format!(
+                            "`{subject}` is the thumbprint of agent `{}` and the name of agent `{}`: revoke by the thumbprint `{}` or `{}`",
+                            by_key.name, by_name.name, by_key.jkt, by_name.jkt
+                        ),
+                    ));
+                }
+                (Some(agent), _) | (None, Some(agent)) => agent,
+                (None, None) => return Err(unknown(kind, subject)),
+            };
+            (agent.jkt, Some(agent.owner))
+        }
+        Kind::Human => match issuer.store.human(subject) {
+            Some(human) => (human.id.clone(), Some(human.id)),
+            None => return Err(unknown(kind, subject)),
+        },
+        Kind::Mandate => match issuer.store.mandate(subject).await? {
+            Some(mandate) => (mandate.id, Some(mandate.human_id)),
+            None => return Err(unknown(kind, subject)),
+        },
+        Kind::Writ => {
+            // A writ exists once its `writ_issued` leaf does; gateways' reports name writ
+            // ids too, so only the issuance counts.
+            let mut issued = false;
+            for index in issuer.store.lookup(&format!("writ:{subject}")).await? {
+                if issuer
+                    .store
+                    .leaf(index)
+                    .await?
+                    .is_some_and(|leaf| leaf.kind == "writ_issued")
+                {
+                    issued = true;
+                    break;
+                }
+            }
+            if !issued {
+                return Err(unknown(kind, subject));
+            }
+            (subject.to_owned(), None)
+        }
+        Kind::Key => {
+            if issuer.key_ring().verifiers.find(subject).is_none() {
+                return Err(unknown(kind, subject));
+            }
+            (subject.to_owned(), None)
+        }
+    };
+    match member {
+        Some(member) if owner.as_deref() != Some(member.as_str()) => {
+            Err(not_authorized(&member, kind, subject))
+        }
+        _ => Ok(resolved),
     }
 }
 
@@ -152,19 +231,18 @@ pub(crate) async fn revoke(
             "reason must be 1 to 512 characters",
         ));
     }
-    authorized(&issuer, &caller, request.kind, &request.subject).await?;
-    if request.kind == Kind::Mandate && issuer.store.mandate(&request.subject).await?.is_none() {
-        return Err(ApiError::not_found(
-            "unknown_mandate",
-            format!("no mandate `{}`", request.subject),
-        ));
-    }
-    let records = revocations(&issuer, request.kind, &request.subject, &request.reason).await?;
+    let subject = resolve(&issuer, &caller, request.kind, &request.subject).await?;
+    let records = revocations(&issuer, request.kind, &subject, &request.reason).await?;
     let subjects = subject_keys(&records);
+    let mut event = json!({"kind": request.kind, "subject": subject, "reason": request.reason, "by": caller.describe(), "subjects": subjects});
+    if subject != request.subject {
+        // An agent named by its name: the leaf keeps the name it was asked for by.
+        event["named"] = json!(request.subject);
+    }
     let appended = record(
         &issuer,
         "revoked",
-        json!({"kind": request.kind, "subject": request.subject, "reason": request.reason, "by": caller.describe(), "subjects": subjects}),
+        event,
         subjects.clone(),
         Write::Revoke(records.clone()),
     )
@@ -183,22 +261,32 @@ pub(crate) async fn revoke(
     } else {
         StatusCode::CREATED
     };
-    // Report what this request newly revoked; subjects revoked earlier are not repeated.
-    let revoked: Vec<RevocationView> = records
-        .into_iter()
-        .zip(appended.revocations)
-        .filter_map(|(mut record, seq)| {
-            record.seq = seq?;
-            Some(record.into())
-        })
-        .collect();
+    // Report what this request newly revoked, and apart what it covers that was revoked
+    // earlier.
+    let mut revoked = Vec::new();
+    let mut already_revoked = Vec::new();
+    for (mut record, seq) in records.into_iter().zip(appended.revocations) {
+        match seq {
+            Some(seq) => {
+                record.seq = seq;
+                revoked.push(RevocationView::from(record));
+            }
+            None => already_revoked.push(SubjectView {
+                kind: record.kind,
+                subject: record.subject,
+            }),
+        }
+    }
     for revocation in &revoked {
         metrics::counter!("writ_revocations_total", "kind" => revocation.kind.clone()).increment(1);
     }
     Ok((
         status,
         Json(Revoked {
+            kind: request.kind,
+            subject,
             revoked,
+            already_revoked,
             log_index: appended.index,
             enforcement,
         }),

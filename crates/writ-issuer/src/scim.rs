@@ -28,10 +28,13 @@ const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 const SCIM_JSON: &str = "application/scim+json";
 
-/// A SCIM error (RFC 7644 §3.12), carrying Writ's reason code in `detail`.
+/// A SCIM error (RFC 7644 §3.12): SCIM's `status`, `scimType` and `detail`, and Writ's
+/// stable reason code in `reason`, named as in every other refusal of the issuer (and
+/// repeated in brackets at the end of `detail`, for clients that show only that).
 pub(crate) struct ScimError {
     status: StatusCode,
     scim_type: Option<&'static str>,
+    reason: &'static str,
     detail: String,
 }
 
@@ -40,17 +43,30 @@ impl From<ApiError> for ScimError {
         ScimError {
             status: error.status(),
             scim_type: None,
-            detail: format!("{} [{}]", error.message(), error.reason()),
+            reason: error.reason(),
+            detail: error.message().to_owned(),
         }
     }
 }
 
 impl ScimError {
-    fn invalid(scim_type: &'static str, detail: impl Into<String>) -> Self {
+    /// 400 with SCIM's `scimType` and Writ's reason code.
+    fn invalid(scim_type: &'static str, reason: &'static str, detail: impl Into<String>) -> Self {
         ScimError {
             status: StatusCode::BAD_REQUEST,
             scim_type: Some(scim_type),
+            reason,
             detail: detail.into(),
+        }
+    }
+
+    /// 404: no user `id`.
+    fn unknown_user(id: &str) -> Self {
+        ScimError {
+            status: StatusCode::NOT_FOUND,
+            scim_type: None,
+            reason: "unknown_user",
+            detail: format!("no user `{id}`"),
         }
     }
 }
@@ -60,13 +76,26 @@ impl IntoResponse for ScimError {
         let mut body = json!({
             "schemas": [ERROR_SCHEMA],
             "status": self.status.as_u16().to_string(),
-            "detail": self.detail,
+            "detail": format!("{} [{}]", self.detail, self.reason),
+            "reason": self.reason,
         });
         if let (Some(scim_type), Value::Object(members)) = (self.scim_type, &mut body) {
             members.insert("scimType".into(), json!(scim_type));
         }
         scim(self.status, &body)
     }
+}
+
+/// A refusal that no SCIM handler wrote (see [`crate::error::name_every_refusal`]), in
+/// SCIM's error form.
+pub(crate) fn refusal(status: StatusCode, reason: &'static str, detail: &str) -> Response {
+    ScimError {
+        status,
+        scim_type: None,
+        reason,
+        detail: detail.to_owned(),
+    }
+    .into_response()
 }
 
 fn scim(status: StatusCode, body: &Value) -> Response {
@@ -79,11 +108,10 @@ fn scim(status: StatusCode, body: &Value) -> Response {
 
 /// The user resource of a human.
 fn user(issuer: &Issuer, id: &str) -> Result<Value, ScimError> {
-    let human = issuer.store.human(id).ok_or_else(|| ScimError {
-        status: StatusCode::NOT_FOUND,
-        scim_type: None,
-        detail: format!("no user `{id}`"),
-    })?;
+    let human = issuer
+        .store
+        .human(id)
+        .ok_or_else(|| ScimError::unknown_user(id))?;
     Ok(json!({
         "schemas": [USER_SCHEMA],
         "id": human.id,
@@ -109,11 +137,10 @@ async fn admin(
 /// Offboards `id`; a user offboarded already stays so, and the request succeeds (SCIM
 /// clients repeat themselves). An administrator cannot offboard themselves this way either.
 async fn deactivate(issuer: &Issuer, id: &str, by: &Caller) -> Result<(), ScimError> {
-    let human = issuer.store.human(id).ok_or_else(|| ScimError {
-        status: StatusCode::NOT_FOUND,
-        scim_type: None,
-        detail: format!("no user `{id}`"),
-    })?;
+    let human = issuer
+        .store
+        .human(id)
+        .ok_or_else(|| ScimError::unknown_user(id))?;
     if human.status == "offboarded" {
         return Ok(());
     }
@@ -125,7 +152,9 @@ async fn deactivate(issuer: &Issuer, id: &str, by: &Caller) -> Result<(), ScimEr
     )
     .await
     .map_err(|error| match error.reason() {
-        "cannot_offboard_self" => ScimError::invalid("mutability", error.message()),
+        "cannot_offboard_self" => {
+            ScimError::invalid("mutability", "cannot_offboard_self", error.message())
+        }
         _ => error.into(),
     })?;
     Ok(())
@@ -168,6 +197,7 @@ pub(crate) fn requested_active(request: &PatchRequest) -> Result<Option<bool>, S
     if !request.schemas.iter().any(|schema| schema == PATCH_SCHEMA) {
         return Err(ScimError::invalid(
             "invalidSyntax",
+            "patch_schema_missing",
             format!("a PATCH body names the schema `{PATCH_SCHEMA}`"),
         ));
     }
@@ -180,6 +210,7 @@ pub(crate) fn requested_active(request: &PatchRequest) -> Result<Option<bool>, S
         ) {
             return Err(ScimError::invalid(
                 "invalidValue",
+                "unsupported_operation",
                 format!(
                     "operation `{}` is not supported; only `active` can be replaced",
                     operation.op
@@ -191,6 +222,7 @@ pub(crate) fn requested_active(request: &PatchRequest) -> Result<Option<bool>, S
             Some(path) => {
                 return Err(ScimError::invalid(
                     "mutability",
+                    "attribute_immutable",
                     format!("`{path}` cannot be changed here; only `active`"),
                 ));
             }
@@ -200,20 +232,28 @@ pub(crate) fn requested_active(request: &PatchRequest) -> Result<Option<bool>, S
                     .find(|(name, _)| name.eq_ignore_ascii_case("active"))
                     .map(|(_, value)| value)
                     .ok_or_else(|| {
-                        ScimError::invalid("mutability", "only `active` can be changed")
+                        ScimError::invalid(
+                            "mutability",
+                            "attribute_immutable",
+                            "only `active` can be changed",
+                        )
                     })?,
                 _ => {
                     return Err(ScimError::invalid(
                         "invalidValue",
+                        "invalid_patch_value",
                         "expected `{\"active\": false}`",
                     ));
                 }
             },
         };
-        active =
-            Some(value.as_bool().ok_or_else(|| {
-                ScimError::invalid("invalidValue", "`active` must be true or false")
-            })?);
+        active = Some(value.as_bool().ok_or_else(|| {
+            ScimError::invalid(
+                "invalidValue",
+                "invalid_patch_value",
+                "`active` must be true or false",
+            )
+        })?);
     }
     Ok(active)
 }
@@ -228,8 +268,13 @@ pub(crate) async fn patch_user(
 ) -> Response {
     let result = async {
         let by = admin(&issuer, &method, &id, &headers).await?;
-        let request: PatchRequest = writ_jose::from_slice_strict(&body)
-            .map_err(|error| ScimError::invalid("invalidSyntax", format!("PATCH body: {error}")))?;
+        let request: PatchRequest = writ_jose::from_slice_strict(&body).map_err(|error| {
+            ScimError::invalid(
+                "invalidSyntax",
+                "invalid_body",
+                format!("PATCH body: {error}"),
+            )
+        })?;
         match requested_active(&request)? {
             Some(false) => deactivate(&issuer, &id, &by).await?,
             Some(true) => {
@@ -240,6 +285,7 @@ pub(crate) async fn patch_user(
                 if offboarded {
                     return Err(ScimError::invalid(
                         "mutability",
+                        "offboarding_irreversible",
                         "an offboarded human stays offboarded; register them anew",
                     ));
                 }
