@@ -105,7 +105,7 @@ pub(crate) fn proof(
 
 /// Records a checked proof as used (RFC 9449 §11.1).
 pub(crate) fn record(issuer: &Issuer, proof: CheckedProof) -> Result<(), ApiError> {
-    proof.record(&issuer.replay, issuer.now())?;
+    proof.record(&*issuer.replay, issuer.now())?;
     Ok(())
 }
 

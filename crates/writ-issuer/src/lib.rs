@@ -93,7 +93,7 @@ use writ_jose::{Algorithm, KeySet, SigningKey};
 use keys::{KeyRing, kid_for};
 use writ_log::NoteSigner;
 use writ_store::{Store, StoreOptions};
-use writ_token::{Audience, MemoryReplayCache, NonceKey, UnixTime};
+use writ_token::{Audience, MemoryReplayCache, NonceKey, ReplayCache, UnixTime};
 
 pub use behaviour::{AgentModes, BehaviourConfig};
 pub use error::ApiError;
@@ -209,7 +209,9 @@ pub struct Issuer {
     policy: RwLock<policy::PolicyState>,
     /// Held while a policy reload is in progress.
     policy_reload: tokio::sync::Mutex<()>,
-    replay: MemoryReplayCache,
+    /// Proof and ID token ids already used. Kept in memory: after a restart, those issued
+    /// before it (plus the skew) are refused (see [`writ_token::use_once`]).
+    replay: Box<dyn ReplayCache>,
     nonces: NonceKey,
     oidc: Vec<oidc::Provider>,
     clock: Arc<dyn Clock>,
@@ -267,6 +269,31 @@ pub enum SetupError {
     /// An argument is invalid.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// The file in the data directory that says an issuer has served from it before, and when
+/// the latest one started.
+const REPLAY_HORIZON_FILE: &str = "replay-horizon";
+/// How many proof and ID token ids the replay cache holds.
+const REPLAY_CACHE_ENTRIES: usize = 1 << 20;
+
+/// The replay cache of an issuer starting at `started` over `data_dir`.
+///
+/// Used ids are kept in memory only, so an issuer that follows an earlier one on the same
+/// directory has not seen what that one accepted: its cache refuses every proof and ID
+/// token issued before it started, plus the skew. The mark is written, and flushed, before
+/// any id is accepted; an issuer that finds none is the first to serve from `data_dir`.
+fn replay_cache(data_dir: &Path, started: UnixTime) -> Result<MemoryReplayCache, SetupError> {
+    let path = data_dir.join(REPLAY_HORIZON_FILE);
+    let served_before = path.try_exists().map_err(io(&path))?;
+    let mut file = std::fs::File::create(&path).map_err(io(&path))?;
+    std::io::Write::write_all(&mut file, format!("{started}\n").as_bytes()).map_err(io(&path))?;
+    file.sync_all().map_err(io(&path))?;
+    Ok(if served_before {
+        MemoryReplayCache::after_restart(REPLAY_CACHE_ENTRIES, started)
+    } else {
+        MemoryReplayCache::new(REPLAY_CACHE_ENTRIES)
+    })
 }
 
 pub(crate) fn io(path: &Path) -> impl Fn(std::io::Error) -> SetupError + '_ {
@@ -396,6 +423,7 @@ impl Issuer {
         let behaviour =
             behaviour::Behaviour::new(settings.behaviour.clone()).map_err(SetupError::Invalid)?;
         let store = Store::open_with(data_dir, settings.store).await?;
+        let replay = replay_cache(data_dir, clock.now())?;
         let nonce_secret = writ_jose::random_bytes::<32>()
             .map_err(|_| SetupError::Invalid("the random generator failed".into()))?;
         let nonces = NonceKey::new(&nonce_secret, settings.dpop_nonce_window);
@@ -418,7 +446,7 @@ impl Issuer {
             note_signer,
             policy: RwLock::new(policy),
             policy_reload: tokio::sync::Mutex::new(()),
-            replay: MemoryReplayCache::new(1 << 20),
+            replay: Box::new(replay),
             nonces,
             oidc,
             clock,

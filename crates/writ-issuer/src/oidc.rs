@@ -239,13 +239,22 @@ pub(crate) async fn bind(
     crate::auth::record(&issuer, proof)?;
     // OIDC Core §3.1.3.7 does not make ID tokens single use; Writ does, until they expire.
     let digest = writ_jose::base64url_encode(writ_jose::sha256(request.id_token.as_bytes()));
-    writ_token::ReplayCache::first_use(
-        &issuer.replay,
+    // An ID token without `iat` (OIDC Core §2 requires one) counts as issued at the epoch.
+    writ_token::use_once(
+        &*issuer.replay,
         &format!("id_token:{digest}"),
+        UnixTime::from_secs(claims.iat.unwrap_or_default()),
+        issuer.settings.skew,
         UnixTime::from_secs(claims.exp),
         now,
     )
-    .map_err(|_| refused("id_token_replayed", "this ID token was used before"))?;
+    .map_err(|error| match error {
+        writ_token::ReplayError::BeforeHorizon { .. } => refused(
+            "id_token_predates_start",
+            format!("this ID token cannot be used here: {error}"),
+        ),
+        _ => refused("id_token_replayed", "this ID token was used before"),
+    })?;
 
     let human = issuer
         .store

@@ -237,9 +237,17 @@ async fn open(path: &Path, clock: &Arc<TestClock>, settings: Settings) -> Arc<Is
         checkpoint_interval: std::time::Duration::from_millis(50),
         ..settings
     };
-    Issuer::open_with_clock(path, settings, Arc::clone(clock) as Arc<dyn Clock>)
+    let skew = settings.skew;
+    let restart = path.join("replay-horizon").exists();
+    let issuer = Issuer::open_with_clock(path, settings, Arc::clone(clock) as Arc<dyn Clock>)
         .await
-        .unwrap()
+        .unwrap();
+    // A restarted issuer refuses proofs made before it started plus the skew: move past
+    // them, as a client that retries with fresh proofs would.
+    if restart {
+        clock.0.fetch_add(skew + 1, Ordering::SeqCst);
+    }
+    issuer
 }
 
 fn reason(body: &Value) -> &str {
@@ -1550,7 +1558,8 @@ async fn an_oidc_id_token_binds_a_new_key_to_its_human_once() {
 
     let carol = SigningKey::generate(Algorithm::EdDSA).unwrap();
     let jkt = carol.public_key().thumbprint().to_string();
-    let now = START;
+    // The identity provider issues its tokens after the issuer restarted.
+    let now = world.clock.now().as_secs();
     let claims = |changes: Value| {
         let mut claims = json!({"iss": IDP, "sub": "00u-carol", "aud": ["writ", "other"], "exp": now + 300, "iat": now, "nonce": jkt, "email": "carol@example.com"});
         for (name, value) in changes.as_object().unwrap() {
@@ -1937,6 +1946,9 @@ fn step_up(store: writ_store::StoreOptions) -> Settings {
             ..writ_issuer::BehaviourConfig::default()
         },
         store,
+        // This world's clock stands still, so a restart moves it past the restarted
+        // issuer's replay horizon (see `open`): with no skew, by one second only.
+        skew: 0,
         ..Settings::default()
     }
 }
@@ -2069,4 +2081,92 @@ async fn bad_behaviour_settings_stop_the_issuer_at_start() {
             .contains("destructive pattern `(unclosed`"),
         "{error}"
     );
+}
+
+/// Builds a request with a captured proof, to send as it was.
+fn captured(
+    method: Method,
+    path: &str,
+    proof: &str,
+    content_type: &str,
+    body: &str,
+) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("dpop", proof)
+        .header("content-type", content_type)
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_admin_request_and_a_token_request_replayed_after_an_issuer_restart_are_refused() {
+    let world = World::new().await;
+    let mandate = world.grant("/data/*", json!(["internal"])).await["mandate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // An administrator's key rotation, and a token exchange, as an attacker captures them.
+    let rotate = world.proof(&world.admin, &Method::POST, "/v1/keys/rotate");
+    let request = || {
+        captured(
+            Method::POST,
+            "/v1/keys/rotate",
+            &rotate,
+            "application/json",
+            "null",
+        )
+    };
+    let (status, body) = world.send(request()).await;
+    assert!(status.is_success(), "{status} {body}");
+    let (status, body) = world.send(request()).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::UNAUTHORIZED, "dpop_replayed")
+    );
+    let form = World::form(&mandate, "/data/q3.csv", GATEWAY);
+    let token = world.proof(&world.agent, &Method::POST, "/token");
+    let exchange = || {
+        captured(
+            Method::POST,
+            "/token",
+            &token,
+            "application/x-www-form-urlencoded",
+            &form,
+        )
+    };
+    let (status, body) = world.send(exchange()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let kids = world.key_set().await.len();
+
+    // The issuer restarts; both come again, made before it, and change nothing.
+    drop(world.issuer);
+    let world = World {
+        issuer: open(&world.dir, &world.clock, Settings::default()).await,
+        ..world
+    };
+    let (status, body) = world.send(request()).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::UNAUTHORIZED, "dpop_predates_start"),
+        "{body}"
+    );
+    let (status, body) = world.send(exchange()).await;
+    assert_eq!(
+        (status.is_client_error(), reason(&body)),
+        (true, "dpop_predates_start"),
+        "{body}"
+    );
+    assert!(body.get("access_token").is_none());
+    assert_eq!(world.key_set().await.len(), kids);
+
+    // Fresh proofs, made once the skew after the restart has passed (`open` moved the
+    // clock there), are accepted.
+    let (status, body) = world.exchange(&mandate, "/data/q3.csv").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = world
+        .call(&world.admin, Method::POST, "/v1/keys/rotate", Value::Null)
+        .await;
+    assert!(status.is_success(), "{status} {body}");
 }

@@ -192,6 +192,18 @@ pub enum DpopError {
     /// This proof was seen before.
     #[error("DPoP proof was already used")]
     Replayed,
+    /// The proof was made when an earlier process of this server could have accepted it,
+    /// before this one began recording proofs (a restart): it may have been used already,
+    /// so it is refused. A fresh proof is accepted once its `iat` is after `after`.
+    #[error(
+        "DPoP proof `iat` {iat} is from before this server's restart: make a fresh proof (after {after})"
+    )]
+    PredatesStart {
+        /// The proof's `iat`.
+        iat: UnixTime,
+        /// Proofs made after this time are accepted.
+        after: UnixTime,
+    },
     /// The replay cache could not answer; the proof is refused (fail closed).
     #[error("DPoP replay cache unavailable: {0}")]
     ReplayCacheUnavailable(String),
@@ -216,6 +228,7 @@ impl DpopError {
             DpopError::AthMismatch => "dpop_ath_mismatch",
             DpopError::NonceRequired => "dpop_nonce_required",
             DpopError::Replayed => "dpop_replayed",
+            DpopError::PredatesStart { .. } => "dpop_predates_start",
             DpopError::ReplayCacheUnavailable(_) => "dpop_replay_cache_unavailable",
             DpopError::KeyMismatch => "dpop_key_mismatch",
         }
@@ -235,9 +248,47 @@ impl DpopError {
 ///
 /// Implementations must make "check and record" atomic. When they cannot answer they
 /// return [`ReplayError::Unavailable`], and the verifier refuses the proof.
+///
+/// A cache also says since when it has seen every use ([`ReplayCache::horizon`]): a cache
+/// that lives in one process has not seen what an earlier process of the same server
+/// accepted, so ids that such a process may have accepted are refused by [`use_once`]
+/// rather than accepted a second time. A store shared by every process serving an
+/// audience, kept across restarts, has no horizon.
 pub trait ReplayCache: Send + Sync {
     /// Records `id` until `expires`; [`ReplayError::Seen`] if it is already recorded.
     fn first_use(&self, id: &str, expires: UnixTime, now: UnixTime) -> Result<(), ReplayError>;
+
+    /// The last moment at which an id may have been used without this cache recording it
+    /// (for a cache kept in memory: when its process started, if an earlier process served
+    /// before it), or `None` when it has recorded every use.
+    fn horizon(&self) -> Option<UnixTime>;
+}
+
+/// Records the single use of `id`, issued at `issued` and accepted up to `skew` seconds
+/// before that, until `expires`: the one place every single-use id goes through.
+///
+/// An id that a server could have accepted at or before the cache's
+/// [`horizon`](ReplayCache::horizon) is refused with [`ReplayError::BeforeHorizon`]: a
+/// verifier accepts an id issued up to `skew` seconds in its future, so that is every id
+/// issued at or before the horizon plus `skew`. It may have been used already, and the
+/// cache cannot tell.
+pub fn use_once(
+    replay: &dyn ReplayCache,
+    id: &str,
+    issued: UnixTime,
+    skew: u64,
+    expires: UnixTime,
+    now: UnixTime,
+) -> Result<(), ReplayError> {
+    if let Some(horizon) = replay.horizon()
+        && issued <= horizon.plus(skew)
+    {
+        return Err(ReplayError::BeforeHorizon {
+            issued,
+            after: horizon.plus(skew),
+        });
+    }
+    replay.first_use(id, expires, now)
 }
 
 /// Why a replay cache refused an id.
@@ -246,6 +297,19 @@ pub enum ReplayError {
     /// The id was used before.
     #[error("already used")]
     Seen,
+    /// The id was issued when an earlier process could have accepted it, before this cache
+    /// began recording: whether it was used cannot be known, so it is refused. A fresh one
+    /// is accepted.
+    #[error(
+        "issued at {issued}, when a use before this server's restart cannot be ruled out: \
+         make a fresh one (issued after {after})"
+    )]
+    BeforeHorizon {
+        /// When the id was issued.
+        issued: UnixTime,
+        /// The ids issued after this time are accepted.
+        after: UnixTime,
+    },
     /// The cache cannot answer (full, poisoned, or its store failed).
     #[error("{0}")]
     Unavailable(String),
@@ -254,24 +318,42 @@ pub enum ReplayError {
 /// A bounded in-process replay cache.
 ///
 /// When full it first drops expired entries; if it is still full it refuses new ids
-/// (fail closed) rather than forgetting live ones.
+/// (fail closed) rather than forgetting live ones. It remembers nothing across restarts:
+/// a process that follows an earlier one gives it the moment it started as its horizon
+/// ([`MemoryReplayCache::after_restart`]).
 #[derive(Debug)]
 pub struct MemoryReplayCache {
     capacity: usize,
+    horizon: Option<UnixTime>,
     seen: Mutex<HashMap<String, UnixTime>>,
 }
 
 impl MemoryReplayCache {
-    /// A cache that holds at most `capacity` live ids.
+    /// A cache that holds at most `capacity` live ids, for a server that no earlier process
+    /// served before: it has seen every use.
     pub fn new(capacity: usize) -> Self {
         MemoryReplayCache {
             capacity,
+            horizon: None,
             seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A cache for a process that started at `started`, when an earlier process of the same
+    /// server may have accepted ids it has not seen: see [`use_once`].
+    pub fn after_restart(capacity: usize, started: UnixTime) -> Self {
+        MemoryReplayCache {
+            horizon: Some(started),
+            ..MemoryReplayCache::new(capacity)
         }
     }
 }
 
 impl ReplayCache for MemoryReplayCache {
+    fn horizon(&self) -> Option<UnixTime> {
+        self.horizon
+    }
+
     fn first_use(&self, id: &str, expires: UnixTime, now: UnixTime) -> Result<(), ReplayError> {
         let mut seen = self
             .seen
@@ -306,6 +388,8 @@ pub struct CheckedProof {
     key: PublicKey,
     jti: String,
     iat: UnixTime,
+    /// How far in the future `iat` was allowed to be.
+    skew: u64,
     /// Until when its id must be remembered.
     expires: UnixTime,
 }
@@ -331,19 +415,23 @@ impl CheckedProof {
     }
 
     /// §11.1: each proof once. Ids are scoped to the key, so one client cannot collide with
-    /// another's; they are kept until the proof could no longer be accepted anyway.
+    /// another's; they are kept until the proof could no longer be accepted anyway. A proof
+    /// made before the cache's horizon (a restart) is refused: see [`use_once`].
     pub fn record(
         self,
         replay: &dyn ReplayCache,
         now: UnixTime,
     ) -> Result<VerifiedProof, DpopError> {
         let replay_id = format!("dpop:{}:{}", self.key.thumbprint(), self.jti);
-        replay
-            .first_use(&replay_id, self.expires, now)
-            .map_err(|error| match error {
+        use_once(replay, &replay_id, self.iat, self.skew, self.expires, now).map_err(|error| {
+            match error {
                 ReplayError::Seen => DpopError::Replayed,
+                ReplayError::BeforeHorizon { issued, after } => {
+                    DpopError::PredatesStart { iat: issued, after }
+                }
                 ReplayError::Unavailable(why) => DpopError::ReplayCacheUnavailable(why),
-            })?;
+            }
+        })?;
         Ok(VerifiedProof {
             key: self.key,
             jti: self.jti,
@@ -421,6 +509,7 @@ pub fn check_proof(proof: &str, check: &ProofCheck<'_>) -> Result<CheckedProof, 
         key,
         jti: claims.jti,
         iat: claims.iat,
+        skew: check.max_skew,
         expires: claims.iat.plus(check.max_age).plus(check.max_skew),
     })
 }
@@ -693,6 +782,61 @@ mod tests {
             let claims = ProofClaims::new("POST", URI, NOW, "same-jti".into());
             verify_proof(&proof(&key, claims), &check(), &cache).unwrap();
         }
+    }
+
+    #[test]
+    fn a_proof_from_before_a_restart_is_refused_after_it() {
+        // The earlier process could have accepted, until it stopped, any proof made up to
+        // the skew after that: the restarted cache has seen none of them.
+        let restarted = NOW;
+        let cache = MemoryReplayCache::after_restart(16, restarted);
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        for iat in [restarted.minus(30), restarted, restarted.plus(5)] {
+            let check = ProofCheck {
+                now: restarted.plus(6),
+                ..check()
+            };
+            let claims = ProofClaims::new("POST", URI, iat, format!("j{iat}"));
+            let error = verify_proof(&proof(&key, claims), &check, &cache).unwrap_err();
+            assert_eq!(error.code(), "dpop_predates_start", "iat {iat}: {error}");
+        }
+        // A fresh proof, made once the skew has passed, is accepted, once.
+        let later = ProofCheck {
+            now: restarted.plus(6),
+            ..check()
+        };
+        let fresh = proof(
+            &key,
+            ProofClaims::new("POST", URI, restarted.plus(6), "fresh".into()),
+        );
+        verify_proof(&fresh, &later, &cache).unwrap();
+        assert_eq!(
+            verify_proof(&fresh, &later, &cache).unwrap_err().code(),
+            "dpop_replayed"
+        );
+        // A cache with no earlier process has no horizon.
+        let first = MemoryReplayCache::new(16);
+        let old = proof(&key, ProofClaims::new("POST", URI, NOW, "old".into()));
+        verify_proof(&old, &check(), &first).unwrap();
+    }
+
+    #[test]
+    fn use_once_refuses_ids_issued_before_the_horizon_plus_skew() {
+        let cache = MemoryReplayCache::after_restart(16, NOW);
+        assert_eq!(
+            use_once(&cache, "w", NOW.plus(5), 5, NOW.plus(60), NOW.plus(6)),
+            Err(ReplayError::BeforeHorizon {
+                issued: NOW.plus(5),
+                after: NOW.plus(5)
+            })
+        );
+        use_once(&cache, "w", NOW.plus(6), 5, NOW.plus(60), NOW.plus(6)).unwrap();
+        assert_eq!(
+            use_once(&cache, "w", NOW.plus(6), 5, NOW.plus(60), NOW.plus(6)),
+            Err(ReplayError::Seen)
+        );
+        // A refused id was not recorded: nothing changed.
+        assert!(cache.seen.lock().unwrap().len() == 1);
     }
 
     #[test]

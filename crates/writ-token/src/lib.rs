@@ -84,7 +84,8 @@ pub use claims::{
 };
 pub use dpop::{
     CheckedProof, DPOP_TYP, DpopError, MAX_PROOF_LEN, MemoryReplayCache, ProofCheck, ProofClaims,
-    ReplayCache, ReplayError, VerifiedProof, access_token_hash, check_proof, verify_proof,
+    ReplayCache, ReplayError, VerifiedProof, access_token_hash, check_proof, use_once,
+    verify_proof,
 };
 pub use ids::{ApprovalId, Audience, HumanId, IdError, Issuer, MandateId, WritId};
 pub use mandate::{MAX_MANDATE_LIFETIME, MandateClaims, UnverifiedMandate, VerifiedMandate};

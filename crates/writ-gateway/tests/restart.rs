@@ -1,0 +1,138 @@
+//! Single use across a restart: a gateway that follows an earlier one on the same spool
+//! directory has not seen the writs and proofs that one accepted, so it refuses every writ
+//! and proof issued before it started (plus the skew), and accepts fresh ones.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use serde_json::json;
+use writ_testkit::*;
+
+/// Sends a captured MCP request (writ, proof and body, as they were) to the gateway
+/// listening at `url`.
+async fn replay(world: &World, url: &str, writ: &str, proof: &str, body: &[u8]) -> (u16, String) {
+    let response = world
+        .http
+        .post(format!("{url}/mcp/files"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .header("content-type", "application/json")
+        .header("authorization", format!("DPoP {writ}"))
+        .header("dpop", proof)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_request_is_refused_after_a_gateway_restart() {
+    let world = World::new().await;
+    let (mandate, _) = world.grant().await;
+    let files = format!("{}/mcp/files", world.gateway_url);
+    let body = tools_call("read_file", json!({"path": "/data/reports/q3.md"}))
+        .to_string()
+        .into_bytes();
+    let writ = world
+        .writ(
+            &mandate,
+            "/mcp/files",
+            read_file_detail("/data/reports/q3.md"),
+        )
+        .await;
+    let proof = world.proof("POST", &files, &writ);
+    let (status, text) = replay(&world, &world.gateway_url, &writ, &proof, &body).await;
+    assert_eq!(status, 200, "{text}");
+
+    // The gateway restarts on the same spool directory; the captured request comes again.
+    world.gateway.shutdown().await;
+    let (_restarted, url) = world.start_gateway().await;
+    let (status, text) = replay(&world, &url, &writ, &proof, &body).await;
+    assert_eq!(
+        (status, reason(&text).as_str()),
+        (401, "dpop_predates_start"),
+        "{text}"
+    );
+    // Still refused later in the proof's lifetime.
+    world.clock.advance(20);
+    let (status, text) = replay(&world, &url, &writ, &proof, &body).await;
+    assert_eq!(
+        (status, reason(&text).as_str()),
+        (401, "dpop_predates_start"),
+        "{text}"
+    );
+    // The same writ with a fresh proof: the writ may have been used before the restart.
+    let fresh = world.proof("POST", &files, &writ);
+    let (status, text) = replay(&world, &url, &writ, &fresh, &body).await;
+    assert_eq!(
+        (status, reason(&text).as_str()),
+        (401, "writ_predates_start"),
+        "{text}"
+    );
+
+    // A writ and proof made after the restart (plus the skew) pass, once.
+    let writ = world
+        .writ(
+            &mandate,
+            "/mcp/files",
+            read_file_detail("/data/reports/q3.md"),
+        )
+        .await;
+    let proof = world.proof("POST", &files, &writ);
+    let (status, text) = replay(&world, &url, &writ, &proof, &body).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("Revenue grew 12%"), "{text}");
+    let (status, text) = replay(&world, &url, &writ, &proof, &body).await;
+    assert_eq!(
+        (status, reason(&text).as_str()),
+        (401, "dpop_replayed"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_made_within_the_skew_of_a_restart_is_refused_then_a_fresh_one_passes() {
+    let world = World::new().await;
+    let (mandate, _) = world.grant().await;
+    world.gateway.shutdown().await;
+    let (_restarted, url) = world.start_gateway().await;
+    let files = format!("{}/mcp/files", world.gateway_url);
+    let body = tools_call("read_file", json!({"path": "/data/reports/q3.md"}))
+        .to_string()
+        .into_bytes();
+    // Made just after the restart: the earlier gateway would have taken a proof dated up to
+    // the skew into its future, so this one could have been used there.
+    let writ = world
+        .writ(
+            &mandate,
+            "/mcp/files",
+            read_file_detail("/data/reports/q3.md"),
+        )
+        .await;
+    let proof = world.proof("POST", &files, &writ);
+    let (status, text) = replay(&world, &url, &writ, &proof, &body).await;
+    assert_eq!(
+        (status, reason(&text).as_str()),
+        (401, "dpop_predates_start"),
+        "{text}"
+    );
+    // Once the skew (5 s) has passed, a fresh writ and proof are accepted.
+    world.clock.advance(6);
+    let writ = world
+        .writ(
+            &mandate,
+            "/mcp/files",
+            read_file_detail("/data/reports/q3.md"),
+        )
+        .await;
+    let proof = world.proof("POST", &files, &writ);
+    let (status, text) = replay(&world, &url, &writ, &proof, &body).await;
+    assert_eq!(status, 200, "{text}");
+}
