@@ -41,13 +41,15 @@ impl Sidecar {
     /// error. `protocol` is the agent's `MCP-Protocol-Version` header, when it came over
     /// HTTP.
     pub async fn relay(&self, bytes: &[u8], protocol: Option<&str>) -> Relayed {
-        let message: Value = match serde_json::from_slice(bytes) {
+        // The bytes go on to the gateway as they came, so they are read the one way the
+        // gateway reads them (I-JSON): what it would refuse is refused here, with the cause.
+        let message: Value = match writ_jose::from_slice_strict(bytes) {
             Ok(message) => message,
             Err(error) => {
                 return Relayed::answer(error_message(
                     &Value::Null,
                     PARSE_ERROR,
-                    format!("not JSON: {error}"),
+                    format!("not a message every JSON parser reads alike: {error}"),
                     None,
                 ));
             }

@@ -131,3 +131,24 @@ async fn a_child_that_dies_fails_its_requests_at_once_and_is_started_again() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Q3 report"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_route_refuses_a_body_its_server_could_read_as_another_call() {
+    let world = stdio_world(format!("exec {WRIT} demo-server --stdio")).await;
+    let (mandate, _) = world.grant().await;
+    let files = format!("{}/mcp/files", world.gateway_url);
+    // The gateway relays the message it parsed: a reading that kept the first `name`
+    // would run `drop_table` under a writ for `read_file`.
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"drop_table","name":"read_file","arguments":{"path":"/data/reports/q3.md"}}}"#;
+    let writ = world
+        .writ(
+            &mandate,
+            "/mcp/files",
+            read_file_detail("/data/reports/q3.md"),
+        )
+        .await;
+    let proof = world.proof("POST", &files, &writ);
+    let (status, _, text) = world.post_mcp(&writ, &proof, body.to_vec()).await;
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(reason(&text), "duplicate_member");
+}
