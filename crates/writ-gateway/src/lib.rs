@@ -1004,7 +1004,7 @@ fn check_json_content(headers: &HeaderMap, required: bool) -> Result<bool, Denia
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), and the
 /// agent's own credentials, which stop here.
-const NOT_FORWARDED: [&str; 16] = [
+const NOT_FORWARDED: [&str; 20] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -1020,6 +1020,12 @@ const NOT_FORWARDED: [&str; 16] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    "x-original-method",
+    // A path other than the one checked: some frameworks route on these instead of the
+    // request line (IIS URL Rewrite, Symfony).
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
     "forwarded",
     "x-real-ip",
 ];

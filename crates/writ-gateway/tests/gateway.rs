@@ -102,6 +102,8 @@ async fn an_allowed_http_call_passes_with_basic_credentials_and_streams_back() {
         .header("authorization", format!("DPoP {writ}"))
         .header("dpop", proof)
         .header("x-http-method-override", "DELETE")
+        .header("x-original-url", "/admin")
+        .header("x-rewrite-url", "/admin")
         .header("x-forwarded-for", "10.9.8.7")
         .send()
         .await
@@ -126,6 +128,8 @@ async fn an_allowed_http_call_passes_with_basic_credentials_and_streams_back() {
     assert_eq!(seen.get("authorization").unwrap(), &expected);
     // The method is the one checked, and the agent cannot claim another client address.
     assert!(seen.get("x-http-method-override").is_none());
+    assert!(seen.get("x-original-url").is_none());
+    assert!(seen.get("x-rewrite-url").is_none());
     assert!(seen.get("x-forwarded-for").is_none());
 
     // An event stream passes through as it is.
