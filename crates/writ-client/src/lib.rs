@@ -2,7 +2,10 @@
 //!
 //! Every request carries a fresh DPoP proof (RFC 9449) made with the caller's registered
 //! key, never a bearer secret. When the issuer requires nonces, the client keeps the newest
-//! `DPoP-Nonce` it was given and retries once on `use_dpop_nonce` (§8, §9). It follows no
+//! `DPoP-Nonce` it was given and retries once on `use_dpop_nonce` (§8, §9). Just after an
+//! issuer restarts it refuses proofs made before then plus its clock skew
+//! (`dpop_predates_start`): the client retries with a fresh proof once a second, for at
+//! most [`writ_token::MAX_SKEW`] + 1 seconds. It follows no
 //! redirects (a redirect would carry the single-use proof to another host) and reads at
 //! most [`MAX_RESPONSE`] bytes of any answer.
 //!
@@ -24,6 +27,11 @@ pub const REQUEST_ID_HEADER: &str = "writ-request-id";
 
 /// How long one request may take, including a long-polled revocation feed.
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// How long to wait before a fresh proof after `dpop_predates_start`.
+const PREDATES_START_RETRY: Duration = Duration::from_secs(1);
+/// How many times to retry after `dpop_predates_start`: a proof made more than the
+/// largest skew after the issuer's restart is always accepted.
+const PREDATES_START_RETRIES: u64 = writ_token::MAX_SKEW + 1;
 
 /// A request to the issuer failed.
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +213,7 @@ impl IssuerClient {
     async fn send(&self, method: Method, path: &str, body: Body<'_>) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut retried = false;
+        let mut predates_start = 0;
         loop {
             let mut request = self
                 .http
@@ -246,6 +255,15 @@ impl IssuerClient {
                 retried = true;
                 continue;
             }
+            // The issuer restarted less than its skew ago: a fresh proof made after that
+            // is accepted. The refused request changed nothing.
+            if predates_start < PREDATES_START_RETRIES
+                && value.get("reason").and_then(Value::as_str) == Some("dpop_predates_start")
+            {
+                predates_start += 1;
+                tokio::time::sleep(PREDATES_START_RETRY).await;
+                continue;
+            }
             return Err(refusal(status, value));
         }
     }
@@ -279,6 +297,60 @@ pub fn random_jti() -> Result<String, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An issuer that has just restarted: it refuses the first `refusals` requests with
+    /// `dpop_predates_start`, then answers. Returns its URL and the proofs it was sent.
+    async fn restarted_issuer(refusals: usize) -> (String, std::sync::Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let proofs = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&proofs);
+        tokio::spawn(async move {
+            for n in 0..=refusals {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut request = vec![0; 16 * 1024];
+                let read = stream.read(&mut request).await.unwrap();
+                let text = String::from_utf8_lossy(&request[..read]).into_owned();
+                let proof = text
+                    .lines()
+                    .find_map(|line| line.strip_prefix("dpop: "))
+                    .unwrap_or_default()
+                    .to_owned();
+                seen.lock().unwrap().push(proof);
+                let (status, body) = if n < refusals {
+                    (
+                        "401 Unauthorized",
+                        r#"{"error":"invalid_dpop_proof","reason":"dpop_predates_start"}"#,
+                    )
+                } else {
+                    ("200 OK", r#"{"ok":true}"#)
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(response.as_bytes()).await.unwrap();
+            }
+        });
+        (url, proofs)
+    }
+
+    #[tokio::test]
+    async fn a_proof_refused_as_made_before_a_restart_is_retried_fresh() {
+        let (url, proofs) = restarted_issuer(2).await;
+        let key = SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
+        let client = IssuerClient::new(&url, key).unwrap();
+        let answer = client.get("/v1/agents").await.unwrap();
+        assert_eq!(answer["ok"], true);
+        let proofs = proofs.lock().unwrap().clone();
+        assert_eq!(proofs.len(), 3);
+        assert!(proofs.iter().all(|proof| !proof.is_empty()));
+        assert!(
+            proofs[0] != proofs[1] && proofs[1] != proofs[2],
+            "each try has a fresh proof"
+        );
+    }
 
     #[test]
     fn a_refusal_keeps_its_reason_sentence_and_retry_interval() {
