@@ -1,14 +1,17 @@
 //! `writ audit verify`: check a whole log offline, from a data directory.
 //!
 //! The tree is rebuilt from the stored leaves alone, and every stored checkpoint must then
-//! verify: its signature under the log's key, its size within the leaves present, and its
-//! root equal to the rebuilt root at that size. A changed leaf, a reordered pair or a
-//! deleted tail each break that, and the report says which and, where the stored node
-//! hashes allow, at which leaf.
+//! verify: its signature under the log key the caller gives (never one read from the data
+//! directory, which whoever can change the log can change too), its origin that key's
+//! log, its size within the leaves present, and its root equal to the rebuilt root at
+//! that size. A changed leaf, a reordered pair or a deleted tail each break that, and the
+//! report says which and, where the stored node hashes allow, at which leaf. At least one
+//! checkpoint must verify, and an earlier checkpoint the caller kept (`--since`) must be a
+//! prefix of the log: that also catches a log rewritten by someone holding the log key.
 
 use std::path::Path;
 
-use writ_log::{Checkpoint, Nodes as _, NoteVerifier, verify_note};
+use writ_log::{Checkpoint, Hash, Nodes as _, NoteVerifier, verify_note};
 use writ_store::{Store, StoreError};
 
 /// What a successful verification checked.
@@ -20,6 +23,8 @@ pub struct AuditReport {
     pub checkpoints: usize,
     /// The size of the newest verified checkpoint.
     pub latest_checkpoint: Option<u64>,
+    /// Its root, to keep and give as the earlier checkpoint next time.
+    pub latest_root: Option<Hash>,
 }
 
 /// The log does not verify.
@@ -31,8 +36,9 @@ pub enum AuditError {
     /// The store could not be read, or a leaf is missing from the sequence.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A checkpoint's signature does not verify under the log's key.
-    #[error("checkpoint at size {size} is not signed by the log's key: {reason}")]
+    /// A checkpoint's signature does not verify under the given log key, or it is of
+    /// another log.
+    #[error("checkpoint at size {size} is not signed by the given log key: {reason}")]
     BadSignature {
         /// The checkpoint's size.
         size: u64,
@@ -49,6 +55,22 @@ pub enum AuditError {
         /// The leaves present.
         leaves: u64,
     },
+    /// No checkpoint is stored, so nothing signed vouches for the leaves.
+    #[error(
+        "no signed checkpoint covers the {leaves} leaves: nothing vouches for them (a running issuer signs one within its checkpoint interval)"
+    )]
+    Unsigned {
+        /// The leaves present.
+        leaves: u64,
+    },
+    /// The log is not an extension of the earlier checkpoint given.
+    #[error(
+        "the log is not an extension of the earlier checkpoint at size {size}: history was rewritten or cut"
+    )]
+    Rewritten {
+        /// The earlier checkpoint's size.
+        size: u64,
+    },
     /// The leaves no longer hash to a signed root.
     #[error("leaves were changed or reordered: the root at size {size} differs from the signed checkpoint{}", .first_changed.map(|i| format!("; leaf {i} no longer matches its recorded hash")).unwrap_or_default())]
     RootMismatch {
@@ -59,30 +81,32 @@ pub enum AuditError {
     },
 }
 
-/// Verifies the log in `data_dir` against its own log key.
-pub async fn verify_data_dir(data_dir: &Path) -> Result<AuditReport, AuditError> {
-    let config_path = data_dir.join(crate::CONFIG_FILE);
-    let text = std::fs::read(&config_path).map_err(crate::io(&config_path))?;
-    let identity: crate::Identity =
-        writ_jose::from_slice_strict(&text).map_err(|e| crate::SetupError::Config {
-            path: config_path.clone(),
-            message: e.to_string(),
-        })?;
-    let log_key =
-        writ_keystore::load(&crate::log_key_path(data_dir)).map_err(crate::SetupError::from)?;
-    let verifier = writ_log::NoteSigner::new(&identity.log_origin, log_key)
-        .map_err(|e| crate::SetupError::Invalid(e.to_string()))?
-        .verifier();
+/// Verifies the log in `data_dir` against `verifier`, the log key `writ issuer init`
+/// printed (kept apart from the data directory), and, when given, an earlier checkpoint
+/// `(size, root)` it must extend. The data directory's own keys are not read.
+pub async fn verify_data_dir(
+    data_dir: &Path,
+    verifier: &NoteVerifier,
+    since: Option<(u64, Hash)>,
+) -> Result<AuditReport, AuditError> {
     let store = Store::open(data_dir).await?;
-    verify_store(&store, &verifier).await
+    verify_store(&store, verifier, since).await
 }
 
-/// Verifies the log in `store` against `verifier`.
+/// Verifies the log in `store` against `verifier` and, when given, an earlier checkpoint
+/// `(size, root)` it must extend.
 pub async fn verify_store(
     store: &Store,
     verifier: &NoteVerifier,
+    since: Option<(u64, Hash)>,
 ) -> Result<AuditReport, AuditError> {
     let tree = writ_store::recompute_tree(store).await?;
+    if let Some((size, root)) = since {
+        // Every leaf is rebuilt here, so the earlier root is checked directly.
+        if size > tree.size() || tree.root(size).ok() != Some(root) {
+            return Err(AuditError::Rewritten { size });
+        }
+    }
     let mut checked = 0;
     let mut latest = None;
     for (size, note) in store.checkpoints().await? {
@@ -96,6 +120,16 @@ pub async fn verify_store(
             size,
             reason: e.to_string(),
         })?;
+        if checkpoint.origin != verifier.name() {
+            return Err(AuditError::BadSignature {
+                size,
+                reason: format!(
+                    "it is of log `{}`, not of `{}`, whose key was given",
+                    checkpoint.origin,
+                    verifier.name()
+                ),
+            });
+        }
         if checkpoint.size > tree.size() {
             return Err(AuditError::Truncated {
                 checkpoint: checkpoint.size,
@@ -124,11 +158,17 @@ pub async fn verify_store(
             });
         }
         checked += 1;
-        latest = Some(checkpoint.size);
+        latest = Some((checkpoint.size, checkpoint.root));
+    }
+    if checked == 0 {
+        return Err(AuditError::Unsigned {
+            leaves: tree.size(),
+        });
     }
     Ok(AuditReport {
         leaves: tree.size(),
         checkpoints: checked,
-        latest_checkpoint: latest,
+        latest_checkpoint: latest.map(|(size, _)| size),
+        latest_root: latest.map(|(_, root)| root),
     })
 }

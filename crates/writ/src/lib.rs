@@ -7,6 +7,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use clap::{Parser, Subcommand, ValueEnum};
 use writ_jose::{Algorithm, SigningKey};
 
@@ -181,11 +183,13 @@ enum IssuerCommand {
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Rebuild the log from its leaves and check it against signed checkpoints: offline
-    /// from a data directory (`--data`, issuer stopped), or from a running issuer
-    /// (`--issuer`, `--key` of an administrator, `--log-key` from `writ issuer init`).
+    /// from a data directory (`--data` and `--log-key`, issuer stopped), or from a running
+    /// issuer (`--issuer`, `--key` of an administrator, `--log-key`). Either way the
+    /// checkpoints must be signed by `--log-key`, the key `writ issuer init` printed.
     Verify {
-        /// The data directory; when given, the log is verified offline from it.
-        #[arg(long, conflicts_with_all = ["log_key", "since"])]
+        /// The data directory; when given, the log is verified offline from it. The keys
+        /// in it are not trusted: `--log-key` is required.
+        #[arg(long)]
         data: Option<PathBuf>,
         /// The issuer's public URL.
         #[arg(long, env = "WRIT_ISSUER")]
@@ -193,7 +197,8 @@ enum AuditCommand {
         /// An administrator's keystore file (leaves are for administrators).
         #[arg(long, env = "WRIT_KEY")]
         key: Option<PathBuf>,
-        /// The log's verifier key, as `writ issuer init` printed it.
+        /// The log's verifier key, as `writ issuer init` printed it (keep it apart from the
+        /// data directory).
         #[arg(long)]
         log_key: Option<String>,
         /// A checkpoint verified before, `SIZE:ROOT` as this command prints it: the log
@@ -326,18 +331,44 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             runtime()?.block_on(remote::verify(&client, &log_key, since.as_deref(), out))
         }
         Command::Audit(AuditCommand::Verify {
-            data: Some(data), ..
+            data: Some(data),
+            log_key,
+            since,
+            ..
         }) => {
-            let report = runtime()?.block_on(writ_issuer::verify_data_dir(&data))?;
+            // The data directory's own log key proves nothing against whoever could change
+            // the log: the key must come from elsewhere.
+            let log_key = log_key.context(
+                "--data needs --log-key, the log verifier key `writ issuer init` printed: a key read from the data directory would vouch for whatever is in it",
+            )?;
+            let verifier = writ_log::NoteVerifier::parse(&log_key)
+                .context("--log-key is not a note verifier key")?;
+            let since = since.as_deref().map(remote::parse_since).transpose()?;
+            let report =
+                runtime()?.block_on(writ_issuer::verify_data_dir(&data, &verifier, since))?;
+            if let Some((size, _)) = since {
+                writeln!(out, "consistent with the checkpoint at size {size}")?;
+            }
             writeln!(
                 out,
-                "audit log verified: {} leaves, {} signed checkpoints, newest at size {}",
-                report.leaves,
+                "audit log verified: {} signed checkpoints by {}, newest at size {}, of {} leaves",
                 report.checkpoints,
+                verifier.name(),
                 report
                     .latest_checkpoint
-                    .map_or("-".to_owned(), |size| size.to_string())
+                    .map_or("-".to_owned(), |size| size.to_string()),
+                report.leaves,
             )?;
+            if let (Some(size), Some(root)) = (report.latest_checkpoint, report.latest_root) {
+                if size < report.leaves {
+                    writeln!(
+                        out,
+                        "leaves {size} to {} are not yet covered by a signed checkpoint",
+                        report.leaves.saturating_sub(1)
+                    )?;
+                }
+                writeln!(out, "checkpoint: {size}:{}", STANDARD.encode(root))?;
+            }
             Ok(())
         }
     }

@@ -738,6 +738,15 @@ pub(crate) async fn rotate(remote: Remote, out: &mut dyn Write) -> anyhow::Resul
     remote.send("/v1/keys/rotate", None, out).await
 }
 
+/// `--since SIZE:ROOT`, the root in base64, as `writ audit verify` prints a checkpoint.
+pub(crate) fn parse_since(since: &str) -> anyhow::Result<(u64, writ_log::Hash)> {
+    let (size, root) = since
+        .split_once(':')
+        .context("--since is SIZE:ROOT, the root in base64")?;
+    let size: u64 = size.parse().context("--since size is not a number")?;
+    Ok((size, hash(&json!(root))?))
+}
+
 pub(crate) fn hash(text: &Value) -> anyhow::Result<writ_log::Hash> {
     let bytes = STANDARD
         .decode(text.as_str().context("a hash is not a string")?)
@@ -803,11 +812,7 @@ pub(crate) async fn verify(
         checkpoint.size
     );
     if let Some(since) = since {
-        let (size, old_root) = since
-            .split_once(':')
-            .context("--since is SIZE:ROOT, the root in base64")?;
-        let size: u64 = size.parse().context("--since size is not a number")?;
-        let old_root = hash(&json!(old_root))?;
+        let (size, old_root) = parse_since(since)?;
         // Every leaf is already rebuilt here, so the earlier root is checked directly
         // rather than through a proof the issuer would supply.
         anyhow::ensure!(

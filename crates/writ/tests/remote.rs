@@ -204,3 +204,69 @@ fn the_client_answers_a_nonce_challenge_by_retrying_with_the_nonce() {
     ]);
     assert!(out.contains("\"root\""), "{out}");
 }
+
+/// A data directory with a signed checkpoint; the log verifier key `init` printed. With
+/// `forge`, the log key in the data directory is replaced before the checkpoint is signed,
+/// as someone who can write the directory could do.
+fn data_dir(dir: &Path, forge: bool) -> (String, String) {
+    let data = dir.join("data");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let log_key = runtime.block_on(async {
+        let done = writ_issuer::init(&data, "https://issuer.test", "root", &dir.join("admin.key"))
+            .await
+            .unwrap();
+        if forge {
+            let path = data.join("keys").join("log.key");
+            std::fs::remove_file(&path).unwrap();
+            let forged = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
+            writ_keystore::create(&path, &forged).unwrap();
+        }
+        let issuer = writ_issuer::Issuer::open(&data, writ_issuer::Settings::default())
+            .await
+            .unwrap();
+        issuer.checkpoint_now().await.unwrap();
+        done.log_verifier_key
+    });
+    (data.to_str().unwrap().to_owned(), log_key)
+}
+
+/// Offline verification trusts only the log key it is given: without `--log-key` the
+/// command refuses, and checkpoints signed by a key put in the data directory do not
+/// verify.
+#[test]
+fn offline_audit_verification_trusts_only_the_given_log_key() {
+    let honest = tempfile::tempdir().unwrap();
+    let (data, log_key) = data_dir(honest.path(), false);
+    let out = ok(&["audit", "verify", "--data", &data, "--log-key", &log_key]);
+    assert!(out.contains("audit log verified"), "{out}");
+    let since = out
+        .lines()
+        .find_map(|line| line.strip_prefix("checkpoint: "))
+        .unwrap()
+        .to_owned();
+    let out = ok(&[
+        "audit",
+        "verify",
+        "--data",
+        &data,
+        "--log-key",
+        &log_key,
+        "--since",
+        &since,
+    ]);
+    assert!(out.contains("consistent with the checkpoint"), "{out}");
+
+    let forged = tempfile::tempdir().unwrap();
+    let (data, log_key) = data_dir(forged.path(), true);
+    let (result, out) = writ(&["audit", "verify", "--data", &data]);
+    assert!(
+        result.is_err(),
+        "verified with the data directory's own key: {out}"
+    );
+    let (result, out) = writ(&["audit", "verify", "--data", &data, "--log-key", &log_key]);
+    let error = format!(
+        "{:#}",
+        result.err().unwrap_or_else(|| panic!("verified: {out}"))
+    );
+    assert!(error.contains("not signed by the given log key"), "{error}");
+}
