@@ -7,6 +7,13 @@
 //! page with news is followed at once by another request, until one comes back empty.
 //! Older than the configured limit, the gateway refuses every request until the feed
 //! answers again (fail closed).
+//!
+//! Each request's `after` tells the issuer that everything up to it is applied: a page is
+//! applied before the next request is sent, never after. The issuer counts the request as
+//! this gateway's acknowledgment (a revocation asked to wait is answered once every live
+//! gateway has acknowledged it). Every request also carries this process's instance id;
+//! when the issuer refuses the gateway (disabled, revoked, another process with the same
+//! key, another gateway on the same audience), the copy counts as stale at once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -23,6 +30,8 @@ pub(crate) struct Revocations {
     /// When the last answered feed request was sent.
     synced: RwLock<Option<Instant>>,
     max_staleness: Duration,
+    /// This process's id for the issuer, drawn at start.
+    instance: String,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +52,7 @@ impl Revocations {
             revoked: RwLock::new(HashMap::new()),
             synced: RwLock::new(None),
             max_staleness,
+            instance: instance_id(),
         }
     }
 
@@ -79,13 +89,29 @@ impl Revocations {
         wait: u64,
     ) -> Result<(i64, bool), String> {
         let sent = Instant::now();
-        let body = client
-            .get(&format!("/v1/revocations?after={after}&wait={wait}"))
+        let instance = &self.instance;
+        let body = match client
+            .get(&format!(
+                "/v1/revocations?after={after}&wait={wait}&instance={instance}"
+            ))
             .await
-            .map_err(|e| e.to_string())?;
+        {
+            Ok(body) => body,
+            Err(error) => {
+                // The issuer refuses this gateway: stop deciding on the copy now rather
+                // than when it ages out.
+                if let writ_client::ClientError::Refused { status, .. } = &error
+                    && matches!(status.as_u16(), 401 | 403 | 409)
+                {
+                    *self.synced.write().unwrap_or_else(PoisonError::into_inner) = None;
+                }
+                return Err(error.to_string());
+            }
+        };
         let page: Page = serde_json::from_value(body)
             .map_err(|e| format!("the revocation feed is malformed: {e}"))?;
         let caught_up = page.revocations.is_empty();
+        // Applied here, before `poll` returns and the next request acknowledges `next`.
         if caught_up {
             *self.synced.write().unwrap_or_else(PoisonError::into_inner) = Some(sent);
         } else {
@@ -126,5 +152,20 @@ impl Revocations {
                 }
             }
         });
+    }
+}
+
+/// A random id for this process, sent with every feed request.
+fn instance_id() -> String {
+    match writ_jose::random_bytes::<16>() {
+        Ok(bytes) => bytes.iter().map(|byte| format!("{byte:02x}")).collect(),
+        // No randomness: the process id and start time still tell processes apart.
+        Err(_) => format!(
+            "p{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos())
+        ),
     }
 }
