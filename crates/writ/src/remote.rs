@@ -694,7 +694,7 @@ fn grants_from(grants: &[String], file: Option<&std::path::Path>) -> anyhow::Res
 /// What `writ revoke` revokes.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum RevocationKind {
-    /// An agent, by its key thumbprint: every writ and mandate it holds stops.
+    /// An agent, by its name or key thumbprint: every writ and mandate it holds stops.
     Agent,
     /// A mandate and every mandate delegated from it.
     Mandate,
@@ -713,7 +713,9 @@ pub(crate) struct RevokeArgs {
     /// What to revoke.
     #[arg(value_enum)]
     kind: RevocationKind,
-    /// Its id: a thumbprint, mandate id, human id, writ id or `kid`.
+    /// Which one: an agent's name or thumbprint, a mandate id, human id, writ id or `kid`.
+    /// The issuer refuses a subject that names nothing (`unknown_subject`) and answers
+    /// with everything it revoked.
     subject: String,
     /// Why, for the audit log.
     #[arg(long, default_value = "revoked from the command line")]
