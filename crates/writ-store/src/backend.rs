@@ -25,8 +25,8 @@ use writ_log::Hash;
 
 use crate::StoreError;
 use crate::records::{
-    AgentRecord, GatewayRecord, HumanRecord, LeafRecord, MandateRecord, ProviderRecord,
-    RevocationRecord, ToolRecord,
+    AgentRecord, EntitlementRecord, GatewayRecord, HumanRecord, LeafRecord, MandateRecord,
+    ProviderRecord, RevocationRecord, ToolRecord,
 };
 use crate::writer::Write;
 
@@ -132,6 +132,10 @@ pub struct Snapshot {
     pub revoked: Vec<(String, String)>,
     /// Every delegated mandate, as (id, parent id).
     pub mandate_parents: Vec<(String, String)>,
+    /// Every entitlement.
+    pub entitlements: Vec<EntitlementRecord>,
+    /// Every group membership, as (human id, group name).
+    pub human_groups: Vec<(String, String)>,
 }
 
 /// The rows a batch adds to the log, written together just before the commit.

@@ -9,10 +9,10 @@
 //! Fail closed: when a commit fails (disk full, read-only file system, corruption), every
 //! change in it is refused with [`StoreError::Unavailable`] and nothing is applied.
 //!
-//! The inventory and the revoked subjects are also held in memory (updated by the writer
-//! before a commit is acknowledged), so an issuance reads nothing from the database. That
-//! is sound because one writer owns a store at a time: the backend's writer connection
-//! holds its lock.
+//! The inventory (with entitlements and group memberships) and the revoked subjects are
+//! also held in memory (updated by the writer before a commit is acknowledged), so an
+//! issuance reads nothing from the database. That is sound because one writer owns a store
+//! at a time: the backend's writer connection holds its lock.
 //!
 //! Storage sits behind two traits, [`Backend`] (shared reads) and [`LogWriter`] (the
 //! writer's transactions). [`SqliteBackend`] is the embedded store: one SQLite database
@@ -35,8 +35,8 @@ use writ_log::{Hash, Nodes};
 
 pub use backend::{Backend, LogRows, LogWriter, Snapshot, StoreFuture};
 pub use records::{
-    AgentRecord, GatewayRecord, HumanKeyRecord, HumanRecord, LeafRecord, MandateRecord,
-    ProviderRecord, RevocationRecord, ToolRecord,
+    AgentRecord, EntitlementRecord, GatewayRecord, HumanKeyRecord, HumanRecord, LeafRecord,
+    MandateRecord, ProviderRecord, RevocationRecord, ToolRecord,
 };
 pub use sqlite::{DATABASE_FILE, LOCK_FILE, SqliteBackend, SqliteWriter};
 pub use view::serves;
@@ -227,10 +227,7 @@ impl Store {
     /// The gateways whose registered audience serves `audience` (see
     /// [`Store::audience_known`]), in any order.
     pub fn gateways_serving(&self, audience: &str) -> Vec<GatewayRecord> {
-        self.view()
-            .gateways_serving(audience)
-            .cloned()
-            .collect()
+        self.view().gateways_serving(audience).cloned().collect()
     }
 
     /// Whether `subject` of `kind` is revoked.
@@ -241,6 +238,36 @@ impl Store {
     /// The mandate a delegated mandate came from; `None` for a mandate a human granted.
     pub fn mandate_parent(&self, id: &str) -> Option<String> {
         self.view().parent(id).map(str::to_owned)
+    }
+
+    /// An entitlement by id.
+    pub fn entitlement(&self, id: &str) -> Option<EntitlementRecord> {
+        self.view().entitlement(id).cloned()
+    }
+
+    /// Every entitlement, by id.
+    pub fn entitlements(&self) -> Vec<EntitlementRecord> {
+        let mut all: Vec<EntitlementRecord> = self.view().entitlements().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    /// The groups a human belongs to, by name.
+    pub fn human_groups(&self, id: &str) -> Vec<String> {
+        // A `BTreeSet`: already in order.
+        self.view().groups_of(id).cloned().collect()
+    }
+
+    /// The entitlements that apply to a human: those whose subject is the human, or
+    /// `group:NAME` for a group they belong to; by subject, then id.
+    pub fn entitlements_of(&self, human: &str) -> Vec<EntitlementRecord> {
+        let view = self.view();
+        let mut subjects = vec![human.to_owned()];
+        subjects.extend(view.groups_of(human).map(|group| format!("group:{group}")));
+        subjects
+            .iter()
+            .flat_map(|subject| view.entitlements_of_subject(subject).cloned())
+            .collect()
     }
 
     /// All tool providers with their tools, by name.

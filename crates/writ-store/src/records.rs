@@ -98,6 +98,23 @@ pub struct GatewayRecord {
     pub created_at: i64,
 }
 
+/// An entitlement: tools and data labels a human, or every member of a group, may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntitlementRecord {
+    /// `ent_...`.
+    pub id: String,
+    /// A human id, or `group:NAME` for every member of a group.
+    pub subject: String,
+    /// Tools, `server/tool`, or `server/*` for a server's requests other than tool calls.
+    pub tools: Vec<String>,
+    /// Data-classification labels.
+    pub labels: Vec<String>,
+    /// When created.
+    pub created_at: i64,
+    /// The administrator who created it.
+    pub created_by: String,
+}
+
 /// A granted mandate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MandateRecord {

@@ -14,8 +14,8 @@ use writ_log::Hash;
 
 use crate::backend::{Backend, LogRows, LogWriter, Snapshot, StoreFuture};
 use crate::records::{
-    AgentRecord, GatewayRecord, HumanRecord, LeafRecord, MandateRecord, ProviderRecord,
-    RevocationRecord, ToolRecord,
+    AgentRecord, EntitlementRecord, GatewayRecord, HumanRecord, LeafRecord, MandateRecord,
+    ProviderRecord, RevocationRecord, ToolRecord,
 };
 use crate::writer::Write;
 use crate::{StoreError, StoreOptions, to_i64, to_u64};
@@ -322,6 +322,14 @@ impl LogWriter for SqliteWriter {
                 sqlx::query_as("SELECT id, parent FROM mandates WHERE parent IS NOT NULL")
                     .fetch_all(&mut *conn)
                     .await?;
+            let entitlements: Vec<EntitlementRow> = sqlx::query_as(
+                "SELECT id, subject, tools, labels, created_at, created_by FROM entitlements",
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            let human_groups = sqlx::query_as("SELECT human_id, group_name FROM human_groups")
+                .fetch_all(&mut *conn)
+                .await?;
             Ok(Snapshot {
                 humans: humans.into_iter().map(HumanRow::into_record).collect(),
                 human_keys,
@@ -345,6 +353,11 @@ impl LogWriter for SqliteWriter {
                 tools,
                 revoked,
                 mandate_parents,
+                entitlements: entitlements
+                    .into_iter()
+                    .map(EntitlementRow::into_record)
+                    .collect::<Result<_, _>>()?,
+                human_groups,
             })
         })
     }
@@ -692,6 +705,46 @@ async fn apply_write(
                 .execute(&mut *conn)
                 .await?;
         }
+        Write::InsertEntitlement(entitlement) => {
+            sqlx::query("INSERT INTO entitlements (id, subject, tools, labels, created_at, created_by, log_index) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(&entitlement.id)
+                .bind(&entitlement.subject)
+                .bind(json_list(&entitlement.tools)?)
+                .bind(json_list(&entitlement.labels)?)
+                .bind(entitlement.created_at)
+                .bind(&entitlement.created_by)
+                .bind(log_index)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Write::DeleteEntitlement { id } => {
+            let rows = sqlx::query("DELETE FROM entitlements WHERE id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            expect_one(rows, &format!("entitlement `{id}`"))?;
+        }
+        Write::SetHumanGroups { id, groups } => {
+            let known: Option<(String,)> = sqlx::query_as("SELECT id FROM humans WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            if known.is_none() {
+                return Err(StoreError::NotFound(format!("human `{id}`")));
+            }
+            sqlx::query("DELETE FROM human_groups WHERE human_id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            for group in groups {
+                sqlx::query("INSERT INTO human_groups (human_id, group_name) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(id)
+                    .bind(group)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
         Write::Many(writes) => {
             let mut seqs = Vec::new();
             for write in writes {
@@ -770,6 +823,29 @@ impl AgentRow {
             created_at: self.created_at,
             expires_at: self.expires_at,
             last_seen: self.last_seen,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EntitlementRow {
+    id: String,
+    subject: String,
+    tools: String,
+    labels: String,
+    created_at: i64,
+    created_by: String,
+}
+
+impl EntitlementRow {
+    fn into_record(self) -> Result<EntitlementRecord, StoreError> {
+        Ok(EntitlementRecord {
+            tools: parse_list(&self.tools)?,
+            labels: parse_list(&self.labels)?,
+            id: self.id,
+            subject: self.subject,
+            created_at: self.created_at,
+            created_by: self.created_by,
         })
     }
 }

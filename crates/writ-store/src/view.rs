@@ -1,7 +1,7 @@
 //! The state every issuance reads, held in memory.
 //!
 //! The store has exactly one writer (its writer task, in one process: the data directory is
-//! locked), so the committed state of the inventory and of revocations is known without
+//! locked), so the committed state of the inventory (entitlements and groups included) and of revocations is known without
 //! asking the database. The view is loaded once at open and updated by the writer after each
 //! commit, before any change in that commit is acknowledged: a revocation is in force before
 //! its caller hears that it was recorded.
@@ -9,11 +9,11 @@
 //! Mandates, the feed and the audit log stay in the database; the view keeps only what the
 //! hot path needs of them: the revoked subjects and which mandate a delegated one came from.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::Write;
 use crate::backend::Snapshot;
-use crate::records::{AgentRecord, GatewayRecord, HumanRecord, ToolRecord};
+use crate::records::{AgentRecord, EntitlementRecord, GatewayRecord, HumanRecord, ToolRecord};
 
 /// The inventory and revocation state as of the last commit.
 #[derive(Debug, Default)]
@@ -33,6 +33,12 @@ pub(crate) struct View {
     revoked: HashMap<String, HashSet<String>>,
     /// Delegated mandate → the mandate it came from. Root mandates have no entry.
     parents: HashMap<String, String>,
+    /// Entitlement subject (a human id or `group:NAME`) → entitlement id → entitlement.
+    entitlements: HashMap<String, BTreeMap<String, EntitlementRecord>>,
+    /// Entitlement id → its subject.
+    entitlement_subjects: HashMap<String, String>,
+    /// Human id → the groups they belong to. Humans in no group have no entry.
+    groups: HashMap<String, BTreeSet<String>>,
 }
 
 impl View {
@@ -59,7 +65,34 @@ impl View {
             view.revoke(kind, subject);
         }
         view.parents.extend(snapshot.mandate_parents);
+        for entitlement in snapshot.entitlements {
+            view.insert_entitlement(entitlement);
+        }
+        for (human, group) in snapshot.human_groups {
+            view.groups.entry(human).or_default().insert(group);
+        }
         view
+    }
+
+    fn insert_entitlement(&mut self, entitlement: EntitlementRecord) {
+        self.entitlement_subjects
+            .insert(entitlement.id.clone(), entitlement.subject.clone());
+        self.entitlements
+            .entry(entitlement.subject.clone())
+            .or_default()
+            .insert(entitlement.id.clone(), entitlement);
+    }
+
+    fn delete_entitlement(&mut self, id: &str) {
+        let Some(subject) = self.entitlement_subjects.remove(id) else {
+            return;
+        };
+        if let Some(held) = self.entitlements.get_mut(&subject) {
+            held.remove(id);
+            if held.is_empty() {
+                self.entitlements.remove(&subject);
+            }
+        }
     }
 
     fn insert_human(&mut self, human: HumanRecord) {
@@ -150,6 +183,16 @@ impl View {
                     self.parents.insert(mandate.id.clone(), parent.clone());
                 }
             }
+            Write::InsertEntitlement(entitlement) => self.insert_entitlement(entitlement.clone()),
+            Write::DeleteEntitlement { id } => self.delete_entitlement(id),
+            Write::SetHumanGroups { id, groups } => {
+                if groups.is_empty() {
+                    self.groups.remove(id);
+                } else {
+                    self.groups
+                        .insert(id.clone(), groups.iter().cloned().collect());
+                }
+            }
             Write::Revoke(revocations) => {
                 for revocation in revocations {
                     self.revoke(revocation.kind.clone(), revocation.subject.clone());
@@ -230,6 +273,30 @@ impl View {
 
     pub(crate) fn parent(&self, mandate: &str) -> Option<&str> {
         self.parents.get(mandate).map(String::as_str)
+    }
+
+    pub(crate) fn entitlement(&self, id: &str) -> Option<&EntitlementRecord> {
+        let subject = self.entitlement_subjects.get(id)?;
+        self.entitlements.get(subject)?.get(id)
+    }
+
+    pub(crate) fn entitlements(&self) -> impl Iterator<Item = &EntitlementRecord> {
+        self.entitlements.values().flat_map(BTreeMap::values)
+    }
+
+    pub(crate) fn groups_of(&self, human: &str) -> impl Iterator<Item = &String> {
+        self.groups.get(human).into_iter().flatten()
+    }
+
+    /// The entitlements of `subject` alone (a human id or `group:NAME`).
+    pub(crate) fn entitlements_of_subject(
+        &self,
+        subject: &str,
+    ) -> impl Iterator<Item = &EntitlementRecord> {
+        self.entitlements
+            .get(subject)
+            .into_iter()
+            .flat_map(BTreeMap::values)
     }
 }
 

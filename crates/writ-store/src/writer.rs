@@ -10,8 +10,8 @@ use writ_log::{Hash, Nodes, leaf_hash};
 use crate::StoreError;
 use crate::backend::{LogRows, LogWriter};
 use crate::records::{
-    AgentRecord, GatewayRecord, HumanKeyRecord, HumanRecord, LeafRecord, MandateRecord,
-    ProviderRecord, RevocationRecord, ToolRecord,
+    AgentRecord, EntitlementRecord, GatewayRecord, HumanKeyRecord, HumanRecord, LeafRecord,
+    MandateRecord, ProviderRecord, RevocationRecord, ToolRecord,
 };
 use crate::view::View;
 
@@ -90,6 +90,21 @@ pub enum Write {
     },
     /// Record a granted mandate (its `log_index` is set to the leaf's).
     InsertMandate(MandateRecord),
+    /// Record an entitlement (the stored row notes its leaf's index).
+    InsertEntitlement(EntitlementRecord),
+    /// Delete an entitlement; refused with [`StoreError::NotFound`] when there is none.
+    DeleteEntitlement {
+        /// Its id.
+        id: String,
+    },
+    /// Replace the groups a human belongs to; refused with [`StoreError::NotFound`] for an
+    /// unknown human.
+    SetHumanGroups {
+        /// The human.
+        id: String,
+        /// Their groups, all of them.
+        groups: Vec<String>,
+    },
     /// Record revocations (each `seq` and `log_index` set by the store). Subjects already
     /// revoked are skipped; [`Appended::revocations`] says which.
     Revoke(Vec<RevocationRecord>),

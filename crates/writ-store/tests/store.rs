@@ -410,3 +410,85 @@ async fn several_changes_under_one_leaf_commit_all_or_none() {
     assert!(!store.is_revoked("agent", "jkt-missing"));
     assert_eq!(store.tree_head().size, 3);
 }
+
+#[tokio::test]
+async fn entitlements_and_groups_commit_with_their_leaves_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let entitlement = |id: &str, subject: &str, tool: &str, label: &str| EntitlementRecord {
+        id: id.into(),
+        subject: subject.into(),
+        tools: vec![tool.into()],
+        labels: vec![label.into()],
+        created_at: 5,
+        created_by: "root".into(),
+    };
+    {
+        let store = Store::open(dir.path()).await.unwrap();
+        store
+            .append(event(0), Write::InsertHuman(human("alice")))
+            .await
+            .unwrap();
+        for (n, record) in [
+            entitlement("ent_1", "alice", "files/read_file", "internal"),
+            entitlement("ent_2", "group:finance", "crm/*", "pii"),
+            entitlement("ent_3", "bob", "files/drop_table", "secret"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            store
+                .append(event(1 + n as u64), Write::InsertEntitlement(record))
+                .await
+                .unwrap();
+        }
+        let groups = |groups: &[&str]| Write::SetHumanGroups {
+            id: "alice".into(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        };
+        store
+            .append(event(4), groups(&["finance", "eng"]))
+            .await
+            .unwrap();
+        assert_eq!(store.human_groups("alice"), ["eng", "finance"]);
+        let ids: Vec<String> = store
+            .entitlements_of("alice")
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(
+            ids,
+            ["ent_1", "ent_2"],
+            "her own and her group's, not bob's"
+        );
+        // Refused changes change nothing.
+        let unknown = Write::SetHumanGroups {
+            id: "nobody".into(),
+            groups: vec!["eng".into()],
+        };
+        assert!(matches!(
+            store.append(event(5), unknown).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(store.human_groups("nobody").is_empty());
+        let missing = Write::DeleteEntitlement { id: "ent_9".into() };
+        assert!(matches!(
+            store.append(event(5), missing).await,
+            Err(StoreError::NotFound(_))
+        ));
+        store
+            .append(event(5), Write::DeleteEntitlement { id: "ent_2".into() })
+            .await
+            .unwrap();
+        store.append(event(6), groups(&["eng"])).await.unwrap();
+    }
+    let store = Store::open(dir.path()).await.unwrap();
+    assert_eq!(store.human_groups("alice"), ["eng"]);
+    assert!(store.entitlement("ent_2").is_none());
+    assert_eq!(
+        store.entitlement("ent_1").unwrap(),
+        entitlement("ent_1", "alice", "files/read_file", "internal")
+    );
+    let ids: Vec<String> = store.entitlements().into_iter().map(|e| e.id).collect();
+    assert_eq!(ids, ["ent_1", "ent_3"]);
+    assert_eq!(store.tree_head().size, 7);
+}
