@@ -413,5 +413,11 @@ pub(crate) async fn feed(
             }));
         }
         let _ = tokio::time::timeout_at(deadline, notified).await;
+        // A gateway disabled or revoked while it waits hears it now, not on its next request.
+        if let Caller::Gateway(gateway) = &caller
+            && let Some(current) = issuer.store.gateway(&gateway.jkt)
+        {
+            crate::gateways::usable(&issuer, &current)?;
+        }
     }
 }

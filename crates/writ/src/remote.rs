@@ -232,6 +232,18 @@ pub(crate) enum ToolCommand {
     },
 }
 
+/// A gateway whose status changes, and why.
+#[derive(Debug, Args)]
+pub(crate) struct GatewayStatusArgs {
+    /// The gateway's name.
+    name: String,
+    /// Why, for the audit log.
+    #[arg(long, default_value = "changed from the command line")]
+    reason: String,
+    #[command(flatten)]
+    remote: Remote,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum GatewayCommand {
     /// Register a gateway and the resource URL it serves (administrators only).
@@ -246,11 +258,17 @@ pub(crate) enum GatewayCommand {
         #[command(flatten)]
         remote: Remote,
     },
-    /// List the gateways (administrators only).
+    /// List the gateways, with their status (administrators only).
     List {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Refuse every call a gateway makes until it is enabled again (administrators only).
+    Disable(GatewayStatusArgs),
+    /// Accept a disabled gateway's calls again (administrators only; not once revoked).
+    Enable(GatewayStatusArgs),
+    /// Refuse a gateway for good and revoke its key in the feed (administrators only).
+    Revoke(GatewayStatusArgs),
     /// Run a gateway from its configuration file (TOML; see `writ_gateway::config`). On
     /// first start it creates its key and prints the command that registers it.
     Run {
@@ -403,8 +421,21 @@ pub(crate) async fn gateway(command: GatewayCommand, out: &mut dyn Write) -> any
             remote.send("/v1/gateways", Some(&body), out).await
         }
         GatewayCommand::List { remote } => remote.show("/v1/gateways", out).await,
+        GatewayCommand::Disable(args) => gateway_status(args, "disable", out).await,
+        GatewayCommand::Enable(args) => gateway_status(args, "enable", out).await,
+        GatewayCommand::Revoke(args) => gateway_status(args, "revoke", out).await,
         GatewayCommand::Run { config } => crate::run_gateway(&config, out).await,
     }
+}
+
+async fn gateway_status(
+    args: GatewayStatusArgs,
+    action: &str,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let path = format!("/v1/gateways/{}/{action}", args.name);
+    let body = json!({"reason": args.reason});
+    args.remote.send(&path, Some(&body), out).await
 }
 
 #[derive(Debug, Subcommand)]
@@ -707,7 +738,9 @@ pub(crate) enum RevocationKind {
 }
 
 /// `writ revoke KIND SUBJECT`: takes effect at the issuer at once and at every gateway
-/// within a round trip of its revocation feed.
+/// within a round trip of its revocation feed. By default the answer waits until every
+/// live gateway has acknowledged the revocation, and fails naming the gateways that had
+/// not when `--timeout` runs out (the revocation is committed either way).
 #[derive(Debug, Args)]
 pub(crate) struct RevokeArgs {
     /// What to revoke.
@@ -720,6 +753,12 @@ pub(crate) struct RevokeArgs {
     /// Why, for the audit log.
     #[arg(long, default_value = "revoked from the command line")]
     reason: String,
+    /// Answer once the revocation is committed, without waiting for the gateways.
+    #[arg(long)]
+    no_wait: bool,
+    /// How long to wait for every live gateway to acknowledge it, in seconds (at most 60).
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
     #[command(flatten)]
     remote: Remote,
 }
@@ -733,7 +772,31 @@ pub(crate) async fn revoke(args: RevokeArgs, out: &mut dyn Write) -> anyhow::Res
         RevocationKind::Key => "key",
     };
     let body = json!({"kind": kind, "subject": args.subject, "reason": args.reason});
-    args.remote.send("/v1/revocations", Some(&body), out).await
+    if args.no_wait {
+        return args.remote.send("/v1/revocations", Some(&body), out).await;
+    }
+    let path = format!("/v1/revocations?wait={}", args.timeout);
+    let answer = args.remote.client()?.post(&path, Some(&body)).await?;
+    print(out, &answer)?;
+    let enforcement = answer.get("enforcement");
+    let field = |name: &str| enforcement.and_then(|enforcement| enforcement.get(name));
+    if field("status").and_then(Value::as_str) != Some("enforced") {
+        let lagging: Vec<&str> = field("lagging")
+            .and_then(Value::as_array)
+            .map(|names| names.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        anyhow::bail!(
+            "the revocation is committed (log index {}), but these gateways had not applied it after {} s: {}",
+            answer.get("log_index").unwrap_or(&Value::Null),
+            args.timeout,
+            if lagging.is_empty() {
+                "unknown".to_owned()
+            } else {
+                lagging.join(", ")
+            }
+        );
+    }
+    Ok(())
 }
 
 pub(crate) async fn rotate(remote: Remote, out: &mut dyn Write) -> anyhow::Result<()> {
