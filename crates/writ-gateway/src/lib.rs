@@ -36,6 +36,7 @@ pub mod config;
 pub mod decisions;
 mod deny;
 mod feed;
+pub mod inputs;
 mod keys;
 mod mcp;
 mod stdio;
