@@ -9,7 +9,7 @@
 //! &subject_token=<the parent mandate>
 //! &subject_token_type=urn:writ:params:oauth:token-type:mandate
 //! &requested_token_type=urn:writ:params:oauth:token-type:mandate
-//! &delegate=<the receiving agent's name>
+//! &delegate=<the receiving agent's name or key thumbprint>
 //! &authorization_details=[<the child's grants>]
 //! &expires_in=<seconds, optional>
 //! ```
@@ -17,8 +17,9 @@
 //! The child may only narrow. Every grant must fall within a grant of the parent (tools,
 //! argument constraints and data labels, by `is_subset_of`); it expires no later than the
 //! parent (by default with it); its depth is one more, within the parent's `max_depth`; the
-//! delegate is active and not already in the chain (no cycles); and policy (`Delegate`)
-//! permits. The chain goes in `act`, nested (RFC 8693 §4.1), and always ends at the human who
+//! delegate is active and not already in the chain (no cycles); the delegate belongs to the
+//! human who granted the root, unless both that human and the delegate's owner consented
+//! (see [`crate::consent`]); and policy (`Delegate`) permits. The chain goes in `act`, nested (RFC 8693 §4.1), and always ends at the human who
 //! granted the root. Revoking any mandate revokes every mandate delegated from it.
 
 use std::collections::HashMap;
@@ -80,10 +81,9 @@ pub(crate) async fn delegate(
     crate::behaviour::held(issuer, parent.jti.as_str(), crate::seconds(now))?;
 
     // One answer for a delegate that does not exist and one that cannot receive, so a
-    // mandate holder learns nothing about other owners' agents.
-    let delegate = issuer
-        .store
-        .agent_by_name(delegate_name)
+    // mandate holder learns nothing about the state of other owners' agents. The delegate
+    // is named exactly, by its unique name or its thumbprint.
+    let delegate = crate::consent::agent_named(issuer, delegate_name)?
         .filter(|delegate| agent_usable(&issuer.store, delegate, now.as_secs()).is_ok())
         .ok_or_else(|| {
             ApiError::invalid_request(
@@ -104,6 +104,28 @@ pub(crate) async fn delegate(
                 delegate.name, parent.jti
             ),
         ));
+    }
+    // A mandate stays with the agents of the human who granted its root, unless both that
+    // human and the delegate's owner consented to this crossing.
+    if delegate.owner != parent.sub.as_str() {
+        let lineage = lineage(issuer, parent.jti.as_str(), parent.depth);
+        if let Some(missing) = crate::consent::missing(
+            issuer,
+            &delegate,
+            parent.sub.as_str(),
+            &lineage,
+            crate::seconds(now),
+        )
+        .await?
+        {
+            return Err(ApiError::denied(
+                "delegate_other_owner",
+                format!(
+                    "agent `{}` belongs to `{}`, not to `{}`, whose mandate {} this is: {missing} (POST /v1/delegation-consents)",
+                    delegate.name, delegate.owner, parent.sub, parent.jti
+                ),
+            ));
+        }
     }
     let depth = parent.depth.saturating_add(1);
     if depth > parent.max_depth {
@@ -215,4 +237,20 @@ pub(crate) async fn delegate(
         expires_in: exp.as_secs().saturating_sub(now.as_secs()),
         log_index,
     })
+}
+
+/// The mandate `id` and its ancestors, at most `depth` above it.
+fn lineage(issuer: &Issuer, id: &str, depth: u8) -> Vec<String> {
+    let mut lineage = vec![id.to_owned()];
+    let mut at = id.to_owned();
+    for _ in 0..depth {
+        match issuer.store.mandate_parent(&at) {
+            Some(parent) => {
+                lineage.push(parent.clone());
+                at = parent;
+            }
+            None => break,
+        }
+    }
+    lineage
 }

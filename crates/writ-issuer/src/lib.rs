@@ -45,6 +45,8 @@
 //! | `POST /v1/gateways/{name}/enable` | admins | accept a disabled gateway's calls again |
 //! | `POST /v1/gateways/{name}/revoke` | admins | refuse a gateway for good |
 //! | `POST /v1/mandates` | humans | grant a mandate to an agent |
+//! | `POST /v1/delegation-consents` | humans | consent to a delegation across owners, as the receiving agent's owner or as the human whose mandates are handed on |
+//! | `POST /v1/delegation-consents/{id}/withdraw` | the human who gave it, admins | withdraw a consent |
 //! | `GET /v1/mandates/{id}` | gateways, admins, its human and agent | a mandate: its grants, chain position, task digest, revocation |
 //! | `GET /v1/policy` | anyone registered | the policy set in force: version, policy ids, last reload error |
 //! | `POST /v1/policy/reload` | admins | reload the policy directory now |
@@ -61,6 +63,7 @@
 mod audit;
 mod auth;
 mod behaviour;
+mod consent;
 mod delegation;
 mod discovery;
 mod error;
@@ -593,6 +596,11 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
         .route("/v1/approvals", get(behaviour::list))
         .route("/v1/behaviour/limits/{agent}", get(behaviour::limits))
         .route("/v1/approvals/{id}", post(behaviour::decide))
+        .route("/v1/delegation-consents", post(consent::give))
+        .route(
+            "/v1/delegation-consents/{id}/withdraw",
+            post(consent::withdraw),
+        )
         .route("/v1/mandates", post(mandates::grant))
         .route("/v1/mandates/{id}", get(mandates::show))
         .route("/v1/keys/rotate", post(keys::rotate))

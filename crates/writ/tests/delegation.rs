@@ -335,21 +335,20 @@ async fn the_command_line_delegates_as_the_agent_holding_the_mandate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_delegator_stops_the_agents_below_it() {
     let world = World::new().await;
-    let bob = world.add_human("bob").await;
-    let bob_bot = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
-    bob.post(
-        "/v1/agents",
-        Some(
-            &json!({"name": "bob-bot", "tools": ["files/read_file", "files/*"],
-                     "jwk": serde_json::to_value(bob_bot.public_key().to_jwk()).unwrap()}),
-        ),
-    )
-    .await
-    .unwrap();
+    let (bob, bob_bot) = bob_and_his_agent(&world).await;
     let sub = world.add_agent("sub-bot").await;
     let (root, _) = world.grant().await;
     let grants = json!([read_grant(json!({"glob": "/data/reports/*"}))]);
-    // alice's report-bot → bob's bob-bot → alice's sub-bot.
+    // alice's report-bot → bob's bob-bot (both consented) → alice's sub-bot.
+    let consent = json!({"agent": "bob-bot", "from": "alice"});
+    bob.post("/v1/delegation-consents", Some(&consent))
+        .await
+        .unwrap();
+    world
+        .alice
+        .post("/v1/delegation-consents", Some(&consent))
+        .await
+        .unwrap();
     let (_, child) = world
         .delegate_as(&world.agent, &root, "bob-bot", grants.clone(), None)
         .await;
@@ -376,4 +375,221 @@ async fn a_suspended_delegator_stops_the_agents_below_it() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["reason"], "agent_inactive", "{body}");
+}
+
+/// bob and his agent `bob-bot`, with the `files` tools.
+async fn bob_and_his_agent(world: &World) -> (writ_client::IssuerClient, writ_jose::SigningKey) {
+    let bob = world.add_human("bob").await;
+    world
+        .admin
+        .post(
+            "/v1/entitlements",
+            Some(&json!({"subject": "bob", "tools": ["files/read_file", "files/*"]})),
+        )
+        .await
+        .unwrap();
+    let bob_bot = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
+    bob.post(
+        "/v1/agents",
+        Some(
+            &json!({"name": "bob-bot", "tools": ["files/read_file", "files/*"],
+                     "jwk": serde_json::to_value(bob_bot.public_key().to_jwk()).unwrap()}),
+        ),
+    )
+    .await
+    .unwrap();
+    (bob, bob_bot)
+}
+
+/// Regression: an agent holding alice's mandate handed part of it to an agent of bob's,
+/// found by its name, with neither human's consent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mandate_reaches_another_owners_agent_only_with_both_owners_consent() {
+    let world = World::new().await;
+    let (bob, bob_bot) = bob_and_his_agent(&world).await;
+    let bob_jkt = bob_bot.public_key().thumbprint().to_string();
+    let (root, root_id) = world.grant().await;
+    let grants = json!([read_grant(json!({"glob": "/data/reports/*"}))]);
+    let delegate = async |to: &str| {
+        world
+            .delegate_as(&world.agent, &root, to, grants.clone(), None)
+            .await
+    };
+    let refused = async |to: &str| {
+        let (status, body) = delegate(to).await;
+        assert_eq!(
+            (status, body["reason"].as_str()),
+            (StatusCode::FORBIDDEN, Some("delegate_other_owner")),
+            "{body}"
+        );
+        body["error_description"].as_str().unwrap().to_owned()
+    };
+
+    // By name or by thumbprint: refused, and nothing is delegated.
+    let message = refused("bob-bot").await;
+    assert!(
+        message.contains("`bob`") && message.contains("`alice`"),
+        "{message}"
+    );
+    refused(&bob_jkt).await;
+    let mandates = world
+        .issuer
+        .store()
+        .mandates_of(None, Some(&bob_jkt))
+        .await
+        .unwrap();
+    assert!(mandates.is_empty(), "{mandates:?}");
+
+    // One side's consent is not enough: bob's agent may receive, alice has not sent.
+    let consent = json!({"agent": "bob-bot", "from": "alice"});
+    let bobs = bob
+        .post("/v1/delegation-consents", Some(&consent))
+        .await
+        .unwrap();
+    assert_eq!(bobs["side"], "receive");
+    assert!(bobs["log_index"].is_u64(), "{bobs}");
+    assert!(refused("bob-bot").await.contains("mandate's human has not"));
+
+    // alice's consent for another mandate only does not cover this one.
+    let (_, other_id) = world.grant().await;
+    let narrow = world
+        .alice
+        .post(
+            "/v1/delegation-consents",
+            Some(&json!({"agent": "bob-bot", "from": "alice", "mandate": other_id})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(narrow["side"], "send");
+    refused("bob-bot").await;
+
+    // For this mandate: delegated.
+    let alices = world
+        .alice
+        .post(
+            "/v1/delegation-consents",
+            Some(&json!({"agent": "bob-bot", "from": "alice", "mandate": root_id})),
+        )
+        .await
+        .unwrap();
+    let (status, child) = delegate("bob-bot").await;
+    assert_eq!(status, StatusCode::OK, "{child}");
+    assert_eq!(claims(&token(&child))["act"]["sub"], bob_jkt.as_str());
+
+    // Withdrawn: no further delegation. Withdrawing again records nothing.
+    let id = alices["consent"].as_str().unwrap();
+    let path = format!("/v1/delegation-consents/{id}/withdraw");
+    let error = bob.post(&path, None).await.unwrap_err().to_string();
+    assert!(
+        error.contains("unknown_consent"),
+        "only its giver withdraws it: {error}"
+    );
+    let withdrawn = world.alice.post(&path, None).await.unwrap();
+    assert_eq!(withdrawn["withdrawn"], true, "{withdrawn}");
+    let again = world.alice.post(&path, None).await.unwrap();
+    assert_eq!(again["withdrawn"], false, "{again}");
+    refused("bob-bot").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_two_owners_consent_and_only_across_owners() {
+    let world = World::new().await;
+    bob_and_his_agent(&world).await;
+    let carol = world.add_human("carol").await;
+    world.add_agent("helper-bot").await;
+    let reason = |result: Result<Value, writ_client::ClientError>| {
+        let error = result.unwrap_err().to_string();
+        [
+            "not_authorized_to_consent",
+            "consent_not_needed",
+            "unknown_agent",
+            "unknown_human",
+            "unknown_mandate",
+        ]
+        .into_iter()
+        .find(|reason| error.contains(reason))
+        .unwrap_or_else(|| panic!("{error}"))
+    };
+    let consent = |agent: &str, from: &str| json!({"agent": agent, "from": from});
+    assert_eq!(
+        reason(
+            carol
+                .post(
+                    "/v1/delegation-consents",
+                    Some(&consent("bob-bot", "alice"))
+                )
+                .await
+        ),
+        "not_authorized_to_consent"
+    );
+    assert_eq!(
+        reason(
+            world
+                .alice
+                .post(
+                    "/v1/delegation-consents",
+                    Some(&consent("helper-bot", "alice"))
+                )
+                .await
+        ),
+        "consent_not_needed"
+    );
+    assert_eq!(
+        reason(
+            world
+                .alice
+                .post("/v1/delegation-consents", Some(&consent("no-bot", "alice")))
+                .await
+        ),
+        "unknown_agent"
+    );
+    assert_eq!(
+        reason(
+            world
+                .alice
+                .post(
+                    "/v1/delegation-consents",
+                    Some(&consent("bob-bot", "nobody"))
+                )
+                .await
+        ),
+        "unknown_human"
+    );
+    assert_eq!(
+        reason(
+            world
+                .alice
+                .post(
+                    "/v1/delegation-consents",
+                    Some(&json!({"agent": "bob-bot", "from": "alice", "mandate": "mnd_nothing"})),
+                )
+                .await
+        ),
+        "unknown_mandate"
+    );
+}
+
+/// The delegate is named exactly: by its unique name, or by its thumbprint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegate_is_named_exactly_by_name_or_thumbprint() {
+    let world = World::new().await;
+    let helper = world.add_agent("helper-bot").await;
+    let (root, _) = world.grant().await;
+    let grants = json!([read_grant(json!({"glob": "/data/reports/*"}))]);
+    for near in ["Helper-bot", "helper-bot ", "helper", "helper-bot2"] {
+        let (status, body) = world
+            .delegate_as(&world.agent, &root, near, grants.clone(), None)
+            .await;
+        assert_eq!(
+            (status, body["reason"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_delegate")),
+            "`{near}`: {body}"
+        );
+    }
+    let thumbprint = helper.public_key().thumbprint().to_string();
+    let (status, body) = world
+        .delegate_as(&world.agent, &root, &thumbprint, grants, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(claims(&token(&body))["act"]["sub"], thumbprint.as_str());
 }

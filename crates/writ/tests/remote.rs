@@ -177,6 +177,18 @@ fn inventory_verbs_rotation_and_remote_audit_verification() {
         &as_admin,
     ));
     assert!(error.contains("history was rewritten"), "{error}");
+
+    // An agent is revoked by its name as by its thumbprint; a name that names no agent is
+    // refused, where it used to be recorded and revoke nothing.
+    let error = fail(with(&["revoke", "agent", "third-bot"], &as_alice));
+    assert!(error.contains("unknown_subject"), "{error}");
+    let out = run(with(&["revoke", "agent", "report-bot"], &as_alice));
+    let thumbprint = writ_keystore::load(&agent)
+        .unwrap()
+        .public_key()
+        .thumbprint()
+        .to_string();
+    assert!(out.contains(&thumbprint), "{out}");
 }
 
 fn base64_of_zeros() -> String {

@@ -234,8 +234,11 @@ async fn run(seed: u64, steps: usize) {
                     )
                     .await;
                 let depth = claims(&token)["depth"].as_u64().unwrap();
+                // Nobody consents to a delegation across owners here, so a delegation
+                // stays with the agents of the mandate's human.
                 let allowed = model.may_act(&id)
                     && model.agents[to].status == "active"
+                    && model.agents[to].owner == human
                     && !chain.contains(&to)
                     && depth < 3;
                 assert_eq!(

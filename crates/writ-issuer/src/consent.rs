@@ -1,0 +1,360 @@
+//! Delegation consents: the humans' say in a delegation that leaves the agents of the
+//! mandate's human.
+//!
+//! By default a delegated mandate stays with the agents of the human who granted its root
+//! (`sub`). An agent holding alice's mandate may hand part of it to bob's agent only when
+//! both humans have said so: bob, that his agent may receive from alice ("receive"), and
+//! alice, that her mandates may go to bob's agent ("send"). Either may narrow their consent
+//! to one mandate and what is delegated from it, and either may withdraw it.
+//!
+//! ```text
+//! POST /v1/delegation-consents              {"agent": "bob-bot", "from": "alice"}
+//! POST /v1/delegation-consents/{id}/withdraw {"reason": "..."}
+//! ```
+//!
+//! A consent is an audit leaf (`delegation_consented`, `delegation_consent_withdrawn`) and
+//! nothing else: the log is its record, found through the lookup key
+//! `consent-to:{agent thumbprint}:{human}`, so a consent is as durable and as verifiable as
+//! every other change. A consent given by an agent's owner lapses when the agent changes
+//! owner.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use writ_store::{AgentRecord, Write};
+
+use crate::Issuer;
+use crate::audit::record;
+use crate::auth::authenticate;
+use crate::error::ApiError;
+use crate::inventory::parse_json;
+
+/// How long a consent lasts unless the request says otherwise: 30 days.
+pub const DEFAULT_CONSENT_SECONDS: u64 = 30 * 86_400;
+/// The longest a consent may last: a year.
+pub const MAX_CONSENT_SECONDS: u64 = 365 * 86_400;
+
+const CONSENTED: &str = "delegation_consented";
+const WITHDRAWN: &str = "delegation_consent_withdrawn";
+
+/// The agent `named` by its thumbprint or its name (agent names are unique, and made of
+/// `a-z0-9._-` only, so a name is never mistaken for another). A text that is one agent's
+/// thumbprint and another's name is refused as ambiguous.
+pub(crate) fn agent_named(issuer: &Issuer, named: &str) -> Result<Option<AgentRecord>, ApiError> {
+    let by_key = issuer.store.agent(named);
+    let by_name = issuer.store.agent_by_name(named);
+    match (by_key, by_name) {
+        (Some(by_key), Some(by_name)) if by_key.jkt != by_name.jkt => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_request",
+            "ambiguous_agent",
+            format!(
+                "`{named}` is the thumbprint of agent `{}` and the name of agent `{}`: name it by its thumbprint, `{}` or `{}`",
+                by_key.name, by_name.name, by_key.jkt, by_name.jkt
+            ),
+        )),
+        (Some(agent), _) | (None, Some(agent)) => Ok(Some(agent)),
+        (None, None) => Ok(None),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewConsent {
+    /// The receiving agent, by name or thumbprint.
+    agent: String,
+    /// The human whose mandates may reach it.
+    from: String,
+    /// Only this mandate and what is delegated from it; any of `from`'s when absent.
+    #[serde(default)]
+    mandate: Option<String>,
+    /// How long the consent lasts, in seconds.
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// Which side of a delegation a consent speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Side {
+    /// The receiving agent's owner.
+    Receive,
+    /// The human whose mandates are handed on.
+    Send,
+}
+
+/// A consent as its leaf records it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub(crate) struct Consent {
+    consent: String,
+    side: Side,
+    /// The human who gave it.
+    by: String,
+    agent: String,
+    agent_name: String,
+    /// The agent's owner when it was given.
+    owner: String,
+    from: String,
+    #[serde(default)]
+    mandate: Option<String>,
+    expires_at: i64,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Consented {
+    #[serde(flatten)]
+    consent: Consent,
+    log_index: u64,
+}
+
+/// `POST /v1/delegation-consents`: the receiving agent's owner, or the human whose
+/// mandates are handed on, consents to a delegation across owners.
+pub(crate) async fn give(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Consented>), ApiError> {
+    let caller = authenticate(&issuer, &method, "/v1/delegation-consents", &headers).await?;
+    let human = caller.human()?;
+    let new: NewConsent = parse_json(&body)?;
+    let agent = agent_named(&issuer, &new.agent)?
+        .ok_or_else(|| ApiError::not_found("unknown_agent", format!("no agent `{}`", new.agent)))?;
+    let from = issuer
+        .store
+        .human(&new.from)
+        .ok_or_else(|| ApiError::not_found("unknown_human", format!("no human `{}`", new.from)))?;
+    if agent.owner == from.id {
+        return Err(ApiError::invalid_request(
+            "consent_not_needed",
+            format!(
+                "agent `{}` belongs to `{}`: their mandates reach it without consent",
+                agent.name, from.id
+            ),
+        ));
+    }
+    let side = if human.id == agent.owner {
+        Side::Receive
+    } else if human.id == from.id {
+        Side::Send
+    } else {
+        return Err(ApiError::denied(
+            "not_authorized_to_consent",
+            format!(
+                "only `{}`, who owns agent `{}`, or `{}` may consent to this delegation",
+                agent.owner, agent.name, from.id
+            ),
+        ));
+    };
+    if let Some(mandate) = &new.mandate {
+        let known = issuer
+            .store
+            .mandate(mandate)
+            .await?
+            .is_some_and(|record| record.human_id == from.id);
+        if !known {
+            return Err(ApiError::not_found(
+                "unknown_mandate",
+                format!("no mandate `{mandate}` of `{}`", from.id),
+            ));
+        }
+    }
+    let seconds = new.expires_in.unwrap_or(DEFAULT_CONSENT_SECONDS);
+    if seconds == 0 || seconds > MAX_CONSENT_SECONDS {
+        return Err(ApiError::invalid_request(
+            "invalid_expires_in",
+            format!("expires_in must be 1 to {MAX_CONSENT_SECONDS} seconds"),
+        ));
+    }
+    let consent = Consent {
+        consent: format!(
+            "cns_{}",
+            writ_jose::base64url_encode(crate::mandates::random_id()?)
+        ),
+        side,
+        by: human.id.clone(),
+        agent: agent.jkt.clone(),
+        agent_name: agent.name,
+        owner: agent.owner,
+        from: from.id,
+        mandate: new.mandate,
+        expires_at: crate::seconds(issuer.now().plus(seconds)),
+    };
+    let event = serde_json::to_value(&consent).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "encoding_failed",
+            e.to_string(),
+        )
+    })?;
+    let appended = record(&issuer, CONSENTED, event, keys(&consent), Write::Nothing).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Consented {
+            consent,
+            log_index: appended.index,
+        }),
+    ))
+}
+
+/// The lookup keys of a consent's leaves.
+fn keys(consent: &Consent) -> Vec<String> {
+    vec![
+        format!("consent:{}", consent.consent),
+        format!("consent-to:{}:{}", consent.agent, consent.from),
+        format!("agent:{}", consent.agent),
+        format!("human:{}", consent.by),
+    ]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Withdrawal {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Withdrawn {
+    consent: String,
+    /// False when it had been withdrawn before; nothing is recorded then.
+    withdrawn: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_index: Option<u64>,
+}
+
+/// `POST /v1/delegation-consents/{id}/withdraw`: by the human who gave it, or an
+/// administrator. Delegations made under it stand (revoke those mandates to stop them);
+/// no new one is made.
+pub(crate) async fn withdraw(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Withdrawn>, ApiError> {
+    let path = format!("/v1/delegation-consents/{id}/withdraw");
+    let caller = authenticate(&issuer, &method, &path, &headers).await?;
+    let human = caller.human()?;
+    let withdrawal: Withdrawal = if body.is_empty() {
+        Withdrawal { reason: None }
+    } else {
+        parse_json(&body)?
+    };
+    if withdrawal
+        .reason
+        .as_ref()
+        .is_some_and(|reason| reason.is_empty() || reason.chars().count() > 512)
+    {
+        return Err(ApiError::invalid_request(
+            "invalid_reason",
+            "reason must be 1 to 512 characters",
+        ));
+    }
+    let mut given = None;
+    let mut withdrawn = false;
+    for (kind, event) in leaves(&issuer, &format!("consent:{id}")).await? {
+        match kind.as_str() {
+            CONSENTED => given = serde_json::from_value::<Consent>(event).ok(),
+            WITHDRAWN => withdrawn = true,
+            _ => {}
+        }
+    }
+    let consent = given
+        .filter(|consent| caller.is_admin() || consent.by == human.id)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_consent",
+                format!("no consent `{id}` that `{}` gave", human.id),
+            )
+        })?;
+    if withdrawn {
+        return Ok(Json(Withdrawn {
+            consent: id,
+            withdrawn: false,
+            log_index: None,
+        }));
+    }
+    let appended = record(
+        &issuer,
+        WITHDRAWN,
+        json!({"consent": consent.consent, "by": caller.describe(), "reason": withdrawal.reason}),
+        keys(&consent),
+        Write::Nothing,
+    )
+    .await?;
+    Ok(Json(Withdrawn {
+        consent: id,
+        withdrawn: true,
+        log_index: Some(appended.index),
+    }))
+}
+
+/// The leaves found under `key`, oldest first: each leaf's kind and event.
+async fn leaves(issuer: &Issuer, key: &str) -> Result<Vec<(String, Value)>, ApiError> {
+    let mut indexes = issuer.store.lookup(key).await?;
+    indexes.sort_unstable();
+    let mut found = Vec::with_capacity(indexes.len());
+    for index in indexes {
+        if let Some(leaf) = issuer.store.leaf(index).await? {
+            let mut data: Value = serde_json::from_slice(&leaf.data).map_err(|e| {
+                ApiError::unavailable(&writ_store::StoreError::Corrupt(e.to_string()))
+            })?;
+            found.push((leaf.kind, data["event"].take()));
+        }
+    }
+    Ok(found)
+}
+
+/// Whether a delegation of a mandate of `from` (whose lineage, the mandate and its
+/// ancestors, is `lineage`) to `agent` has consent from both sides, current at `now`: its
+/// owner's (given while they owned it) and `from`'s, neither withdrawn nor expired, each
+/// for any of `from`'s mandates or for one in `lineage`. Names what is missing otherwise.
+pub(crate) async fn missing(
+    issuer: &Issuer,
+    agent: &AgentRecord,
+    from: &str,
+    lineage: &[String],
+    now: i64,
+) -> Result<Option<&'static str>, ApiError> {
+    let mut consents: Vec<Consent> = Vec::new();
+    let mut withdrawn: Vec<String> = Vec::new();
+    for (kind, event) in leaves(issuer, &format!("consent-to:{}:{from}", agent.jkt)).await? {
+        match kind.as_str() {
+            CONSENTED => consents.extend(serde_json::from_value::<Consent>(event).ok()),
+            WITHDRAWN => withdrawn.extend(event["consent"].as_str().map(str::to_owned)),
+            _ => {}
+        }
+    }
+    let holds = |side: Side, by: &str| {
+        consents.iter().any(|consent| {
+            consent.side == side
+                && consent.by == by
+                && consent.agent == agent.jkt
+                && consent.from == from
+                && consent.owner == agent.owner
+                && consent.expires_at > now
+                && !withdrawn.contains(&consent.consent)
+                && consent
+                    .mandate
+                    .as_ref()
+                    .is_none_or(|mandate| lineage.contains(mandate))
+        })
+    };
+    Ok(
+        match (holds(Side::Receive, &agent.owner), holds(Side::Send, from)) {
+            (true, true) => None,
+            (false, true) => Some("the agent's owner has not consented"),
+            (true, false) => Some("the mandate's human has not consented"),
+            (false, false) => {
+                Some("neither the agent's owner nor the mandate's human has consented")
+            }
+        },
+    )
+}
