@@ -113,6 +113,13 @@ pub struct Limits {
     /// How long an agent's behaviour limits (the largest response each tool may return)
     /// are used before they are read from the issuer again, in seconds.
     pub behaviour_limits_ttl_secs: u64,
+    /// How long the issuer has to acknowledge a batch of decisions before the gateway
+    /// writes it to the spool (fsync), in milliseconds: 10 to 5000.
+    pub audit_spool_after_ms: u64,
+    /// The most decisions that may be neither acknowledged by the issuer nor on disk:
+    /// past it, allowed calls are refused (`audit_backlog`), so a crash of the gateway
+    /// never loses more. 1 to 65536.
+    pub max_unrecorded_decisions: usize,
 }
 
 impl Default for Limits {
@@ -130,6 +137,8 @@ impl Default for Limits {
             replay_cache_entries: 1_000_000,
             max_stdio_message_bytes: 16 * 1024 * 1024,
             behaviour_limits_ttl_secs: 30,
+            audit_spool_after_ms: 250,
+            max_unrecorded_decisions: 1024,
         }
     }
 }
@@ -256,6 +265,14 @@ impl Config {
             return invalid(
                 "limits.max_feed_staleness_secs must be at least 3: the feed answers every second at best".into(),
             );
+        }
+        if !(10..=5000).contains(&self.limits.audit_spool_after_ms) {
+            return invalid(
+                "limits.audit_spool_after_ms must be 10 to 5000: decisions wait that long for the issuer before they are spooled".into(),
+            );
+        }
+        if !(1..=65_536).contains(&self.limits.max_unrecorded_decisions) {
+            return invalid("limits.max_unrecorded_decisions must be 1 to 65536".into());
         }
         if self.routes.is_empty() {
             return invalid("no [[routes]]: a gateway with nothing behind it serves nobody".into());

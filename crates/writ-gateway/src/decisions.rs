@@ -1,13 +1,20 @@
 //! Every decision, allow and deny, goes to the issuer's audit log.
 //!
 //! Decisions queue in memory and leave in batches (`POST /v1/audit/decisions`). A batch
-//! the issuer does not acknowledge (it is down, or answers with an error) is appended to
-//! the spool file and flushed to disk; the spool is drained, oldest first, as soon as the
-//! issuer answers again, and emptied only once every decision in it is acknowledged. The
-//! issuer records a request id once, so a batch resent after a lost answer is harmless.
+//! the issuer does not acknowledge within `limits.audit_spool_after_ms` (it is down, hangs,
+//! or answers with an error) is appended to the spool file and flushed to disk (fsync); so
+//! is every batch while the spool is not empty, keeping the order. The spool is drained,
+//! oldest first, in the background while new decisions keep arriving, and the drained
+//! lines are cut off the front only once the issuer acknowledged them. The issuer records
+//! a request id once, so a batch resent after a lost answer, or after the wait for its
+//! answer ran out, is harmless.
 //!
-//! When the queue is full (the issuer is down and the spool cannot be written), the
-//! gateway refuses new requests rather than let them pass unrecorded.
+//! A decision is "unrecorded" from when it is queued until the issuer acknowledges it or
+//! it is on disk: that is what a crash or a kill of the gateway can lose. While more than
+//! `limits.max_unrecorded_decisions` are unrecorded (the spool cannot be written, or
+//! cannot keep up), allowed calls are refused (`audit_backlog`) rather than forwarded, so
+//! a kill never loses more than that bound. When the queue itself is full, every request
+//! is refused (`audit_unavailable`).
 //!
 //! Fields are cut to the issuer's limits before they are queued, and reports are split to
 //! stay under its body limit, so no decision can make a report the issuer refuses. Should
@@ -15,9 +22,10 @@
 //! the report goes to `decisions.rejected.jsonl` beside the spool, for an operator, rather
 //! than block every later decision.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -125,20 +133,65 @@ impl Decision {
     }
 }
 
+/// How long a batch may wait for the issuer's acknowledgment before it is spooled, and how
+/// many decisions may be unrecorded (neither acknowledged nor on disk) before allowed
+/// calls are refused.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// How long the issuer has to acknowledge a batch before it is spooled.
+    pub(crate) spool_after: Duration,
+    /// The most decisions that may be unrecorded while calls are still forwarded.
+    pub(crate) max_unrecorded: usize,
+}
+
 /// Where decisions are queued for the reporting task; cheap to clone, so a response
 /// body that outlives its handler can report its end.
 #[derive(Debug, Clone)]
-pub(crate) struct Queue(mpsc::Sender<Decision>);
+pub(crate) struct Queue {
+    sender: mpsc::Sender<Decision>,
+    /// Decisions queued and neither acknowledged nor spooled yet.
+    unrecorded: Arc<AtomicUsize>,
+    max_unrecorded: usize,
+}
 
 impl Queue {
     /// Queues a decision; refuses when it cannot be recorded (fail closed).
     pub(crate) fn record(&self, decision: Decision) -> Result<(), Denial> {
-        self.0.try_send(decision.bounded()).map_err(|_| {
+        self.unrecorded.fetch_add(1, Ordering::SeqCst);
+        self.sender.try_send(decision.bounded()).map_err(|_| {
+            self.unrecorded.fetch_sub(1, Ordering::SeqCst);
             Denial::unavailable(
                 "audit_unavailable",
                 "the gateway cannot record decisions right now, so it decides nothing",
             )
         })
+    }
+
+    /// Queues the decision to allow a call, which is then forwarded: refused while too
+    /// many decisions are unrecorded, since a crash would lose them.
+    pub(crate) fn record_allow(&self, decision: Decision) -> Result<(), Denial> {
+        let unrecorded = self.unrecorded.fetch_add(1, Ordering::SeqCst);
+        if unrecorded >= self.max_unrecorded {
+            self.unrecorded.fetch_sub(1, Ordering::SeqCst);
+            return Err(Denial::unavailable(
+                "audit_backlog",
+                format!(
+                    "{unrecorded} decisions are not yet recorded by the issuer or on disk, so the gateway forwards nothing until they are"
+                ),
+            ));
+        }
+        self.unrecorded.fetch_sub(1, Ordering::SeqCst);
+        self.record(decision)
+    }
+
+    /// Counts `count` decisions as recorded: acknowledged or on disk.
+    fn recorded(&self, count: usize) {
+        // Never below zero, whatever the order of updates.
+        let _ = self
+            .unrecorded
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |now| {
+                Some(now.saturating_sub(count))
+            });
     }
 }
 
@@ -153,7 +206,11 @@ pub(crate) struct Reporter {
 
 impl Reporter {
     /// Starts the reporting task over the spool in `dir` (created if missing).
-    pub(crate) fn start(client: Arc<IssuerClient>, dir: &Path) -> std::io::Result<Reporter> {
+    pub(crate) fn start(
+        client: Arc<IssuerClient>,
+        dir: &Path,
+        bounds: Bounds,
+    ) -> std::io::Result<Reporter> {
         // Decisions name humans, agents and what they touched: for the gateway's eyes only.
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
@@ -168,18 +225,27 @@ impl Reporter {
         // off a line torn by a crash, so the next append starts on a line of its own.
         spool.open_append()?;
         spool.repair()?;
-        let (queue, receiver) = mpsc::channel(QUEUE);
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        let queue = Queue {
+            sender,
+            unrecorded: Arc::new(AtomicUsize::new(0)),
+            max_unrecorded: bounds.max_unrecorded,
+        };
         let wake = Arc::new(Notify::new());
         let stop = Arc::new(Notify::new());
         let task = tokio::spawn(run(
-            client,
-            spool,
+            Reporting {
+                client,
+                spool: Arc::new(spool),
+                queue: queue.clone(),
+                spool_after: bounds.spool_after,
+            },
             receiver,
             Arc::clone(&wake),
             Arc::clone(&stop),
         ));
         Ok(Reporter {
-            queue: Queue(queue),
+            queue,
             wake,
             stop,
             task: std::sync::Mutex::new(Some(task)),
@@ -209,6 +275,11 @@ impl Reporter {
     /// Queues a decision; refuses when it cannot be recorded (fail closed).
     pub(crate) fn record(&self, decision: Decision) -> Result<(), Denial> {
         self.queue.record(decision)
+    }
+
+    /// Queues the decision to allow a call; refuses while too many are unrecorded.
+    pub(crate) fn record_allow(&self, decision: Decision) -> Result<(), Denial> {
+        self.queue.record_allow(decision)
     }
 
     /// A handle that queues decisions.
@@ -273,28 +344,65 @@ impl Spool {
         file.sync_data()
     }
 
-    /// Every spooled decision, oldest first. A torn last line (a crash mid-append) is
-    /// skipped: it was never acknowledged to anyone.
-    fn read(&self) -> std::io::Result<Vec<Decision>> {
-        let file = match std::fs::File::open(&self.path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+    /// Every spooled decision, oldest first, and the bytes of the complete lines they were
+    /// read from. A line still being appended, or torn by a crash, is left for later: it
+    /// was never acknowledged to anyone.
+    fn read(&self) -> std::io::Result<(Vec<Decision>, usize)> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((Vec::new(), 0));
+            }
             Err(error) => return Err(error),
         };
+        let complete = bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |at| at + 1);
         let mut decisions = Vec::new();
-        for line in std::io::BufReader::new(file).lines() {
-            match serde_json::from_str(&line?) {
+        for line in bytes
+            .get(..complete)
+            .unwrap_or_default()
+            .split(|&b| b == b'\n')
+        {
+            if line.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice(line) {
                 Ok(decision) => decisions.push(decision),
                 Err(error) => tracing::warn!(%error, "skipping an unreadable spool line"),
             }
         }
-        Ok(decisions)
+        Ok((decisions, complete))
     }
 
-    fn clear(&self) -> std::io::Result<()> {
-        let file = std::fs::OpenOptions::new().write(true).open(&self.path)?;
-        file.set_len(0)?;
-        file.sync_all()
+    /// Cuts the first `bytes` (acknowledged lines) off the spool, keeping what was appended
+    /// after them; returns whether the spool is now empty. The rest is written to a new
+    /// file that replaces the spool once it is on disk, so a crash leaves one or the other.
+    fn consume(&self, bytes: usize) -> std::io::Result<bool> {
+        let all = std::fs::read(&self.path)?;
+        let rest = all.get(bytes..).unwrap_or_default();
+        if rest.is_empty() {
+            let file = std::fs::OpenOptions::new().write(true).open(&self.path)?;
+            file.set_len(0)?;
+            file.sync_all()?;
+            return Ok(true);
+        }
+        let mut name = self.path.clone().into_os_string();
+        name.push(".next");
+        let next = PathBuf::from(name);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&next)?;
+        file.write_all(rest)?;
+        file.sync_all()?;
+        std::fs::rename(&next, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(false)
     }
 }
 
@@ -341,110 +449,155 @@ async fn send(client: &IssuerClient, spool: &Spool, decisions: &[Decision]) -> b
     true
 }
 
-/// Sends the spool's contents; empties it once all are acknowledged.
-async fn drain(client: &IssuerClient, spool: &Spool) -> bool {
-    let spooled = match spool.read() {
-        Ok(spooled) => spooled,
+/// What the reporting task works with.
+struct Reporting {
+    client: Arc<IssuerClient>,
+    spool: Arc<Spool>,
+    queue: Queue,
+    spool_after: Duration,
+}
+
+/// Sends what the spool holds now. Returns the bytes of spool lines the issuer
+/// acknowledged (all of them, or none), to cut off the front of the spool.
+async fn drain(client: Arc<IssuerClient>, spool: Arc<Spool>) -> Option<usize> {
+    let (spooled, bytes) = match spool.read() {
+        Ok(read) => read,
         Err(error) => {
             tracing::error!(%error, "cannot read the decision spool");
-            return false;
+            return None;
         }
     };
-    if spooled.is_empty() {
-        return true;
-    }
-    if !send(client, spool, &spooled).await {
-        return false;
-    }
-    match spool.clear() {
-        Ok(()) => {
-            tracing::info!(decisions = spooled.len(), "decision spool drained");
-            true
+    if spooled.is_empty() || send(&client, &spool, &spooled).await {
+        if !spooled.is_empty() {
+            tracing::info!(decisions = spooled.len(), "spooled decisions recorded");
         }
-        Err(error) => {
-            tracing::error!(%error, "cannot empty the decision spool");
-            false
-        }
+        Some(bytes)
+    } else {
+        None
     }
 }
 
-/// Gets `held` acknowledged or spooled, keeping order behind anything already spooled.
-/// Returns whether `held` is settled (and now empty).
-async fn settle(
-    client: &IssuerClient,
-    spool: &Spool,
-    spool_empty: &mut bool,
-    held: &mut Vec<Decision>,
-) -> bool {
-    if !*spool_empty {
-        *spool_empty = drain(client, spool).await;
-    }
-    if *spool_empty && send(client, spool, held).await {
-        held.clear();
-        return true;
-    }
-    match spool.append(held.iter()) {
-        Ok(()) => {
-            *spool_empty = false;
-            held.clear();
-            true
+impl Reporting {
+    /// Gets `held` acknowledged within the bound, or spooled; while the spool holds
+    /// anything, straight to the spool, behind it. Returns whether `held` is settled (and
+    /// now empty).
+    async fn settle(&self, spool_empty: &mut bool, held: &mut Vec<Decision>) -> bool {
+        if *spool_empty {
+            let sent =
+                tokio::time::timeout(self.spool_after, send(&self.client, &self.spool, held)).await;
+            match sent {
+                Ok(true) => {
+                    self.queue.recorded(held.len());
+                    held.clear();
+                    return true;
+                }
+                Ok(false) => {}
+                Err(_) => tracing::warn!(
+                    decisions = held.len(),
+                    "the issuer did not acknowledge decisions in time; spooling"
+                ),
+            }
         }
-        Err(error) => {
-            // Held in memory and retried; meanwhile the queue fills and requests are
-            // refused, so nothing passes unrecorded.
-            tracing::error!(%error, decisions = held.len(), "cannot spool decisions; holding them");
-            false
+        match self.spool.append(held.iter()) {
+            Ok(()) => {
+                *spool_empty = false;
+                self.queue.recorded(held.len());
+                held.clear();
+                true
+            }
+            Err(error) => {
+                // Held in memory and retried; meanwhile allowed calls are refused once
+                // the unrecorded decisions pass their bound.
+                tracing::error!(%error, decisions = held.len(), "cannot spool decisions; holding them");
+                false
+            }
         }
+    }
+
+    /// Starts draining the spool in the background.
+    fn start_drain(&self) -> tokio::task::JoinHandle<Option<usize>> {
+        tokio::spawn(drain(Arc::clone(&self.client), Arc::clone(&self.spool)))
     }
 }
 
 async fn run(
-    client: Arc<IssuerClient>,
-    spool: Spool,
+    reporting: Reporting,
     mut receiver: mpsc::Receiver<Decision>,
     wake: Arc<Notify>,
     stop: Arc<Notify>,
 ) {
     // Whatever a previous run left behind goes first.
-    let mut spool_empty = drain(&client, &spool).await;
+    let mut spool_empty =
+        matches!(reporting.spool.read(), Ok((ref spooled, _)) if spooled.is_empty());
+    let mut draining: Option<tokio::task::JoinHandle<Option<usize>>> = None;
+    let mut next_drain = tokio::time::Instant::now();
     let mut held: Vec<Decision> = Vec::new();
     loop {
+        if !spool_empty && draining.is_none() && tokio::time::Instant::now() >= next_drain {
+            draining = Some(reporting.start_drain());
+        }
         if !held.is_empty() {
-            if !settle(&client, &spool, &mut spool_empty, &mut held).await {
-                tokio::time::sleep(RETRY).await;
+            // A batch that could not even be spooled: try again shortly.
+            if !reporting.settle(&mut spool_empty, &mut held).await {
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY) => {}
+                    () = stop.notified() => break,
+                }
             }
             continue;
         }
-        let first = tokio::select! {
-            decision = receiver.recv() => decision,
-            () = tokio::time::sleep(RETRY), if !spool_empty => {
-                spool_empty = drain(&client, &spool).await;
-                continue;
+        tokio::select! {
+            drained = async {
+                match draining.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                draining = None;
+                match drained {
+                    Ok(Some(bytes)) => match reporting.spool.consume(bytes) {
+                        Ok(empty) => {
+                            spool_empty = empty;
+                            next_drain = tokio::time::Instant::now();
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "cannot cut recorded decisions off the spool");
+                            next_drain = tokio::time::Instant::now() + RETRY;
+                        }
+                    },
+                    _ => next_drain = tokio::time::Instant::now() + RETRY,
+                }
             }
-            () = wake.notified() => {
-                spool_empty = drain(&client, &spool).await;
-                continue;
+            decision = receiver.recv() => {
+                let Some(first) = decision else { break };
+                held.push(first);
+                let deadline = tokio::time::Instant::now() + LINGER;
+                while held.len() < BATCH {
+                    match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                        Ok(Some(decision)) => held.push(decision),
+                        _ => break,
+                    }
+                }
+                // While the spool holds anything (being drained or not), new batches go
+                // behind it.
+                reporting.settle(&mut spool_empty, &mut held).await;
             }
-            () = stop.notified() => None,
-        };
-        let Some(first) = first else { break };
-        held.push(first);
-        let deadline = tokio::time::Instant::now() + LINGER;
-        while held.len() < BATCH {
-            match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                Ok(Some(decision)) => held.push(decision),
-                _ => break,
-            }
+            () = tokio::time::sleep_until(next_drain), if !spool_empty && draining.is_none() => {}
+            () = wake.notified() => next_drain = tokio::time::Instant::now(),
+            () = stop.notified() => break,
         }
-        settle(&client, &spool, &mut spool_empty, &mut held).await;
     }
-    // The gateway is stopping: take no more, and keep what is left.
+    // The gateway is stopping: take no more, and keep what is left. A drain still under
+    // way is left off; its lines stay in the spool and are sent again, harmlessly.
+    if let Some(task) = draining {
+        task.abort();
+    }
     receiver.close();
     while let Some(decision) = receiver.recv().await {
         held.push(decision);
     }
     if !held.is_empty()
-        && let Err(error) = spool.append(&held)
+        && let Err(error) = reporting.spool.append(&held)
     {
         tracing::error!(%error, decisions = held.len(), "cannot spool decisions at shutdown");
     }

@@ -5,6 +5,11 @@
 //! `limits.jwks_refetch_interval_secs` so that made-up `kid`s cannot make the gateway hammer
 //! the issuer. Keys older than `limits.max_jwks_age_secs` are not trusted: when the issuer's
 //! JWKS cannot be fetched for that long, every writ is refused (fail closed).
+//!
+//! After a failed fetch (the issuer is down or slow to start), the next is tried after
+//! 250 ms, then after twice as long each time, up to the normal refresh period: a gateway
+//! started during an outage is ready within moments of the issuer's return. A fetch that
+//! gets no answer is given up after [`FETCH_TIMEOUT`].
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -17,6 +22,10 @@ use crate::deny::Denial;
 
 /// How often the keys are refreshed when nothing asks for it.
 const REFRESH: Duration = Duration::from_secs(60);
+/// The first wait after a failed fetch; each next one is twice as long, up to [`REFRESH`].
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+/// How long a fetch may wait for the issuer's answer.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub(crate) struct IssuerKeys {
@@ -73,23 +82,56 @@ impl IssuerKeys {
     }
 
     async fn fetch(&self) -> Result<KeySet, String> {
-        let body = self
-            .client
-            .get("/.well-known/jwks.json")
+        let body = tokio::time::timeout(FETCH_TIMEOUT, self.client.get("/.well-known/jwks.json"))
             .await
+            .map_err(|_| "the issuer did not answer in time".to_owned())?
             .map_err(|e| e.to_string())?;
         KeySet::from_jwks_json(body.to_string().as_bytes()).map_err(|e| e.to_string())
     }
 
-    /// Keeps the keys fresh until the gateway stops.
+    /// Keeps the keys fresh until the gateway stops: every [`REFRESH`], and after a failed
+    /// fetch sooner, backing off from [`FIRST_RETRY`].
     pub(crate) fn spawn_refresher(self: &Arc<Self>) {
+        // Failed fetches in a row; the one at start counts.
+        let mut failures = u32::from(self.get().is_err());
         let keys = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(REFRESH).await;
+                tokio::time::sleep(wait_after(failures)).await;
                 let Some(keys) = keys.upgrade() else { return };
-                keys.refresh(true).await;
+                failures = if keys.refresh(true).await {
+                    0
+                } else {
+                    failures.saturating_add(1)
+                };
             }
         });
+    }
+}
+
+/// The wait before the next fetch after `failures` failed fetches in a row.
+fn wait_after(failures: u32) -> Duration {
+    match failures {
+        0 => REFRESH,
+        n => FIRST_RETRY
+            .saturating_mul(2u32.saturating_pow(n - 1))
+            .min(REFRESH),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_fetches_back_off_from_a_short_wait_to_the_refresh_period() {
+        let waits: Vec<u128> = (0..12).map(|n| wait_after(n).as_millis()).collect();
+        assert_eq!(
+            waits,
+            [
+                60_000, 250, 500, 1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000
+            ]
+        );
+        assert_eq!(wait_after(u32::MAX), REFRESH);
     }
 }

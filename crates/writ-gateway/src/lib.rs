@@ -215,7 +215,11 @@ impl Gateway {
             limits.max_feed_staleness_secs,
         )));
         feed.spawn_follower(Arc::clone(&client));
-        let reporter = Reporter::start(Arc::clone(&client), &config.spool_dir).map_err(|e| {
+        let bounds = decisions::Bounds {
+            spool_after: Duration::from_millis(limits.audit_spool_after_ms),
+            max_unrecorded: limits.max_unrecorded_decisions,
+        };
+        let reporter = Reporter::start(Arc::clone(&client), &config.spool_dir, bounds).map_err(|e| {
             StartError::Spool {
                 path: config.spool_dir.display().to_string(),
                 message: e.to_string(),
@@ -602,8 +606,8 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Respon
         Ok(mut allowed) => {
             let allow = record(None);
             match allowed.tool.take().zip(allow.agent.clone()) {
-                None => gateway.reporter.record(allow).map(|()| allowed),
-                Some((tool, agent)) => match gateway.reporter.record(allow.clone()) {
+                None => gateway.reporter.record_allow(allow).map(|()| allowed),
+                Some((tool, agent)) => match gateway.reporter.record_allow(allow.clone()) {
                     Err(denial) => Err(denial),
                     Ok(()) => {
                         let limit = gateway.responses.limit(&agent, &tool).await;

@@ -67,6 +67,9 @@ pub struct World {
     pub issuer_down: Arc<AtomicBool>,
     /// The paths of the requests refused while the issuer was down, in order.
     pub issuer_refused: Arc<Mutex<Vec<String>>>,
+    /// While set, the issuer takes decision reports and does not answer them until it is
+    /// cleared, as if it had been stopped (SIGSTOP) and continued.
+    pub audit_hung: Arc<AtomicBool>,
     pub gateway: Arc<Gateway>,
     pub gateway_url: String,
     /// The plain HTTP API's base URL (its routes live under `/v2`).
@@ -94,6 +97,8 @@ pub struct Options {
     pub files_command: Option<Vec<String>>,
     /// The issuer's behaviour settings.
     pub behaviour: writ_issuer::BehaviourConfig,
+    /// More lines for the gateway's `[limits]` table.
+    pub gateway_limits: String,
 }
 
 impl Default for Options {
@@ -103,6 +108,7 @@ impl Default for Options {
             max_body_bytes: 64 * 1024,
             files_command: None,
             behaviour: writ_issuer::BehaviourConfig::default(),
+            gateway_limits: String::new(),
         }
     }
 }
@@ -122,14 +128,19 @@ async fn record_headers(
     next.run(request).await
 }
 
-/// Whether the issuer is down, and the paths it refused meanwhile.
-type Outage = (Arc<AtomicBool>, Arc<Mutex<Vec<String>>>);
+/// Whether the issuer is down, the paths it refused meanwhile, and whether it hangs on
+/// decision reports.
+type Outage = (Arc<AtomicBool>, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>);
 
 async fn outage(
-    axum::extract::State((down, refused)): axum::extract::State<Outage>,
+    axum::extract::State((down, refused, audit_hung)): axum::extract::State<Outage>,
     request: Request,
     next: Next,
 ) -> Response {
+    // A stopped issuer: the report is taken and answered only once the issuer goes on.
+    while audit_hung.load(Ordering::SeqCst) && request.uri().path() == "/v1/audit/decisions" {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     if down.load(Ordering::SeqCst) {
         refused
             .lock()
@@ -167,9 +178,14 @@ impl World {
             .unwrap();
         let issuer_down = Arc::new(AtomicBool::new(false));
         let issuer_refused = Arc::new(Mutex::new(Vec::new()));
+        let audit_hung = Arc::new(AtomicBool::new(false));
         let router =
             writ_issuer::router(Arc::clone(&issuer)).layer(axum::middleware::from_fn_with_state(
-                (Arc::clone(&issuer_down), Arc::clone(&issuer_refused)),
+                (
+                    Arc::clone(&issuer_down),
+                    Arc::clone(&issuer_refused),
+                    Arc::clone(&audit_hung),
+                ),
                 outage,
             ));
         tokio::spawn(async move { axum::serve(issuer_listener, router).await });
@@ -246,6 +262,15 @@ impl World {
             )
             .await
             .unwrap();
+        // An administrator entitles alice to what her agents use; members get nothing else.
+        admin
+            .post(
+                "/v1/entitlements",
+                Some(&json!({"subject": "alice", "labels": ["internal"],
+                    "tools": ["files/read_file", "files/drop_table", "files/*", "crm/*"]})),
+            )
+            .await
+            .unwrap();
         let alice = IssuerClient::new(&issuer_url, alice_key)
             .unwrap()
             .with_clock(Arc::clone(&clock) as Arc<dyn Clock>);
@@ -274,6 +299,7 @@ max_feed_staleness_secs = {staleness}
 max_body_bytes = {body}
 jwks_refetch_interval_secs = 1
 behaviour_limits_ttl_secs = 0
+{limits}
 
 {files_route}
 
@@ -289,6 +315,7 @@ credential = {{ type = "basic", file = "{http_secret}" }}
             staleness = options.max_feed_staleness_secs,
             body = options.max_body_bytes,
             files_route = files_route(&dir, &options, &mcp_url),
+            limits = options.gateway_limits,
             http_secret = secret_file(&dir, "crm.secret", HTTP_SECRET).display(),
         ))
         .unwrap();
@@ -309,6 +336,7 @@ credential = {{ type = "basic", file = "{http_secret}" }}
             issuer_url,
             issuer_down,
             issuer_refused,
+            audit_hung,
             gateway,
             gateway_url,
             api_url,
@@ -330,6 +358,20 @@ credential = {{ type = "basic", file = "{http_secret}" }}
     /// spool directory) and key, on a fresh listener. Returns it, ready, and the URL it
     /// listens at; requests name the first gateway's URL, which is its public one.
     pub async fn start_gateway(&self) -> (Arc<Gateway>, String) {
+        let (gateway, url) = self.start_gateway_unready().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !gateway.ready() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the restarted gateway never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        (gateway, url)
+    }
+
+    /// [`World::start_gateway`], without waiting for it to be ready.
+    pub async fn start_gateway_unready(&self) -> (Arc<Gateway>, String) {
         let key = SigningKey::ed25519_from_seed(&self.gateway_seed).unwrap();
         let gateway = Gateway::start(
             self.gateway_config.clone(),
@@ -343,14 +385,6 @@ credential = {{ type = "basic", file = "{http_secret}" }}
         tokio::spawn(
             async move { writ_gateway::serve(listener, served, std::future::pending()).await },
         );
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !gateway.ready() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the restarted gateway never became ready"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
         (gateway, url)
     }
 
@@ -517,6 +551,20 @@ credential = {{ type = "basic", file = "{http_secret}" }}
         IssuerClient::new(&self.issuer_url, key)
             .unwrap()
             .with_clock(Arc::clone(&self.clock) as Arc<dyn Clock>)
+    }
+
+    /// The administrator entitles `subject` (a human id or `group:NAME`) to `tools` and
+    /// `labels`; the entitlement's id.
+    pub async fn entitle(&self, subject: &str, tools: &[&str], labels: &[&str]) -> String {
+        let created = self
+            .admin
+            .post(
+                "/v1/entitlements",
+                Some(&json!({"subject": subject, "tools": tools, "labels": labels})),
+            )
+            .await
+            .unwrap();
+        created["id"].as_str().unwrap().to_owned()
     }
 
     /// alice registers another agent of hers, with a new key, for the `files` tools.
