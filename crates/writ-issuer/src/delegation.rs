@@ -34,7 +34,7 @@ use writ_token::{Actor, Confirmation, MandateClaims, MandateId, UnixTime};
 use crate::Issuer;
 use crate::error::ApiError;
 use crate::mandates::{
-    agent_usable, granted_tools, permitted, policy_human, random_id, record_and_sign,
+    agent_usable, granted_tools, permitted, random_id, record_and_sign,
 };
 use crate::token::{Holder, MANDATE_TOKEN_TYPE, TokenResponse, holder, required};
 
@@ -184,7 +184,9 @@ pub(crate) async fn delegate(
             active: true,
             tools: &delegate_tools,
         },
-        human: &policy_human(&human),
+        human: &crate::entitlements::Entitled::of(&issuer.store, &human.id)
+            .facts(&human)
+            .policy(),
         tools: &tool_refs,
         depth: i64::from(depth),
     });

@@ -153,6 +153,20 @@ pub(crate) async fn register_human(
     let caller = authenticate(&issuer, &method, "/v1/humans", &headers).await?;
     let admin = caller.admin()?;
     let new: NewHuman = parse_json(&body)?;
+    // Entitlement subjects with this prefix name groups, so no human id may start with it.
+    if new
+        .id
+        .as_str()
+        .starts_with(crate::entitlements::GROUP_PREFIX)
+    {
+        return Err(ApiError::invalid_request(
+            "reserved_human_id",
+            format!(
+                "human ids may not start with `{}`, which names groups",
+                crate::entitlements::GROUP_PREFIX
+            ),
+        ));
+    }
     let display_name = new.display_name.unwrap_or_else(|| new.id.to_string());
     if display_name.is_empty() || display_name.chars().count() > 128 {
         return Err(ApiError::invalid_request(
@@ -241,7 +255,7 @@ pub(crate) struct AgentRegistered {
 
 /// Checks an agent's registered tool: `server/tool`, or `server/*` for the server as a
 /// whole (its other MCP methods, or an HTTP API).
-fn check_tool_ref(text: &str) -> Result<(), ApiError> {
+pub(crate) fn check_tool_ref(text: &str) -> Result<(), ApiError> {
     let valid = text.split_once('/').is_some_and(|(server, tool)| {
         ServerName::new(server).is_ok() && (tool == "*" || ToolName::new(tool).is_ok())
     });
@@ -289,6 +303,8 @@ pub(crate) async fn register_agent(
     for tool in &new.tools {
         check_tool_ref(tool)?;
     }
+    // A member's agent may use only what an administrator entitled its owner to.
+    crate::entitlements::check_agent_tools(&issuer.store, &owner, &new.tools)?;
     let days = new
         .lifetime_days
         .unwrap_or(issuer.settings.agent_lifetime_days);

@@ -29,6 +29,11 @@
 //! | `PATCH /scim/v2/Users/{id}` | admins | SCIM 2.0: `active: false` offboards the human |
 //! | `DELETE /scim/v2/Users/{id}` | admins | SCIM 2.0: offboards the human (the record stays, for the audit trail) |
 //! | `GET /v1/inventory` | admins | every agent (owner, status, last seen, end of life, tools used, outstanding mandates), every tool provider, and the tools gateways saw servers offer |
+//! | `POST /v1/entitlements` | admins | entitle a human or a group (`group:NAME`) to tools and data labels |
+//! | `GET /v1/entitlements` | admins | every entitlement |
+//! | `DELETE /v1/entitlements/{id}` | admins | remove an entitlement; calls it allowed stop at their next writ |
+//! | `PUT /v1/humans/{id}/groups` | admins | set the groups a human belongs to |
+//! | `GET /v1/humans/{id}/entitlements` | admins, the human | a human's groups and effective entitlements |
 //! | `POST /v1/humans/{id}/offboard` | admins | offboard a human: revoke them and every mandate they granted, suspend their agents |
 //! | `POST /v1/agents/{name}/renew` | its owner, admins | extend an agent's lifetime |
 //! | `POST /v1/agents/{name}/retire` | its owner, admins | retire an agent: revoke its key and its mandates |
@@ -66,6 +71,7 @@ mod behaviour;
 mod consent;
 mod delegation;
 mod discovery;
+mod entitlements;
 mod error;
 mod gateways;
 pub mod inputs;
@@ -88,7 +94,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use writ_jose::{Algorithm, KeySet, SigningKey};
@@ -582,6 +588,16 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
         .route("/v1/gateways/{name}/revoke", post(gateways::revoke))
         .route("/v1/humans/bind", post(oidc::bind))
         .route("/v1/humans/{id}/offboard", post(lifecycle::offboard_route))
+        .route(
+            "/v1/entitlements",
+            post(entitlements::create).get(entitlements::list),
+        )
+        .route("/v1/entitlements/{id}", delete(entitlements::remove))
+        .route("/v1/humans/{id}/groups", put(entitlements::set_groups))
+        .route(
+            "/v1/humans/{id}/entitlements",
+            get(entitlements::of_human),
+        )
         .route("/v1/inventory", get(discovery::inventory))
         .route(
             "/scim/v2/Users/{id}",

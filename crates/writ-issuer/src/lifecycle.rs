@@ -295,6 +295,8 @@ pub(crate) async fn transfer(
                 format!("no active human `{}`", request.owner),
             )
         })?;
+    // The new owner must be entitled to the agent's tools, as at registration.
+    crate::entitlements::check_agent_tools(&issuer.store, &owner, &agent.tools)?;
     let mut writes = vec![Write::SetAgentOwner {
         jkt: agent.jkt.clone(),
         owner: owner.id.clone(),

@@ -17,6 +17,7 @@ use writ_token::{Actor, Confirmation, HumanId, MandateClaims, MandateId, Task, T
 use crate::Issuer;
 use crate::audit::{record, record_denial};
 use crate::auth::{Caller, authenticate};
+use crate::entitlements::Entitled;
 use crate::error::ApiError;
 use crate::inventory::parse_json;
 
@@ -144,18 +145,6 @@ pub(crate) fn agent_usable(
     Ok(())
 }
 
-pub(crate) fn policy_human(human: &HumanRecord) -> writ_policy::Human<'_> {
-    writ_policy::Human {
-        id: &human.id,
-        role: if human.role == "admin" {
-            writ_policy::Role::Admin
-        } else {
-            writ_policy::Role::Member
-        },
-        active: human.status == "active",
-    }
-}
-
 pub(crate) async fn grant(
     State(issuer): State<Arc<Issuer>>,
     method: Method,
@@ -234,6 +223,12 @@ async fn grant_checked(
         .flat_map(|detail| detail.datatypes().iter().map(ToString::to_string))
         .collect();
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let entitled = Entitled::of(&issuer.store, &human.id);
+    let entitled_tools: Vec<&str> = tool_refs
+        .iter()
+        .copied()
+        .filter(|tool| entitled.allows_tool(tool))
+        .collect();
     let agent_tools: Vec<&str> = agent.tools.iter().map(String::as_str).collect();
     let policy_agent = writ_policy::Agent {
         id: &agent.jkt,
@@ -242,10 +237,11 @@ async fn grant_checked(
         tools: &agent_tools,
     };
     let decision = issuer.engine().decide(&PolicyRequest::GrantMandate {
-        human: &policy_human(human),
+        human: &entitled.facts(human).policy(),
         agent: &policy_agent,
         tools: &tool_refs,
         labels: &label_refs,
+        entitled_tools: &entitled_tools,
         ttl_seconds: i64::try_from(ttl).unwrap_or(i64::MAX),
         max_depth: i64::from(max_depth),
     });

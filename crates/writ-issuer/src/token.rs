@@ -41,7 +41,8 @@ use crate::Issuer;
 use crate::audit::{record, record_denial};
 use crate::auth::proof;
 use crate::error::{ApiError, mandate_error};
-use crate::mandates::{agent_usable, policy_human, random_id, tool_of};
+use crate::entitlements::Entitled;
+use crate::mandates::{agent_usable, random_id, tool_of};
 
 pub(crate) use writ_token::{MANDATE_TOKEN_TYPE, TOKEN_EXCHANGE, WRIT_TOKEN_TYPE};
 
@@ -519,6 +520,8 @@ fn decide(
         .collect();
     let tool_label_refs: Vec<&str> = tool_labels.iter().map(String::as_str).collect();
     let (server, tool_name) = tool_of(requested);
+    // Entitlements are read now, not when the mandate was granted: removing one stops calls.
+    let entitled = Entitled::of(&issuer.store, &human.id);
     let decision = issuer.engine().decide(&PolicyRequest::Invoke {
         agent: &writ_policy::Agent {
             id: &agent.jkt,
@@ -526,7 +529,7 @@ fn decide(
             active: true,
             tools: &agent_tools,
         },
-        human: &policy_human(human),
+        human: &entitled.facts(human).policy(),
         tool: &writ_policy::Tool {
             server,
             name: tool_name,
@@ -534,6 +537,7 @@ fn decide(
         },
         labels: &labels,
         depth,
+        entitled: entitled.allows_tool(&format!("{server}/{tool_name}")),
     });
     match decision {
         Decision::Allow(permit) => Ok(permit),

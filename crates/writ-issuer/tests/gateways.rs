@@ -116,6 +116,16 @@ impl World {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let (status, body) = self
+            .call(
+                &self.admin,
+                Method::POST,
+                "/v1/entitlements",
+                json!({"subject": "alice", "labels": ["internal"],
+                       "tools": ["files/read_file", "files/drop_table"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = self
             .call(&self.alice, Method::POST, "/v1/agents", json!({
                 "name": "report-bot", "jwk": jwk(&self.agent), "tools": ["files/read_file", "files/drop_table"]
             }))

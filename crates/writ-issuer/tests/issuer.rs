@@ -105,6 +105,16 @@ impl World {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let (status, body) = self
+            .call(
+                &self.admin,
+                Method::POST,
+                "/v1/entitlements",
+                json!({"subject": "alice", "labels": ["internal"],
+                       "tools": ["files/read_file", "files/drop_table", "files/*"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = self
             .call(&self.alice, Method::POST, "/v1/agents", json!({
                 "name": "report-bot", "jwk": jwk(&self.agent), "tools": ["files/read_file", "files/drop_table"]
             }))
@@ -1239,7 +1249,7 @@ async fn the_policy_directory_reloads_on_change_and_a_bad_set_changes_nothing() 
         .await;
     assert_eq!(status, StatusCode::OK, "{shown}");
     let original = shown["version"].as_str().unwrap().to_owned();
-    assert_eq!(shown["policies"].as_array().unwrap().len(), 5);
+    assert_eq!(shown["policies"].as_array().unwrap().len(), 7);
 
     // A set that does not validate is refused whole; the old one stays in force.
     std::fs::write(

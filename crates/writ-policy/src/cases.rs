@@ -5,9 +5,9 @@
 //! [{"name": "alice may not read secrets",
 //!   "action": "Invoke",
 //!   "agent": {"id": "agent-1", "owner": "alice", "tools": ["files/read_file"]},
-//!   "human": {"id": "alice"},
+//!   "human": {"id": "alice", "clearance": ["internal"]},
 //!   "tool": {"server": "files", "name": "read_file", "labels": ["secret"]},
-//!   "labels": ["internal"],
+//!   "labels": ["internal"], "entitled": true,
 //!   "expect": "deny", "reason": "policy_forbid", "policies": ["invoke-needs-data-clearance"]}]
 //! ```
 //!
@@ -62,6 +62,9 @@ pub enum CaseRequest {
         /// The labels granted.
         #[serde(default)]
         labels: Vec<String>,
+        /// Those of `tools` the human is entitled to (none by default).
+        #[serde(default)]
+        entitled_tools: Vec<String>,
         /// The lifetime.
         #[serde(default = "default_ttl")]
         ttl_seconds: i64,
@@ -83,6 +86,9 @@ pub enum CaseRequest {
         /// The mandate's depth.
         #[serde(default)]
         depth: i64,
+        /// Whether the human is entitled to the tool (false by default).
+        #[serde(default)]
+        entitled: bool,
     },
     /// See [`PolicyRequest::Delegate`].
     Delegate {
@@ -121,6 +127,12 @@ pub struct CaseHuman {
     /// Whether active (default true).
     #[serde(default = "yes")]
     pub active: bool,
+    /// The data labels the human is entitled to (none by default).
+    #[serde(default)]
+    pub clearance: Vec<String>,
+    /// The groups the human belongs to (none by default).
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// An agent in a case.
@@ -157,7 +169,7 @@ fn refs(values: &[String]) -> Vec<&str> {
 }
 
 impl CaseHuman {
-    fn facts(&self) -> Human<'_> {
+    fn facts<'a>(&'a self, clearance: &'a [&'a str], groups: &'a [&'a str]) -> Human<'a> {
         Human {
             id: &self.id,
             role: if self.admin {
@@ -166,6 +178,8 @@ impl CaseHuman {
                 Role::Member
             },
             active: self.active,
+            clearance,
+            groups,
         }
     }
 }
@@ -239,15 +253,18 @@ impl PolicyCase {
                 agent,
                 tools,
                 labels,
+                entitled_tools,
                 ttl_seconds,
                 max_depth,
             } => {
                 let agent_tools = refs(&agent.tools);
+                let (clearance, groups) = (refs(&human.clearance), refs(&human.groups));
                 engine.decide(&PolicyRequest::GrantMandate {
-                    human: &human.facts(),
+                    human: &human.facts(&clearance, &groups),
                     agent: &agent.facts(&agent_tools),
                     tools: &refs(tools),
                     labels: &refs(labels),
+                    entitled_tools: &refs(entitled_tools),
                     ttl_seconds: *ttl_seconds,
                     max_depth: *max_depth,
                 })
@@ -258,12 +275,14 @@ impl PolicyCase {
                 tool,
                 labels,
                 depth,
+                entitled,
             } => {
                 let agent_tools = refs(&agent.tools);
                 let tool_labels = refs(&tool.labels);
+                let (clearance, groups) = (refs(&human.clearance), refs(&human.groups));
                 engine.decide(&PolicyRequest::Invoke {
                     agent: &agent.facts(&agent_tools),
-                    human: &human.facts(),
+                    human: &human.facts(&clearance, &groups),
                     tool: &Tool {
                         server: &tool.server,
                         name: &tool.name,
@@ -271,6 +290,7 @@ impl PolicyCase {
                     },
                     labels: &refs(labels),
                     depth: *depth,
+                    entitled: *entitled,
                 })
             }
             CaseRequest::Delegate {
@@ -282,10 +302,11 @@ impl PolicyCase {
             } => {
                 let agent_tools = refs(&agent.tools);
                 let delegate_tools = refs(&delegate.tools);
+                let (clearance, groups) = (refs(&human.clearance), refs(&human.groups));
                 engine.decide(&PolicyRequest::Delegate {
                     agent: &agent.facts(&agent_tools),
                     delegate: &delegate.facts(&delegate_tools),
-                    human: &human.facts(),
+                    human: &human.facts(&clearance, &groups),
                     tools: &refs(tools),
                     depth: *depth,
                 })

@@ -7,6 +7,12 @@
 //! - **Invoke**: may this agent, under a mandate from this human, call this tool?
 //! - **Delegate**: may this agent pass part of its mandate to that agent?
 //!
+//! Entitlements, which administrators manage in the issuer, reach policy as facts: a
+//! human's `clearance` (the data labels they are entitled to) and `groups`, the granted
+//! tools the human is entitled to (`entitled_tools`, for GrantMandate), and whether they are
+//! still entitled to the called tool (`entitled`, for Invoke). The issuer computes the tool
+//! facts, so an entitlement's tool names match however the issuer defines it.
+//!
 //! Requests are built from typed facts ([`Human`], [`Agent`], [`Tool`]), never from JSON.
 //! Every policy set is validated against the schema in strict mode when loaded; a set that
 //! does not validate is refused whole. Each loaded set has a version hash, and each decision
@@ -25,13 +31,15 @@
 //! use writ_policy::{Agent, Engine, Human, PolicyRequest, Role, Tool};
 //!
 //! let engine = Engine::with_defaults()?;
-//! let alice = Human { id: "alice", role: Role::Member, active: true };
+//! // Entitled by an administrator to `files/read_file` and the label `internal`.
+//! let alice = Human { id: "alice", role: Role::Member, active: true, clearance: &["internal"], groups: &[] };
 //! let agent = Agent { id: "agent-key-thumbprint", owner: "alice", active: true, tools: &["files/read_file"] };
 //! let decision = engine.decide(&PolicyRequest::GrantMandate {
 //!     human: &alice,
 //!     agent: &agent,
 //!     tools: &["files/read_file"],
 //!     labels: &["internal"],
+//!     entitled_tools: &["files/read_file"],
 //!     ttl_seconds: 900,
 //!     max_depth: 2,
 //! });
@@ -129,6 +137,11 @@ pub struct Human<'a> {
     pub role: Role,
     /// False once suspended or offboarded.
     pub active: bool,
+    /// The data labels the human is entitled to: the union of their entitlements' labels
+    /// and their groups'.
+    pub clearance: &'a [&'a str],
+    /// The groups the human belongs to.
+    pub groups: &'a [&'a str],
 }
 
 /// What policy may know about an agent.
@@ -168,6 +181,9 @@ pub enum PolicyRequest<'a> {
         tools: &'a [&'a str],
         /// The data labels granted.
         labels: &'a [&'a str],
+        /// Those of `tools` the human is entitled to (by an entitlement of theirs or of one
+        /// of their groups).
+        entitled_tools: &'a [&'a str],
         /// The mandate's lifetime.
         ttl_seconds: i64,
         /// Its maximum delegation depth.
@@ -185,6 +201,8 @@ pub enum PolicyRequest<'a> {
         labels: &'a [&'a str],
         /// The mandate's depth.
         depth: i64,
+        /// Whether `human` is entitled to `tool` now.
+        entitled: bool,
     },
     /// May `agent` delegate to `delegate`?
     Delegate {
@@ -529,6 +547,8 @@ fn human_entity(human: &Human<'_>) -> Result<Entity, String> {
             "active".to_owned(),
             RestrictedExpression::new_bool(human.active),
         ),
+        ("clearance".to_owned(), strings(human.clearance)),
+        ("groups".to_owned(), strings(human.groups)),
     ]);
     Entity::new(entity_uid("Human", human.id)?, attrs, HashSet::new()).map_err(|e| e.to_string())
 }
@@ -560,6 +580,7 @@ fn build(request: &PolicyRequest<'_>) -> Result<Built, String> {
             agent,
             tools,
             labels,
+            entitled_tools,
             ttl_seconds,
             max_depth,
         } => Ok((
@@ -569,6 +590,7 @@ fn build(request: &PolicyRequest<'_>) -> Result<Built, String> {
             context(vec![
                 ("tools", strings(tools)),
                 ("labels", strings(labels)),
+                ("entitled_tools", strings(entitled_tools)),
                 ("ttl_seconds", RestrictedExpression::new_long(*ttl_seconds)),
                 ("max_depth", RestrictedExpression::new_long(*max_depth)),
             ])?,
@@ -580,6 +602,7 @@ fn build(request: &PolicyRequest<'_>) -> Result<Built, String> {
             tool,
             labels,
             depth,
+            entitled,
         } => {
             let provider = entity_uid("ToolProvider", tool.server)?;
             let tool_uid = entity_uid("Tool", &format!("{}/{}", tool.server, tool.name))?;
@@ -604,6 +627,7 @@ fn build(request: &PolicyRequest<'_>) -> Result<Built, String> {
                     ),
                     ("labels", strings(labels)),
                     ("depth", RestrictedExpression::new_long(*depth)),
+                    ("entitled", RestrictedExpression::new_bool(*entitled)),
                 ])?,
                 vec![
                     agent_entity(agent)?,

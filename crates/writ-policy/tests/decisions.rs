@@ -5,20 +5,28 @@
 
 use writ_policy::*;
 
+/// A member entitled to the `files` tools and the label `internal`.
 const ALICE: Human<'static> = Human {
     id: "alice",
     role: Role::Member,
     active: true,
+    clearance: &["internal"],
+    groups: &[],
 };
 const BOB: Human<'static> = Human {
     id: "bob",
     role: Role::Member,
     active: true,
+    clearance: &["internal"],
+    groups: &[],
 };
+/// An administrator with no entitlements.
 const ROOT: Human<'static> = Human {
     id: "root",
     role: Role::Admin,
     active: true,
+    clearance: &[],
+    groups: &[],
 };
 const TOOLS: &[&str] = &["files/read_file", "files/list_dir"];
 const AGENT: Agent<'static> = Agent {
@@ -43,6 +51,8 @@ fn grant<'a>(
         agent,
         tools,
         labels: &["internal"],
+        // Every tool asked for is entitled here; the entitlement tests say otherwise.
+        entitled_tools: tools,
         ttl_seconds: 900,
         max_depth: 2,
     }
@@ -60,6 +70,7 @@ fn invoke<'a>(
         tool,
         labels,
         depth: 0,
+        entitled: true,
     }
 }
 
@@ -282,6 +293,7 @@ fn an_evaluation_error_denies_even_when_a_permit_matches() {
         tool: &READ,
         labels: &[],
         depth,
+        entitled: true,
     };
     // depth 0: no overflow; the forbid matches.
     assert_eq!(denied_with(&engine.decide(&at_depth(0))), "policy_forbid");
@@ -363,7 +375,7 @@ fn a_case_with_the_wrong_expectation_fails_and_says_why() {
     case.expect = Expect::Deny;
     let failure = case.run(&engine).unwrap_err();
     assert!(failure.contains("expected deny, got allow"), "{failure}");
-    let case = &mut cases[5];
+    let case = &mut cases[8];
     case.policies = Some(vec!["some-other-policy".into()]);
     let failure = case.run(&engine).unwrap_err();
     assert!(failure.contains("invoke-needs-data-clearance"), "{failure}");
@@ -371,4 +383,137 @@ fn a_case_with_the_wrong_expectation_fails_and_says_why() {
         PolicyCase::parse_all(r#"[{"name": "x", "action": "Fly", "expect": "allow"}]"#).is_err()
     );
     assert!(PolicyCase::parse_all(r#"[{"name": "x", "action": "Invoke", "agent": {"id": "a", "owner": "b"}, "human": {"id": "b"}, "tool": {"server": "s", "name": "t"}, "expect": "allow", "surprise": 1}]"#).is_err());
+}
+
+#[test]
+fn a_member_grants_only_within_their_entitlements_even_to_their_own_agent() {
+    let engine = Engine::with_defaults().unwrap();
+    let both = ["files/read_file", "files/list_dir"];
+    let ask = |human, labels, entitled_tools| PolicyRequest::GrantMandate {
+        human,
+        agent: &AGENT,
+        tools: &both,
+        labels,
+        entitled_tools,
+        ttl_seconds: 900,
+        max_depth: 2,
+    };
+    let forbidden = |decision: Decision| match decision {
+        Decision::Deny(Denial {
+            reason: DenyReason::Forbidden { policy_ids },
+            ..
+        }) => policy_ids,
+        other => panic!("expected a forbid, got {other:?}"),
+    };
+    // One of the two tools is not entitled: the grant is forbidden.
+    assert_eq!(
+        forbidden(engine.decide(&ask(&ALICE, &["internal"], &["files/read_file"]))),
+        ["grant-within-entitlements"]
+    );
+    // A label beyond the human's clearance, though the grant itself names it.
+    assert_eq!(
+        forbidden(engine.decide(&ask(&ALICE, &["internal", "secret"], &both))),
+        ["grant-within-entitlements"]
+    );
+    // No entitlements at all.
+    let nobody = Human {
+        clearance: &[],
+        ..ALICE
+    };
+    assert_eq!(
+        forbidden(engine.decide(&ask(&nobody, &[], &[]))),
+        ["grant-within-entitlements"]
+    );
+    // Within both.
+    assert_eq!(
+        allowed_by(&engine.decide(&ask(&ALICE, &["internal"], &both))),
+        ["owner-grants-to-own-agent"]
+    );
+    // Administrators are exempt.
+    assert_eq!(
+        allowed_by(&engine.decide(&ask(&ROOT, &["secret"], &[]))),
+        ["admin-grants-to-any-agent"]
+    );
+}
+
+#[test]
+fn a_call_needs_the_humans_clearance_not_only_the_grants_labels() {
+    let engine = Engine::with_defaults().unwrap();
+    let personal = Tool {
+        labels: &["internal", "pii"],
+        ..READ
+    };
+    // The detail grants `pii` (the same human wrote it into the grant); alice is not cleared.
+    let decision = engine.decide(&invoke(&AGENT, &ALICE, &personal, &["internal", "pii"]));
+    let Decision::Deny(denial) = decision else {
+        panic!("expected a deny")
+    };
+    assert_eq!(
+        denial.reason,
+        DenyReason::Forbidden {
+            policy_ids: vec!["invoke-needs-data-clearance".into()]
+        }
+    );
+    let cleared = Human {
+        clearance: &["internal", "pii"],
+        ..ALICE
+    };
+    assert_eq!(
+        allowed_by(&engine.decide(&invoke(&AGENT, &cleared, &personal, &["internal", "pii"]))),
+        ["invoke-registered-tool"]
+    );
+    // An administrator's mandate is not bound by clearance.
+    assert_eq!(
+        allowed_by(&engine.decide(&invoke(&AGENT, &ROOT, &personal, &["internal", "pii"]))),
+        ["invoke-registered-tool"]
+    );
+}
+
+#[test]
+fn a_call_by_a_human_no_longer_entitled_to_the_tool_is_forbidden() {
+    let engine = Engine::with_defaults().unwrap();
+    let call = |human, entitled| PolicyRequest::Invoke {
+        agent: &AGENT,
+        human,
+        tool: &READ,
+        labels: &["internal"],
+        depth: 1,
+        entitled,
+    };
+    let decision = engine.decide(&call(&ALICE, false));
+    let Decision::Deny(denial) = decision else {
+        panic!("expected a deny")
+    };
+    assert_eq!(
+        denial.reason,
+        DenyReason::Forbidden {
+            policy_ids: vec!["invoke-within-entitlements".into()]
+        }
+    );
+    assert!(engine.decide(&call(&ALICE, true)).is_allow());
+    assert!(engine.decide(&call(&ROOT, false)).is_allow());
+}
+
+#[test]
+fn policies_can_read_a_humans_groups() {
+    let engine = Engine::load(&[source(
+        "groups.cedar",
+        r#"@id("finance-only") permit (principal, action == Writ::Action::"Invoke", resource)
+           when { context.human.groups.contains("finance") };"#,
+    )])
+    .unwrap();
+    let finance = Human {
+        groups: &["finance"],
+        ..ALICE
+    };
+    assert!(
+        engine
+            .decide(&invoke(&AGENT, &finance, &READ, &["internal"]))
+            .is_allow()
+    );
+    assert!(
+        !engine
+            .decide(&invoke(&AGENT, &ALICE, &READ, &["internal"]))
+            .is_allow()
+    );
 }

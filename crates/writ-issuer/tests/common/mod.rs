@@ -114,6 +114,16 @@ impl World {
                 json!({"name": "gw", "jwk": jwk(&gateway), "audience": GATEWAY}),
             ),
             (
+                &world.admin,
+                "/v1/entitlements",
+                json!({"subject": "alice", "tools": ["files/read_file"]}),
+            ),
+            (
+                &world.admin,
+                "/v1/entitlements",
+                json!({"subject": "bob", "tools": ["files/read_file"]}),
+            ),
+            (
                 &world.alice,
                 "/v1/agents",
                 json!({"name": "report-bot", "jwk": jwk(&world.report_bot), "tools": ["files/read_file"]}),
