@@ -271,15 +271,6 @@ impl World {
             )
             .await
             .unwrap();
-        // An administrator entitles alice to what her agents use; members get nothing else.
-        admin
-            .post(
-                "/v1/entitlements",
-                Some(&json!({"subject": "alice", "labels": ["internal"],
-                    "tools": ["files/read_file", "files/drop_table", "files/*", "crm/*"]})),
-            )
-            .await
-            .unwrap();
         let alice = IssuerClient::new(&issuer_url, alice_key)
             .unwrap()
             .with_clock(Arc::clone(&clock) as Arc<dyn Clock>);
@@ -560,20 +551,6 @@ credential = {{ type = "basic", file = "{http_secret}" }}
         IssuerClient::new(&self.issuer_url, key)
             .unwrap()
             .with_clock(Arc::clone(&self.clock) as Arc<dyn Clock>)
-    }
-
-    /// The administrator entitles `subject` (a human id or `group:NAME`) to `tools` and
-    /// `labels`; the entitlement's id.
-    pub async fn entitle(&self, subject: &str, tools: &[&str], labels: &[&str]) -> String {
-        let created = self
-            .admin
-            .post(
-                "/v1/entitlements",
-                Some(&json!({"subject": subject, "tools": tools, "labels": labels})),
-            )
-            .await
-            .unwrap();
-        created["id"].as_str().unwrap().to_owned()
     }
 
     /// The administrator entitles `subject` (a human id or `group:NAME`) to `tools` and
