@@ -14,6 +14,7 @@ use writ_jose::{Algorithm, SigningKey};
 
 mod behaviour;
 mod client;
+mod entitlement;
 mod quickstart;
 mod remote;
 mod sidecar;
@@ -64,6 +65,9 @@ enum Command {
     /// Gateways in a running issuer's inventory.
     #[command(subcommand)]
     Gateway(remote::GatewayCommand),
+    /// Entitlements: which tools and data labels a human, or a group, may use.
+    #[command(subcommand)]
+    Entitlement(entitlement::EntitlementCommand),
     /// Every agent (owner, status, last seen, end of life, tools used, outstanding
     /// mandates) and every tool provider (administrators only).
     Inventory {
@@ -272,6 +276,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Agent(command) => runtime()?.block_on(remote::agent(command, out)),
         Command::Tool(command) => runtime()?.block_on(remote::tool(command, out)),
         Command::Gateway(command) => runtime()?.block_on(remote::gateway(command, out)),
+        Command::Entitlement(command) => {
+            runtime()?.block_on(entitlement::entitlement(command, out))
+        }
         Command::Inventory { json, remote } => {
             runtime()?.block_on(remote::inventory(remote, json, out))
         }

@@ -115,6 +115,17 @@ pub(crate) enum HumanCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Set the groups a human belongs to with `--set` (administrators only), or show them.
+    /// Entitlements given to `group:NAME` apply to every member.
+    Groups {
+        /// The human's id.
+        id: String,
+        /// Every group, comma-separated (replacing the ones before; `--set ''` for none).
+        #[arg(long, value_delimiter = ',')]
+        set: Option<Vec<String>>,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Offboard a human (administrators only): revoke them and every mandate they granted,
     /// and suspend the agents they own until `writ agent transfer`.
     Offboard {
@@ -305,6 +316,9 @@ pub(crate) async fn human(command: HumanCommand, out: &mut dyn Write) -> anyhow:
             remote.send("/v1/humans", Some(&body), out).await
         }
         HumanCommand::List { remote } => remote.show("/v1/humans", out).await,
+        HumanCommand::Groups { id, set, remote } => {
+            crate::entitlement::groups(&id, set, &remote, out).await
+        }
         HumanCommand::Offboard { id, reason, remote } => {
             let body = json!({"reason": reason});
             remote
