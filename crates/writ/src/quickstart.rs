@@ -2,7 +2,8 @@
 //!
 //! It runs the real services in one process, each on its own loopback port: the issuer on
 //! an embedded store, the demo MCP tool server, a gateway in front of it, and a sidecar
-//! that holds the agent's key. Then it plays the agent, an MCP client that talks to the
+//! that holds the agent's key. An administrator entitles alice to the tool and its data,
+//! and her agent is refused anything beyond them. Then it plays the agent, an MCP client that talks to the
 //! sidecar and knows nothing of Writ: it lists its tools, makes an allowed call, is refused
 //! a call outside its data scope and a tool outside its mandate, shows what a stolen writ
 //! is worth, and is stopped by a revocation. `writ trace` draws the first call back to
@@ -322,6 +323,14 @@ credential = {{ type = "bearer", file = {secret} }}
             Some(&json!({"name": "gw", "jwk": jwk(&gateway_key)?, "audience": gateway_url})),
         )
         .await?;
+    // What alice may use at all: `read_file` and its `internal` data, and the server's other
+    // requests (`initialize`, `tools/list`). Not `drop_table`.
+    admin
+        .post(
+            "/v1/entitlements",
+            Some(&json!({"subject": "alice", "tools": ["files/read_file", "files/*"], "labels": ["internal"]})),
+        )
+        .await?;
     let gateway = writ_gateway::Gateway::start(config, gateway_key, Arc::new(SystemClock)).await?;
     let (stop_gateway, stopped) = tokio::sync::oneshot::channel::<()>();
     let gateway_task = tokio::spawn(writ_gateway::serve(
@@ -343,7 +352,15 @@ credential = {{ type = "bearer", file = {secret} }}
     )?;
     say(
         out,
+        "$ writ entitlement grant --subject alice --tools files/read_file,files/* --labels internal",
+    )?;
+    say(
+        out,
         &format!("tool        demo MCP server at {tool_url}/mcp: read_file, drop_table"),
+    )?;
+    say(
+        out,
+        "entitled    alice may use files/read_file (data labelled internal) and files/*, not drop_table",
     )?;
     say(
         out,
@@ -356,12 +373,30 @@ credential = {{ type = "bearer", file = {secret} }}
     let agent_key = path("agent.key");
     let (agent, _) = crate::load_or_create_key(&agent_key)?;
     let alice = IssuerClient::new(&issuer_url, alice_key)?;
+    // Asking for more than she is entitled to is refused, and changes nothing.
+    let greedy = alice
+        .post(
+            "/v1/agents",
+            Some(&json!({"name": "report-bot", "jwk": jwk(&agent)?, "tools": ["files/read_file", "files/drop_table"]})),
+        )
+        .await;
+    let refusal = match greedy {
+        Err(ClientError::Refused { reason, .. }) => reason.unwrap_or_default(),
+        Err(other) => return Err(other.into()),
+        Ok(_) => anyhow::bail!("the issuer registered an agent beyond alice's entitlements"),
+    };
     alice
         .post(
             "/v1/agents",
             Some(&json!({"name": "report-bot", "jwk": jwk(&agent)?, "tools": ["files/read_file", "files/*"]})),
         )
         .await?;
+    say(
+        out,
+        &format!(
+            "$ writ agent add report-bot --tools files/read_file,files/drop_table …  → refused [{refusal}]"
+        ),
+    )?;
     say(
         out,
         "$ writ agent add report-bot --tools files/read_file,files/* --key-file agent.key",
