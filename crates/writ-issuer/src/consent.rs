@@ -306,7 +306,8 @@ async fn leaves(issuer: &Issuer, key: &str) -> Result<Vec<(String, Value)>, ApiE
             let mut data: Value = serde_json::from_slice(&leaf.data).map_err(|e| {
                 ApiError::unavailable(&writ_store::StoreError::Corrupt(e.to_string()))
             })?;
-            found.push((leaf.kind, data["event"].take()));
+            let event = data.get_mut("event").map_or(Value::Null, Value::take);
+            found.push((leaf.kind, event));
         }
     }
     Ok(found)
@@ -328,7 +329,12 @@ pub(crate) async fn missing(
     for (kind, event) in leaves(issuer, &format!("consent-to:{}:{from}", agent.jkt)).await? {
         match kind.as_str() {
             CONSENTED => consents.extend(serde_json::from_value::<Consent>(event).ok()),
-            WITHDRAWN => withdrawn.extend(event["consent"].as_str().map(str::to_owned)),
+            WITHDRAWN => withdrawn.extend(
+                event
+                    .get("consent")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            ),
             _ => {}
         }
     }

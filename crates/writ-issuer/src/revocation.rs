@@ -237,7 +237,9 @@ pub(crate) async fn revoke(
     let mut event = json!({"kind": request.kind, "subject": subject, "reason": request.reason, "by": caller.describe(), "subjects": subjects});
     if subject != request.subject {
         // An agent named by its name: the leaf keeps the name it was asked for by.
-        event["named"] = json!(request.subject);
+        if let serde_json::Value::Object(members) = &mut event {
+            members.insert("named".into(), json!(request.subject));
+        }
     }
     let appended = record(
         &issuer,

@@ -196,7 +196,7 @@ async fn an_earlier_checkpoint_given_must_be_a_prefix_of_the_log() {
         .await
         .unwrap();
     assert_eq!(consistent.latest_checkpoint, Some(size));
-    let error = writ_issuer::verify_data_dir(&data, &key, Some((size, [7; 32].into())))
+    let error = writ_issuer::verify_data_dir(&data, &key, Some((size, [7; 32])))
         .await
         .unwrap_err();
     assert!(matches!(error, AuditError::Rewritten { .. }), "{error}");
