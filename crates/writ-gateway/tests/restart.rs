@@ -51,9 +51,10 @@ async fn a_captured_request_is_refused_after_a_gateway_restart() {
     let (status, text) = replay(&world, &world.gateway_url, &writ, &proof, &body).await;
     assert_eq!(status, 200, "{text}");
 
-    // The gateway restarts on the same spool directory; the captured request comes again.
-    world.gateway.shutdown().await;
-    let (_restarted, url) = world.start_gateway().await;
+    // The gateway restarts at its address, on the same spool directory; the captured
+    // request comes again.
+    world.restart_gateway().await;
+    let url = world.gateway_url.clone();
     let (status, text) = replay(&world, &url, &writ, &proof, &body).await;
     assert_eq!(
         (status, reason(&text).as_str()),
@@ -101,8 +102,8 @@ async fn a_captured_request_is_refused_after_a_gateway_restart() {
 async fn a_request_made_within_the_skew_of_a_restart_is_refused_then_a_fresh_one_passes() {
     let world = World::new().await;
     let (mandate, _) = world.grant().await;
-    world.gateway.shutdown().await;
-    let (_restarted, url) = world.start_gateway().await;
+    world.restart_gateway().await;
+    let url = world.gateway_url.clone();
     let files = format!("{}/mcp/files", world.gateway_url);
     let body = tools_call("read_file", json!({"path": "/data/reports/q3.md"}))
         .to_string()

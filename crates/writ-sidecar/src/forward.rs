@@ -102,35 +102,53 @@ impl Sidecar {
                 query: query.clone(),
                 datatypes,
             });
-        let writ = self
-            .writ(&mandate, &detail)
-            .await
-            .map_err(|refusal| refusal.about(&claims))?;
-        let target = uri.path_and_query().map_or(uri.path(), |all| all.as_str());
-        let mut request =
-            self.gateway_request(method, &format!("{}{target}", self.route), &writ)?;
-        for (name, value) in headers {
-            if !LOCAL_HEADERS.contains(&name.as_str()) {
-                request = request.header(name, value);
+        let mut retries = 0;
+        loop {
+            let writ = self
+                .writ(&mandate, &detail)
+                .await
+                .map_err(|refusal| refusal.about(&claims))?;
+            let target = uri.path_and_query().map_or(uri.path(), |all| all.as_str());
+            let mut request =
+                self.gateway_request(method, &format!("{}{target}", self.route), &writ)?;
+            for (name, value) in headers {
+                if !LOCAL_HEADERS.contains(&name.as_str()) {
+                    request = request.header(name, value);
+                }
             }
-        }
-        let response = request.body(body).send().await.map_err(|error| {
-            Refusal::sidecar(
-                "gateway_unreachable",
-                format!(
-                    "the gateway at {} could not be reached: {error}",
-                    self.route
-                ),
-            )
-        })?;
-        let status = response.status();
-        let mut answer = HeaderMap::new();
-        for (name, value) in response.headers() {
-            if !LOCAL_HEADERS.contains(&name.as_str()) && name != header::SET_COOKIE {
-                answer.append(name, value.clone());
+            let response = request.body(body.clone()).send().await.map_err(|error| {
+                Refusal::sidecar(
+                    "gateway_unreachable",
+                    format!(
+                        "the gateway at {} could not be reached: {error}",
+                        self.route
+                    ),
+                )
+            })?;
+            let status = response.status();
+            let mut answer = HeaderMap::new();
+            for (name, value) in response.headers() {
+                if !LOCAL_HEADERS.contains(&name.as_str()) && name != header::SET_COOKIE {
+                    answer.append(name, value.clone());
+                }
             }
+            let answer_body = read_capped(response).await?;
+            // The gateway restarted moments ago: a fresh writ and proof pass once its skew
+            // has passed. The refused request changed nothing.
+            if status == StatusCode::UNAUTHORIZED
+                && retries < crate::RESTART_RETRIES
+                && serde_json::from_slice::<Value>(&answer_body).is_ok_and(|answer| {
+                    answer
+                        .get("reason")
+                        .and_then(Value::as_str)
+                        .is_some_and(crate::predates_restart)
+                })
+            {
+                retries += 1;
+                tokio::time::sleep(crate::RESTART_RETRY).await;
+                continue;
+            }
+            return Ok((status, answer, answer_body).into_response());
         }
-        let body = read_capped(response).await?;
-        Ok((status, answer, body).into_response())
     }
 }

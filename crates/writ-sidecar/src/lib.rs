@@ -450,6 +450,18 @@ async fn fetch_json(http: &reqwest::Client, url: &str) -> Result<Value, SidecarE
 }
 
 /// A response body of at most [`MAX_BODY`] bytes.
+/// How many times a call the gateway refused as made before it restarted is made again:
+/// a writ and proof made more than the largest clock skew after the restart always pass.
+const RESTART_RETRIES: u64 = writ_token::MAX_SKEW + 1;
+/// The wait before each of those tries.
+const RESTART_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a gateway's refusal `reason` says the writ or proof was made before the gateway
+/// restarted (within its clock skew): a fresh one passes a moment later.
+fn predates_restart(reason: &str) -> bool {
+    matches!(reason, "dpop_predates_start" | "writ_predates_start")
+}
+
 async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, Refusal> {
     let mut bytes = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|error| {

@@ -70,7 +70,10 @@ impl Sidecar {
         let tool = (method == "tools/call")
             .then(|| message.pointer("/params/name").and_then(Value::as_str))
             .flatten();
-        match self.call(method, &message, bytes, protocol).await {
+        match self
+            .call_across_restart(method, &message, bytes, protocol)
+            .await
+        {
             Ok(relayed) => {
                 tracing::info!(method, tool, request_id = relayed.request_id, "allowed");
                 relayed
@@ -93,6 +96,32 @@ impl Sidecar {
                         .collect(),
                     request_id: refusal.request_id,
                 }
+            }
+        }
+    }
+
+    /// [`Sidecar::call`], made again with a fresh writ and proof while the gateway refuses
+    /// them as made before it restarted (for at most the largest clock skew). The refused
+    /// requests changed nothing.
+    async fn call_across_restart(
+        &self,
+        method: &str,
+        message: &Value,
+        bytes: &[u8],
+        protocol: Option<&str>,
+    ) -> Result<Relayed, Refusal> {
+        let mut retries = 0;
+        loop {
+            match self.call(method, message, bytes, protocol).await {
+                Err(refusal)
+                    if refusal.by == "gateway"
+                        && crate::predates_restart(&refusal.reason)
+                        && retries < crate::RESTART_RETRIES =>
+                {
+                    retries += 1;
+                    tokio::time::sleep(crate::RESTART_RETRY).await;
+                }
+                answer => return answer,
             }
         }
     }

@@ -437,3 +437,33 @@ fn a_held_call_is_asked_for_again_at_the_issuers_interval_within_bounds() {
     assert_eq!(poll_interval(Some(0)), Duration::from_secs(1));
     assert_eq!(poll_interval(Some(3_600)), Duration::from_secs(60));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_right_after_a_gateway_restart_is_made_again_until_it_passes() {
+    let world = World::new().await;
+    let (mandate, _) = world.grant().await;
+    let sidecar = sidecar(&world, "/api/crm", MandateSource::Token(mandate)).await;
+    let url = serve(writ_sidecar::http_router(sidecar)).await;
+    let http = reqwest::Client::new();
+    let answer = http
+        .get(format!("{url}/customers/42"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+
+    // The gateway restarts. For its clock skew (5 s) it refuses writs and proofs made
+    // before then, which an earlier process could have taken; the sidecar makes the call
+    // again with fresh ones until it passes.
+    world.restart_gateway().await;
+    let started = Instant::now();
+    let answer = http
+        .get(format!("{url}/customers/42"))
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    let body = answer.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}

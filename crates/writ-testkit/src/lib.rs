@@ -87,6 +87,8 @@ pub struct World {
     /// The gateway's configuration and the seed of its key, to start it again.
     gateway_config: Config,
     gateway_seed: [u8; 32],
+    /// The gateway that answers at `gateway_url`: [`World::restart_gateway`] replaces it.
+    serving: Arc<std::sync::RwLock<Arc<Gateway>>>,
 }
 
 pub struct Options {
@@ -323,10 +325,19 @@ credential = {{ type = "basic", file = "{http_secret}" }}
         let gateway = Gateway::start(config, gateway_key, Arc::clone(&clock) as Arc<dyn Clock>)
             .await
             .unwrap();
-        let served = Arc::clone(&gateway);
-        tokio::spawn(async move {
-            writ_gateway::serve(gateway_listener, served, std::future::pending()).await
+        // Each request goes to the gateway serving now, so a restarted one answers at the
+        // same address, as a restarted process would.
+        let serving = Arc::new(std::sync::RwLock::new(Arc::clone(&gateway)));
+        let front = Arc::clone(&serving);
+        let app = axum::Router::new().fallback(move |request: Request| {
+            let gateway = Arc::clone(&front.read().unwrap());
+            async move {
+                tower::ServiceExt::oneshot(writ_gateway::router(gateway), request)
+                    .await
+                    .into_response()
+            }
         });
+        tokio::spawn(async move { axum::serve(gateway_listener, app).await });
 
         let world = World {
             agent_jkt: agent.public_key().thumbprint().as_str().to_owned(),
@@ -349,6 +360,7 @@ credential = {{ type = "basic", file = "{http_secret}" }}
             jti: AtomicU64::new(0),
             gateway_config,
             gateway_seed,
+            serving,
         };
         world.wait_ready().await;
         world
@@ -368,6 +380,17 @@ credential = {{ type = "basic", file = "{http_secret}" }}
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         (gateway, url)
+    }
+
+    /// Restarts the gateway at its address (`gateway_url`): the running one stops recording
+    /// (its queued decisions are spooled), and a new one with the same configuration, key
+    /// and spool directory answers from the moment it is ready. Returns the new one.
+    pub async fn restart_gateway(&self) -> Arc<Gateway> {
+        let old = Arc::clone(&self.serving.read().unwrap());
+        old.shutdown().await;
+        let (new, _) = self.start_gateway().await;
+        *self.serving.write().unwrap() = Arc::clone(&new);
+        new
     }
 
     /// [`World::start_gateway`], without waiting for it to be ready.
