@@ -563,6 +563,14 @@ async fn an_approval_is_answered_by_whoever_owns_the_agent_now() {
 
     // report-bot moves to bob while the call waits.
     let bob = world.add_human("bob").await;
+    // bob may own alice's agents only once entitled to their tools.
+    world
+        .entitle(
+            "bob",
+            &["files/read_file", "files/drop_table", "files/*", "crm/*"],
+            &["internal"],
+        )
+        .await;
     world
         .admin
         .post(

@@ -192,6 +192,14 @@ async fn retiring_an_agent_stops_its_writs_at_the_gateway_within_a_second() {
 async fn offboarding_revokes_what_a_human_granted_and_suspends_their_agents_until_transferred() {
     let world = World::new().await;
     let bob = world.add_human("bob").await;
+    // bob may own alice's agents only once entitled to their tools.
+    world
+        .entitle(
+            "bob",
+            &["files/read_file", "files/drop_table", "files/*", "crm/*"],
+            &["internal"],
+        )
+        .await;
     let (mandate, _) = world.grant().await;
     let writ = world
         .writ(

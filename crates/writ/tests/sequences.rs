@@ -119,6 +119,14 @@ fn claims(token: &str) -> Value {
 async fn run(seed: u64, steps: usize) {
     let world = World::new().await;
     let bob = world.add_human("bob").await;
+    // bob may own alice's agents only once entitled to their tools.
+    world
+        .entitle(
+            "bob",
+            &["files/read_file", "files/drop_table", "files/*", "crm/*"],
+            &["internal"],
+        )
+        .await;
     let mut model = Model {
         agents: vec![Agent {
             name: "report-bot".into(),
