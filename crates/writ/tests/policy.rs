@@ -27,11 +27,11 @@ fn a_valid_directory_validates_and_its_cases_pass() {
     let path = dir.path().to_str().unwrap();
     let (result, out) = writ(&["policy", "validate", path]);
     result.unwrap();
-    assert!(out.contains("5 policies valid"), "{out}");
+    assert!(out.contains("7 policies valid"), "{out}");
     assert!(out.contains("invoke-needs-data-clearance"), "{out}");
     let (result, out) = writ(&["policy", "test", path]);
     result.unwrap();
-    assert!(out.contains("9 passed, 0 failed"), "{out}");
+    assert!(out.contains("15 passed, 0 failed"), "{out}");
 }
 
 #[test]
