@@ -228,6 +228,26 @@ enum KeysCommand {
         /// The keystore file.
         path: PathBuf,
     },
+    /// Print a DPoP proof (RFC 9449) made with a keystore file's key, for one request made
+    /// by hand (`DPoP: <proof>`): to the issuer's token endpoint, or to a gateway route
+    /// with the writ it carries. Each proof is single use, and fresh for about a minute.
+    Proof {
+        /// The keystore file: the agent's key.
+        key: PathBuf,
+        /// The request's method.
+        #[arg(long, default_value = "POST")]
+        method: String,
+        /// The request's URL, without query or fragment (`htu`).
+        #[arg(long)]
+        url: String,
+        /// The writ the request carries as `Authorization: DPoP <writ>`; the proof then
+        /// names its hash (`ath`), as a gateway requires.
+        #[arg(long)]
+        access_token: Option<String>,
+        /// A nonce the server asked for (`DPoP-Nonce`).
+        #[arg(long)]
+        nonce: Option<String>,
+    },
     /// Rotate a running issuer's signing key (administrators only). The old key stays in
     /// the JWKS until every token it signed has expired.
     Rotate {
@@ -266,6 +286,30 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Show { path }) => {
             let key = writ_keystore::load(&path)?;
             print_public(out, &key)
+        }
+        Command::Keys(KeysCommand::Proof {
+            key,
+            method,
+            url,
+            access_token,
+            nonce,
+        }) => {
+            let key = writ_keystore::load(&key)?;
+            let jti = writ_client::random_jti()?;
+            let mut claims = writ_token::ProofClaims::new(
+                &method,
+                &url,
+                writ_token::Clock::now(&writ_token::SystemClock),
+                jti,
+            );
+            if let Some(writ) = &access_token {
+                claims = claims.with_access_token(writ);
+            }
+            if let Some(nonce) = &nonce {
+                claims = claims.with_nonce(nonce);
+            }
+            writeln!(out, "{}", claims.sign(&key)?)?;
+            Ok(())
         }
         Command::Issuer(command) => runtime()?.block_on(issuer(command, out)),
         Command::Policy(command) => policy(command, out),
@@ -367,11 +411,13 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 report.leaves,
             )?;
             if let (Some(size), Some(root)) = (report.latest_checkpoint, report.latest_root) {
-                if size < report.leaves {
+                let last = report.leaves.saturating_sub(1);
+                if size == last {
+                    writeln!(out, "leaf {size} is not yet covered by a signed checkpoint")?;
+                } else if size < last {
                     writeln!(
                         out,
-                        "leaves {size} to {} are not yet covered by a signed checkpoint",
-                        report.leaves.saturating_sub(1)
+                        "leaves {size} to {last} are not yet covered by a signed checkpoint"
                     )?;
                 }
                 writeln!(out, "checkpoint: {size}:{}", STANDARD.encode(root))?;

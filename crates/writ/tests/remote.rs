@@ -282,3 +282,43 @@ fn offline_audit_verification_trusts_only_the_given_log_key() {
     );
     assert!(error.contains("not signed by the given log key"), "{error}");
 }
+
+/// `writ keys proof` makes the DPoP proof a request made by hand needs: for the URL and
+/// method given, with the key's public JWK, and bound to the writ it carries.
+#[test]
+fn a_proof_for_a_request_made_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = key(dir.path(), "agent");
+    let url = "http://127.0.0.1:7500/mcp/files";
+    let out = ok(&[
+        "keys",
+        "proof",
+        agent.to_str().unwrap(),
+        "--url",
+        url,
+        "--access-token",
+        "a.writ.token",
+    ]);
+    let proof = out.trim();
+    let part = |n: usize| -> serde_json::Value {
+        serde_json::from_slice(
+            &writ_jose::base64url_decode(proof.split('.').nth(n).unwrap()).unwrap(),
+        )
+        .unwrap()
+    };
+    let (header, claims) = (part(0), part(1));
+    let key = writ_keystore::load(&agent).unwrap();
+    assert_eq!(header["typ"], "dpop+jwt");
+    assert_eq!(
+        header["jwk"],
+        serde_json::to_value(key.public_key().to_jwk()).unwrap()
+    );
+    assert_eq!(claims["htm"], "POST");
+    assert_eq!(claims["htu"], url);
+    assert_eq!(
+        claims["ath"],
+        writ_token::access_token_hash("a.writ.token").as_str()
+    );
+    let again = ok(&["keys", "proof", agent.to_str().unwrap(), "--url", url]);
+    assert_ne!(again.trim(), proof, "a fresh proof each time");
+}
