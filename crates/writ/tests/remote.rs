@@ -105,6 +105,19 @@ fn inventory_verbs_rotation_and_remote_audit_verification() {
         ],
         &as_admin,
     ));
+    run(with(
+        &[
+            "entitlement",
+            "grant",
+            "--subject",
+            "alice",
+            "--tools",
+            "files/read_file",
+            "--labels",
+            "internal",
+        ],
+        &as_admin,
+    ));
     let out = run(with(
         &[
             "agent",
