@@ -488,9 +488,10 @@ pub(crate) enum MandateCommand {
     },
     /// Delegate part of a mandate to another agent, as the agent holding it (`--key` is
     /// that agent's key): the child's grants may only narrow the parent's, and it expires no
-    /// later. For the sub-agents an agent starts.
+    /// later. For the sub-agents an agent starts. The receiving agent belongs to the human
+    /// who granted the root mandate, unless both humans consented (`writ mandate consent`).
     Delegate {
-        /// The receiving agent's name.
+        /// The receiving agent's name or key thumbprint.
         to: String,
         /// The file holding the parent mandate.
         #[arg(long)]
@@ -514,6 +515,35 @@ pub(crate) enum MandateCommand {
     Show {
         /// The mandate id.
         id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Consent to mandates of one human being delegated to another human's agent (as the
+    /// human in `--key`). Such a delegation needs both: the agent's owner consents that it
+    /// may receive, and the human whose mandates they are that they may be handed to it.
+    Consent {
+        /// The receiving agent, by name or key thumbprint.
+        agent: String,
+        /// The human whose mandates may reach it.
+        #[arg(long)]
+        from: String,
+        /// Only this mandate of theirs, and what is delegated from it.
+        #[arg(long)]
+        mandate: Option<String>,
+        /// Seconds the consent lasts (30 days when absent; at most a year).
+        #[arg(long)]
+        expires_in: Option<u64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Withdraw a consent you gave (`cns_…`): no delegation is made under it any more;
+    /// mandates delegated under it stand until revoked.
+    WithdrawConsent {
+        /// The consent's id.
+        id: String,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: Option<String>,
         #[command(flatten)]
         remote: Remote,
     },
@@ -579,6 +609,29 @@ pub(crate) async fn mandate(command: MandateCommand, out: &mut dyn Write) -> any
         }
         MandateCommand::Show { id, remote } => {
             remote.show(&format!("/v1/mandates/{id}"), out).await
+        }
+        MandateCommand::Consent {
+            agent,
+            from,
+            mandate,
+            expires_in,
+            remote,
+        } => {
+            let body =
+                json!({"agent": agent, "from": from, "mandate": mandate, "expires_in": expires_in});
+            remote
+                .send("/v1/delegation-consents", Some(&body), out)
+                .await
+        }
+        MandateCommand::WithdrawConsent { id, reason, remote } => {
+            let body = json!({"reason": reason});
+            remote
+                .send(
+                    &format!("/v1/delegation-consents/{id}/withdraw"),
+                    Some(&body),
+                    out,
+                )
+                .await
         }
     }
 }

@@ -593,3 +593,92 @@ async fn a_delegate_is_named_exactly_by_name_or_thumbprint() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(claims(&token(&body))["act"]["sub"], thumbprint.as_str());
 }
+
+/// `writ mandate consent` and `writ mandate withdraw-consent`, as the human themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_gives_and_withdraws_consents() {
+    let world = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    // bob and carol hold their keys in files.
+    let mut keys = Vec::new();
+    for human in ["bob", "carol"] {
+        let path = dir.path().join(format!("{human}.key"));
+        let key = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
+        writ_keystore::create(&path, &key).unwrap();
+        let jwk = serde_json::to_value(key.public_key().to_jwk()).unwrap();
+        world
+            .admin
+            .post("/v1/humans", Some(&json!({"id": human, "jwk": jwk})))
+            .await
+            .unwrap();
+        keys.push(path);
+    }
+    let (bob_key, carol_key) = (&keys[0], &keys[1]);
+    world
+        .admin
+        .post(
+            "/v1/entitlements",
+            Some(&json!({"subject": "bob", "tools": ["files/read_file"]})),
+        )
+        .await
+        .unwrap();
+    let agent_key = dir.path().join("bob-bot.key");
+    writ_keystore::create(
+        &agent_key,
+        &writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap(),
+    )
+    .unwrap();
+    let agent_key_arg = agent_key.to_str().unwrap().to_owned();
+    common::cli(
+        &world,
+        bob_key,
+        &[
+            "agent",
+            "add",
+            "bob-bot",
+            "--tools",
+            "files/read_file",
+            "--key-file",
+            &agent_key_arg,
+        ],
+    )
+    .unwrap();
+
+    let error = common::cli(
+        &world,
+        carol_key,
+        &["mandate", "consent", "bob-bot", "--from", "alice"],
+    )
+    .unwrap_err();
+    assert!(error.contains("not_authorized_to_consent"), "{error}");
+    let out = common::cli(
+        &world,
+        bob_key,
+        &[
+            "mandate",
+            "consent",
+            "bob-bot",
+            "--from",
+            "alice",
+            "--expires-in",
+            "600",
+        ],
+    )
+    .unwrap();
+    let given: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(given["side"], "receive", "{out}");
+    let id = given["consent"].as_str().unwrap();
+    let out = common::cli(
+        &world,
+        bob_key,
+        &[
+            "mandate",
+            "withdraw-consent",
+            id,
+            "--reason",
+            "project over",
+        ],
+    )
+    .unwrap();
+    assert!(out.contains("\"withdrawn\": true"), "{out}");
+}
