@@ -158,13 +158,7 @@ impl Queue {
     /// Queues a decision; refuses when it cannot be recorded (fail closed).
     pub(crate) fn record(&self, decision: Decision) -> Result<(), Denial> {
         self.unrecorded.fetch_add(1, Ordering::SeqCst);
-        self.sender.try_send(decision.bounded()).map_err(|_| {
-            self.unrecorded.fetch_sub(1, Ordering::SeqCst);
-            Denial::unavailable(
-                "audit_unavailable",
-                "the gateway cannot record decisions right now, so it decides nothing",
-            )
-        })
+        self.send(decision)
     }
 
     /// Queues the decision to allow a call, which is then forwarded: refused while too
@@ -180,8 +174,18 @@ impl Queue {
                 ),
             ));
         }
-        self.unrecorded.fetch_sub(1, Ordering::SeqCst);
-        self.record(decision)
+        self.send(decision)
+    }
+
+    /// Hands a decision, already counted as unrecorded, to the reporting task.
+    fn send(&self, decision: Decision) -> Result<(), Denial> {
+        self.sender.try_send(decision.bounded()).map_err(|_| {
+            self.unrecorded.fetch_sub(1, Ordering::SeqCst);
+            Denial::unavailable(
+                "audit_unavailable",
+                "the gateway cannot record decisions right now, so it decides nothing",
+            )
+        })
     }
 
     /// Counts `count` decisions as recorded: acknowledged or on disk.
