@@ -101,6 +101,22 @@ async fn decisions_the_issuer_does_not_acknowledge_are_on_disk_within_the_bound(
         assert!(Instant::now() < deadline, "the spool was never emptied");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Sent twice (the report the issuer took while stopped, then from the spool), each is
+    // on record once.
+    for id in &ids {
+        let found = world
+            .issuer
+            .store()
+            .lookup(&format!("request:{id}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            found.len(),
+            1,
+            "decision {id} recorded {} times",
+            found.len()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
