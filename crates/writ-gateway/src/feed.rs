@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use writ_client::IssuerClient;
 
+/// How long past its wait a feed request may go unanswered before it is asked again.
+const ANSWER_MARGIN: Duration = Duration::from_secs(10);
+
 /// Revoked subjects, and how fresh that knowledge is.
 #[derive(Debug)]
 pub(crate) struct Revocations {
@@ -90,12 +93,17 @@ impl Revocations {
     ) -> Result<(i64, bool), String> {
         let sent = Instant::now();
         let instance = &self.instance;
-        let body = match client
-            .get(&format!(
+        // An issuer that takes the request and never answers (stopped, or cut off without
+        // a reset) is given up on after the wait plus a margin, and asked again.
+        let answer = tokio::time::timeout(
+            Duration::from_secs(wait).saturating_add(ANSWER_MARGIN),
+            client.get(&format!(
                 "/v1/revocations?after={after}&wait={wait}&instance={instance}"
-            ))
-            .await
-        {
+            )),
+        )
+        .await
+        .map_err(|_| "the issuer did not answer the feed request in time".to_owned())?;
+        let body = match answer {
             Ok(body) => body,
             Err(error) => {
                 // The issuer refuses this gateway: stop deciding on the copy now rather
