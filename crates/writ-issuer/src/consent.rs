@@ -313,17 +313,17 @@ async fn leaves(issuer: &Issuer, key: &str) -> Result<Vec<(String, Value)>, ApiE
     Ok(found)
 }
 
-/// Whether a delegation of a mandate of `from` (whose lineage, the mandate and its
-/// ancestors, is `lineage`) to `agent` has consent from both sides, current at `now`: its
-/// owner's (given while they owned it) and `from`'s, neither withdrawn nor expired, each
-/// for any of `from`'s mandates or for one in `lineage`. Names what is missing otherwise.
-pub(crate) async fn missing(
+/// The consents that allow a delegation of a mandate of `from` (whose lineage, the mandate
+/// and its ancestors, is `lineage`) to `agent` at `now`: one by its owner (given while they
+/// owned it) and one by `from`, neither withdrawn nor expired, each for any of `from`'s
+/// mandates or for one in `lineage`. Their ids (the newest of each side), or what is missing.
+pub(crate) async fn consents(
     issuer: &Issuer,
     agent: &AgentRecord,
     from: &str,
     lineage: &[String],
     now: i64,
-) -> Result<Option<&'static str>, ApiError> {
+) -> Result<Result<[String; 2], &'static str>, ApiError> {
     let mut consents: Vec<Consent> = Vec::new();
     let mut withdrawn: Vec<String> = Vec::new();
     for (kind, event) in leaves(issuer, &format!("consent-to:{}:{from}", agent.jkt)).await? {
@@ -338,29 +338,34 @@ pub(crate) async fn missing(
             _ => {}
         }
     }
-    let holds = |side: Side, by: &str| {
-        consents.iter().any(|consent| {
-            consent.side == side
-                && consent.by == by
-                && consent.agent == agent.jkt
-                && consent.from == from
-                && consent.owner == agent.owner
-                && consent.expires_at > now
-                && !withdrawn.contains(&consent.consent)
-                && consent
-                    .mandate
-                    .as_ref()
-                    .is_none_or(|mandate| lineage.contains(mandate))
-        })
+    let holding = |side: Side, by: &str| {
+        consents
+            .iter()
+            .rev()
+            .find(|consent| {
+                consent.side == side
+                    && consent.by == by
+                    && consent.agent == agent.jkt
+                    && consent.from == from
+                    && consent.owner == agent.owner
+                    && consent.expires_at > now
+                    && !withdrawn.contains(&consent.consent)
+                    && consent
+                        .mandate
+                        .as_ref()
+                        .is_none_or(|mandate| lineage.contains(mandate))
+            })
+            .map(|consent| consent.consent.clone())
     };
     Ok(
-        match (holds(Side::Receive, &agent.owner), holds(Side::Send, from)) {
-            (true, true) => None,
-            (false, true) => Some("the agent's owner has not consented"),
-            (true, false) => Some("the mandate's human has not consented"),
-            (false, false) => {
-                Some("neither the agent's owner nor the mandate's human has consented")
-            }
+        match (
+            holding(Side::Receive, &agent.owner),
+            holding(Side::Send, from),
+        ) {
+            (Some(receive), Some(send)) => Ok([receive, send]),
+            (None, Some(_)) => Err("the agent's owner has not consented"),
+            (Some(_), None) => Err("the mandate's human has not consented"),
+            (None, None) => Err("neither the agent's owner nor the mandate's human has consented"),
         },
     )
 }

@@ -33,9 +33,7 @@ use writ_token::{Actor, Confirmation, MandateClaims, MandateId, UnixTime};
 
 use crate::Issuer;
 use crate::error::ApiError;
-use crate::mandates::{
-    agent_usable, granted_tools, permitted, random_id, record_and_sign,
-};
+use crate::mandates::{agent_usable, granted_tools, permitted, random_id, record_and_sign};
 use crate::token::{Holder, MANDATE_TOKEN_TYPE, TokenResponse, holder, required};
 
 /// RFC 8693 §2.2.1: the issued token is not an access token.
@@ -107,9 +105,10 @@ pub(crate) async fn delegate(
     }
     // A mandate stays with the agents of the human who granted its root, unless both that
     // human and the delegate's owner consented to this crossing.
+    let mut consents = Vec::new();
     if delegate.owner != parent.sub.as_str() {
         let lineage = lineage(issuer, parent.jti.as_str(), parent.depth);
-        if let Some(missing) = crate::consent::missing(
+        match crate::consent::consents(
             issuer,
             &delegate,
             parent.sub.as_str(),
@@ -118,13 +117,16 @@ pub(crate) async fn delegate(
         )
         .await?
         {
-            return Err(ApiError::denied(
-                "delegate_other_owner",
-                format!(
-                    "agent `{}` belongs to `{}`, not to `{}`, whose mandate {} this is: {missing} (POST /v1/delegation-consents)",
-                    delegate.name, delegate.owner, parent.sub, parent.jti
-                ),
-            ));
+            Ok(given) => consents.extend(given),
+            Err(missing) => {
+                return Err(ApiError::denied(
+                    "delegate_other_owner",
+                    format!(
+                        "agent `{}` belongs to `{}`, not to `{}`, whose mandate {} this is: {missing} (POST /v1/delegation-consents)",
+                        delegate.name, delegate.owner, parent.sub, parent.jti
+                    ),
+                ));
+            }
         }
     }
     let depth = parent.depth.saturating_add(1);
@@ -229,6 +231,7 @@ pub(crate) async fn delegate(
         &delegate,
         task_text.as_deref(),
         &policy,
+        &consents,
     )
     .await?;
     metrics::counter!("writ_mandates_delegated_total").increment(1);

@@ -283,6 +283,7 @@ async fn grant_checked(
         &agent,
         Some(&request.task),
         &policy,
+        &[],
     )
     .await?;
     Ok(Granted {
@@ -303,6 +304,7 @@ pub(crate) async fn record_and_sign(
     agent: &AgentRecord,
     task_text: Option<&str>,
     policy: &writ_token::PolicyRef,
+    consents: &[String],
 ) -> Result<(String, u64), ApiError> {
     // Check the claims before recording, so nothing is recorded that cannot be signed.
     writ_token::TokenClaims::check(claims)
@@ -322,6 +324,10 @@ pub(crate) async fn record_and_sign(
         members.insert("delegated_by".into(), json!(delegator.sub));
         members.insert("depth".into(), json!(claims.depth));
         members.insert("actors".into(), json!(claims.act));
+        if !consents.is_empty() {
+            // A delegation across owners names the two consents it relied on.
+            members.insert("consents".into(), json!(consents));
+        }
     }
     let grants = serde_json::to_string(&claims.grants).map_err(|e| {
         ApiError::new(
@@ -335,11 +341,14 @@ pub(crate) async fn record_and_sign(
         issuer,
         kind,
         event,
-        vec![
+        [
             format!("mandate:{id}"),
             format!("human:{human}"),
             format!("agent:{}", agent.jkt),
-        ],
+        ]
+        .into_iter()
+        .chain(consents.iter().map(|consent| format!("consent:{consent}")))
+        .collect(),
         Write::InsertMandate(MandateRecord {
             id,
             human_id: human.to_owned(),

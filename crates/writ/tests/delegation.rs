@@ -475,6 +475,20 @@ async fn a_mandate_reaches_another_owners_agent_only_with_both_owners_consent() 
     let (status, child) = delegate("bob-bot").await;
     assert_eq!(status, StatusCode::OK, "{child}");
     assert_eq!(claims(&token(&child))["act"]["sub"], bob_jkt.as_str());
+    // Its leaf names the two consents it relied on.
+    let leaf = world
+        .issuer
+        .store()
+        .leaf(child["log_index"].as_u64().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let leaf: Value = serde_json::from_slice(&leaf.data).unwrap();
+    assert_eq!(
+        leaf["event"]["consents"],
+        json!([bobs["consent"], alices["consent"]]),
+        "{leaf}"
+    );
 
     // Withdrawn: no further delegation. Withdrawing again records nothing.
     let id = alices["consent"].as_str().unwrap();
