@@ -10,6 +10,7 @@
 //! ```text
 //! POST /v1/delegation-consents              {"agent": "bob-bot", "from": "alice"}
 //! POST /v1/delegation-consents/{id}/withdraw {"reason": "..."}
+//! GET  /v1/delegation-consents              the consents the caller is party to
 //! ```
 //!
 //! A consent is an audit leaf (`delegation_consented`, `delegation_consent_withdrawn`) and
@@ -208,9 +209,65 @@ fn keys(consent: &Consent) -> Vec<String> {
     vec![
         format!("consent:{}", consent.consent),
         format!("consent-to:{}:{}", consent.agent, consent.from),
+        format!("consent-party:{}", consent.owner),
+        format!("consent-party:{}", consent.from),
         format!("agent:{}", consent.agent),
         format!("human:{}", consent.by),
     ]
+}
+
+#[derive(Serialize)]
+pub(crate) struct ConsentView {
+    #[serde(flatten)]
+    consent: Consent,
+    /// `active`, `withdrawn` or `expired`.
+    status: &'static str,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ConsentList {
+    consents: Vec<ConsentView>,
+}
+
+/// `GET /v1/delegation-consents`: the consents the caller is party to, as the agent's owner
+/// or as the human whose mandates they concern, whoever gave them; newest first.
+pub(crate) async fn list(
+    State(issuer): State<Arc<Issuer>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<ConsentList>, ApiError> {
+    let caller = authenticate(&issuer, &method, "/v1/delegation-consents", &headers).await?;
+    let human = caller.human()?;
+    let now = crate::seconds(issuer.now());
+    let mut given: Vec<Consent> = Vec::new();
+    let mut withdrawn: Vec<String> = Vec::new();
+    for (kind, event) in leaves(&issuer, &format!("consent-party:{}", human.id)).await? {
+        match kind.as_str() {
+            CONSENTED => given.extend(serde_json::from_value::<Consent>(event).ok()),
+            WITHDRAWN => withdrawn.extend(
+                event
+                    .get("consent")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            ),
+            _ => {}
+        }
+    }
+    let consents = given
+        .into_iter()
+        .rev()
+        .map(|consent| {
+            let status = if withdrawn.contains(&consent.consent) {
+                "withdrawn"
+            } else if consent.expires_at <= now {
+                "expired"
+            } else {
+                "active"
+            };
+            ConsentView { consent, status }
+        })
+        .collect();
+    Ok(Json(ConsentList { consents }))
 }
 
 #[derive(Deserialize)]

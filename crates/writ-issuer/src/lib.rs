@@ -52,6 +52,7 @@
 //! | `POST /v1/mandates` | humans | grant a mandate to an agent |
 //! | `POST /v1/delegation-consents` | humans | consent to a delegation across owners, as the receiving agent's owner or as the human whose mandates are handed on |
 //! | `POST /v1/delegation-consents/{id}/withdraw` | the human who gave it, admins | withdraw a consent |
+//! | `GET /v1/delegation-consents` | humans | the consents the caller is party to, with their status |
 //! | `GET /v1/mandates/{id}` | gateways, admins, its human and agent | a mandate: its grants, chain position, task digest, revocation |
 //! | `GET /v1/policy` | anyone registered | the policy set in force: version, policy ids, last reload error |
 //! | `POST /v1/policy/reload` | admins | reload the policy directory now |
@@ -594,10 +595,7 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
         )
         .route("/v1/entitlements/{id}", delete(entitlements::remove))
         .route("/v1/humans/{id}/groups", put(entitlements::set_groups))
-        .route(
-            "/v1/humans/{id}/entitlements",
-            get(entitlements::of_human),
-        )
+        .route("/v1/humans/{id}/entitlements", get(entitlements::of_human))
         .route("/v1/inventory", get(discovery::inventory))
         .route(
             "/scim/v2/Users/{id}",
@@ -612,7 +610,10 @@ pub fn router(issuer: Arc<Issuer>) -> Router {
         .route("/v1/approvals", get(behaviour::list))
         .route("/v1/behaviour/limits/{agent}", get(behaviour::limits))
         .route("/v1/approvals/{id}", post(behaviour::decide))
-        .route("/v1/delegation-consents", post(consent::give))
+        .route(
+            "/v1/delegation-consents",
+            post(consent::give).get(consent::list),
+        )
         .route(
             "/v1/delegation-consents/{id}/withdraw",
             post(consent::withdraw),

@@ -536,6 +536,12 @@ pub(crate) enum MandateCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// The delegation consents you are party to (as the agent's owner, or as the human
+    /// whose mandates they concern), newest first, each `active`, `withdrawn` or `expired`.
+    Consents {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Withdraw a consent you gave (`cns_…`): no delegation is made under it any more;
     /// mandates delegated under it stand until revoked.
     WithdrawConsent {
@@ -623,6 +629,7 @@ pub(crate) async fn mandate(command: MandateCommand, out: &mut dyn Write) -> any
                 .send("/v1/delegation-consents", Some(&body), out)
                 .await
         }
+        MandateCommand::Consents { remote } => remote.show("/v1/delegation-consents", out).await,
         MandateCommand::WithdrawConsent { id, reason, remote } => {
             let body = json!({"reason": reason});
             remote

@@ -695,4 +695,10 @@ async fn the_command_line_gives_and_withdraws_consents() {
     )
     .unwrap();
     assert!(out.contains("\"withdrawn\": true"), "{out}");
+    let out = common::cli(&world, bob_key, &["mandate", "consents"]).unwrap();
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["consents"][0]["consent"], id, "{out}");
+    assert_eq!(listed["consents"][0]["status"], "withdrawn", "{out}");
+    let out = common::cli(&world, carol_key, &["mandate", "consents"]).unwrap();
+    assert!(!out.contains(id), "carol is no party to it: {out}");
 }
