@@ -401,6 +401,16 @@ impl Behaviour {
         })
     }
 
+    /// The same settings with nothing learned yet: for replaying leaves into fresh state
+    /// without checking the settings again.
+    pub(crate) fn fresh(&self) -> Behaviour {
+        Behaviour {
+            settings: self.settings.clone(),
+            config: self.config.clone(),
+            state: Mutex::new(Memory::default()),
+        }
+    }
+
     /// `detector`'s mode for the agent named `agent`.
     fn mode(&self, agent: &str, detector: Detector) -> Mode {
         self.config

@@ -5,11 +5,14 @@
 //! in `fuzz/` (which must exercise the real parsers, not copies of them) and for tests; they
 //! are not a stable interface.
 
+use std::sync::LazyLock;
+
 use axum::body::Bytes;
 use writ_scope::AuthorizationDetail;
 use writ_store::LeafRecord;
 use writ_token::SingleDetail;
 
+use crate::behaviour::Behaviour;
 use crate::error::ApiError;
 
 /// `POST /token`: the form (RFC 6749 §3.2: no parameter twice) and, when present, its
@@ -40,7 +43,10 @@ pub fn scim_patch(body: &[u8]) -> Option<Option<bool>> {
 /// settings), as the issuer rebuilds baselines, approvals and holds. Each leaf is
 /// `(kind, created_at, bytes)`; returns how many leaves carried behaviour.
 pub fn replay_leaves(leaves: &[(&str, i64, &[u8])]) -> u64 {
-    let Ok(behaviour) = crate::behaviour::Behaviour::new(crate::BehaviourConfig::default()) else {
+    // Checking the settings compiles their patterns: once, not per call.
+    static DEFAULT: LazyLock<Option<Behaviour>> =
+        LazyLock::new(|| Behaviour::new(crate::BehaviourConfig::default()).ok());
+    let Some(behaviour) = DEFAULT.as_ref().map(Behaviour::fresh) else {
         return 0;
     };
     let mut replayed = 0;
