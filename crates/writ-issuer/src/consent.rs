@@ -282,13 +282,21 @@ pub(crate) struct Withdrawn {
     consent: String,
     /// False when it had been withdrawn before; nothing is recorded then.
     withdrawn: bool,
+    /// The mandates delegated under the consent, with their subtrees, newly revoked with it.
+    revoked: Vec<RevokedMandate>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log_index: Option<u64>,
 }
 
+#[derive(Serialize)]
+pub(crate) struct RevokedMandate {
+    kind: String,
+    subject: String,
+}
+
 /// `POST /v1/delegation-consents/{id}/withdraw`: by the human who gave it, or an
-/// administrator. Delegations made under it stand (revoke those mandates to stop them);
-/// no new one is made.
+/// administrator. No delegation is made under it any more, and the mandates delegated under
+/// it are revoked with it, with their subtrees, in the same audited step.
 pub(crate) async fn withdraw(
     State(issuer): State<Arc<Issuer>>,
     method: Method,
@@ -316,10 +324,20 @@ pub(crate) async fn withdraw(
     }
     let mut given = None;
     let mut withdrawn = false;
+    let mut delegated = Vec::new();
     for (kind, event) in leaves(&issuer, &format!("consent:{id}")).await? {
         match kind.as_str() {
             CONSENTED => given = serde_json::from_value::<Consent>(event).ok(),
             WITHDRAWN => withdrawn = true,
+            // A delegation made under it (its leaf names its consents).
+            "mandate_delegated" => {
+                delegated.extend(
+                    event
+                        .get("mandate")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                );
+            }
             _ => {}
         }
     }
@@ -335,20 +353,61 @@ pub(crate) async fn withdraw(
         return Ok(Json(Withdrawn {
             consent: id,
             withdrawn: false,
+            revoked: Vec::new(),
             log_index: None,
         }));
     }
+    let reason = format!("delegation consent {} withdrawn", consent.consent);
+    let mut records: Vec<writ_store::RevocationRecord> = Vec::new();
+    for mandate in &delegated {
+        for record in crate::revocation::revocations(
+            &issuer,
+            crate::revocation::Kind::Mandate,
+            mandate,
+            &reason,
+        )
+        .await?
+        {
+            if !records
+                .iter()
+                .any(|known| known.kind == record.kind && known.subject == record.subject)
+            {
+                records.push(record);
+            }
+        }
+    }
+    let subjects = crate::revocation::subject_keys(&records);
+    let mut lookup = keys(&consent);
+    lookup.extend(subjects.iter().cloned());
     let appended = record(
         &issuer,
         WITHDRAWN,
-        json!({"consent": consent.consent, "by": caller.describe(), "reason": withdrawal.reason}),
-        keys(&consent),
-        Write::Nothing,
+        json!({"consent": consent.consent, "by": caller.describe(), "reason": withdrawal.reason, "revoked": subjects}),
+        lookup,
+        if records.is_empty() {
+            Write::Nothing
+        } else {
+            Write::Revoke(records.clone())
+        },
     )
     .await?;
+    if !records.is_empty() {
+        issuer.revoked.notify_waiters();
+        crate::revocation::newly_revoked(&records, &appended.revocations);
+    }
+    let revoked = records
+        .into_iter()
+        .zip(appended.revocations.iter())
+        .filter(|(_, seq)| seq.is_some())
+        .map(|(record, _)| RevokedMandate {
+            kind: record.kind,
+            subject: record.subject,
+        })
+        .collect();
     Ok(Json(Withdrawn {
         consent: id,
         withdrawn: true,
+        revoked,
         log_index: Some(appended.index),
     }))
 }

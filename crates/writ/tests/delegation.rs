@@ -500,6 +500,27 @@ async fn a_mandate_reaches_another_owners_agent_only_with_both_owners_consent() 
     );
     let withdrawn = world.alice.post(&path, None).await.unwrap();
     assert_eq!(withdrawn["withdrawn"], true, "{withdrawn}");
+    // The mandate delegated under it is revoked with it: bob-bot earns no writ under it.
+    let child_id = claims(&token(&child))["jti"].as_str().unwrap().to_owned();
+    assert_eq!(
+        withdrawn["revoked"],
+        json!([{"kind": "mandate", "subject": child_id}]),
+        "{withdrawn}"
+    );
+    let resource = format!("{}/mcp/files", world.gateway_url);
+    let (status, body) = world
+        .try_writ_as(
+            &bob_bot,
+            &token(&child),
+            &resource,
+            read_file_detail("/data/reports/q3.md"),
+        )
+        .await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("mandate_revoked")),
+        "{body}"
+    );
     let again = world.alice.post(&path, None).await.unwrap();
     assert_eq!(again["withdrawn"], false, "{again}");
     refused("bob-bot").await;
