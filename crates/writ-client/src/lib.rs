@@ -2,10 +2,11 @@
 //!
 //! Every request carries a fresh DPoP proof (RFC 9449) made with the caller's registered
 //! key, never a bearer secret. When the issuer requires nonces, the client keeps the newest
-//! `DPoP-Nonce` it was given and retries once on `use_dpop_nonce` (§8, §9). Just after an
-//! issuer restarts it refuses proofs made before then plus its clock skew
-//! (`dpop_predates_start`): the client retries with a fresh proof once a second, for at
-//! most [`writ_token::MAX_SKEW`] + 1 seconds. It follows no
+//! `DPoP-Nonce` it was given and retries once on `use_dpop_nonce` (§8, §9). Just after a
+//! restart the issuer refuses proofs made before it plus its clock skew
+//! (`dpop_predates_start`) with `use_dpop_nonce` and a nonce of its own, so that retry
+//! passes at once; a server that offers no nonce is asked again with a fresh proof once a
+//! second, for at most [`writ_token::MAX_SKEW`] + 1 seconds. It follows no
 //! redirects (a redirect would carry the single-use proof to another host) and reads at
 //! most [`MAX_RESPONSE`] bytes of any answer.
 //!

@@ -104,18 +104,34 @@ pub(crate) fn proof(
 }
 
 /// Records a checked proof as used (RFC 9449 §11.1).
+///
+/// Just after a restart, a proof made before it (plus the skew) may have been accepted by
+/// the earlier process, and is refused (`dpop_predates_start`) unless it carries a nonce
+/// of this process's: the refusal is `use_dpop_nonce` and carries one, so the client's
+/// retry passes at once (§8).
 pub(crate) fn record(issuer: &Issuer, proof: CheckedProof) -> Result<(), ApiError> {
-    proof.record(&*issuer.replay, issuer.now())?;
-    Ok(())
+    match proof.record_fresh(&*issuer.replay, issuer.now(), &issuer.nonces) {
+        Ok(_) => Ok(()),
+        Err(error @ writ_token::DpopError::PredatesStart { .. }) => Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "use_dpop_nonce",
+            error.code(),
+            format!("{error}, or with the nonce this answer carries"),
+        )),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// With nonces required, every response carries the current one (RFC 9449 §8.2, §9), so
-/// a client refused with `use_dpop_nonce` can retry at once and others stay current.
+/// a client refused with `use_dpop_nonce` can retry at once and others stay current. Every
+/// refusal (400, 401) carries one in any case: a client whose proof predates a restart
+/// retries with it.
 pub(crate) async fn offer_nonce(
     State(issuer): State<Arc<Issuer>>,
     mut response: Response,
 ) -> Response {
-    if issuer.settings.require_dpop_nonce
+    let refused = matches!(response.status().as_u16(), 400 | 401);
+    if (issuer.settings.require_dpop_nonce || refused)
         && let Ok(nonce) = HeaderValue::from_str(&issuer.nonces.current(issuer.now()))
     {
         response.headers_mut().insert("dpop-nonce", nonce);

@@ -2180,3 +2180,62 @@ async fn an_admin_request_and_a_token_request_replayed_after_an_issuer_restart_a
         .await;
     assert!(status.is_success(), "{status} {body}");
 }
+
+#[tokio::test]
+async fn right_after_a_restart_a_proof_with_the_issuers_new_nonce_passes_at_once() {
+    let world = World::new().await;
+    drop(world.issuer);
+    // Reopened with the clock where it stood: every proof made so far predates the start.
+    let issuer = Issuer::open_with_clock(
+        &world.dir,
+        Settings::default(),
+        Arc::clone(&world.clock) as Arc<dyn Clock>,
+    )
+    .await
+    .unwrap();
+    let world = World { issuer, ..world };
+    let request = |proof: String| {
+        Request::builder()
+            .uri("/v1/agents")
+            .header("dpop", proof)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let response = writ_issuer::router(Arc::clone(&world.issuer))
+        .oneshot(request(world.proof(
+            &world.alice,
+            &Method::GET,
+            "/v1/agents",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let nonce = response.headers()["dpop-nonce"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        (body["error"].as_str(), reason(&body)),
+        (Some("use_dpop_nonce"), "dpop_predates_start"),
+        "{body}"
+    );
+    // The same moment, with the nonce: made since the restart, so it passes, once.
+    let proof = ProofClaims::new(
+        "GET",
+        &format!("{ISSUER}/v1/agents"),
+        world.clock.now(),
+        "with-nonce".into(),
+    )
+    .with_nonce(&nonce)
+    .sign(&world.alice)
+    .unwrap();
+    let (status, body) = world.send(request(proof.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = world.send(request(proof)).await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::UNAUTHORIZED, "dpop_replayed")
+    );
+}

@@ -390,6 +390,9 @@ pub struct CheckedProof {
     iat: UnixTime,
     /// How far in the future `iat` was allowed to be.
     skew: u64,
+    /// The server nonce the proof carries, if any (checked only when the server requires
+    /// one, or by [`CheckedProof::record_fresh`]).
+    nonce: Option<String>,
     /// Until when its id must be remembered.
     expires: UnixTime,
 }
@@ -422,15 +425,46 @@ impl CheckedProof {
         replay: &dyn ReplayCache,
         now: UnixTime,
     ) -> Result<VerifiedProof, DpopError> {
+        self.record_once(replay, now, false)
+    }
+
+    /// [`CheckedProof::record`] for a server that hands out nonces (RFC 9449 §8): a proof
+    /// that carries a nonce minted by `nonces` was made after this process started (its
+    /// secret is drawn at start), so no earlier process can have accepted it, and the
+    /// cache's horizon does not apply to it. A proof without one is held to the horizon;
+    /// refused as [`DpopError::PredatesStart`], its client can retry with the server's
+    /// current nonce.
+    pub fn record_fresh(
+        self,
+        replay: &dyn ReplayCache,
+        now: UnixTime,
+        nonces: &crate::NonceKey,
+    ) -> Result<VerifiedProof, DpopError> {
+        let made_here = self
+            .nonce
+            .as_deref()
+            .is_some_and(|nonce| nonces.accepts(nonce, now));
+        self.record_once(replay, now, made_here)
+    }
+
+    fn record_once(
+        self,
+        replay: &dyn ReplayCache,
+        now: UnixTime,
+        made_here: bool,
+    ) -> Result<VerifiedProof, DpopError> {
         let replay_id = format!("dpop:{}:{}", self.key.thumbprint(), self.jti);
-        use_once(replay, &replay_id, self.iat, self.skew, self.expires, now).map_err(|error| {
-            match error {
-                ReplayError::Seen => DpopError::Replayed,
-                ReplayError::BeforeHorizon { issued, after } => {
-                    DpopError::PredatesStart { iat: issued, after }
-                }
-                ReplayError::Unavailable(why) => DpopError::ReplayCacheUnavailable(why),
+        let used = if made_here {
+            replay.first_use(&replay_id, self.expires, now)
+        } else {
+            use_once(replay, &replay_id, self.iat, self.skew, self.expires, now)
+        };
+        used.map_err(|error| match error {
+            ReplayError::Seen => DpopError::Replayed,
+            ReplayError::BeforeHorizon { issued, after } => {
+                DpopError::PredatesStart { iat: issued, after }
             }
+            ReplayError::Unavailable(why) => DpopError::ReplayCacheUnavailable(why),
         })?;
         Ok(VerifiedProof {
             key: self.key,
@@ -510,6 +544,7 @@ pub fn check_proof(proof: &str, check: &ProofCheck<'_>) -> Result<CheckedProof, 
         jti: claims.jti,
         iat: claims.iat,
         skew: check.max_skew,
+        nonce: claims.nonce,
         expires: claims.iat.plus(check.max_age).plus(check.max_skew),
     })
 }
@@ -818,6 +853,43 @@ mod tests {
         let first = MemoryReplayCache::new(16);
         let old = proof(&key, ProofClaims::new("POST", URI, NOW, "old".into()));
         verify_proof(&old, &check(), &first).unwrap();
+    }
+
+    #[test]
+    fn a_proof_with_a_nonce_minted_since_the_restart_needs_no_wait() {
+        let cache = MemoryReplayCache::after_restart(16, NOW);
+        let nonces = crate::NonceKey::new(&[3; 32], 60);
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let made = |jti: &str, nonce: Option<&str>| {
+            let claims = ProofClaims::new("POST", URI, NOW, jti.into());
+            let claims = match nonce {
+                Some(nonce) => claims.with_nonce(nonce),
+                None => claims,
+            };
+            check_proof(&proof(&key, claims), &check()).unwrap()
+        };
+        // Without a nonce, or with another process's, it is held to the horizon.
+        let error = made("a", None)
+            .record_fresh(&cache, NOW, &nonces)
+            .unwrap_err();
+        assert_eq!(error.code(), "dpop_predates_start");
+        let earlier = crate::NonceKey::new(&[4; 32], 60).current(NOW);
+        let error = made("b", Some(&earlier))
+            .record_fresh(&cache, NOW, &nonces)
+            .unwrap_err();
+        assert_eq!(error.code(), "dpop_predates_start");
+        // With this process's nonce it was made since the restart: accepted, once.
+        let current = nonces.current(NOW);
+        made("c", Some(&current))
+            .record_fresh(&cache, NOW, &nonces)
+            .unwrap();
+        let error = made("c", Some(&current))
+            .record_fresh(&cache, NOW, &nonces)
+            .unwrap_err();
+        assert_eq!(error.code(), "dpop_replayed");
+        // `record` never takes a nonce as a reason to skip the horizon.
+        let error = made("d", Some(&current)).record(&cache, NOW).unwrap_err();
+        assert_eq!(error.code(), "dpop_predates_start");
     }
 
     #[test]
