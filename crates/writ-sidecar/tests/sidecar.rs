@@ -467,3 +467,16 @@ async fn a_call_right_after_a_gateway_restart_is_made_again_until_it_passes() {
     assert_eq!(status, 200, "{body}");
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_call_right_after_a_gateway_restart_is_made_again_until_it_passes() {
+    let world = World::new().await;
+    let (mandate, _) = world.grant().await;
+    let sidecar = sidecar(&world, "/mcp/files", MandateSource::Token(mandate)).await;
+    let url = serve(writ_sidecar::mcp_router(sidecar)).await;
+    let client = client(&format!("{url}/mcp")).await;
+    world.restart_gateway().await;
+    let allowed = call(&client, "read_file", json!({"path": "/data/reports/q3.md"})).await;
+    assert_ne!(allowed.is_error, Some(true), "{allowed:?}");
+    assert!(text(&allowed).contains("Revenue grew 12%"));
+}
