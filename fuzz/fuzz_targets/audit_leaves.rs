@@ -32,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
     {
         if let Ok(checkpoint) = Checkpoint::parse(text) {
             // What Writ writes, it reads back the same.
-            assert_eq!(Checkpoint::parse(&checkpoint.to_text()).unwrap(), checkpoint);
+            assert_eq!(
+                Checkpoint::parse(&checkpoint.to_text()).unwrap(),
+                checkpoint
+            );
         }
         if let Ok(verifier) = NoteVerifier::parse(text) {
             let _ = verify_note(text, &[verifier]);

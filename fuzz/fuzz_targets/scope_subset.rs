@@ -31,7 +31,11 @@ fn value(u: &mut Unstructured<'_>, depth: u32) -> Result<Value> {
         4 => Value::Null,
         5 => {
             let len = u.int_in_range(0..=2)?;
-            Value::from((0..len).map(|_| value(u, depth - 1)).collect::<Result<Vec<_>>>()?)
+            Value::from(
+                (0..len)
+                    .map(|_| value(u, depth - 1))
+                    .collect::<Result<Vec<_>>>()?,
+            )
         }
         _ => {
             let mut members = Map::new();
@@ -167,11 +171,21 @@ fn check(u: &mut Unstructured<'_>) -> Result<()> {
     let mut path = String::new();
     for _ in 0..u.int_in_range(1..=3)? {
         path.push('/');
-        path.push_str(pick(u, &["a", "b", "ab", "a;b", "..", "x", "", "a%20b", "*", "%2E"])?);
+        path.push_str(pick(
+            u,
+            &["a", "b", "ab", "a;b", "..", "x", "", "a%20b", "*", "%2E"],
+        )?);
     }
     let query = *pick(
         u,
-        &[None, Some(""), Some("k=a"), Some("k=a&m=b"), Some("k=a&k=b"), Some("k")],
+        &[
+            None,
+            Some(""),
+            Some("k=a"),
+            Some("k=a&m=b"),
+            Some("k=a&k=b"),
+            Some("k"),
+        ],
     )?;
     let call = match u.int_in_range(0..=2)? {
         0 => Call::McpToolCall {

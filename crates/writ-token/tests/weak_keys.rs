@@ -44,8 +44,7 @@ fn a_dpop_proof_with_the_identity_point_as_its_jwk_is_refused() {
     };
     let cache = MemoryReplayCache::new(8);
     let error = verify_proof(&keyless_proof(IDENTITY_X), &check, &cache)
-        .err()
-        .expect("a proof made without a private key verified");
+        .expect_err("a proof made without a private key verified");
     assert_eq!(error.code(), "dpop_bad_key", "{error}");
     assert!(error.to_string().contains("small order"), "{error}");
 }
