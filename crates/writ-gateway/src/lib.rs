@@ -219,12 +219,13 @@ impl Gateway {
             spool_after: Duration::from_millis(limits.audit_spool_after_ms),
             max_unrecorded: limits.max_unrecorded_decisions,
         };
-        let reporter = Reporter::start(Arc::clone(&client), &config.spool_dir, bounds).map_err(|e| {
-            StartError::Spool {
-                path: config.spool_dir.display().to_string(),
-                message: e.to_string(),
-            }
-        })?;
+        let reporter =
+            Reporter::start(Arc::clone(&client), &config.spool_dir, bounds).map_err(|e| {
+                StartError::Spool {
+                    path: config.spool_dir.display().to_string(),
+                    message: e.to_string(),
+                }
+            })?;
         let replay = replay_cache(&config.spool_dir, clock.now(), limits.replay_cache_entries)
             .map_err(|e| StartError::Spool {
                 path: config.spool_dir.display().to_string(),
@@ -794,12 +795,7 @@ async fn check(
             Some(message)
         }
         RouteKind::Http => {
-            // The body is not part of the writ, but a JSON body is still read one way only,
-            // so that nothing behind the gateway reads a member the gateway never saw.
-            if check_json_content(&parts.headers, false)? {
-                writ_jose::from_slice_strict::<serde::de::IgnoredAny>(&body)
-                    .map_err(mcp::json_denial)?;
-            }
+            check_http_body(&parts.headers, &body)?;
             None
         }
     };
@@ -958,6 +954,81 @@ async fn check(
     })
 }
 
+/// On HTTP routes the body is not part of the writ, but what frameworks read from a body to
+/// change the request is checked: a method override (`_method`, in any letter case) in a
+/// form, a multipart form or a JSON object (Rails, Laravel, Spring's
+/// `HiddenHttpMethodFilter`, Express's `method-override`) is refused, and a JSON body,
+/// whatever its declared type, is read one way only (I-JSON).
+fn check_http_body(headers: &HeaderMap, body: &[u8]) -> Result<(), Denial> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    let overridden = || {
+        Denial::bad_request(
+            "method_override",
+            "the body names `_method`, which frameworks take as the request's method",
+        )
+    };
+    let typed_json = check_json_content(headers, false)?;
+    // A server that parses whatever it is sent reads JSON under any type.
+    if typed_json || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        let value: Value = writ_jose::from_slice_strict(body)
+            .map_err(|error| mcp::json_denial(error, "json_malformed"))?;
+        if value.as_object().is_some_and(|members| {
+            members
+                .keys()
+                .any(|name| name.eq_ignore_ascii_case("_method"))
+        }) {
+            return Err(overridden());
+        }
+        return Ok(());
+    }
+    let content_type = single_header(headers, "content-type")?
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let names_method = match essence {
+        "application/x-www-form-urlencoded" => body.split(|&b| b == b'&').any(|pair| {
+            let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+            let name = String::from_utf8_lossy(name).replace('+', " ");
+            percent_decoded(&name).eq_ignore_ascii_case("_method")
+        }),
+        "multipart/form-data" => {
+            let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+            text.contains("name=\"_method\"") || text.contains("name=_method")
+        }
+        _ => false,
+    };
+    if names_method {
+        return Err(overridden());
+    }
+    Ok(())
+}
+
+/// `text` with its `%XX` escapes decoded (lossily: a form name is compared, not used).
+fn percent_decoded(text: &str) -> String {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        let escaped = (byte == b'%')
+            .then(|| tail.get(..2))
+            .flatten()
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .and_then(|digits| u8::from_str_radix(digits, 16).ok());
+        match escaped {
+            Some(value) => {
+                bytes.push(value);
+                rest = tail.get(2..).unwrap_or_default();
+            }
+            None => {
+                bytes.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// Whether the request's body is JSON by its `Content-Type` (`application/json` or a
 /// `+json` type, with at most a UTF-8 `charset`). With `required` (MCP routes), a body that
 /// is not JSON is refused, and so is a `Content-Encoding`: the gateway reads the bytes it
@@ -1009,7 +1080,7 @@ fn check_json_content(headers: &HeaderMap, required: bool) -> Result<bool, Denia
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), and the
 /// agent's own credentials, which stop here.
-const NOT_FORWARDED: [&str; 20] = [
+const NOT_FORWARDED: [&str; 22] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -1031,6 +1102,9 @@ const NOT_FORWARDED: [&str; 20] = [
     "x-original-url",
     "x-rewrite-url",
     "x-original-uri",
+    "x-envoy-original-path",
+    // WebDAV's second path, for `MOVE` and `COPY`, which the writ does not name.
+    "destination",
     "forwarded",
     "x-real-ip",
 ];
@@ -1043,6 +1117,9 @@ fn forwardable(name: &HeaderName, connection: &[String]) -> bool {
         // read tool schemas, so it cannot check them against the body, and forwards only
         // what it checked.
         && !name.starts_with("mcp-param-")
+        // CGI and WSGI servers read `X_Original_URL` as `X-Original-URL`: a name with `_`
+        // would slip past every name above.
+        && !name.contains('_')
         && name != "host"
         && !connection.iter().any(|listed| listed == name)
 }

@@ -29,14 +29,15 @@ const MCP_METHOD: &str = "mcp-method";
 /// The header that mirrors `params.name` or `params.uri` (SEP-2243).
 const MCP_NAME: &str = "mcp-name";
 
-/// The refusal of a body that is not I-JSON, with the reason naming the ambiguity.
-pub(crate) fn json_denial(error: JsonError) -> Denial {
+/// The refusal of a body that is not I-JSON, with the reason naming the ambiguity, or
+/// `malformed` when it is not JSON at all.
+pub(crate) fn json_denial(error: JsonError, malformed: &'static str) -> Denial {
     let reason = match &error {
         JsonError::DuplicateMember(_) => "duplicate_member",
         JsonError::Imprecise(_) => "number_imprecise",
         JsonError::LoneSurrogate => "lone_surrogate",
         JsonError::ByteOrderMark => "byte_order_mark",
-        JsonError::Invalid(_) => "jsonrpc_malformed",
+        JsonError::Invalid(_) => malformed,
     };
     Denial::bad_request(reason, format!("the body is refused: {error}"))
 }
@@ -95,7 +96,8 @@ impl Message {
     /// read as another call (a repeated member, where some keep the first and some the last;
     /// a lone surrogate; a number past a double's precision; a byte-order mark) is refused.
     pub(crate) fn parse(body: &[u8]) -> Result<Message, Denial> {
-        let value: Value = writ_jose::from_slice_strict(body).map_err(json_denial)?;
+        let value: Value = writ_jose::from_slice_strict(body)
+            .map_err(|error| json_denial(error, "jsonrpc_malformed"))?;
         let Value::Object(mut message) = value else {
             return Err(if value.is_array() {
                 Denial::bad_request(
@@ -110,6 +112,20 @@ impl Message {
             return Err(Denial::bad_request(
                 "jsonrpc_malformed",
                 "the message lacks `\"jsonrpc\": \"2.0\"`",
+            ));
+        }
+        // JSON-RPC 2.0 §4 names every member of a request; another one is read by nobody
+        // the gateway knows of, and may be read by someone it does not.
+        if let Some(other) = message
+            .keys()
+            .find(|name| !matches!(name.as_str(), "jsonrpc" | "id" | "method" | "params"))
+        {
+            return Err(Denial::bad_request(
+                "jsonrpc_malformed",
+                format!(
+                    "a JSON-RPC request has no member `{}`",
+                    other.escape_default()
+                ),
             ));
         }
         let id = message.remove("id").unwrap_or(Value::Null);
@@ -149,14 +165,20 @@ impl Message {
         } else {
             None
         };
-        let name = match (&tool, message.get("params")) {
-            (Some((tool, _)), _) => Some(tool.clone()),
-            (None, Some(Value::Object(params))) => params
-                .get("name")
-                .or_else(|| params.get("uri"))
+        // SEP-2243: `Mcp-Name` mirrors `params.name` of `tools/call` and `prompts/get`, and
+        // `params.uri` of `resources/read`, `resources/subscribe` and `resources/unsubscribe`.
+        let mirrored = match method.as_str() {
+            "prompts/get" => Some("name"),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Some("uri"),
+            _ => None,
+        };
+        let name = match (&tool, mirrored, message.get("params")) {
+            (Some((tool, _)), _, _) => Some(tool.clone()),
+            (None, Some(member), Some(Value::Object(params))) => params
+                .get(member)
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-            (None, _) => None,
+            _ => None,
         };
         Ok(Message {
             id,

@@ -86,6 +86,17 @@ async fn mcp_bodies_that_parsers_read_differently_are_refused() {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"tools/call","params":{"name":"read_file","arguments":{"path":"/data/reports/a"}}}"#.into(),
             "duplicate_member",
         ),
+        // A server matching member names without regard to case (Go's encoding/json) would
+        // read a tool call under a `tools/list` writ, or the second arguments.
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","Method":"tools/list","params":{"name":"read_file","arguments":{"path":"/data/reports/a"}}}"#.into(),
+            "duplicate_member",
+        ),
+        (reads(r#","Arguments":{"path":"/etc/shadow"}"#), "duplicate_member"),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/data/reports/a"}},"extra":1}"#.into(),
+            "jsonrpc_malformed",
+        ),
         (format!("\u{feff}{}", reads("")), "byte_order_mark"),
         (reads(r#","note":"\ud800""#), "lone_surrogate"),
         (reads(r#","n":9007199254740993"#), "number_imprecise"),
@@ -212,6 +223,15 @@ async fn paths_servers_resolve_differently_are_refused_at_issuer_and_gateway() {
         ("/customers/x%5C..%5Cadmin", "path_encoded_delimiter"),
         ("/customers//admin", "path_empty_segment"),
         ("/customers/42;jsessionid=x", "path_parameters"),
+        ("/customers/", "path_mismatch"),
+        ("/customers/...", "path_dot_segment"),
+        (
+            "/customers/%EF%BC%8E%EF%BC%8E/admin",
+            "path_confusable_character",
+        ),
+        ("/customers/42?_method=DELETE", "method_override"),
+        ("/customers/42?Fields=a&fields=b", "query_repeated_name"),
+        ("/customers/42?fields%5B%5D=a", "query_ambiguous_name"),
         ("/customers/42?admin=true", "query_outside_constraint"),
         ("/customers/42?fields=a&fields=b", "query_repeated_name"),
         ("/customers/42?fields=a+b", "query_ambiguous_separator"),
@@ -273,4 +293,68 @@ async fn json_bodies_on_http_routes_are_read_one_way_too() {
         reason_of(&response.text().await.unwrap()),
         "duplicate_member"
     );
+
+    // What frameworks read from a body to change the method is refused, whatever its type.
+    for (content_type, body) in [
+        ("application/x-www-form-urlencoded", "name=x&_method=DELETE"),
+        ("application/x-www-form-urlencoded", "%5Fmethod=DELETE"),
+        ("text/plain", r#"{"_METHOD":"DELETE"}"#),
+        (
+            "multipart/form-data; boundary=b",
+            "--b\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b--\r\n",
+        ),
+    ] {
+        let writ = world
+            .writ(
+                &mandate,
+                "/api/crm",
+                json!({"type": "http_request", "server": "crm", "methods": ["GET"], "path": "/customers/42"}),
+            )
+            .await;
+        let response = world
+            .http
+            .get(&url)
+            .header("authorization", format!("DPoP {writ}"))
+            .header("dpop", world.proof("GET", &url, &writ))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        assert_eq!(
+            reason_of(&response.text().await.unwrap()),
+            "method_override",
+            "{body}"
+        );
+    }
+
+    // Header names with `_` are read as `-` by CGI and WSGI servers: they stop here.
+    let writ = world
+        .writ(
+            &mandate,
+            "/api/crm",
+            json!({"type": "http_request", "server": "crm", "methods": ["GET"], "path": "/customers/42"}),
+        )
+        .await;
+    let response = world
+        .http
+        .get(&url)
+        .header("authorization", format!("DPoP {writ}"))
+        .header("dpop", world.proof("GET", &url, &writ))
+        .header("x_original_url", "/admin")
+        .header("destination", "/admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = world
+        .upstream_headers
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap();
+    assert!(seen.get("x_original_url").is_none(), "{seen:?}");
+    assert!(seen.get("destination").is_none(), "{seen:?}");
 }

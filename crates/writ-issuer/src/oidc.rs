@@ -238,7 +238,13 @@ pub(crate) async fn bind(
     let key = proof.public_key().to_jwk();
     crate::auth::record(&issuer, proof)?;
     // OIDC Core §3.1.3.7 does not make ID tokens single use; Writ does, until they expire.
-    let digest = writ_jose::base64url_encode(writ_jose::sha256(request.id_token.as_bytes()));
+    // Keyed on what was signed, not on the signature: an ECDSA signature `(r, s)` has a
+    // twin `(r, n - s)` that verifies too, and would make the token look new.
+    let signed = request
+        .id_token
+        .rsplit_once('.')
+        .map_or(request.id_token.as_str(), |(signed, _)| signed);
+    let digest = writ_jose::base64url_encode(writ_jose::sha256(signed.as_bytes()));
     // An ID token without `iat` (OIDC Core §2 requires one) counts as issued at the epoch.
     writ_token::use_once(
         &*issuer.replay,

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::constraint::{Constraint, ConstraintError, Violation};
 use crate::glob;
@@ -308,7 +308,7 @@ impl AuthorizationDetail {
                 // the path that was granted, whatever the pattern says.
                 path::check_path(call_path, Parameters::for_pattern(path.as_str()))
                     .map_err(Mismatch::PathForm)?;
-                if !glob::matches(path.as_str(), call_path) {
+                if !path_admitted(path.as_str(), call_path) {
                     return Err(Mismatch::Path);
                 }
                 check_query(query.as_ref(), *call_query)
@@ -365,18 +365,16 @@ impl AuthorizationDetail {
                 },
             ) => {
                 let query_within = match (query, parent_query) {
-                    (None, _) => true,
+                    // The child admits requests without a query only, which the parent
+                    // reads as the empty object.
+                    (None, None) => true,
+                    (None, Some(parent)) => parent.admits(&Value::Object(Map::new())),
                     (Some(_), None) => false,
                     (Some(query), Some(parent)) => query.is_subset_of(parent),
                 };
-                // A `;` in a pattern allows parameters: only a parent that allows them
-                // covers a child that does.
-                let parameters_within =
-                    !path.as_str().contains(';') || parent_path.as_str().contains(';');
                 server == parent_server
                     && methods.is_subset(parent_methods)
-                    && parameters_within
-                    && glob::is_subset(path.as_str(), parent_path.as_str())
+                    && path_within(path.as_str(), parent_path.as_str())
                     && query_within
                     && datatypes.is_subset_of(parent_datatypes)
             }
@@ -386,18 +384,62 @@ impl AuthorizationDetail {
     }
 }
 
-/// Checks a request's query string against a detail's query constraint: no query, or one
-/// read unambiguously ([`path::parse_query`]) that the constraint admits. An empty query
-/// (`/path?`) is no query.
+/// Checks a request's query string against a detail's query constraint. Without a
+/// constraint only a request without a query passes; with one, the query is read one way
+/// ([`path::parse_query`]) and must satisfy it, and no query (or an empty one, `/path?`) is
+/// the empty object, so a `required` member is required.
 fn check_query(granted: Option<&Constraint>, query: Option<&str>) -> Result<(), Mismatch> {
-    let Some(query) = query.filter(|query| !query.is_empty()) else {
-        return Ok(());
+    let query = query.unwrap_or_default();
+    let Some(constraint) = granted else {
+        return if query.is_empty() {
+            Ok(())
+        } else {
+            // Read first, so an ambiguous query is named as such.
+            path::parse_query(query).map_err(Mismatch::QueryForm)?;
+            Err(Mismatch::QueryNotGranted)
+        };
     };
     let pairs = path::parse_query(query).map_err(Mismatch::QueryForm)?;
-    let constraint = granted.ok_or(Mismatch::QueryNotGranted)?;
     constraint
         .check(&Value::Object(pairs))
         .map_err(Mismatch::Query)
+}
+
+/// Whether a path in normal form falls under `pattern` as every server routes it, not only
+/// as text: a servlet container strips `;` parameters first, so the path without them must
+/// fall under the pattern without them; and many frameworks route `/a/` as `/a`, so a
+/// trailing `/` is admitted only where the path without it is, or where the pattern itself
+/// ends in `/` (`/customers/*` admits `/customers/42/` but not `/customers/`, the list).
+fn path_admitted(pattern: &str, path: &str) -> bool {
+    let stripped = !path.contains(';')
+        || glob::matches(
+            &path::without_parameters(pattern),
+            &path::without_parameters(path),
+        );
+    let trailing = path == "/"
+        || !path.ends_with('/')
+        || pattern.ends_with('/')
+        || glob::matches(pattern, path.trim_end_matches('/'));
+    glob::matches(pattern, path) && stripped && trailing
+}
+
+/// Whether every path `child` admits, `parent` admits (sound, not complete). A `;` in a
+/// pattern allows parameters, so only a parent that allows them covers a child that does.
+fn path_within(child: &str, parent: &str) -> bool {
+    if !glob::has_wildcard(child) {
+        // One path: the parent must admit it as the check would.
+        return (!child.contains(';') || parent.contains(';')) && path_admitted(parent, child);
+    }
+    let parameters = !child.contains(';')
+        || (parent.contains(';')
+            && glob::is_subset(
+                &path::without_parameters(child),
+                &path::without_parameters(parent),
+            ));
+    // A child ending in `/` admits paths ending in `/` that a parent not ending in `/`
+    // admits only without it: leave that unproved.
+    let trailing = !child.ends_with('/') || parent.ends_with('/');
+    parameters && trailing && glob::is_subset(child, parent)
 }
 
 fn same(granted: &str, requested: &str, mismatch: Mismatch) -> Result<(), Mismatch> {
@@ -633,6 +675,52 @@ mod tests {
         assert!(exact.is_subset_of(&paged));
         assert_eq!(exact.check(&call(Some("page=3"))), Ok(()));
         assert!(exact.check(&call(Some("page=4"))).is_err());
+
+        // A required member is required: no query is the empty object.
+        let owned = detail(json!({
+            "type": "http_request", "server": "api", "methods": ["GET"], "path": "/v1/reports/*",
+            "query": {"object": {"required": {"owner": {"exact": "alice"}}}}
+        }));
+        for missing in [None, Some("")] {
+            assert_eq!(
+                owned.check(&call(missing)).unwrap_err().code(),
+                "query_outside_constraint"
+            );
+        }
+        assert_eq!(owned.check(&call(Some("owner=alice"))), Ok(()));
+        // So a child that sends no query is not within a parent that requires one.
+        assert!(!bare.is_subset_of(&owned));
+        assert_eq!(
+            bare.check(&call(Some("_method=DELETE")))
+                .unwrap_err()
+                .code(),
+            "method_override"
+        );
+    }
+
+    #[test]
+    fn a_trailing_slash_does_not_reach_the_collection() {
+        let items = detail(json!({
+            "type": "http_request", "server": "api", "methods": ["GET"], "path": "/customers/*"
+        }));
+        let get = |path| Call::HttpRequest {
+            server: "api",
+            method: "GET",
+            path,
+            query: None,
+        };
+        // Routed as `/customers`, the list, which `/customers/*` does not grant.
+        assert_eq!(items.check(&get("/customers/")), Err(Mismatch::Path));
+        assert_eq!(items.check(&get("/customers/42/")), Ok(()));
+        let collection = detail(json!({
+            "type": "http_request", "server": "api", "methods": ["GET"], "path": "/customers/"
+        }));
+        assert_eq!(collection.check(&get("/customers/")), Ok(()));
+        assert!(!collection.is_subset_of(&items));
+        let slash_child = detail(json!({
+            "type": "http_request", "server": "api", "methods": ["GET"], "path": "/customers/*/"
+        }));
+        assert!(!slash_child.is_subset_of(&items));
     }
 
     #[test]
@@ -649,6 +737,28 @@ mod tests {
         assert!(!with.is_subset_of(&plain));
         assert!(!literal.is_subset_of(&plain));
         assert!(literal.is_subset_of(&with));
+        // Parameters only where the pattern has them: a servlet container routes
+        // `/api;v=2/users/secret;.json` as `/api/users/secret`.
+        let versioned = detail(json!({
+            "type": "http_request", "server": "api", "methods": ["GET"],
+            "path": "/api;v=2/users/*.json"
+        }));
+        let get = |path| Call::HttpRequest {
+            server: "api",
+            method: "GET",
+            path,
+            query: None,
+        };
+        assert_eq!(versioned.check(&get("/api;v=2/users/x.json")), Ok(()));
+        assert_eq!(
+            versioned.check(&get("/api;v=2/users/secret;.json")),
+            Err(Mismatch::Path)
+        );
+        let sneaky = detail(json!({
+            "type": "http_request", "server": "api", "methods": ["GET"],
+            "path": "/api;v=2/users/secret;.json"
+        }));
+        assert!(!sneaky.is_subset_of(&versioned));
         // Regression: a literal child that a server resolves outside the parent.
         for escaping in ["/v1/../admin", "/v1/..;/admin", "/v1/%252e%252e/admin"] {
             assert!(

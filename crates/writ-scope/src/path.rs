@@ -11,18 +11,25 @@
 //!
 //! A path is in normal form when:
 //! - it starts with `/` and has no empty segment except a trailing one (`/a//b` is refused;
-//!   `/a/` is fine);
-//! - no segment is `.` or `..`, also before a `;` (`..;`);
+//!   `/a/` is fine), also before a `;` (`/a/;x/b`);
+//! - no segment is `.`, `..` or any other run of dots and spaces (Windows trims trailing
+//!   dots and spaces: `..%20` and `...` are `..` there), also before a `;` or `%3B` (`..;`);
 //! - every character is an RFC 3986 `pchar` or `/` (no `\`, space, `"`, `<`, `>`, `{`, …);
 //! - every `%` starts an escape of two upper-case hex digits (RFC 3986 §6.2.2.1), and no
 //!   escape encodes an unreserved character (§6.2.2.2: `%2E`, `%41`), `%`, `/`, `\`, `;`
 //!   or a control character;
+//! - its escapes decode to UTF-8 in shortest form (no overlong `%C0%AE`), and to no character
+//!   that compatibility normalization or Windows' best-fit mapping turns into `.`, `/`,
+//!   `\`, `;` or `%` (fullwidth `%EF%BC%8E` is `.` after NFKC);
 //! - it has no `;` parameters, unless the grant's own pattern has a `;`.
 //!
 //! Query strings (see [`parse_query`]) are read as `name=value` pairs separated by `&`, and
-//! refused when parsers would disagree on them: a repeated name, `+` (a space to form
-//! decoders, a plus to others), `;` (a separator to some), an empty pair, or an escape that
-//! is malformed or not UTF-8.
+//! refused when parsers would disagree on them: a repeated name (also one equal but for
+//! letter case), `+` (a space to form decoders, a plus to others), `;` (a separator to
+//! some), an empty pair, an escape that is malformed or not UTF-8, a name with `[`, `]` or
+//! `.` (arrays and objects to PHP, Rails and `qs`; `a.b` is `a_b` to PHP), space or a control
+//! character, more than [`MAX_QUERY_PAIRS`] pairs (PHP and `qs` drop pairs past a limit), and
+//! `_method`, which frameworks take as the request's method.
 
 use std::fmt;
 
@@ -30,6 +37,30 @@ use serde_json::{Map, Value};
 
 /// The longest request path or query string read, in bytes.
 pub const MAX_PATH_LEN: usize = 4096;
+/// The most `name=value` pairs a query may have.
+pub const MAX_QUERY_PAIRS: usize = 100;
+
+/// Characters that compatibility normalization (NFKC) or Windows' best-fit code pages turn
+/// into `.`, `/`, `\`, `;` or `%`: fullwidth, small and other look-alike forms. A server
+/// that normalizes a decoded path would read them as delimiters.
+const CONFUSABLE: [char; 16] = [
+    '\u{FF0E}', // fullwidth full stop
+    '\u{FF0F}', // fullwidth solidus
+    '\u{FF3C}', // fullwidth reverse solidus
+    '\u{FF1B}', // fullwidth semicolon
+    '\u{FF05}', // fullwidth percent sign
+    '\u{FE52}', // small full stop
+    '\u{FE68}', // small reverse solidus
+    '\u{FE54}', // small semicolon
+    '\u{FE6A}', // small percent sign
+    '\u{2024}', // one dot leader
+    '\u{2025}', // two dot leader
+    '\u{2026}', // horizontal ellipsis
+    '\u{2215}', // division slash
+    '\u{2044}', // fraction slash
+    '\u{29F8}', // big solidus
+    '\u{037E}', // Greek question mark, which NFC makes `;`
+];
 
 /// Why a request path or path pattern is not in normal form.
 ///
@@ -53,6 +84,10 @@ pub enum PathError {
     EncodedDelimiter(u8),
     /// `;` parameters where the grant allows none.
     Parameters,
+    /// Escapes that do not decode to UTF-8 in shortest form.
+    InvalidUtf8,
+    /// A character that normalization turns into a delimiter.
+    Confusable(char),
 }
 
 impl PathError {
@@ -67,6 +102,8 @@ impl PathError {
             PathError::EncodedUnreserved(_) => "path_encoded_unreserved",
             PathError::EncodedDelimiter(_) => "path_encoded_delimiter",
             PathError::Parameters => "path_parameters",
+            PathError::InvalidUtf8 => "path_malformed_escape",
+            PathError::Confusable(_) => "path_confusable_character",
         }
     }
 }
@@ -102,6 +139,14 @@ impl fmt::Display for PathError {
             ),
             PathError::Parameters => f.write_str(
                 "a path must not have `;` parameters unless the grant's path pattern has them",
+            ),
+            PathError::InvalidUtf8 => {
+                f.write_str("a path's escapes must decode to UTF-8 in shortest form")
+            }
+            PathError::Confusable(c) => write!(
+                f,
+                "a path must not hold `{}`, which normalization turns into a delimiter",
+                c.escape_unicode()
             ),
         }
     }
@@ -149,11 +194,16 @@ fn check(path: &str, parameters: Parameters, pattern: bool) -> Result<(), PathEr
     }
     let mut segments = rest.split('/').peekable();
     while let Some(segment) = segments.next() {
-        if segment.is_empty() && segments.peek().is_some() {
+        let name = segment_name(segment);
+        if name.is_empty() && (segments.peek().is_some() || name.len() != segment.len()) {
             return Err(PathError::EmptySegment);
         }
-        let name = segment.split(';').next().unwrap_or_default();
-        if name == "." || name == ".." {
+        if !name.is_empty()
+            && name
+                .replace("%20", " ")
+                .chars()
+                .all(|c| c == '.' || c == ' ')
+        {
             return Err(PathError::DotSegment);
         }
     }
@@ -173,7 +223,55 @@ fn check(path: &str, parameters: Parameters, pattern: bool) -> Result<(), PathEr
         }
         index += 1;
     }
-    Ok(())
+    let decoded = String::from_utf8(percent_decode(path)).map_err(|_| PathError::InvalidUtf8)?;
+    match decoded.chars().find(|c| CONFUSABLE.contains(c)) {
+        Some(c) => Err(PathError::Confusable(c)),
+        None => Ok(()),
+    }
+}
+
+/// A segment without its `;` parameters (`;` or, decoded by some servers first, `%3B`).
+fn segment_name(segment: &str) -> &str {
+    let end = [segment.find(';'), segment.find("%3B")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(segment.len());
+    segment.get(..end).unwrap_or(segment)
+}
+
+/// A path or pattern without the `;` parameters of its segments: what a servlet container
+/// routes on.
+pub(crate) fn without_parameters(path: &str) -> String {
+    path.split('/')
+        .map(segment_name)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The bytes `text` stands for, with each well-formed `%XX` escape decoded.
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        let escaped = (byte == b'%')
+            .then(|| bytes.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .and_then(|digits| u8::from_str_radix(digits, 16).ok());
+        match escaped {
+            Some(value) => {
+                decoded.push(value);
+                index += 3;
+            }
+            None => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    decoded
 }
 
 /// RFC 3986 §3.3 `pchar`, without `pct-encoded`: unreserved, sub-delims, `:` and `@`.
@@ -228,6 +326,13 @@ pub enum QueryError {
     MalformedEscape,
     /// A character outside RFC 3986 §3.4 `query`.
     Character(char),
+    /// A name that frameworks read as structure or rewrite: `[`, `]`, `.`, space or a
+    /// control character.
+    Name(String),
+    /// More than [`MAX_QUERY_PAIRS`] pairs.
+    TooManyPairs,
+    /// `_method`, which frameworks take as the request's method.
+    MethodOverride,
 }
 
 impl QueryError {
@@ -240,6 +345,9 @@ impl QueryError {
             QueryError::EmptyPair => "query_empty_pair",
             QueryError::MalformedEscape => "query_malformed_escape",
             QueryError::Character(_) => "query_invalid_character",
+            QueryError::Name(_) => "query_ambiguous_name",
+            QueryError::TooManyPairs => "query_too_long",
+            QueryError::MethodOverride => "method_override",
         }
     }
 }
@@ -267,6 +375,17 @@ impl fmt::Display for QueryError {
                 f,
                 "the query must not hold `{}` unencoded (RFC 3986 §3.4)",
                 c.escape_default()
+            ),
+            QueryError::Name(name) => write!(
+                f,
+                "the query name `{}` holds `[`, `]`, `.`, a space or a control character, which frameworks read as structure",
+                name.escape_default()
+            ),
+            QueryError::TooManyPairs => {
+                write!(f, "the query has more than {MAX_QUERY_PAIRS} pairs")
+            }
+            QueryError::MethodOverride => f.write_str(
+                "the query names `_method`, which frameworks take as the request's method",
             ),
         }
     }
@@ -297,6 +416,10 @@ pub fn parse_query(query: &str) -> Result<Map<String, Value>, QueryError> {
     if query.is_empty() {
         return Ok(pairs);
     }
+    if query.split('&').count() > MAX_QUERY_PAIRS {
+        return Err(QueryError::TooManyPairs);
+    }
+    let mut folded = std::collections::HashSet::new();
     for pair in query.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if name.is_empty() {
@@ -304,7 +427,17 @@ pub fn parse_query(query: &str) -> Result<Map<String, Value>, QueryError> {
         }
         let name = decode(name)?;
         let value = decode(value)?;
-        if pairs.contains_key(&name) {
+        if name
+            .chars()
+            .any(|c| matches!(c, '[' | ']' | '.' | ' ') || c.is_control())
+        {
+            return Err(QueryError::Name(name));
+        }
+        if name.eq_ignore_ascii_case("_method") {
+            return Err(QueryError::MethodOverride);
+        }
+        // ASP.NET and others match names without regard to case.
+        if !folded.insert(name.to_lowercase()) {
             return Err(QueryError::RepeatedName(name));
         }
         pairs.insert(name, Value::String(value));
@@ -359,7 +492,7 @@ mod tests {
 
     #[test]
     fn every_reading_that_could_differ_is_refused() {
-        let cases: [(&str, &str); 24] = [
+        let cases: [(&str, &str); 35] = [
             ("", "path_not_absolute"),
             ("customers", "path_not_absolute"),
             ("/customers/../admin", "path_dot_segment"),
@@ -384,6 +517,20 @@ mod tests {
             ("/customers/x%00.json", "path_encoded_delimiter"),
             ("/customers/x;jsessionid=1", "path_parameters"),
             ("/customers/x%3Bjsessionid=1", "path_encoded_delimiter"),
+            ("/customers/...", "path_dot_segment"),
+            ("/customers/..%20/admin", "path_dot_segment"),
+            ("/customers/.%20./admin", "path_dot_segment"),
+            ("/customers/%C0%AE%C0%AE/admin", "path_malformed_escape"),
+            ("/customers/%FF", "path_malformed_escape"),
+            ("/customers/%C3", "path_malformed_escape"),
+            (
+                "/customers/%EF%BC%8E%EF%BC%8E/admin",
+                "path_confusable_character",
+            ),
+            ("/customers/x%EF%BC%8Fadmin", "path_confusable_character"),
+            ("/customers/%E2%80%A5/admin", "path_confusable_character"),
+            ("/customers/%E2%88%95admin", "path_confusable_character"),
+            ("/customers/%CD%BE", "path_confusable_character"),
         ];
         for (path, code) in cases {
             let error = check_path(path, Parameters::Refused).unwrap_err();
@@ -397,10 +544,19 @@ mod tests {
         assert_eq!(Parameters::for_pattern("/items/*;*"), Parameters::Allowed);
         assert_eq!(check_path("/items/a;v=1", Parameters::Allowed), Ok(()));
         assert_eq!(check_path("/items/a%3Bv=1", Parameters::Allowed), Ok(()));
-        // Parameters never hide a dot segment.
+        // Parameters never hide a dot segment or an empty one.
+        for (path, error) in [
+            ("/items/..;v=1/admin", PathError::DotSegment),
+            ("/items/..%3B/admin;x", PathError::DotSegment),
+            ("/items/.%3B/admin", PathError::DotSegment),
+            ("/items/;x/admin", PathError::EmptySegment),
+            ("/items/%3Bx/admin", PathError::EmptySegment),
+        ] {
+            assert_eq!(check_path(path, Parameters::Allowed), Err(error), "{path}");
+        }
         assert_eq!(
-            check_path("/items/..;v=1/admin", Parameters::Allowed),
-            Err(PathError::DotSegment)
+            without_parameters("/api;v=2/users/secret;.json"),
+            "/api/users/secret"
         );
     }
 
@@ -434,10 +590,20 @@ mod tests {
             ("a=%ff", "query_malformed_escape"),
             ("a=b c", "query_invalid_character"),
             ("a=b#c", "query_invalid_character"),
+            ("owner=alice&Owner=bob", "query_repeated_name"),
+            ("owner=alice&owner%5B%5D=bob", "query_ambiguous_name"),
+            ("a.b=1", "query_ambiguous_name"),
+            ("x%5B0%5D=1", "query_ambiguous_name"),
+            ("a%20b=1", "query_ambiguous_name"),
+            ("a%00=1", "query_ambiguous_name"),
+            ("_method=DELETE", "method_override"),
+            ("_METHOD=DELETE", "method_override"),
         ];
         for (query, code) in cases {
             let error = parse_query(query).unwrap_err();
             assert_eq!(error.code(), code, "{query}: {error}");
         }
+        let padded = vec!["a=1"; MAX_QUERY_PAIRS + 1].join("&");
+        assert_eq!(parse_query(&padded), Err(QueryError::TooManyPairs));
     }
 }
