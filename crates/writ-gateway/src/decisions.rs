@@ -541,12 +541,10 @@ async fn run(
             draining = Some(reporting.start_drain());
         }
         if !held.is_empty() {
-            // A batch that could not even be spooled: try again shortly.
+            // A batch that could not even be spooled: try again shortly, also when asked
+            // to stop (the decisions are not dropped).
             if !reporting.settle(&mut spool_empty, &mut held).await {
-                tokio::select! {
-                    () = tokio::time::sleep(RETRY) => {}
-                    () = stop.notified() => break,
-                }
+                tokio::time::sleep(RETRY).await;
             }
             continue;
         }
