@@ -12,6 +12,7 @@
 
 use serde_json::json;
 use writ_testkit::*;
+use writ_token::Clock as _;
 
 /// Sends a captured MCP request (writ, proof and body, as they were) to the gateway
 /// listening at `url`.
@@ -103,6 +104,7 @@ async fn a_request_made_within_the_skew_of_a_restart_is_refused_then_a_fresh_one
     let world = World::new().await;
     let (mandate, _) = world.grant().await;
     world.restart_gateway().await;
+    let restarted = world.clock.now();
     let url = world.gateway_url.clone();
     let files = format!("{}/mcp/files", world.gateway_url);
     let body = tools_call("read_file", json!({"path": "/data/reports/q3.md"}))
@@ -117,7 +119,11 @@ async fn a_request_made_within_the_skew_of_a_restart_is_refused_then_a_fresh_one
             read_file_detail("/data/reports/q3.md"),
         )
         .await;
-    let proof = world.proof("POST", &files, &writ);
+    // Dated at the restart, however slow this machine is.
+    let proof = writ_token::ProofClaims::new("POST", &files, restarted, "at-restart".into())
+        .with_access_token(&writ)
+        .sign(&world.agent)
+        .unwrap();
     let (status, text) = replay(&world, &url, &writ, &proof, &body).await;
     assert_eq!(
         (status, reason(&text).as_str()),
