@@ -5,9 +5,10 @@
 //! or answers with an error) is appended to the spool file and flushed to disk (fsync); so
 //! is every batch while the spool is not empty, keeping the order. The spool is drained,
 //! oldest first, in the background while new decisions keep arriving, and the drained
-//! lines are cut off the front only once the issuer acknowledged them. The issuer records
-//! a request id once, so a batch resent after a lost answer, or after the wait for its
-//! answer ran out, is harmless.
+//! lines are cut off the front only once the issuer acknowledged them. A report spooled
+//! because its answer was late is left to finish before the spool is sent, so one report
+//! at a time reaches the issuer, which records a request id once: a batch resent after a
+//! lost or late answer is harmless.
 //!
 //! A decision is "unrecorded" from when it is queued until the issuer acknowledges it or
 //! it is on disk: that is what a crash or a kill of the gateway can lose. While more than
@@ -243,6 +244,7 @@ impl Reporter {
                 spool: Arc::new(spool),
                 queue: queue.clone(),
                 spool_after: bounds.spool_after,
+                straggler: None,
             },
             receiver,
             Arc::clone(&wake),
@@ -459,6 +461,10 @@ struct Reporting {
     spool: Arc<Spool>,
     queue: Queue,
     spool_after: Duration,
+    /// A report that was spooled because the issuer did not answer it in time, still
+    /// waiting for its answer. The spool is not drained meanwhile: one report at a time
+    /// reaches the issuer, which records a request id once when reports come one by one.
+    straggler: Option<tokio::task::JoinHandle<bool>>,
 }
 
 /// Sends what the spool holds now. Returns the bytes of spool lines the issuer
@@ -485,22 +491,32 @@ impl Reporting {
     /// Gets `held` acknowledged within the bound, or spooled; while the spool holds
     /// anything, straight to the spool, behind it. Returns whether `held` is settled (and
     /// now empty).
-    async fn settle(&self, spool_empty: &mut bool, held: &mut Vec<Decision>) -> bool {
-        if *spool_empty {
-            let sent =
-                tokio::time::timeout(self.spool_after, send(&self.client, &self.spool, held)).await;
-            match sent {
-                Ok(true) => {
-                    self.queue.recorded(held.len());
-                    held.clear();
+    async fn settle(&mut self, spool_empty: &mut bool, held: &mut Vec<Decision>) -> bool {
+        if *spool_empty && !self.sending() {
+            let batch = Arc::new(std::mem::take(held));
+            let (client, spool, report) = (
+                Arc::clone(&self.client),
+                Arc::clone(&self.spool),
+                Arc::clone(&batch),
+            );
+            let mut sending = tokio::spawn(async move { send(&client, &spool, &report).await });
+            match tokio::time::timeout(self.spool_after, &mut sending).await {
+                Ok(Ok(true)) => {
+                    self.queue.recorded(batch.len());
                     return true;
                 }
-                Ok(false) => {}
-                Err(_) => tracing::warn!(
-                    decisions = held.len(),
-                    "the issuer did not acknowledge decisions in time; spooling"
-                ),
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!(
+                        decisions = batch.len(),
+                        "the issuer did not acknowledge decisions in time; spooling"
+                    );
+                    // Left to finish: its answer, or its failure, comes before the spool
+                    // is sent.
+                    self.straggler = Some(sending);
+                }
             }
+            *held = Arc::unwrap_or_clone(batch);
         }
         match self.spool.append(held.iter()) {
             Ok(()) => {
@@ -518,6 +534,18 @@ impl Reporting {
         }
     }
 
+    /// Whether a report spooled for want of an answer is still waiting for one.
+    fn sending(&mut self) -> bool {
+        if self
+            .straggler
+            .as_ref()
+            .is_some_and(tokio::task::JoinHandle::is_finished)
+        {
+            self.straggler = None;
+        }
+        self.straggler.is_some()
+    }
+
     /// Starts draining the spool in the background.
     fn start_drain(&self) -> tokio::task::JoinHandle<Option<usize>> {
         tokio::spawn(drain(Arc::clone(&self.client), Arc::clone(&self.spool)))
@@ -525,7 +553,7 @@ impl Reporting {
 }
 
 async fn run(
-    reporting: Reporting,
+    mut reporting: Reporting,
     mut receiver: mpsc::Receiver<Decision>,
     wake: Arc<Notify>,
     stop: Arc<Notify>,
@@ -537,7 +565,11 @@ async fn run(
     let mut next_drain = tokio::time::Instant::now();
     let mut held: Vec<Decision> = Vec::new();
     loop {
-        if !spool_empty && draining.is_none() && tokio::time::Instant::now() >= next_drain {
+        if !spool_empty
+            && draining.is_none()
+            && tokio::time::Instant::now() >= next_drain
+            && !reporting.sending()
+        {
             draining = Some(reporting.start_drain());
         }
         if !held.is_empty() {
@@ -584,7 +616,8 @@ async fn run(
                 // behind it.
                 reporting.settle(&mut spool_empty, &mut held).await;
             }
-            () = tokio::time::sleep_until(next_drain), if !spool_empty && draining.is_none() => {}
+            // Also looks again, each [`RETRY`], whether a report left waiting has its answer.
+            () = tokio::time::sleep_until(next_drain.max(tokio::time::Instant::now() + if reporting.straggler.is_some() { RETRY } else { Duration::ZERO })), if !spool_empty && draining.is_none() => {}
             () = wake.notified() => next_drain = tokio::time::Instant::now(),
             () = stop.notified() => break,
         }
