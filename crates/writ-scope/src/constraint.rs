@@ -117,6 +117,12 @@ pub enum ConstraintError {
     /// A member listed as both required and optional.
     #[error("object member `{0}` is both required and optional")]
     AmbiguousMember(String),
+    /// A glob every match of which has a `.` or `..` segment or a percent-encoded
+    /// separator: such values are always refused, so the glob admits nothing.
+    #[error(
+        "glob `{0}` matches nothing: every string it matches has a `.` or `..` segment or a percent-encoded separator, which are always refused"
+    )]
+    GlobMatchesNothing(String),
 }
 
 /// Where and why a value fell outside a constraint.
@@ -160,9 +166,14 @@ impl Constraint {
             Constraint::OneOf(values) => values
                 .iter()
                 .try_for_each(|value| check_literal(value, nodes)),
-            Constraint::Prefix(text) | Constraint::Glob(text) => {
-                check_literal(&Value::String(text.clone()), nodes)
-            }
+            Constraint::Prefix(text) => check_literal(&Value::String(text.clone()), nodes),
+            // A match keeps every literal character of its glob, so when the glob's own text
+            // escapes (its wildcards read as plain characters), so does every match: the
+            // glob admits nothing, and would not even be a subset of itself.
+            Constraint::Glob(text) if glob::escapes(text) => Err(
+                ConstraintError::GlobMatchesNothing(text.chars().take(64).collect()),
+            ),
+            Constraint::Glob(text) => check_literal(&Value::String(text.clone()), nodes),
             Constraint::Range(Range {
                 min: Some(min),
                 max: Some(max),
@@ -723,5 +734,49 @@ mod tests {
         let constraint: Constraint =
             serde_json::from_value(json!({ "prefix": "x".repeat(MAX_LITERAL_LEN + 1) })).unwrap();
         assert_eq!(constraint.validate(), Err(ConstraintError::LiteralTooLong));
+    }
+}
+
+#[cfg(test)]
+mod dead_globs {
+    use serde_json::json;
+
+    use super::*;
+
+    /// Found by the `scope_details` fuzz target: a glob whose every match has a `.` or `..`
+    /// segment or an encoded separator admits nothing (those values are always refused), so
+    /// a grant holding one was not even a subset of itself and could be neither used nor
+    /// passed on. It is refused when read, with a reason, instead of standing as a dead grant.
+    #[test]
+    fn a_glob_that_only_matches_refused_paths_is_refused_when_read() {
+        for pattern in [
+            "/data/sales/.",
+            "/data/../*",
+            "./*",
+            "/data/*/..;x",
+            "/a/%2e*",
+            "/a/%2F*",
+            "/a/%25*",
+            "*\\..\\x",
+        ] {
+            let glob = Constraint::Glob(pattern.to_owned());
+            let error = glob.validate().expect_err(pattern);
+            assert!(error.to_string().contains("matches nothing"), "{error}");
+        }
+        for pattern in [
+            "/data/sales/*",
+            "/data/.*",
+            "*.csv",
+            "/a/..b",
+            "/data/sales/q1.csv",
+        ] {
+            let glob = Constraint::Glob(pattern.to_owned());
+            assert_eq!(glob.validate(), Ok(()), "{pattern}");
+            assert!(glob.is_subset_of(&glob), "{pattern}");
+        }
+        let nested: Constraint = serde_json::from_value(json!({"object": {"required": {
+            "path": {"glob": "/data/sales/."}}}}))
+        .unwrap();
+        assert!(nested.validate().is_err());
     }
 }
