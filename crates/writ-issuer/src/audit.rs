@@ -469,6 +469,42 @@ async fn issued_for(
     Ok(())
 }
 
+/// A gateway decision being recorded by one task; another with the same key waits until
+/// it is dropped.
+struct Recording {
+    issuer: Arc<Issuer>,
+    key: String,
+}
+
+impl Recording {
+    async fn claim(issuer: &Arc<Issuer>, key: &str) -> Recording {
+        loop {
+            let claimed = issuer
+                .recording
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key.to_owned());
+            if claimed {
+                return Recording {
+                    issuer: Arc::clone(issuer),
+                    key: key.to_owned(),
+                };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        self.issuer
+            .recording
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.key);
+    }
+}
+
 /// Appends `decisions` concurrently, adding each one's `(position, Recorded)`. Each runs
 /// as a task of its own that finishes even when the report is abandoned (a `JoinSet`
 /// would abort them), so what an append commits is also applied in memory.
@@ -489,6 +525,9 @@ async fn record_phase(
             } else {
                 format!("request:{}", decision.request_id)
             };
+            // The check and the append are one step per decision: the same decision in
+            // another report (resent while this one was late) waits for this one.
+            let _recording = Recording::claim(&issuer, &key).await;
             if let Some(&index) = issuer.store.lookup(&key).await?.first() {
                 return Ok::<_, StoreError>((position, decision.request_id, index, true));
             }

@@ -226,6 +226,9 @@ pub struct Issuer {
     oidc: Vec<oidc::Provider>,
     clock: Arc<dyn Clock>,
     revoked: Notify,
+    /// The gateway decisions (`request:…`, `response:…`) being recorded now: a report that
+    /// carries one of them again waits, then finds it recorded.
+    recording: std::sync::Mutex<std::collections::HashSet<String>>,
     behaviour: behaviour::Behaviour,
     /// Which writs and mandates each gateway was issued writs for.
     shown: gateways::Shown,
@@ -461,6 +464,7 @@ impl Issuer {
             oidc,
             clock,
             revoked: Notify::new(),
+            recording: std::sync::Mutex::new(std::collections::HashSet::new()),
             behaviour,
             shown: gateways::Shown::default(),
             presence: gateways::Presence::default(),

@@ -2239,3 +2239,48 @@ async fn right_after_a_restart_a_proof_with_the_issuers_new_nonce_passes_at_once
         (StatusCode::UNAUTHORIZED, "dpop_replayed")
     );
 }
+
+#[tokio::test]
+async fn the_same_decisions_in_reports_arriving_together_are_recorded_once() {
+    let world = World::new().await;
+    let granted = world.grant("/data/*", json!(["internal"])).await;
+    let (status, body) = world
+        .exchange(granted["mandate"].as_str().unwrap(), "/data/q3.csv")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let writ = UnverifiedWrit::parse(body["access_token"].as_str().unwrap()).unwrap();
+    let writ = writ.unverified_claims().unwrap();
+    let (writ, mandate) = (writ.jti.to_string(), writ.mandate.to_string());
+    let decision = |id: &str| {
+        json!({
+            "request_id": id, "time": 1_700_000_000, "decision": "allow",
+            "reason": "allowed", "route": "files", "method": "tools/call",
+            "target": "read_file", "writ": writ, "mandate": mandate, "agent": "jkt",
+            "human": "alice"
+        })
+    };
+    // A report the gateway stopped waiting for, and the same decisions resent from its
+    // spool, reach the issuer at the same time.
+    let report = json!({"decisions": [decision("together-1"), decision("together-2")]});
+    let send = || {
+        world.call(
+            &world.gateway,
+            Method::POST,
+            "/v1/audit/decisions",
+            report.clone(),
+        )
+    };
+    let answers = tokio::join!(send(), send(), send(), send());
+    for (status, body) in [answers.0, answers.1, answers.2, answers.3] {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    for id in ["together-1", "together-2"] {
+        let found = world
+            .issuer
+            .store()
+            .lookup(&format!("request:{id}"))
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1, "{id} recorded at {found:?}");
+    }
+}
