@@ -57,8 +57,8 @@
 //! | `GET /v1/policy` | anyone registered | the policy set in force: version, policy ids, last reload error |
 //! | `POST /v1/policy/reload` | admins | reload the policy directory now |
 //! | `POST /v1/keys/rotate` | admins | rotate the issuer's signing key, keeping the old one published until its tokens expire |
-//! | `POST /v1/revocations` | humans, admins | revoke an agent, mandate (and subtree), human, writ or key |
-//! | `GET /v1/revocations?after=N&wait=S` | gateways, admins | the revocation feed, long-polled |
+//! | `POST /v1/revocations?wait=S` | humans, admins | revoke an agent, mandate (and subtree), human, writ or key; with `wait`, answered once every live gateway has acknowledged it, or after `S` seconds naming those that lag |
+//! | `GET /v1/revocations?after=N&wait=S` | gateways, admins | the revocation feed, long-polled; a gateway's request acknowledges everything up to `N` |
 //! | `GET /v1/audit/checkpoint` | anyone registered | the newest signed checkpoint |
 //! | `GET /v1/audit/leaves/{index}?size=N` | admins | a leaf and its inclusion proof |
 //! | `GET /v1/audit/consistency?old=M&new=N` | anyone registered | a consistency proof |
