@@ -40,8 +40,8 @@ use writ_token::{
 use crate::Issuer;
 use crate::audit::{record, record_denial};
 use crate::auth::proof;
-use crate::error::{ApiError, mandate_error};
 use crate::entitlements::Entitled;
+use crate::error::{ApiError, mandate_error};
 use crate::mandates::{agent_usable, random_id, tool_of};
 
 pub(crate) use writ_token::{MANDATE_TOKEN_TYPE, TOKEN_EXCHANGE, WRIT_TOKEN_TYPE};
