@@ -118,6 +118,8 @@ class Deployment:
         self.run("human", "add", "alice", "--key-file", self.path("alice.key"), key="admin.key")
         self.run("tool", "add", "everything", "--kind", "mcp", "--tool", "echo",
                  "--tool", "get-sum", "--tool", "get-env", key="admin.key")
+        self.run("entitlement", "grant", "--subject", "alice",
+                 "--tools", "everything/echo,everything/get-sum,everything/*", key="admin.key")
         self.run("gateway", "add", "gw", "--audience", self.gateway,
                  "--key-file", self.path("gateway.key"), key="admin.key")
         Path(self.path("everything.token")).write_text("everything-upstream-secret-5d1e\n")
