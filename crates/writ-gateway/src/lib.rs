@@ -219,6 +219,17 @@ impl Gateway {
             spool_after: Duration::from_millis(limits.audit_spool_after_ms),
             max_unrecorded: limits.max_unrecorded_decisions,
         };
+        // Read before the reporter opens its spool there.
+        let spool_held = match std::fs::read_dir(&config.spool_dir) {
+            Ok(mut entries) => entries.next().is_some(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+            Err(error) => {
+                return Err(StartError::Spool {
+                    path: config.spool_dir.display().to_string(),
+                    message: error.to_string(),
+                });
+            }
+        };
         let reporter =
             Reporter::start(Arc::clone(&client), &config.spool_dir, bounds).map_err(|e| {
                 StartError::Spool {
@@ -226,11 +237,16 @@ impl Gateway {
                     message: e.to_string(),
                 }
             })?;
-        let replay = replay_cache(&config.spool_dir, clock.now(), limits.replay_cache_entries)
-            .map_err(|e| StartError::Spool {
-                path: config.spool_dir.display().to_string(),
-                message: format!("replay horizon: {e}"),
-            })?;
+        let replay = replay_cache(
+            &config.spool_dir,
+            spool_held,
+            clock.now(),
+            limits.replay_cache_entries,
+        )
+        .map_err(|e| StartError::Spool {
+            path: config.spool_dir.display().to_string(),
+            message: format!("replay horizon: {e}"),
+        })?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()
             .map_err(|e| StartError::Setup(format!("TLS trust roots: {e}")))?
@@ -310,17 +326,20 @@ const REPLAY_HORIZON_FILE: &str = "replay-horizon";
 /// Used ids are kept in memory only, so a gateway that follows an earlier one on the same
 /// directory has not seen what that one accepted: its cache refuses every writ and proof
 /// issued before it started, plus the skew. The mark is written, and flushed, before any
-/// id is accepted; a gateway that finds none is the first to serve from `dir`.
+/// id is accepted. `served_before` says whether `dir` held anything when the gateway
+/// started: the mark, or a spool left by a gateway from before the mark existed.
 fn replay_cache(
     dir: &std::path::Path,
+    served_before: bool,
     started: writ_token::UnixTime,
     capacity: usize,
 ) -> std::io::Result<MemoryReplayCache> {
     let path = dir.join(REPLAY_HORIZON_FILE);
-    let served_before = path.try_exists()?;
     let mut file = std::fs::File::create(&path)?;
     std::io::Write::write_all(&mut file, format!("{started}\n").as_bytes())?;
     file.sync_all()?;
+    // The mark's directory entry must survive a power loss as well as its bytes.
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(if served_before {
         MemoryReplayCache::after_restart(capacity, started)
     } else {

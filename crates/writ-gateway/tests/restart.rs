@@ -143,3 +143,34 @@ async fn a_request_made_within_the_skew_of_a_restart_is_refused_then_a_fresh_one
     let (status, text) = replay(&world, &url, &writ, &proof, &body).await;
     assert_eq!(status, 200, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_left_without_the_mark_still_counts_as_an_earlier_gateway() {
+    // A gateway from before the mark existed left only its spool: the next one must still
+    // treat the directory as served from, or it would accept what the earlier one did.
+    let world = World::new().await;
+    let (mandate, _) = world.grant().await;
+    let files = format!("{}/mcp/files", world.gateway_url);
+    let body = tools_call("read_file", json!({"path": "/data/reports/q3.md"}))
+        .to_string()
+        .into_bytes();
+    let writ = world
+        .writ(
+            &mandate,
+            "/mcp/files",
+            read_file_detail("/data/reports/q3.md"),
+        )
+        .await;
+    let proof = world.proof("POST", &files, &writ);
+    let (status, text) = replay(&world, &world.gateway_url, &writ, &proof, &body).await;
+    assert_eq!(status, 200, "{text}");
+    std::fs::remove_file(world.dir.path().join("spool").join("replay-horizon")).unwrap();
+    world.restart_gateway().await;
+    let url = world.gateway_url.clone();
+    let (status, text) = replay(&world, &url, &writ, &proof, &body).await;
+    assert_eq!(
+        (status, reason(&text).as_str()),
+        (401, "dpop_predates_start"),
+        "{text}"
+    );
+}

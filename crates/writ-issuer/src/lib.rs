@@ -302,6 +302,10 @@ fn replay_cache(data_dir: &Path, started: UnixTime) -> Result<MemoryReplayCache,
     let mut file = std::fs::File::create(&path).map_err(io(&path))?;
     std::io::Write::write_all(&mut file, format!("{started}\n").as_bytes()).map_err(io(&path))?;
     file.sync_all().map_err(io(&path))?;
+    // The mark's directory entry must survive a power loss as well as its bytes.
+    std::fs::File::open(data_dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io(data_dir))?;
     Ok(if served_before {
         MemoryReplayCache::after_restart(REPLAY_CACHE_ENTRIES, started)
     } else {
