@@ -612,6 +612,51 @@ pub(crate) struct NewGateway {
     audience: Audience,
 }
 
+/// Checks that a gateway's audience is spelled the one way it can be, so that the overlap
+/// rule compares like with like: an `http` or `https` URL with a lower-case host, no
+/// user, no default port, no trailing dot, no query or fragment, and a path in normal form
+/// (`writ_scope::check_path`). `https://GW.example:443/` and `https://gw.example/` name one
+/// gateway; only the second is taken.
+fn normal_audience(audience: &str) -> Result<(), ApiError> {
+    let refuse = |why: &str| {
+        ApiError::invalid_request(
+            "audience_not_normal",
+            format!("audience `{}` {why}", audience.escape_default()),
+        )
+    };
+    let (scheme, rest) = audience
+        .split_once("://")
+        .ok_or_else(|| refuse("is not an absolute URL"))?;
+    let default_port = match scheme {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return Err(refuse("must be an `http` or `https` URL, in lower case")),
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(authority, |(host, _)| host);
+    if authority.is_empty()
+        || authority.contains('@')
+        || authority.ends_with(default_port)
+        || host.ends_with('.')
+        || authority.bytes().any(|b| b.is_ascii_uppercase())
+    {
+        return Err(refuse(
+            "must name its host in lower case, with no user, trailing dot or default port",
+        ));
+    }
+    if path.contains(['?', '#']) {
+        return Err(refuse("must have no query or fragment"));
+    }
+    if !path.is_empty() && path != "/" {
+        writ_scope::check_path(path.trim_end_matches('/'), writ_scope::Parameters::Refused)
+            .map_err(|error| refuse(&format!("has a path not in normal form: {error}")))?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn register_gateway(
     State(issuer): State<Arc<Issuer>>,
     method: Method,
@@ -627,6 +672,7 @@ pub(crate) async fn register_gateway(
     // inside the other's) would each accept a writ once, so single use would not hold.
     // A revoked gateway's audience is free again.
     let audience = new.audience.to_string();
+    normal_audience(&audience)?;
     if let Some(other) = issuer.store.gateways().into_iter().find(|other| {
         crate::gateways::status(&issuer, other) != crate::gateways::REVOKED
             && (writ_store::serves(&other.audience, &audience)
@@ -664,4 +710,38 @@ pub(crate) async fn register_gateway(
             log_index: appended.index,
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normal_audience;
+
+    #[test]
+    fn a_gateway_audience_is_spelled_one_way() {
+        for normal in [
+            "https://gw.example",
+            "https://gw.example/",
+            "http://127.0.0.1:7500",
+            "https://gw.example:8443/tools",
+        ] {
+            assert!(normal_audience(normal).is_ok(), "{normal}");
+        }
+        // Each of these names a gateway another spelling may already serve.
+        for other in [
+            "https://GW.example/",
+            "HTTPS://gw.example/",
+            "https://gw.example:443/",
+            "http://gw.example:80",
+            "https://gw.example./",
+            "https://user@gw.example/",
+            "https://gw.example/mcp?x",
+            "https://gw.example/%6Dcp",
+            "https://gw.example/a/../b",
+            "ftp://gw.example/",
+            "gw.example",
+        ] {
+            let error = normal_audience(other).unwrap_err();
+            assert_eq!(error.reason(), "audience_not_normal", "{other}");
+        }
+    }
 }
