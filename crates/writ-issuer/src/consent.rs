@@ -16,8 +16,9 @@
 //! A consent is an audit leaf (`delegation_consented`, `delegation_consent_withdrawn`) and
 //! nothing else: the log is its record, found through the lookup key
 //! `consent-to:{agent thumbprint}:{human}`, so a consent is as durable and as verifiable as
-//! every other change. A consent given by an agent's owner lapses when the agent changes
-//! owner.
+//! every other change. Every consent for an agent lapses for good when the agent changes
+//! owner, and the mandates it holds from humans other than its new owner are revoked then
+//! (see [`crate::lifecycle`]).
 
 use std::sync::Arc;
 
@@ -414,6 +415,15 @@ pub(crate) async fn withdraw(
 
 /// The leaves found under `key`, oldest first: each leaf's kind and event.
 async fn leaves(issuer: &Issuer, key: &str) -> Result<Vec<(String, Value)>, ApiError> {
+    Ok(indexed_leaves(issuer, key)
+        .await?
+        .into_iter()
+        .map(|(_, kind, event)| (kind, event))
+        .collect())
+}
+
+/// The leaves found under `key`, oldest first: each leaf's index, kind and event.
+async fn indexed_leaves(issuer: &Issuer, key: &str) -> Result<Vec<(u64, String, Value)>, ApiError> {
     let mut indexes = issuer.store.lookup(key).await?;
     indexes.sort_unstable();
     let mut found = Vec::with_capacity(indexes.len());
@@ -423,7 +433,7 @@ async fn leaves(issuer: &Issuer, key: &str) -> Result<Vec<(String, Value)>, ApiE
                 ApiError::unavailable(&writ_store::StoreError::Corrupt(e.to_string()))
             })?;
             let event = data.get_mut("event").map_or(Value::Null, Value::take);
-            found.push((leaf.kind, event));
+            found.push((index, leaf.kind, event));
         }
     }
     Ok(found)
@@ -432,7 +442,9 @@ async fn leaves(issuer: &Issuer, key: &str) -> Result<Vec<(String, Value)>, ApiE
 /// The consents that allow a delegation of a mandate of `from` (whose lineage, the mandate
 /// and its ancestors, is `lineage`) to `agent` at `now`: one by its owner (given while they
 /// owned it) and one by `from`, neither withdrawn nor expired, each for any of `from`'s
-/// mandates or for one in `lineage`. Their ids (the newest of each side), or what is missing.
+/// mandates or for one in `lineage`, and both given after the agent's last transfer (a
+/// transfer lapses every consent for good, even should the agent come back to the owner
+/// who gave it). Their ids (the newest of each side), or what is missing.
 pub(crate) async fn consents(
     issuer: &Issuer,
     agent: &AgentRecord,
@@ -442,9 +454,19 @@ pub(crate) async fn consents(
 ) -> Result<Result<[String; 2], &'static str>, ApiError> {
     let mut consents: Vec<Consent> = Vec::new();
     let mut withdrawn: Vec<String> = Vec::new();
-    for (kind, event) in leaves(issuer, &format!("consent-to:{}:{from}", agent.jkt)).await? {
+    let transferred = issuer
+        .store
+        .lookup(&crate::lifecycle::transferred_key(&agent.jkt))
+        .await?
+        .into_iter()
+        .max();
+    for (index, kind, event) in
+        indexed_leaves(issuer, &format!("consent-to:{}:{from}", agent.jkt)).await?
+    {
         match kind.as_str() {
-            CONSENTED => consents.extend(serde_json::from_value::<Consent>(event).ok()),
+            CONSENTED if transferred.is_none_or(|transferred| index > transferred) => {
+                consents.extend(serde_json::from_value::<Consent>(event).ok());
+            }
             WITHDRAWN => withdrawn.extend(
                 event
                     .get("consent")

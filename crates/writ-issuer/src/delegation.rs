@@ -73,6 +73,7 @@ pub(crate) async fn delegate(
         mandate,
         agent,
         human,
+        owners,
     } = holder(issuer, method, headers, form, context, now)?;
     let parent = mandate.claims();
     // A mandate a gateway stopped hands nothing on.
@@ -186,7 +187,7 @@ pub(crate) async fn delegate(
             active: true,
             tools: &delegate_tools,
         },
-        human: &crate::entitlements::Entitled::of(&issuer.store, &human.id)
+        human: &crate::entitlements::Entitled::of_chain(&issuer.store, &human, &owners)
             .facts(&human)
             .policy(),
         tools: &tool_refs,

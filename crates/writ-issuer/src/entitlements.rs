@@ -61,6 +61,9 @@ pub(crate) struct Entitled {
     labels: BTreeSet<String>,
     /// The entitlements it is made of.
     from: Vec<EntitlementRecord>,
+    /// Bound by entitlements even when the human administers: a member owns an agent in
+    /// the chain the facts are for.
+    bound: bool,
 }
 
 impl Entitled {
@@ -72,7 +75,41 @@ impl Entitled {
             tools: from.iter().flat_map(|e| e.tools.iter().cloned()).collect(),
             labels: from.iter().flat_map(|e| e.labels.iter().cloned()).collect(),
             from,
+            bound: false,
         }
+    }
+
+    /// What a delegation chain may do together: `human` granted its root, and `owners`
+    /// own the agents it passes through. Tools and data labels are those every member among
+    /// them is entitled to (an administrator, not bound by entitlements, narrows nothing),
+    /// and the chain is exempt as an administrator only when all of them administer. The
+    /// groups are `human`'s.
+    pub(crate) fn of_chain(store: &Store, human: &HumanRecord, owners: &[HumanRecord]) -> Entitled {
+        let mut chain = Entitled::of(store, &human.id);
+        let mut members = std::iter::once(human)
+            .chain(owners)
+            .filter(|party| party.role != "admin")
+            .peekable();
+        if members.peek().is_none() {
+            return chain;
+        }
+        chain.bound = true;
+        let mut tools: Option<BTreeSet<String>> = None;
+        let mut labels: Option<BTreeSet<String>> = None;
+        for member in members {
+            let entitled = Entitled::of(store, &member.id);
+            tools = Some(match tools {
+                None => entitled.tools,
+                Some(known) => known.intersection(&entitled.tools).cloned().collect(),
+            });
+            labels = Some(match labels {
+                None => entitled.labels,
+                Some(known) => known.intersection(&entitled.labels).cloned().collect(),
+            });
+        }
+        chain.tools = tools.unwrap_or_default();
+        chain.labels = labels.unwrap_or_default();
+        chain
     }
 
     /// Whether the human is entitled to `tool` (`server/tool` or `server/*`).
@@ -86,6 +123,7 @@ impl Entitled {
             human,
             clearance: self.labels.iter().map(String::as_str).collect(),
             groups: self.groups.iter().map(String::as_str).collect(),
+            bound: self.bound,
         }
     }
 }
@@ -95,6 +133,8 @@ pub(crate) struct HumanFacts<'a> {
     human: &'a HumanRecord,
     clearance: Vec<&'a str>,
     groups: Vec<&'a str>,
+    /// Seen as a member whatever the human's role.
+    bound: bool,
 }
 
 impl HumanFacts<'_> {
@@ -102,7 +142,7 @@ impl HumanFacts<'_> {
     pub(crate) fn policy(&self) -> writ_policy::Human<'_> {
         writ_policy::Human {
             id: &self.human.id,
-            role: if self.human.role == "admin" {
+            role: if self.human.role == "admin" && !self.bound {
                 writ_policy::Role::Admin
             } else {
                 writ_policy::Role::Member

@@ -265,8 +265,17 @@ async fn suspend(
     })
 }
 
+/// The lookup key of an agent's transfers: a consent its owner gave before the newest one
+/// has lapsed for good (see [`crate::consent::consents`]).
+pub(crate) fn transferred_key(jkt: &str) -> String {
+    format!("agent-transferred:{jkt}")
+}
+
 /// `POST /v1/agents/{name}/transfer`: a new owner, for administrators. An agent suspended
-/// because its owner was offboarded is active again; other suspensions stand.
+/// because its owner was offboarded is active again; other suspensions stand. The mandates
+/// the agent holds from humans other than the new owner are revoked with it, with
+/// everything delegated from them: the new owner consented to none of them. The consents
+/// given for the agent lapse, even should it come back to the owner who gave them.
 pub(crate) async fn transfer(
     State(issuer): State<Arc<Issuer>>,
     method: Method,
@@ -295,26 +304,62 @@ pub(crate) async fn transfer(
                 format!("no active human `{}`", request.owner),
             )
         })?;
+    if owner.id == agent.owner {
+        return Err(ApiError::invalid_request(
+            "already_owner",
+            format!("agent `{name}` belongs to `{}` already", owner.id),
+        ));
+    }
     // The new owner must be entitled to the agent's tools, as at registration.
     crate::entitlements::check_agent_tools(&issuer.store, &owner, &agent.tools)?;
+    let reason = format!("agent `{}` transferred to `{}`", agent.name, owner.id);
+    let mut revoked: Vec<writ_store::RevocationRecord> = Vec::new();
+    for id in issuer.store.mandates_of(None, Some(&agent.jkt)).await? {
+        let Some(mandate) = issuer.store.mandate(&id).await? else {
+            continue;
+        };
+        if mandate.human_id == owner.id {
+            continue;
+        }
+        for record in revocations(&issuer, Kind::Mandate, &id, &reason).await? {
+            if !revoked
+                .iter()
+                .any(|known| known.kind == record.kind && known.subject == record.subject)
+            {
+                revoked.push(record);
+            }
+        }
+    }
+    let subjects = subject_keys(&revoked);
     let mut writes = vec![Write::SetAgentOwner {
         jkt: agent.jkt.clone(),
         owner: owner.id.clone(),
     }];
     let reactivated = lift_suspension(&agent, |reason| reason == OWNER_OFFBOARDED, &mut writes);
+    if !revoked.is_empty() {
+        writes.push(Write::Revoke(revoked.clone()));
+    }
+    let mut keys = vec![
+        format!("agent:{}", agent.jkt),
+        format!("human:{}", owner.id),
+        transferred_key(&agent.jkt),
+    ];
+    keys.extend(subjects.iter().cloned());
     let appended = record(
         &issuer,
         "agent_transferred",
         json!({"agent": agent.jkt, "name": agent.name, "from": agent.owner, "to": owner.id,
-               "reactivated": reactivated, "by": caller.describe()}),
-        vec![
-            format!("agent:{}", agent.jkt),
-            format!("human:{}", owner.id),
-        ],
+               "reactivated": reactivated, "by": caller.describe(), "revoked": subjects}),
+        keys,
         Write::Many(writes),
     )
     .await?;
-    Ok(Json(Changed::agent(agent, reactivated, appended.index)))
+    let mut changed = Changed::agent(agent, reactivated, appended.index);
+    if !revoked.is_empty() {
+        issuer.revoked.notify_waiters();
+        changed.revoked = newly_revoked(&revoked, &appended.revocations);
+    }
+    Ok(Json(changed))
 }
 
 /// `POST /v1/humans/{id}/offboard`, for administrators.

@@ -220,6 +220,7 @@ async fn exchange_checked(
         mandate,
         agent,
         human,
+        owners,
     } = holder(issuer, method, headers, &form, context, now)?;
     let claims = mandate.claims();
     if !issuer.store.audience_known(resource.as_str()) {
@@ -267,6 +268,7 @@ async fn exchange_checked(
         issuer,
         &agent,
         &human,
+        &owners,
         requested,
         &tool_labels,
         i64::from(claims.depth),
@@ -352,6 +354,15 @@ async fn exchange_checked(
     };
     writ.log_index = appended.index;
     issuer.shown.remember(&shown);
+    issuer.shown.remember_writ(
+        jti.as_str(),
+        crate::gateways::Issued {
+            mandate: claims.jti.to_string(),
+            agent: claims.cnf.jkt.to_string(),
+            human: claims.sub.to_string(),
+            tool: writ_behaviour::tool_name(requested),
+        },
+    );
     if let Some(mut pass) = pass {
         pass.recorded();
         issuer.behaviour.learn(&agent.jkt, pass);
@@ -367,11 +378,15 @@ async fn exchange_checked(
 }
 
 /// The agent presenting a mandate, checked: its DPoP proof, the mandate, the proof's key
-/// bound to it, nothing in the chain revoked, the agent usable and the human active.
+/// bound to it, nothing in the chain revoked, every agent in the chain usable, and the
+/// human and every agent's owner active and unrevoked.
 pub(crate) struct Holder {
     pub(crate) mandate: VerifiedMandate,
     pub(crate) agent: writ_store::AgentRecord,
     pub(crate) human: writ_store::HumanRecord,
+    /// The owners of the agents in the chain other than `human`, each once: the chain may
+    /// do only what each of them may (see [`crate::entitlements::Entitled::of_chain`]).
+    pub(crate) owners: Vec<writ_store::HumanRecord>,
 }
 
 pub(crate) fn holder(
@@ -400,6 +415,7 @@ pub(crate) fn holder(
         ApiError::denied("unknown_agent", "the mandate's agent is not registered")
     })?;
     agent_usable(&issuer.store, &agent, now.as_secs())?;
+    let mut owner_ids = vec![agent.owner.clone()];
     // Every agent the chain passes through must still be usable: a suspended or expired
     // delegator's sub-agents act for it no more than it does.
     for delegator in claims.act.chain().skip(1) {
@@ -410,6 +426,7 @@ pub(crate) fn holder(
             )
         })?;
         agent_usable(&issuer.store, &delegator, now.as_secs())?;
+        owner_ids.push(delegator.owner);
     }
     let human = issuer.store.human(claims.sub.as_str()).ok_or_else(|| {
         ApiError::denied(
@@ -423,10 +440,41 @@ pub(crate) fn holder(
             format!("human `{}` is {}", human.id, human.status),
         ));
     }
+    // An agent acts for its owner too: a revoked or departed owner's agents act in no
+    // one's chain.
+    let mut owners: Vec<writ_store::HumanRecord> = Vec::new();
+    for id in owner_ids {
+        if id == human.id || owners.iter().any(|owner| owner.id == id) {
+            continue;
+        }
+        if issuer.store.is_revoked("human", &id) {
+            return Err(ApiError::invalid_grant(
+                "owner_revoked",
+                format!("`{id}`, who owns an agent in the mandate's chain, was revoked"),
+            ));
+        }
+        let owner = issuer.store.human(&id).ok_or_else(|| {
+            ApiError::denied(
+                "owner_inactive",
+                format!("`{id}`, who owns an agent in the mandate's chain, is not registered"),
+            )
+        })?;
+        if owner.status != "active" {
+            return Err(ApiError::denied(
+                "owner_inactive",
+                format!(
+                    "`{id}`, who owns an agent in the mandate's chain, is {}",
+                    owner.status
+                ),
+            ));
+        }
+        owners.push(owner);
+    }
     Ok(Holder {
         mandate,
         agent,
         human,
+        owners,
     })
 }
 
@@ -508,6 +556,7 @@ fn decide(
     issuer: &Issuer,
     agent: &writ_store::AgentRecord,
     human: &writ_store::HumanRecord,
+    owners: &[writ_store::HumanRecord],
     requested: &AuthorizationDetail,
     tool_labels: &[String],
     depth: i64,
@@ -521,7 +570,8 @@ fn decide(
     let tool_label_refs: Vec<&str> = tool_labels.iter().map(String::as_str).collect();
     let (server, tool_name) = tool_of(requested);
     // Entitlements are read now, not when the mandate was granted: removing one stops calls.
-    let entitled = Entitled::of(&issuer.store, &human.id);
+    // Those of every owner in the chain count: the chain may do only what all of them may.
+    let entitled = Entitled::of_chain(&issuer.store, human, owners);
     let decision = issuer.engine().decide(&PolicyRequest::Invoke {
         agent: &writ_policy::Agent {
             id: &agent.jkt,

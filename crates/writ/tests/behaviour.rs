@@ -596,8 +596,14 @@ async fn an_approval_is_answered_by_whoever_owns_the_agent_now() {
         .unwrap();
     assert_eq!(answered["state"], "approved");
     assert_eq!(answered["decided_by"], "bob");
+    // The transfer revoked alice's mandate, which bob never gave: the approval earns
+    // nothing under it.
     let (status, body) = ask(&world, &mandate, "drop_table", &drop).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("mandate_revoked")),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

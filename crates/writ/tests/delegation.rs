@@ -336,6 +336,7 @@ async fn the_command_line_delegates_as_the_agent_holding_the_mandate() {
 async fn a_suspended_delegator_stops_the_agents_below_it() {
     let world = World::new().await;
     let (bob, bob_bot) = bob_and_his_agent(&world).await;
+    world.entitle("bob", &[], &["internal"]).await;
     let sub = world.add_agent("sub-bot").await;
     let (root, _) = world.grant().await;
     let grants = json!([read_grant(json!({"glob": "/data/reports/*"}))]);
@@ -722,4 +723,281 @@ async fn the_command_line_gives_and_withdraws_consents() {
     assert_eq!(listed["consents"][0]["status"], "withdrawn", "{out}");
     let out = common::cli(&world, carol_key, &["mandate", "consents"]).unwrap();
     assert!(!out.contains(id), "carol is no party to it: {out}");
+}
+
+/// Both consents for alice's mandates to reach bob's `bob-bot`.
+async fn both_consent(world: &World, bob: &writ_client::IssuerClient) {
+    let consent = json!({"agent": "bob-bot", "from": "alice"});
+    bob.post("/v1/delegation-consents", Some(&consent))
+        .await
+        .unwrap();
+    world
+        .alice
+        .post("/v1/delegation-consents", Some(&consent))
+        .await
+        .unwrap();
+}
+
+/// Regression: only the human at the root of the chain was asked about data clearance and
+/// entitlements, so bob's agent, delegated to by alice, read data bob is not cleared for,
+/// and kept reading after bob's entitlement was removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_may_do_only_what_every_owner_in_it_is_entitled_to() {
+    let world = World::new().await;
+    // bob is entitled to the `files` tools, not to `internal` data.
+    let (bob, bob_bot) = bob_and_his_agent(&world).await;
+    both_consent(&world, &bob).await;
+    let (root, _) = world.grant().await;
+    let grants = json!([read_grant(json!({"glob": "/data/reports/*"}))]);
+    let (status, child) = world
+        .delegate_as(&world.agent, &root, "bob-bot", grants, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{child}");
+    let child = token(&child);
+    let resource = format!("{}/mcp/files", world.gateway_url);
+    let detail = read_file_detail("/data/reports/q3.md");
+    let (status, body) = world
+        .try_writ_as(&bob_bot, &child, &resource, detail.clone())
+        .await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::FORBIDDEN, Some("policy_forbid")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("invoke-needs-data-clearance"),
+        "{body}"
+    );
+
+    // Cleared: it reads. Clearance removed: it stops.
+    let cleared = world.entitle("bob", &[], &["internal"]).await;
+    let (status, body) = world
+        .try_writ_as(&bob_bot, &child, &resource, detail.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    world
+        .admin
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/v1/entitlements/{cleared}"),
+            None,
+        )
+        .await
+        .unwrap();
+    let (status, body) = world.try_writ_as(&bob_bot, &child, &resource, detail).await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::FORBIDDEN, Some("policy_forbid")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("invoke-needs-data-clearance"),
+        "{body}"
+    );
+}
+
+/// Regression: revoking human bob revoked the mandates bob granted, but his agent went on
+/// acting under mandates delegated to it by others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_an_owner_stops_their_agents_in_others_chains() {
+    let world = World::new().await;
+    let (bob, bob_bot) = bob_and_his_agent(&world).await;
+    world.entitle("bob", &[], &["internal"]).await;
+    both_consent(&world, &bob).await;
+    let (root, _) = world.grant().await;
+    let grants = json!([read_grant(json!({"glob": "/data/reports/*"}))]);
+    let (_, child) = world
+        .delegate_as(&world.agent, &root, "bob-bot", grants.clone(), None)
+        .await;
+    let child = token(&child);
+    let resource = format!("{}/mcp/files", world.gateway_url);
+    let detail = read_file_detail("/data/reports/q3.md");
+    let (status, body) = world
+        .try_writ_as(&bob_bot, &child, &resource, detail.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    world.revoke("human", "bob").await;
+    let (status, body) = world.try_writ_as(&bob_bot, &child, &resource, detail).await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("owner_revoked")),
+        "{body}"
+    );
+    // Nor does it hand the mandate on.
+    world.add_agent("sub-bot").await;
+    let (status, body) = world
+        .delegate_as(&bob_bot, &child, "sub-bot", grants, None)
+        .await;
+    assert_eq!(body["reason"], "owner_revoked", "{status} {body}");
+}
+
+/// Regression: an administrator's agent delegating to a member's agent passed the
+/// administrator's exemption from entitlements on to the member's agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrators_exemption_does_not_pass_down_to_a_members_agent() {
+    let world = World::new().await;
+    let (bob, bob_bot) = bob_and_his_agent(&world).await;
+    let root_bot = writ_jose::SigningKey::generate(writ_jose::Algorithm::EdDSA).unwrap();
+    world
+        .admin
+        .post(
+            "/v1/agents",
+            Some(&json!({"name": "root-bot", "tools": ["files/read_file"],
+                         "jwk": serde_json::to_value(root_bot.public_key().to_jwk()).unwrap()})),
+        )
+        .await
+        .unwrap();
+    let granted = world
+        .admin
+        .post(
+            "/v1/mandates",
+            Some(&json!({"agent": "root-bot", "task": "Read the reports",
+                         "grants": [read_grant(json!({"glob": "/data/reports/*"}))]})),
+        )
+        .await
+        .unwrap();
+    let mandate = granted["mandate"].as_str().unwrap().to_owned();
+    let consent = json!({"agent": "bob-bot", "from": "root"});
+    bob.post("/v1/delegation-consents", Some(&consent))
+        .await
+        .unwrap();
+    world
+        .admin
+        .post("/v1/delegation-consents", Some(&consent))
+        .await
+        .unwrap();
+    let resource = format!("{}/mcp/files", world.gateway_url);
+    let detail = read_file_detail("/data/reports/q3.md");
+    // The administrator's own agent reads `internal` data.
+    let (status, body) = world
+        .try_writ_as(&root_bot, &mandate, &resource, detail.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, child) = world
+        .delegate_as(
+            &root_bot,
+            &mandate,
+            "bob-bot",
+            json!([read_grant(json!({"glob": "/data/reports/*"}))]),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{child}");
+    // bob's agent does not: bob is not cleared for it.
+    let (status, body) = world
+        .try_writ_as(&bob_bot, &token(&child), &resource, detail)
+        .await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::FORBIDDEN, Some("policy_forbid")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("invoke-needs-data-clearance"),
+        "{body}"
+    );
+}
+
+/// Regression: a transferred agent kept the mandates its former owner's humans had given
+/// it, and a transfer away and back made consents its owner had given before valid again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_revokes_what_the_agent_held_for_others_and_lapses_consents_for_good() {
+    let world = World::new().await;
+    let (bob, bob_bot) = bob_and_his_agent(&world).await;
+    world.entitle("bob", &[], &["internal"]).await;
+    world.add_human("carol").await;
+    world
+        .entitle(
+            "carol",
+            &["files/read_file", "files/drop_table", "files/*", "crm/*"],
+            &["internal"],
+        )
+        .await;
+    both_consent(&world, &bob).await;
+    let (root, _) = world.grant().await;
+    let grants = json!([read_grant(json!({"glob": "/data/reports/*"}))]);
+    let (status, child) = world
+        .delegate_as(&world.agent, &root, "bob-bot", grants.clone(), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{child}");
+    let child = token(&child);
+    let child_id = claims(&child)["jti"].as_str().unwrap().to_owned();
+    let resource = format!("{}/mcp/files", world.gateway_url);
+    let detail = read_file_detail("/data/reports/q3.md");
+
+    // bob-bot goes to carol: alice's mandate it held is revoked in the transfer's leaf.
+    let moved = world
+        .admin
+        .post(
+            "/v1/agents/bob-bot/transfer",
+            Some(&json!({"owner": "carol"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved["revoked"], 1, "{moved}");
+    assert!(world.issuer.store().is_revoked("mandate", &child_id));
+    let (status, body) = world
+        .try_writ_as(&bob_bot, &child, &resource, detail.clone())
+        .await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("mandate_revoked")),
+        "{body}"
+    );
+
+    // Back to bob: the consent bob gave before stays lapsed.
+    world
+        .admin
+        .post(
+            "/v1/agents/bob-bot/transfer",
+            Some(&json!({"owner": "bob"})),
+        )
+        .await
+        .unwrap();
+    let (status, body) = world
+        .delegate_as(&world.agent, &root, "bob-bot", grants.clone(), None)
+        .await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::FORBIDDEN, Some("delegate_other_owner")),
+        "{body}"
+    );
+    // Consented again, after the transfer: delegated.
+    both_consent(&world, &bob).await;
+    let (status, body) = world
+        .delegate_as(&world.agent, &root, "bob-bot", grants, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Moving alice's own agent to carol revokes the mandates alice gave it.
+    let (status, body) = world
+        .try_writ_as(&world.agent, &root, &resource, detail.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    world
+        .admin
+        .post(
+            "/v1/agents/report-bot/transfer",
+            Some(&json!({"owner": "carol"})),
+        )
+        .await
+        .unwrap();
+    let (status, body) = world
+        .try_writ_as(&world.agent, &root, &resource, detail)
+        .await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("mandate_revoked")),
+        "{body}"
+    );
 }
