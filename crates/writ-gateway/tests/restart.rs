@@ -33,8 +33,17 @@ async fn replay(world: &World, url: &str, writ: &str, proof: &str, body: &[u8]) 
     (status, response.text().await.unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_captured_request_is_refused_after_a_gateway_restart() {
+/// A deployment and a request it served: what an attacker on the wire captured.
+struct Captured {
+    world: World,
+    mandate: String,
+    files: String,
+    body: Vec<u8>,
+    writ: String,
+    proof: String,
+}
+
+async fn captured() -> Captured {
     let world = World::new().await;
     let (mandate, _) = world.grant().await;
     let files = format!("{}/mcp/files", world.gateway_url);
@@ -51,6 +60,26 @@ async fn a_captured_request_is_refused_after_a_gateway_restart() {
     let proof = world.proof("POST", &files, &writ);
     let (status, text) = replay(&world, &world.gateway_url, &writ, &proof, &body).await;
     assert_eq!(status, 200, "{text}");
+    Captured {
+        world,
+        mandate,
+        files,
+        body,
+        writ,
+        proof,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_request_is_refused_after_a_gateway_restart() {
+    let Captured {
+        world,
+        mandate,
+        files,
+        body,
+        writ,
+        proof,
+    } = captured().await;
 
     // The gateway restarts at its address, on the same spool directory; the captured
     // request comes again.
@@ -148,22 +177,13 @@ async fn a_request_made_within_the_skew_of_a_restart_is_refused_then_a_fresh_one
 async fn a_spool_left_without_the_mark_still_counts_as_an_earlier_gateway() {
     // A gateway from before the mark existed left only its spool: the next one must still
     // treat the directory as served from, or it would accept what the earlier one did.
-    let world = World::new().await;
-    let (mandate, _) = world.grant().await;
-    let files = format!("{}/mcp/files", world.gateway_url);
-    let body = tools_call("read_file", json!({"path": "/data/reports/q3.md"}))
-        .to_string()
-        .into_bytes();
-    let writ = world
-        .writ(
-            &mandate,
-            "/mcp/files",
-            read_file_detail("/data/reports/q3.md"),
-        )
-        .await;
-    let proof = world.proof("POST", &files, &writ);
-    let (status, text) = replay(&world, &world.gateway_url, &writ, &proof, &body).await;
-    assert_eq!(status, 200, "{text}");
+    let Captured {
+        world,
+        body,
+        writ,
+        proof,
+        ..
+    } = captured().await;
     std::fs::remove_file(world.dir.path().join("spool").join("replay-horizon")).unwrap();
     world.restart_gateway().await;
     let url = world.gateway_url.clone();
