@@ -260,7 +260,7 @@ pub const MAX_DECISIONS: usize = 500;
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct GatewayDecision {
-    /// The gateway's id for the request; a decision is recorded once per id.
+    /// The gateway's id for the request; a decision is recorded once per gateway and id.
     request_id: String,
     /// When the gateway decided, Unix seconds.
     time: u64,
@@ -370,6 +370,20 @@ impl GatewayDecision {
                 ),
             ));
         }
+        if self.decision != Verdict::Deny && self.writ.is_none() {
+            return Err(ApiError::invalid_request(
+                "invalid_decision",
+                format!(
+                    "{} `{}` needs the writ it was decided on",
+                    if self.decision == Verdict::Allow {
+                        "allow"
+                    } else {
+                        "response"
+                    },
+                    self.request_id
+                ),
+            ));
+        }
         if self.decision == Verdict::Response
             && (self.agent.is_none()
                 || self.mandate.is_none()
@@ -391,8 +405,8 @@ impl GatewayDecision {
 /// `POST /v1/audit/decisions`: a gateway reports its decisions, each recorded as one leaf
 /// (`gateway_decision`) found by its request id, writ, mandate and gateway, and the end of
 /// each allowed call's response (`gateway_response`, judged and learned by `behaviour`). A decision
-/// already recorded under its request id is not recorded again, so a gateway may resend
-/// a report whose answer it never saw.
+/// the same gateway already recorded under its request id is not recorded again, so a
+/// gateway may resend a report whose answer it never saw.
 pub(crate) async fn decisions(
     State(issuer): State<Arc<Issuer>>,
     method: Method,
@@ -438,35 +452,94 @@ pub(crate) async fn decisions(
     }))
 }
 
-/// Checks that the writ and mandate `decision` names were issued for `gateway`: a gateway
-/// reports allows and answers only for its own writs, so it cannot hold, nor teach the
-/// baseline of, another gateway's mandates. A denial may name another audience's writ (an
-/// agent showed it one); it is recorded apart from that writ and mandate.
+/// Checks that what `decision` names was issued for `gateway`. A gateway reports allows
+/// and answers only for its own writs, so it cannot hold, nor teach the baseline of,
+/// another gateway's mandates; and an allow or answer is bound to its writ: the mandate,
+/// agent, human and tool recorded are the writ's own (as the issuer recorded it), and a
+/// report naming others is refused, so a gateway shown one owner's writ cannot teach
+/// another agent's baseline nor hold one owner's mandate for another. A denial may name
+/// another audience's writ (an agent showed it one); it is recorded apart from that writ
+/// and mandate.
 async fn issued_for(
     issuer: &Issuer,
     gateway: &writ_store::GatewayRecord,
     decision: &mut GatewayDecision,
 ) -> Result<(), ApiError> {
-    for id in [decision.writ.as_deref(), decision.mandate.as_deref()]
-        .into_iter()
-        .flatten()
-    {
-        if crate::gateways::shown(issuer, &gateway.jkt, id).await? {
-            continue;
-        }
-        if decision.decision == Verdict::Deny {
-            decision.issued_elsewhere = true;
-            return Ok(());
-        }
-        return Err(ApiError::invalid_request(
+    let not_this_gateway = |decision: &GatewayDecision, id: &str| {
+        ApiError::invalid_request(
             "not_this_gateway",
             format!(
                 "decision `{}` names `{id}`, which was not issued for gateway `{}`",
                 decision.request_id, gateway.name
             ),
+        )
+    };
+    if decision.decision == Verdict::Deny {
+        for id in [decision.writ.as_deref(), decision.mandate.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            if !crate::gateways::shown(issuer, &gateway.jkt, id).await? {
+                decision.issued_elsewhere = true;
+                return Ok(());
+            }
+        }
+        return Ok(());
+    }
+    // `validate` refused an allow or answer without its writ.
+    let Some(writ) = decision.writ.clone() else {
+        return Err(ApiError::invalid_request(
+            "invalid_decision",
+            format!("decision `{}` names no writ", decision.request_id),
         ));
+    };
+    if !crate::gateways::shown(issuer, &gateway.jkt, &writ).await? {
+        return Err(not_this_gateway(decision, &writ));
+    }
+    let Some(issued) = crate::gateways::issued(issuer, &writ).await? else {
+        return Err(not_this_gateway(decision, &writ));
+    };
+    let request_id = decision.request_id.clone();
+    let mismatch = |field: &str| {
+        ApiError::invalid_request(
+            "decision_mismatch",
+            format!("decision `{request_id}` names a {field} that is not writ `{writ}`'s"),
+        )
+    };
+    for (field, reported, recorded) in [
+        ("mandate", &mut decision.mandate, issued.mandate),
+        ("agent", &mut decision.agent, issued.agent),
+        ("human", &mut decision.human, issued.human),
+    ] {
+        if reported
+            .as_deref()
+            .is_some_and(|reported| !same(reported, &recorded))
+        {
+            return Err(mismatch(field));
+        }
+        *reported = Some(recorded);
+    }
+    if let Some(reported) = &decision.tool {
+        match issued.tool {
+            Some(tool) if same(reported, &tool) => decision.tool = Some(tool),
+            _ => return Err(mismatch("tool")),
+        }
     }
     Ok(())
+}
+
+/// Whether a gateway's `reported` value is `recorded`, or the start of it a gateway keeps
+/// (it cuts each field to 256 bytes at a character boundary).
+fn same(reported: &str, recorded: &str) -> bool {
+    const KEPT: usize = 256;
+    if reported == recorded {
+        return true;
+    }
+    let mut end = KEPT;
+    while end > 0 && !recorded.is_char_boundary(end) {
+        end -= 1;
+    }
+    recorded.len() > KEPT && recorded.get(..end) == Some(reported)
 }
 
 /// A gateway decision being recorded by one task; another with the same key waits until
@@ -520,11 +593,14 @@ async fn record_phase(
         let gateway = (gateway.name.clone(), gateway.jkt.clone());
         pending.push(tokio::spawn(async move {
             let response = decision.decision == Verdict::Response;
-            let key = if response {
-                format!("response:{}", decision.request_id)
-            } else {
-                format!("request:{}", decision.request_id)
-            };
+            // Once per gateway: request ids are each gateway's own, so another gateway
+            // reporting the same id first (a colluder who learned it) takes nothing away.
+            let key = format!(
+                "{}:{}:{}",
+                if response { "response" } else { "request" },
+                gateway.1,
+                decision.request_id
+            );
             // The check and the append are one step per decision: the same decision in
             // another report (resent while this one was late) waits for this one.
             let _recording = Recording::claim(&issuer, &key).await;
@@ -532,6 +608,10 @@ async fn record_phase(
                 return Ok::<_, StoreError>((position, decision.request_id, index, true));
             }
             let mut keys = vec![key, format!("gateway:{}", gateway.1)];
+            // Found by its id alone, whichever gateway reported it (`GET /v1/trace/{id}`).
+            if !response {
+                keys.push(format!("request:{}", decision.request_id));
+            }
             if !decision.issued_elsewhere {
                 keys.extend(decision.writ.as_ref().map(|id| format!("writ:{id}")));
                 keys.extend(decision.mandate.as_ref().map(|id| format!("mandate:{id}")));

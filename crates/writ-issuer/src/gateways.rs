@@ -244,10 +244,44 @@ async fn change(
 /// are answered from the store's lookup keys.
 const MAX_SHOWN: usize = 1 << 18;
 
-/// `(gateway, writ or mandate)` pairs the issuer issued writs for, as lookup keys.
+/// The most writs whose parties are kept in memory; past it the map starts again and
+/// misses are read from the writs' `writ_issued` leaves.
+const MAX_ISSUED: usize = 1 << 16;
+
+/// `(gateway, writ or mandate)` pairs the issuer issued writs for, as lookup keys, and
+/// recent writs' parties.
 #[derive(Debug, Default)]
 pub(crate) struct Shown {
     pairs: Mutex<HashSet<String>>,
+    writs: Mutex<HashMap<String, Issued>>,
+}
+
+/// What the issuer recorded of a writ: what a gateway's report of a call under it names.
+#[derive(Debug, Clone)]
+pub(crate) struct Issued {
+    pub(crate) mandate: String,
+    pub(crate) agent: String,
+    pub(crate) human: String,
+    /// The call, as the behaviour detectors name it (and gateways report it).
+    pub(crate) tool: Option<String>,
+}
+
+impl Issued {
+    /// From a writ's `writ_issued` event.
+    pub(crate) fn from_event(event: &serde_json::Value) -> Option<Issued> {
+        let text = |key: &str| event.get(key)?.as_str().map(str::to_owned);
+        let tool = event
+            .get("call")
+            .cloned()
+            .and_then(|call| serde_json::from_value::<writ_scope::AuthorizationDetail>(call).ok())
+            .and_then(|call| writ_behaviour::tool_name(&call));
+        Some(Issued {
+            mandate: text("mandate")?,
+            agent: text("agent")?,
+            human: text("human")?,
+            tool,
+        })
+    }
 }
 
 fn shown_key(gateway: &str, id: &str) -> String {
@@ -290,6 +324,52 @@ impl Shown {
         }
         pairs.extend(keys.iter().filter(|key| key.starts_with("shown:")).cloned());
     }
+
+    /// Remembers a writ's parties once its `writ_issued` leaf is durable.
+    pub(crate) fn remember_writ(&self, writ: &str, issued: Issued) {
+        let mut writs = self.writs.lock().unwrap_or_else(PoisonError::into_inner);
+        if writs.len() >= MAX_ISSUED {
+            writs.clear();
+        }
+        writs.insert(writ.to_owned(), issued);
+    }
+}
+
+/// The parties of the writ `id` as the issuer recorded them, from memory or else from its
+/// `writ_issued` leaf (the first leaf under `writ:{id}`); `None` for a writ never issued.
+pub(crate) async fn issued(issuer: &Issuer, id: &str) -> Result<Option<Issued>, ApiError> {
+    if let Some(issued) = issuer
+        .shown
+        .writs
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(id)
+    {
+        return Ok(Some(issued.clone()));
+    }
+    // Nothing is keyed under a writ before its issuance; a few leaves suffice.
+    for index in issuer
+        .store
+        .lookup(&format!("writ:{id}"))
+        .await?
+        .into_iter()
+        .take(4)
+    {
+        let Some(leaf) = issuer.store.leaf(index).await? else {
+            continue;
+        };
+        if leaf.kind != "writ_issued" {
+            continue;
+        }
+        let found = serde_json::from_slice::<serde_json::Value>(&leaf.data)
+            .ok()
+            .and_then(|parsed| Issued::from_event(parsed.get("event")?));
+        if let Some(issued) = &found {
+            issuer.shown.remember_writ(id, issued.clone());
+        }
+        return Ok(found);
+    }
+    Ok(None)
 }
 
 /// Whether a writ for `gateway`'s audience was issued under `id` (a writ or mandate id).

@@ -226,8 +226,8 @@ pub struct Issuer {
     oidc: Vec<oidc::Provider>,
     clock: Arc<dyn Clock>,
     revoked: Notify,
-    /// The gateway decisions (`request:…`, `response:…`) being recorded now: a report that
-    /// carries one of them again waits, then finds it recorded.
+    /// The gateway decisions (`request:{gateway}:…`, `response:{gateway}:…`) being
+    /// recorded now: a report that carries one of them again waits, then finds it recorded.
     recording: std::sync::Mutex<std::collections::HashSet<String>>,
     behaviour: behaviour::Behaviour,
     /// Which writs and mandates each gateway was issued writs for.

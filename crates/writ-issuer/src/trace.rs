@@ -251,18 +251,30 @@ pub(crate) async fn trace(
             found
         }
         Start::Request(request) => {
-            match gathered
-                .first(&format!("request:{request}"), &["gateway_decision"])
+            // Request ids are each gateway's own: every gateway's decision under this one.
+            let mut found = false;
+            for index in issuer
+                .store
+                .lookup(&format!("request:{request}"))
                 .await?
+                .into_iter()
+                .take(SCAN)
             {
-                Some(decision) => {
-                    if let Some(writ) = text(&decision, "writ") {
-                        gathered.writ(&writ).await?;
-                    }
-                    true
+                let Some(leaf) = issuer.store.leaf(index).await? else {
+                    continue;
+                };
+                if leaf.kind != "gateway_decision" {
+                    continue;
                 }
-                None => false,
+                let Some(decision) = gathered.insert(leaf) else {
+                    break;
+                };
+                found = true;
+                if let Some(writ) = text(&decision, "writ") {
+                    gathered.writ(&writ).await?;
+                }
             }
+            found
         }
         Start::Index(index) => match issuer.store.leaf(*index).await? {
             // The same line as from the writ's id.

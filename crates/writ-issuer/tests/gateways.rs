@@ -284,12 +284,17 @@ async fn mandate_with_writ(world: &World) -> (String, String) {
     )
 }
 
-fn decision(id: &str, verdict: &str, writ: &str, mandate: &str) -> Value {
+/// The agent's key thumbprint, as a gateway reports it.
+fn agent_jkt(world: &World) -> String {
+    world.agent.public_key().thumbprint().to_string()
+}
+
+fn decision(id: &str, verdict: &str, writ: &str, mandate: &str, agent: &str) -> Value {
     let mut decision = json!({
         "request_id": id, "time": START, "decision": verdict,
         "reason": if verdict == "deny" { "writ_audience_mismatch" } else { "allowed" },
         "route": "files", "method": "tools/call", "target": "read_file",
-        "writ": writ, "mandate": mandate, "agent": "jkt", "human": "alice"
+        "writ": writ, "mandate": mandate, "agent": agent, "human": "alice"
     });
     if verdict == "response" {
         decision["tool"] = json!("files/read_file");
@@ -317,7 +322,7 @@ async fn gateway_calls(world: &World, mandate: &str, writ: &str) -> Vec<(StatusC
         (
             Method::POST,
             "/v1/audit/decisions".to_owned(),
-            json!({"decisions": [decision("req-status", "allow", writ, mandate)]}),
+            json!({"decisions": [decision("req-status", "allow", writ, mandate, &agent_jkt(world))]}),
         ),
         (
             Method::GET,
@@ -518,7 +523,7 @@ async fn a_gateway_cannot_report_allows_or_answers_for_another_gateways_writs() 
                 &world.other,
                 Method::POST,
                 "/v1/audit/decisions",
-                json!({"decisions": [decision("req-x", verdict, &writ, &mandate)]}),
+                json!({"decisions": [decision("req-x", verdict, &writ, &mandate, &agent_jkt(&world))]}),
             )
             .await;
         assert_eq!(
@@ -534,7 +539,7 @@ async fn a_gateway_cannot_report_allows_or_answers_for_another_gateways_writs() 
             &world.gateway,
             Method::POST,
             "/v1/audit/decisions",
-            json!({"decisions": [decision("req-y", "allow", "wrt_made_up", &mandate)]}),
+            json!({"decisions": [decision("req-y", "allow", "wrt_made_up", &mandate, &agent_jkt(&world))]}),
         )
         .await;
     assert_eq!(
@@ -549,7 +554,7 @@ async fn a_gateway_cannot_report_allows_or_answers_for_another_gateways_writs() 
             &world.other,
             Method::POST,
             "/v1/audit/decisions",
-            json!({"decisions": [decision("req-z", "deny", &writ, &mandate)]}),
+            json!({"decisions": [decision("req-z", "deny", &writ, &mandate, &agent_jkt(&world))]}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -569,10 +574,174 @@ async fn a_gateway_cannot_report_allows_or_answers_for_another_gateways_writs() 
             &world.gateway,
             Method::POST,
             "/v1/audit/decisions",
-            json!({"decisions": [decision("req-ok", "allow", &writ, &mandate)]}),
+            json!({"decisions": [decision("req-ok", "allow", &writ, &mandate, &agent_jkt(&world))]}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A writ issued under `mandate` (its token) for `resource`: the writ's id.
+async fn writ_for(world: &World, mandate: &str, resource: &str) -> String {
+    let (status, body) = world
+        .exchange_form(&world.agent, World::form(mandate, "/data/q3.csv", resource))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    claims(body["access_token"].as_str().unwrap())["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_gateway_cannot_report_under_a_writ_another_mandate_agent_human_or_tool() {
+    let mut world = World::new().await;
+    // Two mandates, each with a writ for `gw`: both were shown to it.
+    let (mandate, writ) = mandate_with_writ(&world).await;
+    let (other_mandate, _) = mandate_with_writ(&world).await;
+    let agent = agent_jkt(&world);
+    // Another registered key's thumbprint: an agent whose baseline must not learn this.
+    let stranger = world.other.public_key().thumbprint().to_string();
+    let size = world.issuer.store().tree_head().size;
+    let with = |verdict: &str, field: &str, value: Value| {
+        let mut decision = decision("req-m", verdict, &writ, &mandate, &agent);
+        decision[field] = value;
+        decision
+    };
+    for (verdict, field, value) in [
+        ("response", "mandate", json!(other_mandate)),
+        ("allow", "mandate", json!(other_mandate)),
+        ("response", "agent", json!(stranger)),
+        ("allow", "agent", json!(stranger)),
+        ("response", "human", json!("bob")),
+        ("allow", "human", json!("bob")),
+        ("response", "tool", json!("files/drop_table")),
+    ] {
+        let (status, body) = world
+            .call(
+                &world.gateway,
+                Method::POST,
+                "/v1/audit/decisions",
+                json!({"decisions": [with(verdict, field, value)]}),
+            )
+            .await;
+        assert_eq!(
+            (status, reason(&body)),
+            (StatusCode::BAD_REQUEST, "decision_mismatch"),
+            "{verdict} with another {field}: {body}"
+        );
+    }
+    // An allow or a response must name its writ.
+    for verdict in ["allow", "response"] {
+        let mut decision = decision("req-n", verdict, &writ, &mandate, &agent);
+        decision.as_object_mut().unwrap().remove("writ");
+        let (status, body) = world
+            .call(
+                &world.gateway,
+                Method::POST,
+                "/v1/audit/decisions",
+                json!({"decisions": [decision]}),
+            )
+            .await;
+        assert_eq!(
+            (status, reason(&body)),
+            (StatusCode::BAD_REQUEST, "invalid_decision"),
+            "{verdict} without a writ: {body}"
+        );
+    }
+    assert_eq!(world.issuer.store().tree_head().size, size);
+    // After a restart the writ's parties are read from its issuance.
+    let path = world._dir.path().join("data");
+    drop(world.issuer);
+    world.issuer = open(&path, &world.clock, Settings::default()).await;
+    world.clock.0.fetch_add(10, Ordering::SeqCst);
+    let (status, body) = world
+        .call(
+            &world.gateway,
+            Method::POST,
+            "/v1/audit/decisions",
+            json!({"decisions": [with("response", "agent", json!(stranger))]}),
+        )
+        .await;
+    assert_eq!(
+        (status, reason(&body)),
+        (StatusCode::BAD_REQUEST, "decision_mismatch"),
+        "after a restart: {body}"
+    );
+    // The writ's own mandate, agent, human and tool are recorded.
+    let (status, body) = world
+        .call(
+            &world.gateway,
+            Method::POST,
+            "/v1/audit/decisions",
+            json!({"decisions": [decision("req-m", "response", &writ, &mandate, &agent)]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let index = body["recorded"][0]["log_index"].as_u64().unwrap();
+    let leaf = world.issuer.store().leaf(index).await.unwrap().unwrap();
+    let event: Value = serde_json::from_slice(&leaf.data).unwrap();
+    assert_eq!(event["event"]["agent"], agent.as_str());
+    assert_eq!(event["event"]["mandate"], mandate.as_str());
+}
+
+#[tokio::test]
+async fn a_gateway_cannot_spend_another_gateways_request_ids() {
+    let world = World::new().await;
+    let granted = world.grant("/data/*", json!(["internal"])).await;
+    let token = granted["mandate"].as_str().unwrap();
+    let mandate = granted["id"].as_str().unwrap();
+    let ours = writ_for(&world, token, GATEWAY).await;
+    let theirs = writ_for(&world, token, OTHER).await;
+    let agent = agent_jkt(&world);
+    // `other-gw` learned `gw`'s request ids and reports them first, on its own writ.
+    let (status, body) = world
+        .call(
+            &world.other,
+            Method::POST,
+            "/v1/audit/decisions",
+            json!({"decisions": [
+                decision("req-shared", "allow", &theirs, mandate, &agent),
+                decision("req-shared", "response", &theirs, mandate, &agent),
+            ]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // `gw`'s own reports of those requests are still recorded.
+    let report = json!({"decisions": [
+        decision("req-shared", "allow", &ours, mandate, &agent),
+        decision("req-shared", "response", &ours, mandate, &agent),
+    ]});
+    let (status, body) = world
+        .call(
+            &world.gateway,
+            Method::POST,
+            "/v1/audit/decisions",
+            report.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for recorded in body["recorded"].as_array().unwrap() {
+        assert_eq!(recorded["duplicate"], false, "{body}");
+        let index = recorded["log_index"].as_u64().unwrap();
+        let leaf = world.issuer.store().leaf(index).await.unwrap().unwrap();
+        let event: Value = serde_json::from_slice(&leaf.data).unwrap();
+        assert_eq!(event["event"]["gateway"], "gw");
+        assert_eq!(event["event"]["writ"], ours.as_str());
+    }
+    // Resent by `gw`, they are duplicates of its own.
+    let (status, again) = world
+        .call(&world.gateway, Method::POST, "/v1/audit/decisions", report)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    for (first, second) in body["recorded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(again["recorded"].as_array().unwrap())
+    {
+        assert_eq!(second["duplicate"], true);
+        assert_eq!(second["log_index"], first["log_index"]);
+    }
 }
 
 #[tokio::test]

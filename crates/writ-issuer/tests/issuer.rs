@@ -1749,13 +1749,17 @@ async fn gateway_decisions_are_recorded_once_per_request_id() {
     let writ = body["access_token"].as_str().unwrap();
     let writ = UnverifiedWrit::parse(writ).unwrap();
     let writ = writ.unverified_claims().unwrap();
-    let (writ, mandate) = (writ.jti.to_string(), writ.mandate.to_string());
+    let (writ, mandate, agent) = (
+        writ.jti.to_string(),
+        writ.mandate.to_string(),
+        writ.cnf.jkt.to_string(),
+    );
     let decision = |id: &str, verdict: &str| {
         json!({
             "request_id": id, "time": 1_700_000_000, "decision": verdict,
             "reason": if verdict == "allow" { "allowed" } else { "tool_mismatch" },
             "route": "files", "method": "tools/call", "target": "read_file",
-            "writ": writ, "mandate": mandate, "agent": "jkt", "human": "alice"
+            "writ": writ, "mandate": mandate, "agent": agent, "human": "alice"
         })
     };
     let report = json!({"decisions": [decision("req-1", "allow"), decision("req-2", "deny")]});
@@ -2250,12 +2254,16 @@ async fn the_same_decisions_in_reports_arriving_together_are_recorded_once() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let writ = UnverifiedWrit::parse(body["access_token"].as_str().unwrap()).unwrap();
     let writ = writ.unverified_claims().unwrap();
-    let (writ, mandate) = (writ.jti.to_string(), writ.mandate.to_string());
+    let (writ, mandate, agent) = (
+        writ.jti.to_string(),
+        writ.mandate.to_string(),
+        writ.cnf.jkt.to_string(),
+    );
     let decision = |id: &str| {
         json!({
             "request_id": id, "time": 1_700_000_000, "decision": "allow",
             "reason": "allowed", "route": "files", "method": "tools/call",
-            "target": "read_file", "writ": writ, "mandate": mandate, "agent": "jkt",
+            "target": "read_file", "writ": writ, "mandate": mandate, "agent": agent,
             "human": "alice"
         })
     };
