@@ -221,7 +221,7 @@ fn keys(consent: &Consent) -> Vec<String> {
 pub(crate) struct ConsentView {
     #[serde(flatten)]
     consent: Consent,
-    /// `active`, `withdrawn` or `expired`.
+    /// `active`, `withdrawn`, `expired`, or `lapsed` (the agent changed owner since).
     status: &'static str,
 }
 
@@ -240,11 +240,17 @@ pub(crate) async fn list(
     let caller = authenticate(&issuer, &method, "/v1/delegation-consents", &headers).await?;
     let human = caller.human()?;
     let now = crate::seconds(issuer.now());
-    let mut given: Vec<Consent> = Vec::new();
+    let mut given: Vec<(u64, Consent)> = Vec::new();
     let mut withdrawn: Vec<String> = Vec::new();
-    for (kind, event) in leaves(&issuer, &format!("consent-party:{}", human.id)).await? {
+    for (index, kind, event) in
+        indexed_leaves(&issuer, &format!("consent-party:{}", human.id)).await?
+    {
         match kind.as_str() {
-            CONSENTED => given.extend(serde_json::from_value::<Consent>(event).ok()),
+            CONSENTED => given.extend(
+                serde_json::from_value::<Consent>(event)
+                    .ok()
+                    .map(|consent| (index, consent)),
+            ),
             WITHDRAWN => withdrawn.extend(
                 event
                     .get("consent")
@@ -254,20 +260,19 @@ pub(crate) async fn list(
             _ => {}
         }
     }
-    let consents = given
-        .into_iter()
-        .rev()
-        .map(|consent| {
-            let status = if withdrawn.contains(&consent.consent) {
-                "withdrawn"
-            } else if consent.expires_at <= now {
-                "expired"
-            } else {
-                "active"
-            };
-            ConsentView { consent, status }
-        })
-        .collect();
+    let mut consents = Vec::with_capacity(given.len());
+    for (index, consent) in given.into_iter().rev() {
+        let status = if withdrawn.contains(&consent.consent) {
+            "withdrawn"
+        } else if consent.expires_at <= now {
+            "expired"
+        } else if lapsed(&issuer, &consent, index).await? {
+            "lapsed"
+        } else {
+            "active"
+        };
+        consents.push(ConsentView { consent, status });
+    }
     Ok(Json(ConsentList { consents }))
 }
 
@@ -413,6 +418,25 @@ pub(crate) async fn withdraw(
     }))
 }
 
+/// The index of the leaf that last transferred agent `jkt`, if it ever changed owner.
+async fn last_transfer(issuer: &Issuer, jkt: &str) -> Result<Option<u64>, ApiError> {
+    Ok(issuer
+        .store
+        .lookup(&crate::lifecycle::transferred_key(jkt))
+        .await?
+        .into_iter()
+        .max())
+}
+
+/// Whether `consent`, recorded at leaf `index`, lapsed: its agent changed owner since.
+async fn lapsed(issuer: &Issuer, consent: &Consent, index: u64) -> Result<bool, ApiError> {
+    let owner = issuer.store.agent(&consent.agent).map(|agent| agent.owner);
+    Ok(owner.as_deref() != Some(consent.owner.as_str())
+        || last_transfer(issuer, &consent.agent)
+            .await?
+            .is_some_and(|transferred| transferred > index))
+}
+
 /// The leaves found under `key`, oldest first: each leaf's kind and event.
 async fn leaves(issuer: &Issuer, key: &str) -> Result<Vec<(String, Value)>, ApiError> {
     Ok(indexed_leaves(issuer, key)
@@ -454,12 +478,7 @@ pub(crate) async fn consents(
 ) -> Result<Result<[String; 2], &'static str>, ApiError> {
     let mut consents: Vec<Consent> = Vec::new();
     let mut withdrawn: Vec<String> = Vec::new();
-    let transferred = issuer
-        .store
-        .lookup(&crate::lifecycle::transferred_key(&agent.jkt))
-        .await?
-        .into_iter()
-        .max();
+    let transferred = last_transfer(issuer, &agent.jkt).await?;
     for (index, kind, event) in
         indexed_leaves(issuer, &format!("consent-to:{}:{from}", agent.jkt)).await?
     {

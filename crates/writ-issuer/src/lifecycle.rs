@@ -10,6 +10,9 @@
 //! - **Offboarding** (`POST /v1/humans/{id}/offboard`, `writ human offboard`, or SCIM): the
 //!   human and every mandate they granted are revoked, and the agents they own are
 //!   suspended until `POST /v1/agents/{name}/transfer` gives them a new owner.
+//! - **Transfer** (`POST /v1/agents/{name}/transfer`, for administrators): the mandates the
+//!   agent holds from humans other than its new owner are revoked with their subtrees, and
+//!   every consent given for it lapses for good.
 //!
 //! Each is one audit leaf whose effects commit with it (`Write::Many`), and each revocation
 //! reaches the gateways through the revocation feed.

@@ -14,9 +14,10 @@
 //!
 //! Checks, in order: the form, the DPoP proof, the mandate (signature, type, issuer,
 //! audience, expiry), the proof's key is the mandate's `cnf.jkt`, nothing in the chain is
-//! revoked, the agent is active and within its lifetime, the human is active, the resource
-//! is a registered gateway, the call is one detail inside the mandate's grants, the tool is
-//! in the inventory, policy permits, and the call does not drift from the agent's baseline
+//! revoked, every agent in the chain is active and within its lifetime, the human and every
+//! agent's owner are active and unrevoked, the resource is a registered gateway, the call is
+//! one detail inside the mandate's grants, the tool is in the inventory, policy permits (with
+//! the entitlements the human and every owner in the chain share), and the call does not drift from the agent's baseline
 //! (`behaviour.rs`). Then the issuance is appended durably to the audit
 //! log, and only then is the writ signed, carrying its `log_index`.
 

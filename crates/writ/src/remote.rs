@@ -537,7 +537,8 @@ pub(crate) enum MandateCommand {
         remote: Remote,
     },
     /// The delegation consents you are party to (as the agent's owner, or as the human
-    /// whose mandates they concern), newest first, each `active`, `withdrawn` or `expired`.
+    /// whose mandates they concern), newest first, each `active`, `withdrawn`, `expired`
+    /// or `lapsed` (the agent changed owner since).
     Consents {
         #[command(flatten)]
         remote: Remote,

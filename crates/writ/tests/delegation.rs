@@ -972,6 +972,28 @@ async fn a_transfer_revokes_what_the_agent_held_for_others_and_lapses_consents_f
         (StatusCode::FORBIDDEN, Some("delegate_other_owner")),
         "{body}"
     );
+    // Listed as lapsed, to both parties.
+    for party in [&bob, &world.alice] {
+        let listed = party.get("/v1/delegation-consents").await.unwrap();
+        let statuses: Vec<&str> = listed["consents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|consent| consent["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(statuses, ["lapsed", "lapsed"], "{listed}");
+    }
+    // A transfer to the owner it has already changes nothing.
+    let error = world
+        .admin
+        .post(
+            "/v1/agents/bob-bot/transfer",
+            Some(&json!({"owner": "bob"})),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("already_owner"), "{error}");
     // Consented again, after the transfer: delegated.
     both_consent(&world, &bob).await;
     let (status, body) = world
