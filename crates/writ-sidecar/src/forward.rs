@@ -116,15 +116,7 @@ impl Sidecar {
                     request = request.header(name, value);
                 }
             }
-            let response = request.body(body.clone()).send().await.map_err(|error| {
-                Refusal::sidecar(
-                    "gateway_unreachable",
-                    format!(
-                        "the gateway at {} could not be reached: {error}",
-                        self.route
-                    ),
-                )
-            })?;
+            let response = self.send_to_gateway(request.body(body.clone())).await?;
             let status = response.status();
             let mut answer = HeaderMap::new();
             for (name, value) in response.headers() {

@@ -368,6 +368,22 @@ impl Sidecar {
             .map_err(|error| DelegationError::from(Refusal::from(error)))
     }
 
+    /// Sends a request to the gateway; a gateway that cannot be reached is a refusal.
+    async fn send_to_gateway(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Refusal> {
+        request.send().await.map_err(|error| {
+            Refusal::sidecar(
+                "gateway_unreachable",
+                format!(
+                    "the gateway at {} could not be reached: {error}",
+                    self.route
+                ),
+            )
+        })
+    }
+
     /// A request to `url` (on the gateway) carrying `writ` and a fresh proof bound to it.
     fn gateway_request(
         &self,

@@ -166,15 +166,7 @@ impl Sidecar {
         if let Some(session) = session.filter(|_| method != "initialize") {
             request = request.header("mcp-session-id", session);
         }
-        let response = request.send().await.map_err(|error| {
-            Refusal::sidecar(
-                "gateway_unreachable",
-                format!(
-                    "the gateway at {} could not be reached: {error}",
-                    self.route
-                ),
-            )
-        })?;
+        let response = self.send_to_gateway(request).await?;
         let status = response.status();
         let request_id = header(&response, crate::REQUEST_ID_HEADER);
         if let Some(session) = header(&response, "mcp-session-id")
