@@ -726,6 +726,22 @@ async fn the_command_line_gives_and_withdraws_consents() {
 }
 
 /// Both consents for alice's mandates to reach bob's `bob-bot`.
+/// The answer of a token request the data-clearance policy refused.
+fn refused_for_clearance(status: StatusCode, body: &Value) {
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::FORBIDDEN, Some("policy_forbid")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("invoke-needs-data-clearance"),
+        "{body}"
+    );
+}
+
 async fn both_consent(world: &World, bob: &writ_client::IssuerClient) {
     let consent = json!({"agent": "bob-bot", "from": "alice"});
     bob.post("/v1/delegation-consents", Some(&consent))
@@ -759,18 +775,7 @@ async fn a_chain_may_do_only_what_every_owner_in_it_is_entitled_to() {
     let (status, body) = world
         .try_writ_as(&bob_bot, &child, &resource, detail.clone())
         .await;
-    assert_eq!(
-        (status, body["reason"].as_str()),
-        (StatusCode::FORBIDDEN, Some("policy_forbid")),
-        "{body}"
-    );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("invoke-needs-data-clearance"),
-        "{body}"
-    );
+    refused_for_clearance(status, &body);
 
     // Cleared: it reads. Clearance removed: it stops.
     let cleared = world.entitle("bob", &[], &["internal"]).await;
@@ -788,18 +793,7 @@ async fn a_chain_may_do_only_what_every_owner_in_it_is_entitled_to() {
         .await
         .unwrap();
     let (status, body) = world.try_writ_as(&bob_bot, &child, &resource, detail).await;
-    assert_eq!(
-        (status, body["reason"].as_str()),
-        (StatusCode::FORBIDDEN, Some("policy_forbid")),
-        "{body}"
-    );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("invoke-needs-data-clearance"),
-        "{body}"
-    );
+    refused_for_clearance(status, &body);
 }
 
 /// Regression: revoking human bob revoked the mandates bob granted, but his agent went on
@@ -894,18 +888,7 @@ async fn an_administrators_exemption_does_not_pass_down_to_a_members_agent() {
     let (status, body) = world
         .try_writ_as(&bob_bot, &token(&child), &resource, detail)
         .await;
-    assert_eq!(
-        (status, body["reason"].as_str()),
-        (StatusCode::FORBIDDEN, Some("policy_forbid")),
-        "{body}"
-    );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("invoke-needs-data-clearance"),
-        "{body}"
-    );
+    refused_for_clearance(status, &body);
 }
 
 /// Regression: a transferred agent kept the mandates its former owner's humans had given
