@@ -9,261 +9,41 @@
     reason = "test code"
 )]
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use common::clocked::{TestClock, World};
+use common::{GATEWAY, ISSUER, START, reason};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 use writ_issuer::{Clock, Issuer, Settings};
-use writ_jose::{Algorithm, KeySet, SigningKey};
-use writ_token::{Audience, Expectations, ProofClaims, UnixTime, UnverifiedWrit};
-
-const ISSUER: &str = "https://issuer.test";
-const GATEWAY: &str = "https://gateway.test/mcp/files";
-const START: u64 = 1_800_000_000;
-
-#[derive(Default)]
-struct TestClock(AtomicU64);
-
-impl Clock for TestClock {
-    fn now(&self) -> UnixTime {
-        UnixTime::from_secs(START + self.0.load(Ordering::SeqCst))
-    }
-}
-
-struct World {
-    _dir: tempfile::TempDir,
-    dir: std::path::PathBuf,
-    issuer: Arc<Issuer>,
-    clock: Arc<TestClock>,
-    admin: SigningKey,
-    alice: SigningKey,
-    agent: SigningKey,
-    gateway: SigningKey,
-    jti: AtomicU64,
-}
+use writ_jose::{Algorithm, SigningKey};
+use writ_token::{Audience, Expectations, ProofClaims, UnverifiedWrit};
 
 impl World {
+    /// The common world, alice also entitled to every `files` tool.
     async fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("data");
-        writ_issuer::init(&path, ISSUER, "root", &dir.path().join("admin.key"))
-            .await
-            .unwrap();
-        let admin = writ_keystore::load(&dir.path().join("admin.key")).unwrap();
-        let clock = Arc::new(TestClock::default());
-        let issuer = open(&path, &clock, Settings::default()).await;
-        let world = World {
-            dir: path,
-            _dir: dir,
-            issuer,
-            clock,
-            admin,
-            alice: SigningKey::generate(Algorithm::EdDSA).unwrap(),
-            agent: SigningKey::generate(Algorithm::EdDSA).unwrap(),
-            gateway: SigningKey::generate(Algorithm::EdDSA).unwrap(),
-            jti: AtomicU64::new(0),
-        };
-        world.setup().await;
-        world
-    }
-
-    async fn setup(&self) {
-        let jwk = |key: &SigningKey| serde_json::to_value(key.public_key().to_jwk()).unwrap();
-        let (status, body) = self
-            .call(
-                &self.admin,
-                Method::POST,
-                "/v1/humans",
-                json!({"id": "alice", "jwk": jwk(&self.alice)}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let (status, body) = self
-            .call(
-                &self.admin,
-                Method::POST,
-                "/v1/providers",
-                json!({
-                    "name": "files", "kind": "mcp",
-                    "tools": [{"name": "read_file", "labels": ["internal"]}, {"name": "drop_table"}]
-                }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let (status, body) = self
-            .call(
-                &self.admin,
-                Method::POST,
-                "/v1/gateways",
-                json!({"name": "gw", "jwk": jwk(&self.gateway), "audience": GATEWAY}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let (status, body) = self
-            .call(
-                &self.admin,
-                Method::POST,
-                "/v1/entitlements",
-                json!({"subject": "alice", "labels": ["internal"],
-                       "tools": ["files/read_file", "files/drop_table", "files/*"]}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let (status, body) = self
-            .call(&self.alice, Method::POST, "/v1/agents", json!({
-                "name": "report-bot", "jwk": jwk(&self.agent), "tools": ["files/read_file", "files/drop_table"]
-            }))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-
-    fn proof(&self, key: &SigningKey, method: &Method, path: &str) -> String {
-        let jti = format!("p{}", self.jti.fetch_add(1, Ordering::SeqCst));
-        ProofClaims::new(
-            method.as_str(),
-            &format!("{ISSUER}{path}"),
-            self.clock.now(),
-            jti,
-        )
-        .sign(key)
-        .unwrap()
-    }
-
-    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
-        let response = writ_issuer::router(Arc::clone(&self.issuer))
-            .oneshot(request)
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    async fn call(
-        &self,
-        key: &SigningKey,
-        method: Method,
-        path: &str,
-        body: Value,
-    ) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header(
-                "dpop",
-                self.proof(key, &method, path.split('?').next().unwrap()),
-            )
-            .header("content-type", "application/json")
-            .body(if method == Method::GET {
-                Body::empty()
-            } else {
-                Body::from(body.to_string())
-            })
-            .unwrap();
-        self.send(request).await
-    }
-
-    async fn grant(&self, path_glob: &str, datatypes: Value) -> Value {
-        let (status, body) = self
-            .call(
-                &self.alice,
-                Method::POST,
-                "/v1/mandates",
-                json!({
-                    "agent": "report-bot",
-                    "task": "Summarize the Q3 reports in /data",
-                    "summary": "Q3 summary",
-                    "grants": [{
-                        "type": "mcp_tool_call", "server": "files", "tool": "read_file",
-                        "arguments": {"object": {"required": {"path": {"glob": path_glob}}}},
-                        "datatypes": datatypes
-                    }]
-                }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        body
-    }
-
-    fn form(mandate: &str, path: &str, resource: &str) -> String {
-        let details = json!([{
-            "type": "mcp_tool_call", "server": "files", "tool": "read_file",
-            "arguments": {"object": {"required": {"path": {"exact": path}}}},
-            "datatypes": ["internal"]
-        }]);
-        serde_urlencoded::to_string([
-            (
-                "grant_type",
-                "urn:ietf:params:oauth:grant-type:token-exchange",
-            ),
-            ("subject_token", mandate),
-            (
-                "subject_token_type",
-                "urn:writ:params:oauth:token-type:mandate",
-            ),
-            ("resource", resource),
-            ("authorization_details", &details.to_string()),
-        ])
-        .unwrap()
-    }
-
-    async fn exchange_form(&self, key: &SigningKey, form: String) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri("/token")
-            .header("dpop", self.proof(key, &Method::POST, "/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Body::from(form))
-            .unwrap();
-        self.send(request).await
-    }
-
-    async fn exchange(&self, mandate: &str, path: &str) -> (StatusCode, Value) {
-        self.exchange_form(&self.agent, World::form(mandate, path, GATEWAY))
-            .await
-    }
-
-    async fn key_set(&self) -> KeySet {
-        let request = Request::builder()
-            .uri("/.well-known/jwks.json")
-            .body(Body::empty())
-            .unwrap();
-        let (status, body) = self.send(request).await;
-        assert_eq!(status, StatusCode::OK);
-        KeySet::from_jwks_json(body.to_string().as_bytes()).unwrap()
+        World::with(None, &["files/read_file", "files/drop_table", "files/*"]).await
     }
 }
 
+/// The issuer over `path` on `clock`. A restarted issuer refuses proofs made before it
+/// started plus the skew: then the clock moves past them, as a client that retries with
+/// fresh proofs would.
 async fn open(path: &Path, clock: &Arc<TestClock>, settings: Settings) -> Arc<Issuer> {
-    let settings = Settings {
-        checkpoint_interval: std::time::Duration::from_millis(50),
-        ..settings
-    };
     let skew = settings.skew;
     let restart = path.join("replay-horizon").exists();
-    let issuer = Issuer::open_with_clock(path, settings, Arc::clone(clock) as Arc<dyn Clock>)
-        .await
-        .unwrap();
-    // A restarted issuer refuses proofs made before it started plus the skew: move past
-    // them, as a client that retries with fresh proofs would.
+    let issuer = common::clocked::open(path, clock, settings).await;
     if restart {
         clock.0.fetch_add(skew + 1, Ordering::SeqCst);
     }
     issuer
-}
-
-fn reason(body: &Value) -> &str {
-    body["reason"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no reason in {body}"))
 }
 
 #[tokio::test]

@@ -11,6 +11,8 @@
     reason = "test code"
 )]
 
+pub mod clocked;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
