@@ -1010,7 +1010,8 @@ fn check_http_body(headers: &HeaderMap, body: &[u8]) -> Result<(), Denial> {
         "application/x-www-form-urlencoded" => body.split(|&b| b == b'&').any(|pair| {
             let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
             let name = String::from_utf8_lossy(name).replace('+', " ");
-            percent_decoded(&name).eq_ignore_ascii_case("_method")
+            writ_scope::percent_decode(&name)
+                .is_some_and(|name| name.eq_ignore_ascii_case(b"_method"))
         }),
         "multipart/form-data" => {
             let text = String::from_utf8_lossy(body).to_ascii_lowercase();
@@ -1022,30 +1023,6 @@ fn check_http_body(headers: &HeaderMap, body: &[u8]) -> Result<(), Denial> {
         return Err(overridden());
     }
     Ok(())
-}
-
-/// `text` with its `%XX` escapes decoded (lossily: a form name is compared, not used).
-fn percent_decoded(text: &str) -> String {
-    let mut bytes = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&byte, tail)) = rest.split_first() {
-        let escaped = (byte == b'%')
-            .then(|| tail.get(..2))
-            .flatten()
-            .and_then(|digits| std::str::from_utf8(digits).ok())
-            .and_then(|digits| u8::from_str_radix(digits, 16).ok());
-        match escaped {
-            Some(value) => {
-                bytes.push(value);
-                rest = tail.get(2..).unwrap_or_default();
-            }
-            None => {
-                bytes.push(byte);
-                rest = tail;
-            }
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Whether the request's body is JSON by its `Content-Type` (`application/json` or a

@@ -50,4 +50,6 @@ pub use detail::{
     AuthorizationDetail, Call, DetailError, Grants, Labels, MAX_GRANTS, MAX_SET, Mismatch,
 };
 pub use names::{HttpMethod, Label, McpMethod, NameError, PathPattern, ServerName, ToolName};
-pub use path::{MAX_PATH_LEN, Parameters, PathError, QueryError, check_path, parse_query};
+pub use path::{
+    MAX_PATH_LEN, Parameters, PathError, QueryError, check_path, parse_query, percent_decode,
+};

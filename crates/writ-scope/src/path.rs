@@ -223,7 +223,8 @@ fn check(path: &str, parameters: Parameters, pattern: bool) -> Result<(), PathEr
         }
         index += 1;
     }
-    let decoded = String::from_utf8(percent_decode(path)).map_err(|_| PathError::InvalidUtf8)?;
+    let decoded = percent_decode(path).ok_or(PathError::MalformedEscape)?;
+    let decoded = String::from_utf8(decoded).map_err(|_| PathError::InvalidUtf8)?;
     match decoded.chars().find(|c| CONFUSABLE.contains(c)) {
         Some(c) => Err(PathError::Confusable(c)),
         None => Ok(()),
@@ -249,29 +250,26 @@ pub(crate) fn without_parameters(path: &str) -> String {
         .join("/")
 }
 
-/// The bytes `text` stands for, with each well-formed `%XX` escape decoded.
-fn percent_decode(text: &str) -> Vec<u8> {
+/// The bytes `text` stands for, each `%XX` escape decoded once (either case of hex);
+/// `None` when a `%` does not start two hex digits.
+pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while let Some(&byte) = bytes.get(index) {
-        let escaped = (byte == b'%')
-            .then(|| bytes.get(index + 1..index + 3))
-            .flatten()
-            .and_then(|digits| std::str::from_utf8(digits).ok())
-            .and_then(|digits| u8::from_str_radix(digits, 16).ok());
-        match escaped {
-            Some(value) => {
-                decoded.push(value);
-                index += 3;
-            }
-            None => {
-                decoded.push(byte);
-                index += 1;
-            }
+        if byte == b'%' {
+            let value = bytes
+                .get(index + 1..index + 3)
+                .and_then(|digits| std::str::from_utf8(digits).ok())
+                .and_then(|digits| u8::from_str_radix(digits, 16).ok())?;
+            decoded.push(value);
+            index += 3;
+        } else {
+            decoded.push(byte);
+            index += 1;
         }
     }
-    decoded
+    Some(decoded)
 }
 
 /// RFC 3986 §3.3 `pchar`, without `pct-encoded`: unreserved, sub-delims, `:` and `@`.
@@ -447,24 +445,9 @@ pub fn parse_query(query: &str) -> Result<Map<String, Value>, QueryError> {
 
 /// Percent-decodes one name or value into UTF-8.
 fn decode(text: &str) -> Result<String, QueryError> {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while let Some(&byte) = bytes.get(index) {
-        if byte == b'%' {
-            let digits = bytes
-                .get(index + 1..index + 3)
-                .and_then(|digits| std::str::from_utf8(digits).ok())
-                .and_then(|digits| u8::from_str_radix(digits, 16).ok())
-                .ok_or(QueryError::MalformedEscape)?;
-            decoded.push(digits);
-            index += 3;
-        } else {
-            decoded.push(byte);
-            index += 1;
-        }
-    }
-    String::from_utf8(decoded).map_err(|_| QueryError::MalformedEscape)
+    percent_decode(text)
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or(QueryError::MalformedEscape)
 }
 
 #[cfg(test)]
@@ -603,6 +586,8 @@ mod tests {
             let error = parse_query(query).unwrap_err();
             assert_eq!(error.code(), code, "{query}: {error}");
         }
+        assert_eq!(percent_decode("a%2fb%2F"), Some(b"a/b/".to_vec()));
+        assert_eq!(percent_decode("a%2"), None);
         let padded = vec!["a=1"; MAX_QUERY_PAIRS + 1].join("&");
         assert_eq!(parse_query(&padded), Err(QueryError::TooManyPairs));
     }
