@@ -982,6 +982,17 @@ fn check_http_body(headers: &HeaderMap, body: &[u8]) -> Result<(), Denial> {
     if body.is_empty() {
         return Ok(());
     }
+    // The checks below read the bytes as sent: a server that decompressed them would read
+    // a body they never saw.
+    if single_header(headers, "content-encoding")?
+        .is_some_and(|encoding| !encoding.eq_ignore_ascii_case("identity"))
+    {
+        return Err(Denial::status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content_type_unsupported",
+            "a request body is sent without a `content-encoding`",
+        ));
+    }
     let overridden = || {
         Denial::bad_request(
             "method_override",

@@ -42,23 +42,18 @@ pub(crate) fn json_denial(error: JsonError, malformed: &'static str) -> Denial {
     Denial::bad_request(reason, format!("the body is refused: {error}"))
 }
 
-/// A mirrored header's value: at most one, visible ASCII, decoded from SEP-2243's
-/// `=?base64?…?=` form when it has it.
+/// A mirrored header's value (at most one, visible ASCII: `single_header`), decoded from
+/// SEP-2243's `=?base64?…?=` form when it has it.
 fn mirrored(headers: &HeaderMap, name: &str) -> Result<Option<String>, Denial> {
-    let mut values = headers.get_all(name).iter();
-    let Some(value) = values.next() else {
+    let Some(text) = crate::single_header(headers, name)? else {
         return Ok(None);
     };
     let malformed = || {
         Denial::bad_request(
             "mcp_header_mismatch",
-            format!("`{name}` must appear once, as visible ASCII or `=?base64?…?=`"),
+            format!("`{name}` must be visible ASCII or `=?base64?…?=` of UTF-8"),
         )
     };
-    if values.next().is_some() {
-        return Err(malformed());
-    }
-    let text = value.to_str().map_err(|_| malformed())?;
     match text
         .strip_prefix("=?base64?")
         .and_then(|rest| rest.strip_suffix("?="))

@@ -329,6 +329,31 @@ async fn json_bodies_on_http_routes_are_read_one_way_too() {
         );
     }
 
+    // A compressed body would hide its `_method` from the check: refused.
+    let writ = world
+        .writ(
+            &mandate,
+            "/api/crm",
+            json!({"type": "http_request", "server": "crm", "methods": ["GET"], "path": "/customers/42"}),
+        )
+        .await;
+    let response = world
+        .http
+        .get(&url)
+        .header("authorization", format!("DPoP {writ}"))
+        .header("dpop", world.proof("GET", &url, &writ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 0x08, 0x00])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    assert_eq!(
+        reason_of(&response.text().await.unwrap()),
+        "content_type_unsupported"
+    );
+
     // Header names with `_` are read as `-` by CGI and WSGI servers: they stop here.
     let writ = world
         .writ(

@@ -144,23 +144,8 @@ async fn resolve(
     };
     let (resolved, owner) = match kind {
         Kind::Agent => {
-            let by_key = issuer.store.agent(subject);
-            let by_name = issuer.store.agent_by_name(subject);
-            let agent = match (by_key, by_name) {
-                (Some(by_key), Some(by_name)) if by_key.jkt != by_name.jkt => {
-                    return Err(ApiError::new(
-                        StatusCode::CONFLICT,
-                        "invalid_request",
-                        "ambiguous_subject",
-                        format!(
-                            "`{subject}` is the thumbprint of agent `{}` and the name of agent `{}`: revoke by the thumbprint `{}` or `{}`",
-                            by_key.name, by_name.name, by_key.jkt, by_name.jkt
-                        ),
-                    ));
-                }
-                (Some(agent), _) | (None, Some(agent)) => agent,
-                (None, None) => return Err(unknown(kind, subject)),
-            };
+            let agent = crate::consent::agent_named(issuer, subject)?
+                .ok_or_else(|| unknown(kind, subject))?;
             (agent.jkt, Some(agent.owner))
         }
         Kind::Human => match issuer.store.human(subject) {
@@ -174,19 +159,7 @@ async fn resolve(
         Kind::Writ => {
             // A writ exists once its `writ_issued` leaf does; gateways' reports name writ
             // ids too, so only the issuance counts.
-            let mut issued = false;
-            for index in issuer.store.lookup(&format!("writ:{subject}")).await? {
-                if issuer
-                    .store
-                    .leaf(index)
-                    .await?
-                    .is_some_and(|leaf| leaf.kind == "writ_issued")
-                {
-                    issued = true;
-                    break;
-                }
-            }
-            if !issued {
+            if crate::gateways::issued(issuer, subject).await?.is_none() {
                 return Err(unknown(kind, subject));
             }
             (subject.to_owned(), None)

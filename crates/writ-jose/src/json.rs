@@ -266,8 +266,8 @@ impl<'de> Visitor<'de> for NoDuplicates<'_> {
     }
 }
 
-/// A member name as parsers that ignore letter case see it: Unicode simple case folding
-/// (upper case, then lower case). Names already folded stay borrowed.
+/// A member name as parsers that ignore letter case see it. Names already folded stay
+/// borrowed.
 fn folded(name: Cow<'_, str>) -> Cow<'_, str> {
     if name
         .bytes()
@@ -275,13 +275,27 @@ fn folded(name: Cow<'_, str>) -> Cow<'_, str> {
     {
         name
     } else {
-        Cow::Owned(
-            name.chars()
-                .flat_map(char::to_uppercase)
-                .flat_map(char::to_lowercase)
-                .collect(),
-        )
+        Cow::Owned(fold_case(&name))
     }
+}
+
+/// `text` folded the way Go's `encoding/json` and .NET match names without regard to case:
+/// each character to upper and then to lower case, but only by mappings to one character
+/// (simple case folding), so `ſ` is `s`, the Kelvin sign `k` and `ẞ` `ß`, while `ß` stays
+/// itself rather than becoming `ss`.
+pub fn fold_case(text: &str) -> String {
+    fn single(mut mapped: impl Iterator<Item = char>, original: char) -> char {
+        match (mapped.next(), mapped.next()) {
+            (Some(one), None) => one,
+            _ => original,
+        }
+    }
+    text.chars()
+        .map(|c| {
+            let upper = single(c.to_uppercase(), c);
+            single(upper.to_lowercase(), upper)
+        })
+        .collect()
 }
 
 /// A member name, borrowed from the input unless it contains escapes.
@@ -348,6 +362,8 @@ mod tests {
             // Go folds `ſ` (long s) into `s` and the Kelvin sign into `k`.
             "{\"a\":{\"s\":1,\"\u{17f}\":2}}",
             "{\"a\":{\"K\":1,\"\u{212a}\":2}}",
+            // Simple folding: `ẞ` is `ß` (and `ß` is not `ss`).
+            "{\"\u{df}\":1,\"\u{1e9e}\":2}",
         ] {
             let error = from_slice_strict::<Value>(text.as_bytes()).unwrap_err();
             assert!(

@@ -50,7 +50,7 @@ mod strict;
 
 pub use b64::{Base64Error, decode as base64url_decode, encode as base64url_encode};
 pub use idp::IdpKeySet;
-pub use json::{JsonError, from_slice_strict, sort_members};
+pub use json::{JsonError, fold_case, from_slice_strict, sort_members};
 pub use jwk::{Jwk, JwkError, KeySet, KeySetError, Thumbprint, ThumbprintError};
 pub use jws::{Header, JwsError, UnverifiedJws};
 pub use key::{

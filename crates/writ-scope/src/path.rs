@@ -200,9 +200,8 @@ fn check(path: &str, parameters: Parameters, pattern: bool) -> Result<(), PathEr
         }
         if !name.is_empty()
             && name
-                .replace("%20", " ")
-                .chars()
-                .all(|c| c == '.' || c == ' ')
+                .split("%20")
+                .all(|part| part.bytes().all(|b| b == b'.'))
         {
             return Err(PathError::DotSegment);
         }
@@ -435,7 +434,7 @@ pub fn parse_query(query: &str) -> Result<Map<String, Value>, QueryError> {
             return Err(QueryError::MethodOverride);
         }
         // ASP.NET and others match names without regard to case.
-        if !folded.insert(name.to_lowercase()) {
+        if !folded.insert(writ_jose::fold_case(&name)) {
             return Err(QueryError::RepeatedName(name));
         }
         pairs.insert(name, Value::String(value));
@@ -581,6 +580,7 @@ mod tests {
             ("a%00=1", "query_ambiguous_name"),
             ("_method=DELETE", "method_override"),
             ("_METHOD=DELETE", "method_override"),
+            ("s=1&%C5%BF=2", "query_repeated_name"),
         ];
         for (query, code) in cases {
             let error = parse_query(query).unwrap_err();

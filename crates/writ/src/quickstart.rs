@@ -352,7 +352,7 @@ credential = {{ type = "bearer", file = {secret} }}
     )?;
     say(
         out,
-        "$ writ entitlement grant --subject alice --tools files/read_file,files/* --labels internal",
+        "$ writ entitlement grant --subject alice --tools 'files/read_file,files/*' --labels internal",
     )?;
     say(
         out,
@@ -399,7 +399,7 @@ credential = {{ type = "bearer", file = {secret} }}
     )?;
     say(
         out,
-        "$ writ agent add report-bot --tools files/read_file,files/* --key-file agent.key",
+        "$ writ agent add report-bot --tools 'files/read_file,files/*' --key-file agent.key",
     )?;
     say(
         out,

@@ -543,8 +543,8 @@ pub(crate) enum MandateCommand {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Withdraw a consent you gave (`cns_…`): no delegation is made under it any more;
-    /// mandates delegated under it stand until revoked.
+    /// Withdraw a consent you gave (`cns_…`): no delegation is made under it any more, and
+    /// the mandates delegated under it are revoked with their subtrees.
     WithdrawConsent {
         /// The consent's id.
         id: String,
@@ -831,8 +831,9 @@ pub(crate) struct RevokeArgs {
     /// Answer once the revocation is committed, without waiting for the gateways.
     #[arg(long)]
     no_wait: bool,
-    /// How long to wait for every live gateway to acknowledge it, in seconds (at most 60).
-    #[arg(long, default_value_t = 10)]
+    /// How long to wait for every live gateway to acknowledge it, in seconds (1 to 50,
+    /// within the client's own 60-second limit on a request).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=50))]
     timeout: u64,
     #[command(flatten)]
     remote: Remote,

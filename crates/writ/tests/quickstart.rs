@@ -57,7 +57,7 @@ fn quickstart_allows_the_granted_calls_denies_the_rest_and_traces_the_first() {
         "policy set ps_",
         "allow tools/call read_file on route files at gateway gw",
         "audit log verified: ",
-        "$ writ entitlement grant --subject alice --tools files/read_file,files/* --labels internal",
+        "$ writ entitlement grant --subject alice --tools 'files/read_file,files/*' --labels internal",
         "files/drop_table …  → refused [tool_not_entitled]",
         "Done: 4 allowed, 5 denied",
     ] {
